@@ -1,0 +1,117 @@
+//! BIAFLOWS / Cytomine `cytomine-0.1` descriptors.
+//!
+//! Inputs whose id starts with `cytomine` belong to the Cytomine server and are
+//! dropped; `Number` becomes an integer unless its default is a float; the
+//! command-line flag `--@id` is expanded. BIAFLOWS declares no image inputs:
+//! these workflows read a flat folder of TIFFs by convention, so nothing here
+//! can ask for Zarr.
+
+use serde_json::{Map, Value};
+
+use super::{
+    Descriptor, DescriptorFormat, ParamType, Parameter, bool_field, list_field, str_field,
+};
+
+pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
+    let mut parameters = Vec::new();
+    for (i, input) in list_field(map, "inputs")?.iter().enumerate() {
+        let Value::Object(input) = input else {
+            return Err(format!("inputs[{i}] is not a mapping"));
+        };
+        let id = str_field(input, "id");
+        if id.is_empty() {
+            return Err(format!("inputs[{i}] has no id"));
+        }
+        if id.starts_with("cytomine") || bool_field(input, "set-by-server") {
+            continue;
+        }
+        let default = input.get("default-value").filter(|v| !v.is_null()).cloned();
+        let kind = match str_field(input, "type").as_str() {
+            "Number" => match &default {
+                Some(Value::Number(n)) if n.is_f64() => ParamType::Float,
+                _ => ParamType::Integer,
+            },
+            "Integer" => ParamType::Integer,
+            "Float" => ParamType::Float,
+            "Boolean" => ParamType::Boolean,
+            _ => ParamType::String,
+        };
+        let flag = match input.get("command-line-flag").and_then(Value::as_str) {
+            Some(f) => f.replace("@id", &id),
+            None => format!("--{id}"),
+        };
+        let name = str_field(input, "name");
+        parameters.push(Parameter {
+            name: if name.is_empty() { id.clone() } else { name },
+            description: str_field(input, "description"),
+            kind,
+            default,
+            optional: bool_field(input, "optional"),
+            flag,
+            choices: input
+                .get("value-choices")
+                .and_then(Value::as_array)
+                .cloned(),
+            id,
+        });
+    }
+    let image = map.get("container-image").and_then(Value::as_object);
+    Ok(Descriptor {
+        format: DescriptorFormat::Biaflows,
+        schema_version: None,
+        name: str_field(map, "name"),
+        description: str_field(map, "description"),
+        container_image: image
+            .map(|i| str_field(i, "image"))
+            .filter(|s| !s.is_empty()),
+        command_line: map
+            .get("command-line")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        parameters,
+        image_inputs: Vec::new(),
+        requires_zarr: false,
+        requires_plate: false,
+        notes: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::descriptor::{ParamType, parse};
+
+    const CELLPOSE: &str = r#"{
+      "name": "NucleiSegmentation-Cellpose",
+      "description": "cellpose",
+      "container-image": {"image": "torecluik/w_nucleisegmentation-cellpose", "type": "singularity"},
+      "command-line": "python wrapper.py CYTOMINE_HOST DIAMETER",
+      "schema-version": "cytomine-0.1",
+      "inputs": [
+        {"id": "cytomine_host", "value-key": "@ID", "command-line-flag": "--@id", "name": "host", "set-by-server": true, "optional": false, "type": "String"},
+        {"id": "diameter", "value-key": "@ID", "command-line-flag": "--@id", "name": "Diameter", "description": "0 = auto", "default-value": 0, "optional": true, "type": "Number"},
+        {"id": "prob_threshold", "value-key": "@ID", "command-line-flag": "--@id", "name": "Prob", "default-value": 0.5, "optional": true, "type": "Number"},
+        {"id": "use_gpu", "value-key": "@ID", "command-line-flag": "--@id", "name": "GPU", "default-value": true, "type": "Boolean"},
+        {"id": "model_type", "value-key": "@ID", "command-line-flag": "--@id", "name": "Model", "default-value": "nuclei", "type": "String", "value-choices": ["nuclei", "cyto"]}
+      ]
+    }"#;
+
+    #[test]
+    fn cytomine_inputs_are_dropped_and_numbers_typed_by_default() {
+        let d = parse(CELLPOSE.as_bytes(), "descriptor.json").unwrap();
+        let ids: Vec<&str> = d.parameters.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["diameter", "prob_threshold", "use_gpu", "model_type"]);
+        assert_eq!(d.parameter("diameter").unwrap().kind, ParamType::Integer);
+        assert_eq!(
+            d.parameter("prob_threshold").unwrap().kind,
+            ParamType::Float
+        );
+        assert_eq!(d.parameter("diameter").unwrap().flag, "--diameter");
+        assert_eq!(d.parameter("diameter").unwrap().env_name(), "DIAMETER");
+        assert!(d.parameter("model_type").unwrap().choices.is_some());
+        assert!(!d.requires_zarr && !d.requires_plate);
+        assert_eq!(
+            d.container_image.as_deref(),
+            Some("torecluik/w_nucleisegmentation-cellpose")
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! BIOMERO's own `biomero-0.1` descriptor schema.
+//!
+//! Inputs carry a `type`; `image` (and `file`, `array`, …) inputs are data the
+//! staging engine provides, with `format` and `sub-type` saying what they
+//! accept, and the rest are parameters. An image input with a Zarr format or a
+//! `plate` sub-type makes the workflow require Zarr; `plate` makes it require a
+//! plate.
+
+use serde_json::{Map, Value};
+
+use super::{
+    Descriptor, DescriptorFormat, ImageInput, ParamType, Parameter, bool_field, list_field,
+    str_field, string_list,
+};
+
+/// Input types that are data, not parameters.
+const DATA_TYPES: [&str; 6] = [
+    "image",
+    "file",
+    "array",
+    "measurement",
+    "executable",
+    "directory",
+];
+
+pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
+    let mut parameters = Vec::new();
+    let mut image_inputs = Vec::new();
+    for (i, input) in list_field(map, "inputs")?.iter().enumerate() {
+        let Value::Object(input) = input else {
+            return Err(format!("inputs[{i}] is not a mapping"));
+        };
+        let id = str_field(input, "id");
+        if id.is_empty() {
+            return Err(format!("inputs[{i}] has no id"));
+        }
+        let ty = str_field(input, "type").to_ascii_lowercase();
+        if ty == "image" {
+            image_inputs.push(ImageInput {
+                id: id.clone(),
+                formats: string_list(input.get("format")),
+                subtypes: string_list(input.get("sub-type")),
+            });
+            continue;
+        }
+        if DATA_TYPES.contains(&ty.as_str()) || bool_field(input, "set-by-server") {
+            continue;
+        }
+        let default = input.get("default-value").filter(|v| !v.is_null()).cloned();
+        let kind = match ty.as_str() {
+            "integer" => ParamType::Integer,
+            "float" => ParamType::Float,
+            "boolean" => ParamType::Boolean,
+            "number" => match &default {
+                Some(Value::Number(n)) if n.is_f64() => ParamType::Float,
+                _ => ParamType::Integer,
+            },
+            _ => ParamType::String,
+        };
+        let flag = match input.get("command-line-flag").and_then(Value::as_str) {
+            Some(f) => f.replace("@id", &id),
+            None => format!("--{id}"),
+        };
+        let name = str_field(input, "name");
+        parameters.push(Parameter {
+            name: if name.is_empty() { id.clone() } else { name },
+            description: str_field(input, "description"),
+            kind,
+            default,
+            optional: bool_field(input, "optional"),
+            flag,
+            choices: input
+                .get("value-choices")
+                .and_then(Value::as_array)
+                .cloned(),
+            id,
+        });
+    }
+    let image = map.get("container-image").and_then(Value::as_object);
+    Ok(Descriptor {
+        format: DescriptorFormat::BiomeroSchema,
+        schema_version: None,
+        name: str_field(map, "name"),
+        description: str_field(map, "description"),
+        container_image: image
+            .map(|i| str_field(i, "image"))
+            .filter(|s| !s.is_empty()),
+        command_line: map
+            .get("command-line")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        parameters,
+        image_inputs,
+        requires_zarr: false,
+        requires_plate: false,
+        notes: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::descriptor::{DescriptorFormat, parse};
+
+    #[test]
+    fn zarr_and_plate_inputs_set_the_requirements() {
+        let plate = r#"{"schema-version":"biomero-0.1","name":"p","container-image":{"image":"o/p","type":"docker"},
+          "inputs":[{"id":"input","type":"image","format":["zarr"],"sub-type":["plate"]},
+                    {"id":"channel","type":"integer","default-value":0,"command-line-flag":"--channel"}]}"#;
+        let d = parse(plate.as_bytes(), "d").unwrap();
+        assert_eq!(d.format, DescriptorFormat::BiomeroSchema);
+        assert!(d.requires_zarr && d.requires_plate);
+        assert_eq!(d.parameters.len(), 1);
+
+        let zarr = r#"{"schema-version":"biomero-0.1","name":"z","inputs":[{"id":"in","type":"image","format":"ome.zarr"}]}"#;
+        let d = parse(zarr.as_bytes(), "d").unwrap();
+        assert!(d.requires_zarr && !d.requires_plate);
+
+        let tiff = r#"{"schema-version":"biomero-0.1","name":"t","inputs":[{"id":"in","type":"image","format":["tif","ometiff"]}]}"#;
+        let d = parse(tiff.as_bytes(), "d").unwrap();
+        assert!(!d.requires_zarr && !d.requires_plate);
+    }
+}

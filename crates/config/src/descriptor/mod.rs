@@ -1,0 +1,491 @@
+//! Workflow descriptors: BIAFLOWS, biomero-schema and bilayers, as one model.
+//!
+//! A workflow's repository carries a descriptor (`descriptor.json`,
+//! `descriptor.yaml` or bilayers' `config.yaml`) that lists its parameters and
+//! container, and — for biomero-schema and bilayers — the formats its image
+//! input accepts. The format is detected the way BIOMERO detects it
+//! (`schema-version` prefix first, then the shape), each format is adapted into
+//! [`Descriptor`], and `requires_zarr` / `requires_plate` are derived from the
+//! image inputs (CONTRACTS §3). [`store`] finds descriptors: shipped files, an
+//! on-disk cache, or the repository itself.
+
+mod biaflows;
+mod bilayers;
+mod biomero;
+pub mod store;
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Which descriptor dialect a file is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DescriptorFormat {
+    /// BIAFLOWS / Cytomine `cytomine-0.1` (a flat folder of TIFFs by convention).
+    Biaflows,
+    /// BIOMERO's own `biomero-0.1` schema.
+    BiomeroSchema,
+    /// A bilayers `config.yaml`.
+    Bilayers,
+}
+
+impl fmt::Display for DescriptorFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DescriptorFormat::Biaflows => "BIAFLOWS",
+            DescriptorFormat::BiomeroSchema => "biomero-schema",
+            DescriptorFormat::Bilayers => "bilayers",
+        })
+    }
+}
+
+/// The value type of a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    /// Free text (also BIAFLOWS Domain/ListDomain, bilayers radio/textbox).
+    String,
+    /// A whole number (BIAFLOWS `Number` with a non-float default).
+    Integer,
+    /// A real number.
+    Float,
+    /// true / false (bilayers `checkbox`).
+    Boolean,
+}
+
+impl fmt::Display for ParamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ParamType::String => "string",
+            ParamType::Integer => "integer",
+            ParamType::Float => "float",
+            ParamType::Boolean => "boolean",
+        })
+    }
+}
+
+/// One workflow parameter a user may set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Parameter {
+    /// Identifier; the job sees it upper-cased as an environment variable.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Human description.
+    pub description: String,
+    /// Value type.
+    #[serde(rename = "type")]
+    pub kind: ParamType,
+    /// Default value, if any.
+    pub default: Option<Value>,
+    /// Whether the user may leave it unset.
+    pub optional: bool,
+    /// The workflow's command-line flag (`--diameter`).
+    pub flag: String,
+    /// Allowed values, if restricted.
+    pub choices: Option<Vec<Value>>,
+}
+
+impl Parameter {
+    /// The environment variable that carries the value into the job (`DIAMETER`).
+    pub fn env_name(&self) -> String {
+        self.id.to_ascii_uppercase()
+    }
+
+    /// Checks a submitted value against the type and choices; returns it normalised.
+    pub fn check_value(&self, value: &Value) -> Result<Value, String> {
+        let normalised = match (self.kind, value) {
+            (ParamType::Boolean, Value::Bool(_)) => value.clone(),
+            (ParamType::Boolean, Value::String(s)) => match crate::values::parse_bool(s) {
+                Some(b) => Value::Bool(b),
+                None => return Err(format!("`{s}` is not a boolean; send true or false")),
+            },
+            (ParamType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => value.clone(),
+            (ParamType::Integer, Value::Number(n)) => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 =>
+                {
+                    #[allow(clippy::cast_possible_truncation)]
+                    Value::from(f as i64)
+                }
+                _ => return Err(format!("{n} is not a whole number")),
+            },
+            (ParamType::Integer, Value::String(s)) => match s.trim().parse::<i64>() {
+                Ok(i) => Value::from(i),
+                Err(_) => return Err(format!("`{s}` is not a whole number")),
+            },
+            (ParamType::Float, Value::Number(_)) => value.clone(),
+            (ParamType::Float, Value::String(s)) => match s.trim().parse::<f64>() {
+                Ok(f) if f.is_finite() => Value::from(f),
+                _ => return Err(format!("`{s}` is not a number")),
+            },
+            (ParamType::String, Value::String(_)) => value.clone(),
+            (ParamType::String, Value::Number(n)) => Value::String(n.to_string()),
+            (ParamType::String, Value::Bool(b)) => Value::String(b.to_string()),
+            (kind, other) => return Err(format!("{other} is not a {kind}")),
+        };
+        if let Some(choices) = &self.choices
+            && !choices.iter().any(|c| same_choice(c, &normalised))
+        {
+            let list: Vec<String> = choices.iter().map(ToString::to_string).collect();
+            return Err(format!(
+                "{normalised} is not one of the allowed values: {}",
+                list.join(", ")
+            ));
+        }
+        Ok(normalised)
+    }
+}
+
+fn same_choice(choice: &Value, v: &Value) -> bool {
+    match (choice, v) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::String(a), b) | (b, Value::String(a)) if !b.is_string() => {
+            b.as_bool()
+                .is_some_and(|x| a == if x { "true" } else { "false" })
+                || b.as_f64().is_some_and(|x| a.parse::<f64>() == Ok(x))
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// An image input and what it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageInput {
+    /// Input identifier.
+    pub id: String,
+    /// Accepted formats (`tiff`, `omezarr`, …), lower case.
+    pub formats: Vec<String>,
+    /// Sub-types (`grayscale`, `labeled`, `plate`, …), lower case.
+    pub subtypes: Vec<String>,
+}
+
+/// Formats that mean "this input is an OME-Zarr".
+pub const ZARR_FORMATS: [&str; 4] = ["zarr", "omezarr", "ome.zarr", "ome-zarr"];
+
+impl ImageInput {
+    /// Whether this input wants Zarr: a Zarr format, or a plate.
+    pub fn wants_zarr(&self) -> bool {
+        self.formats
+            .iter()
+            .any(|f| ZARR_FORMATS.contains(&f.as_str()))
+            || self.wants_plate()
+    }
+
+    /// Whether this input wants a whole plate.
+    pub fn wants_plate(&self) -> bool {
+        self.subtypes.iter().any(|s| s == "plate")
+    }
+}
+
+/// A workflow descriptor in biomero-stage's model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Descriptor {
+    /// The dialect it was written in.
+    pub format: DescriptorFormat,
+    /// `schema-version` as written, if any.
+    pub schema_version: Option<String>,
+    /// Workflow name.
+    pub name: String,
+    /// Workflow description.
+    pub description: String,
+    /// Container image (`org/name`, without tag).
+    pub container_image: Option<String>,
+    /// The workflow's command line, if given.
+    pub command_line: Option<String>,
+    /// Parameters a user may set (server-set ones and data inputs excluded).
+    pub parameters: Vec<Parameter>,
+    /// Image inputs (empty for BIAFLOWS, which has none declared).
+    pub image_inputs: Vec<ImageInput>,
+    /// An image input wants Zarr (or a plate).
+    pub requires_zarr: bool,
+    /// An image input wants a plate.
+    pub requires_plate: bool,
+    /// Things a person should know about this descriptor.
+    pub notes: Vec<String>,
+}
+
+impl Descriptor {
+    /// A parameter by id.
+    pub fn parameter(&self, id: &str) -> Option<&Parameter> {
+        self.parameters.iter().find(|p| p.id == id)
+    }
+
+    fn finish(mut self) -> Self {
+        self.requires_zarr = self.image_inputs.iter().any(ImageInput::wants_zarr);
+        self.requires_plate = self.image_inputs.iter().any(ImageInput::wants_plate);
+        self
+    }
+}
+
+/// Why a descriptor could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DescriptorError {
+    /// Neither JSON nor YAML.
+    #[error(
+        "{source_name} is neither JSON nor YAML (JSON: {json}; YAML: {yaml}); fix the file in the workflow's repository"
+    )]
+    NotJsonOrYaml {
+        /// The file or URL.
+        source_name: String,
+        /// The JSON parser's complaint.
+        json: String,
+        /// The YAML parser's complaint.
+        yaml: String,
+    },
+    /// Parsed, but not a mapping.
+    #[error("{source_name} is not a descriptor: the top level must be a mapping of keys")]
+    NotAMapping {
+        /// The file or URL.
+        source_name: String,
+    },
+    /// No known dialect matched.
+    #[error(
+        "{source_name} has an unknown schema-version `{version}`; biomero-stage reads cytomine-0.1 (BIAFLOWS), biomero-0.1 and bilayers config.yaml"
+    )]
+    UnknownSchema {
+        /// The file or URL.
+        source_name: String,
+        /// What `schema-version` said (or a summary of the keys when absent).
+        version: String,
+    },
+    /// A dialect was detected but a field is wrong.
+    #[error("{source_name}: {message}")]
+    Invalid {
+        /// The file or URL.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The descriptor could not be obtained at all.
+    #[error("{message}")]
+    Unavailable {
+        /// Where it was looked for and why it failed.
+        message: String,
+    },
+}
+
+/// Parses descriptor bytes (JSON or YAML), detecting the dialect.
+pub fn parse(bytes: &[u8], source_name: &str) -> Result<Descriptor, DescriptorError> {
+    let value = parse_document(bytes, source_name)?;
+    let Value::Object(map) = &value else {
+        return Err(DescriptorError::NotAMapping {
+            source_name: source_name.to_owned(),
+        });
+    };
+    let invalid = |message: String| DescriptorError::Invalid {
+        source_name: source_name.to_owned(),
+        message,
+    };
+    let schema_version = map.get("schema-version").and_then(Value::as_str);
+    let d = match detect(map) {
+        Some(DescriptorFormat::Biaflows) => biaflows::adapt(map).map_err(invalid)?,
+        Some(DescriptorFormat::BiomeroSchema) => biomero::adapt(map).map_err(invalid)?,
+        Some(DescriptorFormat::Bilayers) => bilayers::adapt(map).map_err(invalid)?,
+        None => {
+            return Err(DescriptorError::UnknownSchema {
+                source_name: source_name.to_owned(),
+                version: schema_version.map_or_else(
+                    || {
+                        let keys: Vec<&str> = map.keys().map(String::as_str).take(6).collect();
+                        format!("(none; keys: {})", keys.join(", "))
+                    },
+                    str::to_owned,
+                ),
+            });
+        }
+    };
+    let mut d = d.finish();
+    d.schema_version = schema_version.map(str::to_owned);
+    if let Some(v) = schema_version
+        && d.format == DescriptorFormat::Biaflows
+        && !v.starts_with("cytomine")
+    {
+        d.notes.push(format!(
+            "schema-version `{v}` is not cytomine-0.1; read as BIAFLOWS because it has container-image and inputs"
+        ));
+    }
+    for p in &d.parameters {
+        check_parameter(p).map_err(invalid)?;
+    }
+    Ok(d)
+}
+
+fn parse_document(bytes: &[u8], source_name: &str) -> Result<Value, DescriptorError> {
+    let json_err = match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => return Ok(v),
+        Err(e) => e.to_string(),
+    };
+    match serde_norway::from_slice::<Value>(bytes) {
+        Ok(v) => Ok(v),
+        Err(e) => Err(DescriptorError::NotJsonOrYaml {
+            source_name: source_name.to_owned(),
+            json: json_err,
+            yaml: e.to_string(),
+        }),
+    }
+}
+
+/// BIOMERO's detection order: `schema-version` prefix, then the shape.
+fn detect(map: &serde_json::Map<String, Value>) -> Option<DescriptorFormat> {
+    let version = map
+        .get("schema-version")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if version.starts_with("cytomine") {
+        return Some(DescriptorFormat::Biaflows);
+    }
+    if version.starts_with("biomero") || version.starts_with("1.") {
+        return Some(DescriptorFormat::BiomeroSchema);
+    }
+    if map.contains_key("container-image") && map.contains_key("inputs") {
+        return Some(DescriptorFormat::Biaflows);
+    }
+    if map.contains_key("docker_image") {
+        return Some(DescriptorFormat::Bilayers);
+    }
+    None
+}
+
+/// A parameter must be usable as an environment variable and a command-line flag.
+fn check_parameter(p: &Parameter) -> Result<(), String> {
+    let id_ok =
+        p.id.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !id_ok {
+        return Err(format!(
+            "parameter id `{}` cannot be an environment variable; ids are letters, digits and '_'",
+            p.id
+        ));
+    }
+    let flag_ok = p.flag.starts_with('-')
+        && p.flag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !flag_ok {
+        return Err(format!(
+            "parameter `{}` has command-line flag `{}`; flags are -/-- followed by letters, digits, '-' and '_'",
+            p.id, p.flag
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a string field, or a default.
+fn str_field(v: &serde_json::Map<String, Value>, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Reads a boolean field that may be written as a string.
+fn bool_field(v: &serde_json::Map<String, Value>, key: &str) -> bool {
+    match v.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => crate::values::parse_bool(s).unwrap_or(false),
+        _ => false,
+    }
+}
+
+/// Reads a field that may be one string or a list of strings, lower-cased.
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => s
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| match i {
+                Value::String(s) => Some(s.to_ascii_lowercase()),
+                Value::Null => None,
+                other => Some(other.to_string().to_ascii_lowercase()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The list under `key`, or an error naming it when it is not a list.
+fn list_field<'a>(v: &'a serde_json::Map<String, Value>, key: &str) -> Result<&'a [Value], String> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(format!("`{key}` must be a list")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn detection_follows_biomero() {
+        let biaflows = br#"{"schema-version":"cytomine-0.1","name":"x","container-image":{"image":"a/b","type":"singularity"},"inputs":[]}"#;
+        assert_eq!(
+            parse(biaflows, "d").unwrap().format,
+            DescriptorFormat::Biaflows
+        );
+        let boutiques = br#"{"schema-version":"boutiques-0.5","name":"x","container-image":{"image":"a/b"},"inputs":[]}"#;
+        let d = parse(boutiques, "d").unwrap();
+        assert_eq!(d.format, DescriptorFormat::Biaflows);
+        assert_eq!(d.notes.len(), 1);
+        let bilayers = b"docker_image:\n  org: o\n  name: n\ninputs: []\n";
+        assert_eq!(
+            parse(bilayers, "c").unwrap().format,
+            DescriptorFormat::Bilayers
+        );
+    }
+
+    #[test]
+    fn an_unknown_schema_version_is_refused() {
+        let e = parse(br#"{"schema-version":"cwl-1.2","name":"x"}"#, "d.json").unwrap_err();
+        assert!(matches!(e, DescriptorError::UnknownSchema { .. }));
+        assert!(e.to_string().contains("cwl-1.2"), "{e}");
+    }
+
+    #[test]
+    fn text_that_is_not_json_or_yaml_is_refused() {
+        let e = parse(b"{ \"name\": [unclosed\n  - : :\n\t", "d.json").unwrap_err();
+        assert!(matches!(e, DescriptorError::NotJsonOrYaml { .. }), "{e}");
+        let e = parse(b"- just\n- a list\n", "d.yaml").unwrap_err();
+        assert!(matches!(e, DescriptorError::NotAMapping { .. }), "{e}");
+    }
+
+    #[test]
+    fn values_are_checked_against_type_and_choices() {
+        let p = Parameter {
+            id: "mode".into(),
+            name: "m".into(),
+            description: String::new(),
+            kind: ParamType::Integer,
+            default: None,
+            optional: true,
+            flag: "--mode".into(),
+            choices: Some(vec![json!(0), json!(1)]),
+        };
+        assert_eq!(p.check_value(&json!("1")).unwrap(), json!(1));
+        assert_eq!(p.check_value(&json!(1.0)).unwrap(), json!(1));
+        assert!(
+            p.check_value(&json!(2))
+                .unwrap_err()
+                .contains("allowed values")
+        );
+        assert!(p.check_value(&json!("x")).is_err());
+        assert!(p.check_value(&json!([1])).is_err());
+        let b = Parameter {
+            kind: ParamType::Boolean,
+            choices: None,
+            ..p
+        };
+        assert_eq!(b.check_value(&json!("True")).unwrap(), json!(true));
+        assert!(b.check_value(&json!(3)).is_err());
+    }
+}

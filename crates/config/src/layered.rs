@@ -1,0 +1,216 @@
+//! Several INI files read as one, later files overriding earlier keys.
+//!
+//! BIOMERO passes its search list to one `ConfigParser.read([...])` call, so
+//! sections from different files merge and a key in a later file replaces the
+//! same key from an earlier one, while the strict duplicate checks apply only
+//! within one file. Values are returned after configparser's basic
+//! interpolation (`%%` → `%`, `%(key)s` → another key of the same section), so
+//! a value with a stray `%` is an error here exactly where BIOMERO would fail.
+
+use std::path::PathBuf;
+
+use crate::error::ConfigError;
+use crate::ini::IniDocument;
+use crate::location::{Located, Location};
+
+/// A key with its raw (not interpolated) value and origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayeredEntry {
+    /// Lower-cased key.
+    pub key: String,
+    /// The value as written; `None` for a key without `=`.
+    pub raw: Option<String>,
+    /// The file and line that won.
+    pub at: Location,
+}
+
+/// A section merged over all files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayeredSection {
+    /// The section name.
+    pub name: String,
+    /// The header that opened it first.
+    pub at: Location,
+    /// Entries in first-seen order; a later file's value replaces an earlier one in place.
+    pub entries: Vec<LayeredEntry>,
+}
+
+/// All files of one configuration, merged.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LayeredIni {
+    /// Sections in first-seen order.
+    pub sections: Vec<LayeredSection>,
+    /// The files that were read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+impl LayeredIni {
+    /// Merges documents in order; later documents override earlier keys.
+    pub fn merge(docs: Vec<IniDocument>) -> Self {
+        let mut out = LayeredIni::default();
+        for doc in docs {
+            out.files.push(doc.path.to_path_buf());
+            let path = std::sync::Arc::clone(&doc.path);
+            for section in doc.sections {
+                let idx = match out.sections.iter().position(|s| s.name == section.name) {
+                    Some(i) => i,
+                    None => {
+                        out.sections.push(LayeredSection {
+                            name: section.name.clone(),
+                            at: Location::file(&path, section.line),
+                            entries: Vec::new(),
+                        });
+                        out.sections.len() - 1
+                    }
+                };
+                let target = &mut out.sections[idx];
+                for entry in section.entries {
+                    let new = LayeredEntry {
+                        at: Location::file(&path, entry.line),
+                        key: entry.key,
+                        raw: entry.value,
+                    };
+                    match target.entries.iter_mut().find(|e| e.key == new.key) {
+                        Some(existing) => *existing = new,
+                        None => target.entries.push(new),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A section by exact (case-sensitive) name.
+    pub fn section(&self, name: &str) -> Option<&LayeredSection> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// The interpolated value of `key` in `section`, if the key is present.
+    pub fn get(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Option<Result<Located<Option<String>>, ConfigError>> {
+        let s = self.section(section)?;
+        let e = s.entries.iter().find(|e| e.key == key)?;
+        Some(s.interpolated(e))
+    }
+}
+
+impl LayeredSection {
+    /// The interpolated value of one of this section's entries.
+    pub fn interpolated(
+        &self,
+        entry: &LayeredEntry,
+    ) -> Result<Located<Option<String>>, ConfigError> {
+        let value = match &entry.raw {
+            None => None,
+            Some(raw) => Some(self.interpolate(&entry.key, raw, &entry.at, 0)?),
+        };
+        Ok(Located::new(value, entry.at.clone()))
+    }
+
+    fn interpolate(
+        &self,
+        key: &str,
+        raw: &str,
+        at: &Location,
+        depth: u32,
+    ) -> Result<String, ConfigError> {
+        let err = |message: String| ConfigError::Interpolation {
+            at: at.clone(),
+            key: key.to_owned(),
+            message,
+        };
+        if depth > 10 {
+            return Err(err(
+                "interpolation nests deeper than 10 levels (a `%(name)s` loop?); write %% for a literal %"
+                    .into(),
+            ));
+        }
+        let mut out = String::with_capacity(raw.len());
+        let mut rest = raw;
+        while let Some(i) = rest.find('%') {
+            out.push_str(&rest[..i]);
+            rest = &rest[i..];
+            if let Some(r) = rest.strip_prefix("%%") {
+                out.push('%');
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("%(") {
+                let Some(end) = r.find(")s") else {
+                    return Err(err(format!(
+                        "bad interpolation `{rest}`; write %(name)s to refer to another key, or %% for a literal %"
+                    )));
+                };
+                let name = r[..end].to_lowercase();
+                let Some(target) = self.entries.iter().find(|e| e.key == name) else {
+                    return Err(err(format!(
+                        "refers to %({name})s, which is not a key of [{}]; write %% for a literal %",
+                        self.name
+                    )));
+                };
+                let value = target.raw.as_deref().unwrap_or("");
+                out.push_str(&self.interpolate(&name, value, at, depth + 1)?);
+                rest = &r[end + 2..];
+            } else {
+                return Err(err(format!(
+                    "'%' must be followed by '%' or '(' (found `{}`); write %% for a literal %",
+                    rest.chars().take(8).collect::<String>()
+                )));
+            }
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ini::parse;
+    use std::path::Path;
+
+    fn doc(name: &str, text: &str) -> IniDocument {
+        parse(Path::new(name), text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn later_files_override_earlier_keys_and_sections_merge() {
+        let l = LayeredIni::merge(vec![
+            doc(
+                "/etc/slurm-config.ini",
+                "[SSH]\nhost=a\n[SLURM]\nslurm_data_path=x\n",
+            ),
+            doc("/home/o/slurm-config.ini", "[SSH]\nhost=b\n"),
+        ]);
+        let host = l.get("SSH", "host").unwrap().unwrap();
+        assert_eq!(host.value.as_deref(), Some("b"));
+        assert_eq!(host.at.to_string(), "/home/o/slurm-config.ini:2");
+        let data = l.get("SLURM", "slurm_data_path").unwrap().unwrap();
+        assert_eq!(data.at.to_string(), "/etc/slurm-config.ini:4");
+    }
+
+    #[test]
+    fn interpolation_follows_configparser() {
+        let l = LayeredIni::merge(vec![doc(
+            "/x.ini",
+            "[S]\nbase=/data\npath=%(base)s/in\npct=50%%\nbad=50%\n",
+        )]);
+        assert_eq!(
+            l.get("S", "path").unwrap().unwrap().value.as_deref(),
+            Some("/data/in")
+        );
+        assert_eq!(
+            l.get("S", "pct").unwrap().unwrap().value.as_deref(),
+            Some("50%")
+        );
+        let e = l.get("S", "bad").unwrap().unwrap_err();
+        assert!(e.to_string().contains("/x.ini:5"), "{e}");
+    }
+
+    #[test]
+    fn interpolation_loops_are_reported() {
+        let l = LayeredIni::merge(vec![doc("/x.ini", "[S]\na=%(b)s\nb=%(a)s\n")]);
+        assert!(l.get("S", "a").unwrap().is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! biomero-stage: stages BIOMERO analysis workflows between OMERO and Slurm.
+//!
+//! This crate is the binary's library half: the command line ([`cli`]), the
+//! rendering of reports ([`report`]) and logging setup ([`logging`]). The work
+//! itself lives in the `stage-*` crates; see ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod logging;
+pub mod report;
