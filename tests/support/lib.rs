@@ -58,3 +58,50 @@ pub fn write_settings(dir: &Path, importer_enabled: bool) -> PathBuf {
     std::fs::write(&path, body).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     path
 }
+
+/// The Python interpreter of the independent readers' virtualenv.
+///
+/// `BIOMERO_STAGE_PYTHON` if set, else `target/pyenv/bin/python` (what `scripts/test` creates).
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("BIOMERO_STAGE_PYTHON").map_or_else(
+        || repo_root().join("target/pyenv/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        p.exists(),
+        "{} is missing: the interop tests read our output with tifffile, zarr-python, ome-zarr-py and ome-zarr-models; run `scripts/test` (it creates the virtualenv from tests/readers/requirements.txt) or set BIOMERO_STAGE_PYTHON",
+        p.display()
+    );
+    p
+}
+
+/// Runs `tests/readers/<script>` with `args` and parses the JSON it prints (last line).
+pub fn run_reader(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/readers").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    let (code, stdout, stderr) = text(&out);
+    assert_eq!(code, 0, "{script} {args:?} failed:\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}\n{stderr}"))
+}
+
+/// Files under `dir` whose names mark them as half-written.
+pub fn partial_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_name().to_string_lossy().contains(".partial") {
+                out.push(p.clone());
+            }
+            if p.is_dir() {
+                out.extend(partial_files(&p));
+            }
+        }
+    }
+    out
+}

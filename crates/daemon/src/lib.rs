@@ -6,4 +6,5 @@
 
 pub mod cli;
 pub mod logging;
+pub mod progress;
 pub mod report;

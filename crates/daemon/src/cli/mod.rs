@@ -5,6 +5,7 @@
 //! once, with their chain, and give exit code 1.
 
 mod config_cmd;
+mod data_cmd;
 mod workflows_cmd;
 
 use std::path::PathBuf;
@@ -69,6 +70,13 @@ enum Command {
     Config(config_cmd::ConfigCommand),
     /// List workflows with their versions, input modes and descriptor parameters
     Workflows(workflows_cmd::WorkflowsArgs),
+    /// Write deterministic sample data: an HCS plate with labels and single images
+    Sample(data_cmd::SampleArgs),
+    /// Convert between OME-Zarr and TIFF
+    #[command(subcommand)]
+    Convert(data_cmd::ConvertCommand),
+    /// Describe an OME-Zarr store (image, plate, labels) and list its problems; exit 1 if any
+    Inspect(data_cmd::InspectArgs),
 }
 
 /// Entry point of the binary.
@@ -93,6 +101,13 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Config(c) => config_cmd::run(c, &cli.global).await,
             Command::Workflows(a) => workflows_cmd::run(a, &cli.global).await,
+            Command::Sample(a) => tokio::task::spawn_blocking(move || data_cmd::sample(&a)).await?,
+            Command::Convert(c) => {
+                tokio::task::spawn_blocking(move || data_cmd::convert(&c)).await?
+            }
+            Command::Inspect(a) => {
+                tokio::task::spawn_blocking(move || data_cmd::inspect(&a)).await?
+            }
         }
     });
     match result {

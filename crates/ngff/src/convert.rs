@@ -1,0 +1,594 @@
+//! The converters: OME-Zarr → TIFF (the "TIFF converter" of BIAFLOWS
+//! workflows) and TIFF → OME-Zarr.
+//!
+//! Both stream: a reader thread fills plane buffers (decoding chunks on all
+//! cores) while the writer thread writes the previous plane, with two buffers
+//! in flight, so memory is a few planes whatever the image size. Batches run
+//! images side by side. Zarr → TIFF writes TZCYX pages with OME-XML (YXC for
+//! RGB images stored as CYX, as BIOMERO's converter does) and a manifest that
+//! maps every TIFF back to its source image, plate, well and field.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::axes::Sizes;
+use crate::dtype::PixelType;
+use crate::error::{NgffError, Result};
+use crate::image::{ImageReader, store_stem};
+use crate::names::UniqueNames;
+use crate::node::{NgffVersion, Node, NodeKind};
+use crate::plate::PlateReader;
+use crate::progress::Progress;
+use crate::tiff::ome_xml::{self, PhysicalForXml};
+use crate::tiff::read::{TiffInfo, TiffPages, inspect};
+use crate::tiff::write::{TiffCompression, TiffLayout, TiffWriter};
+use crate::write::array::Compression;
+use crate::write::atomic::StagingDir;
+use crate::write::attrs::{ChannelSpec, DEFAULT_COLORS};
+use crate::write::image::{ImageSpec, ImageWriter};
+
+/// Options of Zarr → TIFF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TiffOptions {
+    /// Strip compression.
+    pub compression: TiffCompression,
+    /// Always write BigTIFF.
+    pub force_bigtiff: bool,
+    /// Decoded-chunk cache per image, bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for TiffOptions {
+    fn default() -> Self {
+        TiffOptions {
+            compression: TiffCompression::None,
+            force_bigtiff: false,
+            cache_bytes: 32 << 20,
+        }
+    }
+}
+
+/// What one Zarr → TIFF conversion wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TiffReport {
+    /// The TIFF.
+    pub file: PathBuf,
+    /// Axes of the TIFF (`TZCYX`, or `YXC` for RGB).
+    pub axes: String,
+    /// Shape in those axes.
+    pub shape: Vec<u64>,
+    /// Pixel type.
+    pub dtype: PixelType,
+    /// Bytes of pixels written.
+    pub pixel_bytes: u64,
+    /// Whether the file is a BigTIFF.
+    pub bigtiff: bool,
+    /// Chunks absent from the source store (read as 0).
+    pub missing_chunks: u64,
+}
+
+fn physical_for_xml(img: &ImageReader) -> PhysicalForXml {
+    let p = img.physical_sizes();
+    let unit = |u: &Option<String>, d: &str| u.clone().unwrap_or_else(|| d.to_owned());
+    PhysicalForXml {
+        x: p.x.as_ref().map(|(v, u)| (*v, unit(u, "micrometer"))),
+        y: p.y.as_ref().map(|(v, u)| (*v, unit(u, "micrometer"))),
+        z: p.z
+            .as_ref()
+            .filter(|_| img.axes.z.is_some())
+            .map(|(v, u)| (*v, unit(u, "micrometer"))),
+        t: p.t
+            .as_ref()
+            .filter(|_| img.axes.t.is_some())
+            .map(|(v, u)| (*v, unit(u, "second"))),
+    }
+}
+
+/// Whether an image is written as interleaved RGB(A): axes exactly c, y, x with 3 or 4 channels of 8/16 bits.
+pub fn is_rgb(img: &ImageReader) -> bool {
+    img.axes.names == ["c", "y", "x"]
+        && matches!(img.sizes().c, 3 | 4)
+        && matches!(img.dtype, PixelType::Uint8 | PixelType::Uint16)
+}
+
+/// Converts the full-resolution level of one image to `target` (.tif), streaming.
+pub fn image_to_tiff(
+    img: &ImageReader,
+    target: &Path,
+    opts: &TiffOptions,
+    progress: &dyn Progress,
+) -> Result<TiffReport> {
+    let s = img.sizes();
+    let rgb = is_rgb(img);
+    let es = img.dtype.size();
+    let plane_bytes = usize::try_from(img.plane_bytes()).unwrap_or(usize::MAX);
+    let spp = if rgb {
+        u16::try_from(s.c).unwrap_or(3)
+    } else {
+        1
+    };
+    let layout = TiffLayout {
+        width: u32::try_from(s.x).map_err(|_| too_wide(img))?,
+        height: u32::try_from(s.y).map_err(|_| too_wide(img))?,
+        samples_per_pixel: spp,
+        dtype: img.dtype,
+        pages: if rgb { 1 } else { s.planes() },
+        description: ome_xml::write(
+            &img.name,
+            s,
+            img.dtype,
+            "XYCZT",
+            &physical_for_xml(img),
+            &img.channel_names(),
+            rgb,
+        ),
+        compression: opts.compression,
+    };
+    let mut writer = TiffWriter::create(target, layout, opts.force_bigtiff)?;
+    let bigtiff = writer.is_big();
+    let mut reader = img.plane_reader(0, opts.cache_bytes)?;
+    let page_bytes = plane_bytes * usize::from(spp);
+    let missing = std::thread::scope(|scope| -> Result<u64> {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Result<Vec<u8>>>(1);
+        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..2 {
+            let _ = empty_tx.send(vec![0u8; page_bytes]);
+        }
+        let producer = scope.spawn(move || -> u64 {
+            let mut scratch = if rgb {
+                vec![0u8; plane_bytes]
+            } else {
+                Vec::new()
+            };
+            let mut plan: Vec<(u64, u64, u64)> = Vec::new();
+            if rgb {
+                plan.push((0, 0, 0));
+            } else {
+                for t in 0..s.t {
+                    for z in 0..s.z {
+                        for c in 0..s.c {
+                            plan.push((t, z, c));
+                        }
+                    }
+                }
+            }
+            for (t, z, c) in plan {
+                let Ok(mut buf) = empty_rx.recv() else { break };
+                let r = if rgb {
+                    (|| {
+                        for ch in 0..s.c {
+                            reader.read_plane(0, ch, 0, &mut scratch)?;
+                            let chu = usize::try_from(ch).unwrap_or(0);
+                            let n = usize::from(spp);
+                            for (i, px) in scratch.chunks_exact(es).enumerate() {
+                                let o = (i * n + chu) * es;
+                                buf[o..o + es].copy_from_slice(px);
+                            }
+                        }
+                        Ok(())
+                    })()
+                } else {
+                    reader.read_plane(t, c, z, &mut buf)
+                };
+                let failed = r.is_err();
+                if full_tx.send(r.map(|()| buf)).is_err() || failed {
+                    break;
+                }
+            }
+            reader.missing_chunks
+        });
+        for _ in 0..(if rgb { 1 } else { s.planes() }) {
+            let page = full_rx.recv().map_err(|_| NgffError::Invalid {
+                message: "the plane reader stopped early".into(),
+            })??;
+            writer.write_page(&page)?;
+            progress.advance(if rgb { s.c } else { 1 });
+            let _ = empty_tx.send(page);
+        }
+        drop(empty_tx);
+        producer.join().map_err(|_| NgffError::Invalid {
+            message: "the plane reader panicked".into(),
+        })
+    })?;
+    let file = writer.finish()?;
+    let (axes, shape) = if rgb {
+        ("YXC".to_owned(), vec![s.y, s.x, s.c])
+    } else {
+        ("TZCYX".to_owned(), vec![s.t, s.z, s.c, s.y, s.x])
+    };
+    Ok(TiffReport {
+        file,
+        axes,
+        shape,
+        dtype: img.dtype,
+        pixel_bytes: img.plane_bytes() * s.planes(),
+        bigtiff,
+        missing_chunks: missing,
+    })
+}
+
+fn too_wide(img: &ImageReader) -> NgffError {
+    NgffError::TooLarge {
+        path: img.root.clone(),
+        message: "a TIFF page is at most 2^32 pixels wide or high".into(),
+    }
+}
+
+/// One TIFF of a batch and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// File name in the output folder.
+    pub file: String,
+    /// The source image group.
+    pub source: PathBuf,
+    /// The source image's name.
+    pub image: String,
+    /// The plate, for plate fields.
+    pub plate: Option<String>,
+    /// The well (`A1`), for plate fields.
+    pub well: Option<String>,
+    /// Row name.
+    pub row: Option<String>,
+    /// Column name.
+    pub column: Option<String>,
+    /// Field path within the well.
+    pub field: Option<String>,
+    /// Acquisition id.
+    pub acquisition: Option<i64>,
+    /// The conversion report.
+    pub report: TiffReport,
+}
+
+/// The manifest written beside the TIFFs (`manifest.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub version: u32,
+    /// What wrote it.
+    pub created_by: String,
+    /// One entry per TIFF.
+    pub entries: Vec<ManifestEntry>,
+}
+
+/// The manifest's file name.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// One image to convert, before conversion.
+#[derive(Debug, Clone)]
+struct Job {
+    source: PathBuf,
+    name: String,
+    plate: Option<(String, crate::plate::FieldRef)>,
+}
+
+fn expand(input: &Path) -> Result<Vec<Job>> {
+    let node = Node::open(input)?;
+    match node.kind() {
+        NodeKind::Plate => {
+            let plate = PlateReader::open(input)?;
+            Ok(plate
+                .fields
+                .iter()
+                .map(|f| Job {
+                    source: f.dir.clone(),
+                    name: format!("{}_{}_{}", plate.name, f.well_name(), f.field),
+                    plate: Some((plate.name.clone(), f.clone())),
+                })
+                .collect())
+        }
+        NodeKind::Bioformats2Raw => {
+            let series = crate::image::bioformats2raw_series(input)?;
+            let stem = store_stem(input);
+            Ok(series
+                .iter()
+                .map(|s| Job {
+                    source: input.join(s),
+                    name: if series.len() == 1 {
+                        stem.clone()
+                    } else {
+                        format!("{stem}_{s}")
+                    },
+                    plate: None,
+                })
+                .collect())
+        }
+        NodeKind::Image { .. } => Ok(vec![Job {
+            source: input.to_path_buf(),
+            name: store_stem(input),
+            plate: None,
+        }]),
+        other => Err(NgffError::metadata(
+            input,
+            format!("not an image, plate or bioformats2raw store (it is {other:?})"),
+        )),
+    }
+}
+
+/// Converts images, plates (every field) and bioformats2raw stores to TIFFs in
+/// `out_dir` named `<image>.tif` (`<plate>_<well>_<field>.tif` for fields), and
+/// writes `manifest.json`. Every input is checked before any TIFF is written.
+pub fn stores_to_tiffs(
+    inputs: &[PathBuf],
+    out_dir: &Path,
+    opts: &TiffOptions,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    let mut jobs = Vec::new();
+    for i in inputs {
+        jobs.extend(expand(i)?);
+    }
+    // check every image before writing anything
+    let images: Vec<ImageReader> = jobs
+        .iter()
+        .map(|j| ImageReader::open(&j.source))
+        .collect::<Result<_>>()?;
+    progress.add_total(images.iter().map(|i| i.sizes().planes()).sum());
+    std::fs::create_dir_all(out_dir).map_err(|e| NgffError::io(out_dir, e))?;
+    let mut names = UniqueNames::new();
+    let files: Vec<String> = jobs.iter().map(|j| names.claim(&j.name, ".tif")).collect();
+    for f in &files {
+        if out_dir.join(f).exists() {
+            return Err(NgffError::Exists {
+                path: out_dir.join(f),
+            });
+        }
+    }
+    let work: Vec<(&Job, &ImageReader, &String)> = jobs
+        .iter()
+        .zip(images.iter())
+        .zip(files.iter())
+        .map(|((j, i), f)| (j, i, f))
+        .collect();
+    let entries: Vec<ManifestEntry> = crate::jobs::run(
+        &work,
+        crate::jobs::default_parallelism(),
+        |&(job, img, file)| {
+            let report = image_to_tiff(img, &out_dir.join(file), opts, progress)?;
+            let (plate, f) = match &job.plate {
+                Some((p, f)) => (Some(p.clone()), Some(f)),
+                None => (None, None),
+            };
+            Ok(ManifestEntry {
+                file: file.clone(),
+                source: job.source.clone(),
+                image: img.name.clone(),
+                plate,
+                well: f.map(crate::plate::FieldRef::well_name),
+                row: f.map(|f| f.row.clone()),
+                column: f.map(|f| f.column.clone()),
+                field: f.map(|f| f.field.clone()),
+                acquisition: f.and_then(|f| f.acquisition),
+                report,
+            })
+        },
+    )?;
+    let manifest = Manifest {
+        version: 1,
+        created_by: format!("biomero-stage {}", env!("CARGO_PKG_VERSION")),
+        entries,
+    };
+    write_json_atomic(&out_dir.join(MANIFEST_FILE), &manifest)?;
+    Ok(manifest)
+}
+
+/// Writes JSON under a temporary name and renames it into place.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| NgffError::write(path, e))?;
+    let tmp = path.with_extension("json.partial");
+    std::fs::write(&tmp, bytes).map_err(|e| NgffError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| NgffError::io(path, e))
+}
+
+/// Options of TIFF → OME-Zarr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZarrOptions {
+    /// NGFF version.
+    pub version: NgffVersion,
+    /// Chunk size in y and x.
+    pub chunk_yx: (u64, u64),
+    /// Shard size in y and x (0.5 only).
+    pub shard_yx: Option<(u64, u64)>,
+    /// Compression.
+    pub compression: Compression,
+    /// Pyramid levels (1 = none).
+    pub levels: u32,
+}
+
+impl Default for ZarrOptions {
+    fn default() -> Self {
+        ZarrOptions {
+            version: NgffVersion::V04,
+            chunk_yx: (1024, 1024),
+            shard_yx: None,
+            compression: Compression::default(),
+            levels: 1,
+        }
+    }
+}
+
+/// What one TIFF → Zarr conversion wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZarrReport {
+    /// The source TIFF.
+    pub source: PathBuf,
+    /// The store written.
+    pub store: PathBuf,
+    /// TCZYX sizes.
+    pub sizes: Sizes,
+    /// Pixel type.
+    pub dtype: PixelType,
+    /// Where the axes came from.
+    pub axes_from: String,
+}
+
+/// The image spec a TIFF converts to.
+pub fn spec_for_tiff(info: &TiffInfo, opts: &ZarrOptions) -> ImageSpec {
+    let mut spec = ImageSpec::new(&info.name, info.sizes, info.dtype, opts.version);
+    spec.chunk_yx = opts.chunk_yx;
+    spec.shard_yx = opts.shard_yx;
+    spec.compression = opts.compression;
+    spec.levels = opts.levels;
+    let [x, y, z] = info.physical_um;
+    spec.pixel_size_zyx = [z.unwrap_or(1.0), y.unwrap_or(1.0), x.unwrap_or(1.0)];
+    spec.time_step = info.time_step_s.unwrap_or(1.0);
+    spec.channels = (0..usize::try_from(info.sizes.c).unwrap_or(0))
+        .map(|i| ChannelSpec {
+            label: info
+                .channels
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("C{i}")),
+            color: DEFAULT_COLORS[i % DEFAULT_COLORS.len()].to_owned(),
+            window: None,
+        })
+        .collect();
+    spec
+}
+
+/// Converts one TIFF/OME-TIFF to an OME-Zarr image at `target`, streaming page by page.
+pub fn tiff_to_zarr(
+    tiff: &Path,
+    target: &Path,
+    opts: &ZarrOptions,
+    progress: &dyn Progress,
+) -> Result<ZarrReport> {
+    let info = inspect(tiff)?;
+    progress.add_total(info.sizes.planes());
+    let spec = spec_for_tiff(&info, opts);
+    let (staging, writer) = ImageWriter::create_store(target, spec)?;
+    write_tiff_pages(&info, &writer, progress)?;
+    drop(writer);
+    let store = staging.commit()?;
+    Ok(ZarrReport {
+        source: tiff.to_path_buf(),
+        store,
+        sizes: info.sizes,
+        dtype: info.dtype,
+        axes_from: info.source.to_owned(),
+    })
+}
+
+/// Streams the pages of a TIFF into an image writer.
+pub fn write_tiff_pages(
+    info: &TiffInfo,
+    writer: &ImageWriter,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut pages = TiffPages::open(info)?;
+    let spp = usize::from(info.samples_per_pixel.max(1));
+    let es = info.dtype.size();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel::<Result<(u64, Vec<u8>)>>(1);
+        let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..2 {
+            let _ = back_tx.send(Vec::new());
+        }
+        scope.spawn(move || {
+            while let Ok(mut buf) = back_rx.recv() {
+                match pages.next_page(&mut buf) {
+                    Ok(Some(i)) => {
+                        if tx.send(Ok((i, buf))).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
+            }
+        });
+        let mut plane = Vec::new();
+        for r in rx {
+            let (i, page) = r?;
+            let (t, z, c0) = info.page_position(i);
+            if spp == 1 {
+                writer.write_plane(t, c0, z, &page)?;
+                progress.advance(1);
+            } else {
+                plane.resize(page.len() / spp, 0);
+                for ch in 0..spp {
+                    for (j, px) in plane.chunks_exact_mut(es).enumerate() {
+                        let o = (j * spp + ch) * es;
+                        px.copy_from_slice(&page[o..o + es]);
+                    }
+                    writer.write_plane(t, c0 + ch as u64, z, &plane)?;
+                    progress.advance(1);
+                }
+            }
+            let _ = back_tx.send(page);
+        }
+        Ok(())
+    })
+}
+
+/// Converts TIFF files (or folders of `.tif`/`.tiff`) to `<out_dir>/<name>.ome.zarr`, several at once.
+pub fn tiffs_to_zarrs(
+    inputs: &[PathBuf],
+    out_dir: &Path,
+    opts: &ZarrOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<ZarrReport>> {
+    let mut files = Vec::new();
+    for i in inputs {
+        if i.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(i)
+                .map_err(|e| NgffError::io(i, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff")
+                    })
+                })
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(i.clone());
+        }
+    }
+    let infos: Vec<TiffInfo> = files.iter().map(|f| inspect(f)).collect::<Result<_>>()?;
+    progress.add_total(infos.iter().map(|i| i.sizes.planes()).sum());
+    std::fs::create_dir_all(out_dir).map_err(|e| NgffError::io(out_dir, e))?;
+    let mut names = UniqueNames::new();
+    let targets: Vec<PathBuf> = infos
+        .iter()
+        .map(|i| {
+            let stem = i.path.file_name().map_or_else(
+                || i.name.clone(),
+                |_| {
+                    let n = i
+                        .path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    n.strip_suffix(".ome").unwrap_or(&n).to_owned()
+                },
+            );
+            out_dir.join(names.claim(&stem, ".ome.zarr"))
+        })
+        .collect();
+    let work: Vec<(&TiffInfo, &PathBuf)> = infos.iter().zip(targets.iter()).collect();
+    crate::jobs::run(
+        &work,
+        crate::jobs::default_parallelism(),
+        |&(info, target)| {
+            let spec = spec_for_tiff(info, opts);
+            let staging = StagingDir::new(target)?;
+            let writer = ImageWriter::create(staging.path(), spec)?;
+            write_tiff_pages(info, &writer, progress)?;
+            drop(writer);
+            let store = staging.commit()?;
+            Ok(ZarrReport {
+                source: info.path.clone(),
+                store,
+                sizes: info.sizes,
+                dtype: info.dtype,
+                axes_from: info.source.to_owned(),
+            })
+        },
+    )
+}
