@@ -6,7 +6,7 @@
 //! storage costs metadata operations only. Re-encoding (NGFF 0.4/Zarr v2 ↔
 //! 0.5/Zarr v3) walks the hierarchy, converts the OME attributes (the inner
 //! `version` keys of 0.4 ↔ the `ome.version` of 0.5), and copies each array
-//! chunk by chunk on all cores, remembering a hash of every decoded chunk; the
+//! chunk by chunk on all cores, remembering an XXH3-128 hash of every decoded chunk; the
 //! result is read back and compared before it is renamed into place.
 
 use std::path::{Path, PathBuf};
@@ -14,14 +14,13 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use zarrs::array::{Array, ArrayBytes};
 use zarrs::filesystem::FilesystemStore;
 
 use crate::dtype::PixelType;
 use crate::error::{NgffError, Result};
 use crate::node::{NgffVersion, Node, NodeType, ZarrFormat};
-use crate::write::array::{ArrayLayout, Compression, create_array, quiet_zarrs_metadata};
+use crate::write::array::{ArrayLayout, Compression, configure_zarrs, create_array};
 use crate::write::atomic::StagingDir;
 use crate::write::attrs;
 
@@ -71,7 +70,7 @@ pub fn pass_through(
     let mut report = if have == want {
         link_tree(src, staging.path())?
     } else {
-        quiet_zarrs_metadata();
+        configure_zarrs();
         let mut r = CopyReport {
             target: target.to_path_buf(),
             mode: CopyMode::Reencode,
@@ -79,7 +78,17 @@ pub fn pass_through(
             bytes: 0,
             arrays: 0,
         };
-        reencode_node(src, staging.path(), want, compression, None, &mut r)?;
+        let mut arrays = Vec::new();
+        reencode_node(
+            src,
+            staging.path(),
+            want,
+            compression,
+            None,
+            &mut r,
+            &mut arrays,
+        )?;
+        copy_chunks(&arrays, &mut r)?;
         r
     };
     report.target = staging.commit()?;
@@ -201,6 +210,17 @@ fn is_zarr_dir(p: &Path) -> bool {
         || p.join(".zattrs").is_file()
 }
 
+/// An array to re-encode: its source and its (already created) target.
+struct ArrayJob {
+    src: PathBuf,
+    dst: PathBuf,
+    level: String,
+    source: Array<FilesystemStore>,
+    target: Array<FilesystemStore>,
+    grid: Vec<u64>,
+}
+
+/// Writes the groups of the hierarchy and creates the target arrays; chunks are copied later, all at once.
 fn reencode_node(
     src: &Path,
     dst: &Path,
@@ -208,10 +228,12 @@ fn reencode_node(
     compression: Compression,
     axes: Option<&[String]>,
     report: &mut CopyReport,
+    arrays: &mut Vec<ArrayJob>,
 ) -> Result<()> {
     let node = Node::open(src)?;
     if node.node_type == NodeType::Array {
-        return reencode_array(src, dst, want, compression, axes, report);
+        arrays.push(create_target_array(src, dst, want, compression, axes)?);
+        return Ok(());
     }
     let converted = convert_attrs(&node.ome, want);
     attrs::write_group(dst, &converted, want)?;
@@ -249,6 +271,7 @@ fn reencode_node(
                 compression,
                 names.as_deref(),
                 report,
+                arrays,
             )?;
         } else if child.is_dir() {
             // a group whose metadata is implicit (Zarr v3 allows it) or non-Zarr content
@@ -294,14 +317,13 @@ fn dtype_of_node(src: &Path, format: ZarrFormat) -> Result<PixelType> {
     })
 }
 
-fn reencode_array(
+fn create_target_array(
     src: &Path,
     dst: &Path,
     want: NgffVersion,
     compression: Compression,
     axes: Option<&[String]>,
-    report: &mut CopyReport,
-) -> Result<()> {
+) -> Result<ArrayJob> {
     let (src_root, src_name) = split(src)?;
     let (dst_root, dst_name) = split(dst)?;
     let node = Node::open(src)?;
@@ -331,57 +353,74 @@ fn reencode_array(
             .unwrap_or_default(),
     };
     let target = create_array(dst_root, dst_name, &layout, want.zarr_format())?;
-    let all: Vec<Vec<u64>> = indices(&grid);
-    let copied: Vec<Option<(Vec<u64>, [u8; 32], u64)>> = all
+    Ok(ArrayJob {
+        src: src.to_path_buf(),
+        dst: dst.to_path_buf(),
+        level: src_name.to_owned(),
+        source,
+        target,
+        grid,
+    })
+}
+
+/// Copies every chunk of every array in one parallel pass, then reads every one back to compare.
+fn copy_chunks(arrays: &[ArrayJob], report: &mut CopyReport) -> Result<()> {
+    let work: Vec<(usize, Vec<u64>)> = arrays
+        .iter()
+        .enumerate()
+        .flat_map(|(a, job)| indices(&job.grid).into_iter().map(move |idx| (a, idx)))
+        .collect();
+    let copied: Vec<Option<(usize, Vec<u64>, u128, u64)>> = work
         .par_iter()
-        .map(|idx| -> Result<Option<(Vec<u64>, [u8; 32], u64)>> {
+        .map(|(a, idx)| -> Result<Option<(usize, Vec<u64>, u128, u64)>> {
+            let job = &arrays[*a];
             let corrupt = |m: String| NgffError::CorruptChunk {
-                path: src.to_path_buf(),
-                level: src_name.to_owned(),
+                path: job.src.clone(),
+                level: job.level.clone(),
                 chunk: idx.clone(),
                 message: m,
             };
-            let Some(bytes) = source
+            let Some(bytes) = job
+                .source
                 .retrieve_chunk_if_exists::<ArrayBytes<'static>>(idx)
                 .map_err(|e| corrupt(e.to_string()))?
             else {
                 return Ok(None);
             };
             let raw = bytes.into_fixed().map_err(|e| corrupt(e.to_string()))?;
-            let hash: [u8; 32] = Sha256::digest(&raw).into();
+            let hash = xxhash_rust::xxh3::xxh3_128(&raw);
             let n = raw.len() as u64;
-            target
+            job.target
                 .store_chunk(idx, ArrayBytes::new_flen(raw))
-                .map_err(|e| NgffError::write(dst, e))?;
-            Ok(Some((idx.clone(), hash, n)))
+                .map_err(|e| NgffError::write(&job.dst, e))?;
+            Ok(Some((*a, idx.clone(), hash, n)))
         })
         .collect::<Result<_>>()?;
-    // verify: read every written chunk back from the new store
-    copied.par_iter().flatten().try_for_each(|(idx, hash, _)| {
-        let back = target
-            .retrieve_chunk::<ArrayBytes<'static>>(idx)
-            .map_err(|e| NgffError::Verify {
-                path: dst.to_path_buf(),
-                message: format!("chunk {idx:?}: {e}"),
-            })?
-            .into_fixed()
-            .map_err(|e| NgffError::Verify {
-                path: dst.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        let h: [u8; 32] = Sha256::digest(&back).into();
-        if &h == hash {
-            Ok(())
-        } else {
-            Err(NgffError::Verify {
-                path: dst.to_path_buf(),
-                message: format!("chunk {idx:?} differs after re-encoding"),
-            })
-        }
-    })?;
-    report.arrays += 1;
-    report.files += copied.iter().flatten().count() as u64 + 1;
-    report.bytes += copied.iter().flatten().map(|c| c.2).sum::<u64>();
+    copied
+        .par_iter()
+        .flatten()
+        .try_for_each(|(a, idx, hash, _)| {
+            let job = &arrays[*a];
+            let verify = |message: String| NgffError::Verify {
+                path: job.dst.clone(),
+                message,
+            };
+            let back = job
+                .target
+                .retrieve_chunk::<ArrayBytes<'static>>(idx)
+                .map_err(|e| verify(format!("chunk {idx:?}: {e}")))?
+                .into_fixed()
+                .map_err(|e| verify(e.to_string()))?;
+            let h = xxhash_rust::xxh3::xxh3_128(&back);
+            if &h == hash {
+                Ok(())
+            } else {
+                Err(verify(format!("chunk {idx:?} differs after re-encoding")))
+            }
+        })?;
+    report.arrays += arrays.len() as u64;
+    report.files += copied.iter().flatten().count() as u64 + arrays.len() as u64;
+    report.bytes += copied.iter().flatten().map(|c| c.3).sum::<u64>();
     Ok(())
 }
 

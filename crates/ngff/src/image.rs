@@ -147,6 +147,7 @@ impl ImageReader {
     }
 
     fn from_node(node: Node) -> Result<Self> {
+        crate::write::array::configure_zarrs();
         let root = node.path.clone();
         let all: Vec<MultiscaleMeta> = meta::get(&node.ome, "multiscales")
             .map_err(|m| NgffError::metadata(&root, m))?
@@ -444,6 +445,10 @@ impl PlaneReader<'_> {
     }
 
     /// Reads plane (t, c, z) into `out` (native-endian samples, row-major, y then x).
+    ///
+    /// The plane is cut into bands of one chunk row each; bands are filled in
+    /// parallel (each decodes its chunks and copies them into its own rows), so
+    /// both decoding and copying use every core.
     pub fn read_plane(&mut self, t: u64, c: u64, z: u64, out: &mut [u8]) -> Result<()> {
         let s = self.sizes;
         if t >= s.t || c >= s.c || z >= s.z {
@@ -464,70 +469,81 @@ impl PlaneReader<'_> {
         let chunks = &self.level.chunks;
         let origin = axes.plane_origin(t, c, z);
         let (cy, cx) = (chunks[axes.y], chunks[axes.x]);
-        let (ny, nx) = (s.y.div_ceil(cy), s.x.div_ceil(cx));
-        let mut needed = Vec::with_capacity(usize::try_from(ny * nx).unwrap_or(0));
-        for gy in 0..ny {
-            for gx in 0..nx {
-                let mut idx: Vec<u64> = origin.iter().zip(chunks).map(|(o, c)| o / c).collect();
-                idx[axes.y] = gy;
-                idx[axes.x] = gx;
-                needed.push(idx);
+        let nx = s.x.div_ceil(cx);
+        let es = self.image.dtype.size();
+        let width = usize::try_from(s.x).unwrap_or(0);
+        let band_bytes = usize::try_from(cy).unwrap_or(0) * width * es;
+        // offset of plane (t, c, z) inside a chunk, in elements
+        let base: usize = {
+            let mut stride = 1u64;
+            let mut off = 0u64;
+            for d in (0..chunks.len()).rev() {
+                if d != axes.y && d != axes.x {
+                    off += (origin[d] % chunks[d]) * stride;
+                }
+                stride *= chunks[d];
             }
-        }
-        let missing: Vec<&Vec<u64>> = needed
-            .iter()
-            .filter(|i| !self.cache.contains_key(*i))
-            .collect();
-        let decoded: Vec<(Vec<u64>, Result<Option<Vec<u8>>>)> = missing
-            .par_iter()
-            .map(|idx| ((*idx).clone(), self.decode(idx)))
-            .collect();
-        for (idx, r) in decoded {
-            let data = r?;
+            usize::try_from(off).unwrap_or(0)
+        };
+        let chunk_index = |gy: u64, gx: u64| -> Vec<u64> {
+            let mut idx: Vec<u64> = origin.iter().zip(chunks).map(|(o, c)| o / c).collect();
+            idx[axes.y] = gy;
+            idx[axes.x] = gx;
+            idx
+        };
+        let cache = &self.cache;
+        let this = &*self;
+        let fresh: Vec<Vec<(Vec<u64>, Arc<Option<Vec<u8>>>)>> = out
+            .par_chunks_mut(band_bytes.max(1))
+            .enumerate()
+            .map(
+                |(gy, band)| -> Result<Vec<(Vec<u64>, Arc<Option<Vec<u8>>>)>> {
+                    let gy = gy as u64;
+                    let rows = band.len() / (width * es).max(1);
+                    let decoded: Vec<(Vec<u64>, Arc<Option<Vec<u8>>>, bool)> = (0..nx)
+                        .into_par_iter()
+                        .map(|gx| {
+                            let idx = chunk_index(gy, gx);
+                            match cache.get(&idx) {
+                                Some(d) => Ok((idx, Arc::clone(d), false)),
+                                None => {
+                                    let d = Arc::new(this.decode(&idx)?);
+                                    Ok((idx, d, true))
+                                }
+                            }
+                        })
+                        .collect::<Result<_>>()?;
+                    let row_stride = usize::try_from(cx).unwrap_or(0);
+                    for (idx, data, _) in &decoded {
+                        let x0 = usize::try_from(idx[axes.x] * cx).unwrap_or(0);
+                        let cols = (width - x0).min(row_stride);
+                        for r in 0..rows {
+                            let dst =
+                                &mut band[(r * width + x0) * es..(r * width + x0 + cols) * es];
+                            match data.as_ref() {
+                                Some(bytes) => {
+                                    let src = (base + r * row_stride) * es;
+                                    dst.copy_from_slice(&bytes[src..src + cols * es]);
+                                }
+                                None => dst.fill(0),
+                            }
+                        }
+                    }
+                    Ok(decoded
+                        .into_iter()
+                        .filter(|d| d.2)
+                        .map(|(i, d, _)| (i, d))
+                        .collect())
+                },
+            )
+            .collect::<Result<_>>()?;
+        for (idx, data) in fresh.into_iter().flatten() {
             if data.is_none() {
                 self.missing_chunks += 1;
             }
-            self.cached_bytes += data.as_ref().map_or(0, Vec::len);
-            self.cache.insert(idx.clone(), Arc::new(data));
+            self.cached_bytes += data.as_ref().as_ref().map_or(0, Vec::len);
+            self.cache.insert(idx.clone(), data);
             self.order.push_back(idx);
-        }
-        let es = self.image.dtype.size();
-        let chunk_strides: Vec<u64> = {
-            let mut st = vec![1u64; chunks.len()];
-            for i in (0..chunks.len().saturating_sub(1)).rev() {
-                st[i] = st[i + 1] * chunks[i + 1];
-            }
-            st
-        };
-        for idx in &needed {
-            let y0 = idx[axes.y] * cy;
-            let x0 = idx[axes.x] * cx;
-            let rows = usize::try_from(cy.min(s.y - y0)).unwrap_or(0);
-            let cols = usize::try_from(cx.min(s.x - x0)).unwrap_or(0);
-            let width = usize::try_from(s.x).unwrap_or(0);
-            let data = self.cache.get(idx).cloned().unwrap_or_default();
-            let base: u64 = origin
-                .iter()
-                .zip(idx.iter().zip(chunks))
-                .zip(&chunk_strides)
-                .enumerate()
-                .filter(|(d, _)| *d != axes.y && *d != axes.x)
-                .map(|(_, ((o, (i, c)), st))| (o - i * c) * st)
-                .sum();
-            let row_stride = usize::try_from(cx).unwrap_or(0);
-            for r in 0..rows {
-                let dst = ((usize::try_from(y0).unwrap_or(0) + r) * width
-                    + usize::try_from(x0).unwrap_or(0))
-                    * es;
-                let dst = &mut out[dst..dst + cols * es];
-                match data.as_ref() {
-                    Some(bytes) => {
-                        let src = (usize::try_from(base).unwrap_or(0) + r * row_stride) * es;
-                        dst.copy_from_slice(&bytes[src..src + cols * es]);
-                    }
-                    None => dst.fill(0),
-                }
-            }
         }
         // keep the cache within budget (this plane's chunks are already copied)
         while self.cached_bytes > self.budget {

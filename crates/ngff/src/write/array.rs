@@ -180,10 +180,15 @@ pub fn create_array(
     Ok(array)
 }
 
-/// Stops zarrs from adding its `_zarrs` attribute to metadata (once per process).
-pub fn quiet_zarrs_metadata() {
+/// Configures zarrs once per process: no `_zarrs` attribute in written metadata,
+/// and one thread per chunk codec call — the engine decodes and encodes many
+/// chunks in parallel itself, and c-blosc's per-call thread pools on top of
+/// that only oversubscribe the cores.
+pub fn configure_zarrs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        zarrs::config::global_config_mut().set_include_zarrs_metadata(false);
+        let mut c = zarrs::config::global_config_mut();
+        c.set_include_zarrs_metadata(false);
+        c.set_codec_concurrent_target(1);
     });
 }

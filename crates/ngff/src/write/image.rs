@@ -17,7 +17,7 @@ use crate::axes::Sizes;
 use crate::dtype::PixelType;
 use crate::error::{NgffError, Result};
 use crate::node::NgffVersion;
-use crate::write::array::{ArrayLayout, Compression, create_array, quiet_zarrs_metadata};
+use crate::write::array::{ArrayLayout, Compression, configure_zarrs, create_array};
 use crate::write::atomic::StagingDir;
 use crate::write::attrs::{self, ChannelSpec, DEFAULT_COLORS};
 
@@ -129,7 +129,7 @@ impl std::fmt::Debug for ImageWriter {
 impl ImageWriter {
     /// Creates the image group at `dir` (inside a store being written).
     pub fn create(dir: &Path, spec: ImageSpec) -> Result<Self> {
-        quiet_zarrs_metadata();
+        configure_zarrs();
         let s = spec.sizes;
         if s.t == 0 || s.c == 0 || s.z == 0 || s.y == 0 || s.x == 0 {
             return Err(NgffError::write(
