@@ -105,3 +105,139 @@ pub fn partial_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The machine's PostgreSQL (trust auth) for tests; `BIOMERO_STAGE_TEST_PG` overrides.
+pub fn pg_admin_url() -> String {
+    std::env::var("BIOMERO_STAGE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Creates a fresh, uniquely named database on the test PostgreSQL and returns its URL.
+pub fn fresh_pg_database(prefix: &str) -> String {
+    let admin = pg_admin_url();
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() % 1_000_000_000)
+    );
+    let out = Command::new("psql")
+        .args([
+            admin.as_str(),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("psql is needed for the PostgreSQL tests: {e}"));
+    assert!(
+        out.status.success(),
+        "cannot create a test database on {admin}: {}; PostgreSQL must listen on 127.0.0.1:5432 with trust auth (or set BIOMERO_STAGE_TEST_PG)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match admin.rfind('/') {
+        Some(i) => format!("{}/{name}", &admin[..i]),
+        None => format!("{admin}/{name}"),
+    }
+}
+
+/// A `biomero-stage serve` child process, killed when dropped.
+pub struct Daemon {
+    /// The child.
+    pub child: std::process::Child,
+    /// Admin endpoint base URL.
+    pub base: String,
+    /// Its stderr log.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `serve` with `settings` (and extra args, env) and waits until `/healthz` answers.
+    pub fn start(
+        home: &Path,
+        settings: &Path,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let log = home.join(format!(
+            "serve-{port}-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ));
+        let err = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let child = command(home)
+            .args(["--config", &settings.display().to_string(), "serve"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start biomero-stage serve: {e}"));
+        let d = Daemon {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let started = std::time::Instant::now();
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return d;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the daemon did not come up; its log:\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, `KILL`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} failed");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(0, |a| a.port())
+}
+
+/// Writes daemon settings for tests: the example slurm-config, pinned descriptors, a token.
+pub fn write_daemon_settings(dir: &Path, queue_url: &str, port: u16, extra: &str) -> PathBuf {
+    let token = dir.join("admin-token");
+    std::fs::write(&token, "test-token\n").unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("biomero-stage.toml");
+    let body = format!(
+        "state_dir = \"{state}\"\nqueue_url = \"{queue_url}\"\nadmin_listen = \"127.0.0.1:{port}\"\nadmin_token_file = \"{token}\"\nimporter_enabled = true\nslurm_config = \"{ini}\"\ndescriptor_dirs = [\"{descriptors}\"]\ndescriptor_fetch = false\nworkers = 2\n{extra}\n",
+        state = dir.join("state").display(),
+        token = token.display(),
+        ini = repo_root().join("config/slurm-config.ini").display(),
+        descriptors = repo_root().join("config/descriptors").display(),
+    );
+    std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
+    path
+}

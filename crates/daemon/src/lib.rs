@@ -5,6 +5,13 @@
 //! itself lives in the `stage-*` crates; see ARCHITECTURE.md for the map.
 
 pub mod cli;
+pub mod http;
+pub mod intake;
 pub mod logging;
+pub mod metrics;
+pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod runtime;
+pub mod serve;
+pub mod worker;

@@ -3,6 +3,8 @@
 //! `RUST_LOG` overrides the level; otherwise commands log warnings and the
 //! daemon logs info, and each `-v` raises the level by one step.
 
+use std::io::IsTerminal;
+
 use stage_config::settings::LogFormat;
 use tracing_subscriber::EnvFilter;
 
@@ -20,6 +22,9 @@ pub fn init(format: LogFormat, default_level: &str, verbosity: u8) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }

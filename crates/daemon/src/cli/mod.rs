@@ -6,6 +6,7 @@
 
 mod config_cmd;
 mod data_cmd;
+mod queue_cmd;
 mod workflows_cmd;
 
 use std::path::PathBuf;
@@ -77,6 +78,21 @@ enum Command {
     Convert(data_cmd::ConvertCommand),
     /// Describe an OME-Zarr store (image, plate, labels) and list its problems; exit 1 if any
     Inspect(data_cmd::InspectArgs),
+    /// Run the daemon: workers, lease reaper, admin HTTP endpoint (systemd Type=notify)
+    Serve(queue_cmd::ServeArgs),
+    /// Validate a submission (JSON file, or - for stdin) and queue it
+    Submit(queue_cmd::SubmitArgs),
+    /// Show submissions, or one submission's history
+    Status(queue_cmd::StatusArgs),
+    /// Ask for a submission to be cancelled
+    Cancel(queue_cmd::CancelArgs),
+}
+
+/// The daemon's log format from its settings (text when they cannot be read yet).
+fn serve_log_format(global: &GlobalArgs) -> LogFormat {
+    let sources = global.sources();
+    stage_config::StageSettings::load(sources.settings_file.as_deref(), &sources.env)
+        .map_or(LogFormat::Text, |l| l.settings.log_format)
 }
 
 /// Entry point of the binary.
@@ -86,7 +102,16 @@ pub fn main() -> ExitCode {
         Some("json") => LogFormat::Json,
         _ => LogFormat::Text,
     };
-    crate::logging::init(format, "warn", cli.global.verbose);
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let format = match (cli.global.log_format.as_deref(), &cli.command) {
+        (None, Command::Serve(_)) => serve_log_format(&cli.global),
+        _ => format,
+    };
+    crate::logging::init(format, default_level, cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,6 +133,10 @@ pub fn main() -> ExitCode {
             Command::Inspect(a) => {
                 tokio::task::spawn_blocking(move || data_cmd::inspect(&a)).await?
             }
+            Command::Serve(a) => queue_cmd::serve(&a, &cli.global).await,
+            Command::Submit(a) => queue_cmd::submit(&a, &cli.global).await,
+            Command::Status(a) => queue_cmd::status(&a, &cli.global).await,
+            Command::Cancel(a) => queue_cmd::cancel(&a, &cli.global).await,
         }
     });
     match result {

@@ -1,0 +1,104 @@
+//! `/api/v1/submissions` and `/api/v1/workflows`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use stage_store::{ListFilter, NewSubmission};
+
+use super::{ApiError, authorize};
+use crate::intake;
+use crate::runtime::Runtime;
+
+/// Query of the list call.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(crate) async fn list(
+    State(rt): State<Runtime>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let state = match q.state.as_deref() {
+        Some(s) => Some(
+            s.parse()
+                .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e))?,
+        ),
+        None => None,
+    };
+    let list = rt
+        .store
+        .list(&ListFilter {
+            state,
+            limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        })
+        .await?;
+    Ok(Json(json!({ "submissions": list })))
+}
+
+pub(crate) async fn create(
+    State(rt): State<Runtime>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&rt, &headers)?;
+    let doc = intake::parse(&body)?;
+    let accepted = intake::validate(doc, &rt.config.current())?;
+    let request = serde_json::to_value(&accepted.doc)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let (s, created) = rt
+        .store
+        .insert(&NewSubmission {
+            id: accepted.id,
+            workflow: accepted.doc.workflow.clone(),
+            request,
+        })
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({ "created": created, "submission": s }))))
+}
+
+pub(crate) async fn get(
+    State(rt): State<Runtime>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let s = rt.store.get(&id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no submission with id `{id}`"),
+        )
+    })?;
+    let events = rt.store.events(&id).await?;
+    Ok(Json(json!({ "submission": s, "events": events })))
+}
+
+pub(crate) async fn cancel(
+    State(rt): State<Runtime>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&rt, &headers)?;
+    let s = rt.store.request_cancel(&id).await?;
+    Ok(Json(json!({ "submission": s })))
+}
+
+pub(crate) async fn workflows(State(rt): State<Runtime>) -> Json<Value> {
+    let config = rt.config.current();
+    let list: Vec<Value> = config
+        .registry
+        .workflows
+        .values()
+        .map(crate::report::workflow_json)
+        .collect();
+    Json(json!({ "generation": config.generation, "workflows": list }))
+}

@@ -1,0 +1,374 @@
+//! The submission document and its validation at intake.
+//!
+//! A submission says which workflow to run on which inputs, with which
+//! parameters, for which OMERO user and group, and where results go. It is
+//! checked against the live workflow registry *before* it is queued — unknown
+//! workflow, unknown or ill-typed parameter, datasets for a plate-only
+//! workflow, plates for an image-only one, a Zarr workflow without the
+//! importer integration — and refused with every problem, each naming its
+//! field. Rows that other programs insert straight into the table are checked
+//! the same way by the pipeline's first step.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use stage_config::{InputMode, Snapshot};
+
+/// The submission format version this build reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// An OMERO object selected as input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OmeroObject {
+    /// `Image`, `Dataset`, `Well`, `Plate` or `Screen`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The object id.
+    pub id: i64,
+}
+
+/// What to run the workflow on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    /// OMERO objects.
+    #[serde(default)]
+    pub omero: Vec<OmeroObject>,
+    /// Paths on the shared storage (OME-Zarr stores, TIFF/OME-TIFF files).
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+/// The OMERO user the run is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OmeroUser {
+    /// OMERO user name.
+    pub name: String,
+    /// OMERO group name.
+    pub group: String,
+}
+
+/// Where results go in OMERO.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum ResultsTarget {
+    /// An existing Dataset or Screen.
+    Existing {
+        /// `Dataset` or `Screen`.
+        #[serde(rename = "type")]
+        kind: String,
+        /// Its id.
+        id: i64,
+    },
+    /// A new Dataset or Screen to create.
+    New {
+        /// `Dataset` or `Screen`.
+        new: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+impl ResultsTarget {
+    /// `Dataset` or `Screen`.
+    pub fn kind(&self) -> &str {
+        match self {
+            ResultsTarget::Existing { kind, .. } => kind,
+            ResultsTarget::New { new, .. } => new,
+        }
+    }
+}
+
+/// Per-submission options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Stop at `uploaded` and publish the remote path (default: the daemon's `prep_only`).
+    #[serde(default)]
+    pub prep_only: Option<bool>,
+    /// Keep the remote data folder and job log after a successful import.
+    #[serde(default)]
+    pub keep_remote_data: bool,
+}
+
+/// A submission as sent to biomero-stage (format version 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionDoc {
+    /// Format version (1).
+    pub version: u32,
+    /// Idempotency key; generated when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Workflow key.
+    pub workflow: String,
+    /// Expected workflow version (checked against the configuration).
+    #[serde(default)]
+    pub workflow_version: Option<String>,
+    /// Inputs.
+    pub inputs: Inputs,
+    /// Workflow parameters by id.
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    /// OMERO user and group.
+    pub user: OmeroUser,
+    /// Where results go.
+    #[serde(default)]
+    pub results: Option<ResultsTarget>,
+    /// Options.
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// One problem with a submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The field (`parameters.diameter`, `inputs.omero[0].type`, …).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeError {
+    /// Not JSON, or not the submission format.
+    #[error("the submission is not a valid document: {0}")]
+    Malformed(String),
+    /// Well-formed, but wrong for this configuration.
+    #[error("the submission was refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+}
+
+/// A submission that passed every check, ready to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    /// The id (given or generated).
+    pub id: String,
+    /// The normalised document (id filled in, parameters typed, prep-only resolved).
+    pub doc: SubmissionDoc,
+}
+
+const IMAGE_KINDS: [&str; 3] = ["Image", "Dataset", "Well"];
+const PLATE_KINDS: [&str; 2] = ["Plate", "Screen"];
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn plain(s: &str) -> bool {
+    !s.trim().is_empty() && !s.chars().any(char::is_control)
+}
+
+/// Parses bytes as a submission document.
+pub fn parse(bytes: &[u8]) -> Result<SubmissionDoc, IntakeError> {
+    serde_json::from_slice(bytes).map_err(|e| IntakeError::Malformed(e.to_string()))
+}
+
+/// Checks a document against the configuration in force.
+pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, IntakeError> {
+    let mut errors = Vec::new();
+    if doc.version != FORMAT_VERSION {
+        errors.push(err(
+            "version",
+            format!(
+                "version {} is not understood; this biomero-stage reads version {FORMAT_VERSION}",
+                doc.version
+            ),
+        ));
+    }
+    let id = match &doc.id {
+        Some(id) => {
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                errors.push(err(
+                    "id",
+                    "an id has 1 to 64 letters, digits, '-', '_' or '.'",
+                ));
+            }
+            id.clone()
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    if !plain(&doc.user.name) {
+        errors.push(err(
+            "user.name",
+            "the OMERO user name is empty or has control characters",
+        ));
+    }
+    if !plain(&doc.user.group) {
+        errors.push(err(
+            "user.group",
+            "the OMERO group name is empty or has control characters",
+        ));
+    }
+    if doc.inputs.omero.is_empty() && doc.inputs.paths.is_empty() {
+        errors.push(err(
+            "inputs",
+            "nothing selected: give OMERO objects (inputs.omero) or paths (inputs.paths)",
+        ));
+    }
+    for (i, o) in doc.inputs.omero.iter().enumerate() {
+        if !IMAGE_KINDS.contains(&o.kind.as_str()) && !PLATE_KINDS.contains(&o.kind.as_str()) {
+            errors.push(err(
+                format!("inputs.omero[{i}].type"),
+                format!(
+                    "`{}` is not one of Image, Dataset, Well, Plate, Screen",
+                    o.kind
+                ),
+            ));
+        }
+        if o.id <= 0 {
+            errors.push(err(
+                format!("inputs.omero[{i}].id"),
+                "OMERO ids are positive",
+            ));
+        }
+    }
+    for (i, p) in doc.inputs.paths.iter().enumerate() {
+        if !p.starts_with('/') || p.contains('\0') {
+            errors.push(err(
+                format!("inputs.paths[{i}]"),
+                "paths are absolute paths on the shared storage",
+            ));
+        }
+    }
+    let registry = &config.registry;
+    let Some(wf) = registry.get(&doc.workflow) else {
+        let known: Vec<&str> = registry.workflows.keys().map(String::as_str).collect();
+        errors.push(err(
+            "workflow",
+            format!(
+                "unknown workflow `{}`; configured: {}",
+                doc.workflow,
+                known.join(", ")
+            ),
+        ));
+        return Err(IntakeError::Invalid(errors));
+    };
+    if let Some(v) = &doc.workflow_version
+        && *v != wf.version
+    {
+        errors.push(err(
+            "workflow_version",
+            format!(
+                "`{}` is configured at version {}, not {v}",
+                wf.key, wf.version
+            ),
+        ));
+    }
+    // inputs against the input mode
+    let has_images = doc
+        .inputs
+        .omero
+        .iter()
+        .any(|o| IMAGE_KINDS.contains(&o.kind.as_str()));
+    let has_plates = doc
+        .inputs
+        .omero
+        .iter()
+        .any(|o| PLATE_KINDS.contains(&o.kind.as_str()));
+    if has_images && wf.modes.image_mode().is_none() {
+        errors.push(err(
+            "inputs.omero",
+            format!("`{}` is a Zarr Plate workflow: only plates (or screens) can be submitted, not images or datasets", wf.key),
+        ));
+    }
+    if has_plates && wf.modes.plate_mode().is_none() {
+        errors.push(err(
+            "inputs.omero",
+            format!("`{}` takes images (one OME-Zarr each); plates can only go to plate workflows or TIFF workflows", wf.key),
+        ));
+    }
+    if let Some(d) = &wf.descriptor
+        && d.requires_zarr
+        && !config.settings.settings.importer_enabled
+    {
+        errors.push(err(
+            "workflow",
+            format!("`{}` needs Zarr input (its descriptor says so), which needs the BIOMERO.importer integration; importer_enabled is false", wf.key),
+        ));
+    }
+    if let Some(r) = &doc.results {
+        let want = if wf.mode == InputMode::ZarrPlate {
+            "Screen"
+        } else {
+            "Dataset"
+        };
+        if r.kind() != want {
+            errors.push(err(
+                "results",
+                format!("results of `{}` go to a {want}, not a {}", wf.key, r.kind()),
+            ));
+        }
+        if let ResultsTarget::Existing { id, .. } = r
+            && *id <= 0
+        {
+            errors.push(err("results.id", "OMERO ids are positive"));
+        }
+    }
+    // parameters against the descriptor
+    match &wf.descriptor {
+        None if !doc.parameters.is_empty() => errors.push(err(
+            "parameters",
+            format!(
+                "the descriptor of `{}` is unavailable ({}), so its parameters cannot be checked",
+                wf.key,
+                wf.descriptor_error.as_deref().unwrap_or("unknown reason")
+            ),
+        )),
+        None => {}
+        Some(d) => {
+            let mut typed = Map::new();
+            for (k, v) in &doc.parameters {
+                match d.parameter(k) {
+                    None => {
+                        let known: Vec<&str> = d.parameters.iter().map(|p| p.id.as_str()).collect();
+                        errors.push(err(
+                            format!("parameters.{k}"),
+                            format!(
+                                "`{}` has no parameter `{k}`; it has: {}",
+                                wf.key,
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                    Some(p) => match p.check_value(v) {
+                        Ok(v) => {
+                            typed.insert(k.clone(), v);
+                        }
+                        Err(m) => errors.push(err(format!("parameters.{k}"), m)),
+                    },
+                }
+            }
+            for p in &d.parameters {
+                if !p.optional && p.default.is_none() && !doc.parameters.contains_key(&p.id) {
+                    errors.push(err(
+                        format!("parameters.{}", p.id),
+                        "required and has no default",
+                    ));
+                }
+            }
+            doc.parameters = typed;
+        }
+    }
+    if !errors.is_empty() {
+        return Err(IntakeError::Invalid(errors));
+    }
+    doc.id = Some(id.clone());
+    doc.options.prep_only = Some(
+        doc.options
+            .prep_only
+            .unwrap_or(config.settings.settings.prep_only),
+    );
+    Ok(Accepted { id, doc })
+}

@@ -1,0 +1,128 @@
+//! The pipeline: which step follows which state, and what a step returns.
+//!
+//! This is the only code that knows the order of the steps:
+//!
+//! ```text
+//! received ─plan─► planned ─stage─► staged ─upload─► uploaded ─submit─► submitted
+//!          ─follow─► finished ─collect─► collected ─import─► imported
+//! ```
+//!
+//! Each step is a function of the submission and the recorded results of the
+//! steps before it (`data`), and is idempotent: a daemon killed at any instant
+//! runs it again after restart and gets the same result without duplicating
+//! anything. A step that this build cannot run yet does not pretend: the
+//! submission waits, and its state says which capability is missing.
+
+pub mod steps;
+
+use serde_json::Value;
+use stage_store::{State, Submission};
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::Runtime;
+
+/// The steps, in order, with the state each one leads to.
+pub const STEPS: [(Step, State, State); 7] = [
+    (Step::Plan, State::Received, State::Planned),
+    (Step::Stage, State::Planned, State::Staged),
+    (Step::Upload, State::Staged, State::Uploaded),
+    (Step::Submit, State::Uploaded, State::Submitted),
+    (Step::Follow, State::Submitted, State::Finished),
+    (Step::Collect, State::Finished, State::Collected),
+    (Step::Import, State::Collected, State::Imported),
+];
+
+/// A pipeline step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Validate and resolve inputs into a staging plan.
+    Plan,
+    /// Write the inputs into the local staging area.
+    Stage,
+    /// Copy them to the cluster.
+    Upload,
+    /// Submit the Slurm job.
+    Submit,
+    /// Follow the job to its end.
+    Follow,
+    /// Download and keep the outputs.
+    Collect,
+    /// Hand the results to BIOMERO.importer.
+    Import,
+}
+
+impl Step {
+    /// The step's name (in events, metrics and `data`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Plan => "plan",
+            Step::Stage => "stage",
+            Step::Upload => "upload",
+            Step::Submit => "submit",
+            Step::Follow => "follow",
+            Step::Collect => "collect",
+            Step::Import => "import",
+        }
+    }
+
+    /// The step that runs from `state`, and the state it leads to.
+    pub fn after(state: State) -> Option<(Step, State)> {
+        STEPS
+            .iter()
+            .find(|(_, from, _)| *from == state)
+            .map(|(s, _, to)| (*s, *to))
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// Done: move on to the next state; `result` is kept under `data[step]`.
+    Done {
+        /// What the next steps need to know.
+        result: Value,
+        /// The pipeline ends here (prep-only runs stop at `uploaded`).
+        last: bool,
+    },
+    /// A transient failure (connection refused, timeout): try again later.
+    Transient {
+        /// What went wrong.
+        error: String,
+    },
+    /// A permanent failure: the submission fails with this reason.
+    Failed {
+        /// A reason a person can act on.
+        reason: String,
+        /// Details for the event log.
+        detail: Value,
+    },
+    /// The step cannot run in this build or configuration.
+    Waiting {
+        /// The missing capability.
+        capability: String,
+    },
+    /// The step stopped because the submission was cancelled.
+    Cancelled,
+}
+
+/// What a running step may use.
+#[derive(Clone)]
+pub struct StepContext {
+    /// The daemon's shared state (configuration, queue, metrics).
+    pub runtime: Runtime,
+    /// Cancelled when the submission is cancelled or the lease is lost.
+    pub cancel: CancellationToken,
+}
+
+/// Runs `step` for `submission`.
+pub async fn run(step: Step, ctx: &StepContext, submission: &Submission) -> StepOutcome {
+    match step {
+        Step::Plan => steps::plan::run(ctx, submission).await,
+        other => StepOutcome::Waiting {
+            capability: format!(
+                "the `{}` step (and those after it) is not part of this build of biomero-stage yet",
+                other.name()
+            ),
+        },
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per pipeline step.
+
+pub mod plan;

@@ -1,0 +1,427 @@
+//! The queue on SQLite: one file, WAL, every write in an immediate
+//! transaction (SQLite has one writer at a time, so `BEGIN IMMEDIATE` makes
+//! claim-then-lease atomic without row locks). Times are Unix milliseconds.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use crate::error::{Result, StoreError};
+use crate::model::{
+    Claim, Event, ListFilter, NewSubmission, Outcome, State, Submission, Transition,
+};
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+fn lease_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+pub(crate) async fn connect(url: &str) -> Result<SqlitePool> {
+    let opts = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    if let Some(parent) = opts
+        .get_filename()
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await?;
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+    Ok(pool)
+}
+
+fn row_to_submission(r: &SqliteRow) -> Result<Submission> {
+    let id: String = r.try_get("id")?;
+    let corrupt = |what: &'static str, message: String| StoreError::Corrupt {
+        id: id.clone(),
+        what,
+        message,
+    };
+    let request: String = r.try_get("request")?;
+    let data: String = r.try_get("data")?;
+    let state: String = r.try_get("state")?;
+    Ok(Submission {
+        workflow: r.try_get("workflow")?,
+        request: serde_json::from_str(&request).map_err(|e| corrupt("request", e.to_string()))?,
+        state: State::from_str(&state).map_err(|e| corrupt("state", e))?,
+        done: r.try_get::<i64, _>("done")? != 0,
+        waiting_for: r.try_get("waiting_for")?,
+        error: r.try_get("error")?,
+        attempts: r
+            .try_get::<i64, _>("attempts")
+            .map(|a| i32::try_from(a).unwrap_or(i32::MAX))?,
+        next_attempt_at: time(r.try_get("next_attempt_at")?),
+        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+        data: serde_json::from_str(&data).map_err(|e| corrupt("data", e.to_string()))?,
+        created_at: time(r.try_get("created_at")?),
+        updated_at: time(r.try_get("updated_at")?),
+        id: id.clone(),
+    })
+}
+
+/// `SELECT <all submission columns> FROM biomero_stage_submissions <tail>` as a `&'static str`.
+macro_rules! select_submissions {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, workflow, request, state, done, waiting_for, error, attempts, next_attempt_at, cancel_requested, data, created_at, updated_at FROM biomero_stage_submissions ",
+            $tail
+        )
+    };
+}
+
+pub(crate) async fn get(p: &SqlitePool, id: &str) -> Result<Option<Submission>> {
+    let r = sqlx::query(select_submissions!("WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(p)
+        .await?;
+    r.as_ref().map(row_to_submission).transpose()
+}
+
+pub(crate) async fn insert(p: &SqlitePool, new: &NewSubmission) -> Result<(Submission, bool)> {
+    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+    let now = now_ms();
+    let inserted = sqlx::query(
+        "INSERT INTO biomero_stage_submissions (id, workflow, request, state, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&new.id)
+    .bind(&new.workflow)
+    .bind(new.request.to_string())
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        sqlx::query(
+            "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, 1, 'intake', 'accepted', 'received', ?, ?)",
+        )
+        .bind(&new.id)
+        .bind(serde_json::json!({ "workflow": new.workflow }).to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    let s = get(p, &new.id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(new.id.clone()))?;
+    Ok((s, inserted))
+}
+
+pub(crate) async fn list(p: &SqlitePool, f: &ListFilter) -> Result<Vec<Submission>> {
+    let limit = if f.limit > 0 { f.limit } else { 100 };
+    let rows = match f.state {
+        Some(st) => {
+            sqlx::query(select_submissions!(
+                "WHERE state = ? ORDER BY created_at DESC, id LIMIT ?"
+            ))
+            .bind(st.as_str())
+            .bind(limit)
+            .fetch_all(p)
+            .await?
+        }
+        None => {
+            sqlx::query(select_submissions!("ORDER BY created_at DESC, id LIMIT ?"))
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+        }
+    };
+    rows.iter().map(row_to_submission).collect()
+}
+
+pub(crate) async fn events(p: &SqlitePool, id: &str) -> Result<Vec<Event>> {
+    let rows = sqlx::query(
+        "SELECT seq, step, outcome, state, detail, at FROM biomero_stage_events WHERE submission_id = ? ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(p)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let corrupt = |what: &'static str, message: String| StoreError::Corrupt {
+                id: id.to_owned(),
+                what,
+                message,
+            };
+            let detail: String = r.try_get("detail")?;
+            Ok(Event {
+                seq: r
+                    .try_get::<i64, _>("seq")
+                    .map(|s| i32::try_from(s).unwrap_or(i32::MAX))?,
+                step: r.try_get("step")?,
+                outcome: Outcome::from_str(&r.try_get::<String, _>("outcome")?)
+                    .map_err(|e| corrupt("outcome", e))?,
+                state: State::from_str(&r.try_get::<String, _>("state")?)
+                    .map_err(|e| corrupt("state", e))?,
+                detail: serde_json::from_str(&detail)
+                    .map_err(|e| corrupt("detail", e.to_string()))?,
+                at: time(r.try_get("at")?),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn claim(
+    p: &SqlitePool,
+    owner: &str,
+    token: &str,
+    lease: Duration,
+) -> Result<Option<Claim>> {
+    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+    let now = now_ms();
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT s.id FROM biomero_stage_submissions s WHERE s.done = 0 AND s.waiting_for IS NULL AND s.next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM biomero_stage_leases l WHERE l.submission_id = s.id AND l.expires_at > ?) ORDER BY s.next_attempt_at, s.created_at LIMIT 1",
+    )
+    .bind(now)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        tx.commit().await?;
+        return Ok(None);
+    };
+    sqlx::query(
+        "INSERT INTO biomero_stage_leases (submission_id, owner, token, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (submission_id) DO UPDATE SET owner = excluded.owner, token = excluded.token, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+    )
+    .bind(&id)
+    .bind(owner)
+    .bind(token)
+    .bind(now)
+    .bind(now + lease_ms(lease))
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query(select_submissions!("WHERE id = ?"))
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let submission = row_to_submission(&row)?;
+    tx.commit().await?;
+    Ok(Some(Claim {
+        submission,
+        token: token.to_owned(),
+        owner: owner.to_owned(),
+    }))
+}
+
+pub(crate) async fn renew(p: &SqlitePool, c: &Claim, lease: Duration) -> Result<bool> {
+    let now = now_ms();
+    let n = sqlx::query(
+        "UPDATE biomero_stage_leases SET expires_at = ? WHERE submission_id = ? AND token = ? AND expires_at > ?",
+    )
+    .bind(now + lease_ms(lease))
+    .bind(&c.submission.id)
+    .bind(&c.token)
+    .bind(now)
+    .execute(p)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(StoreError::LeaseLost(c.submission.id.clone()));
+    }
+    let cancel: i64 =
+        sqlx::query_scalar("SELECT cancel_requested FROM biomero_stage_submissions WHERE id = ?")
+            .bind(&c.submission.id)
+            .fetch_one(p)
+            .await?;
+    Ok(cancel != 0)
+}
+
+pub(crate) async fn advance(p: &SqlitePool, c: &Claim, t: &Transition) -> Result<Submission> {
+    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+    let now = now_ms();
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM biomero_stage_leases WHERE submission_id = ? AND token = ? AND expires_at > ?",
+    )
+    .bind(&c.submission.id)
+    .bind(&c.token)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if held.is_none() {
+        return Err(StoreError::LeaseLost(c.submission.id.clone()));
+    }
+    let row = sqlx::query(select_submissions!("WHERE id = ?"))
+        .bind(&c.submission.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let current = row_to_submission(&row)?;
+    let state = t.state.unwrap_or(current.state);
+    let data = crate::merged_data(&current.data, t);
+    let attempts = match t.outcome {
+        Outcome::Retrying => current.attempts + 1,
+        Outcome::Succeeded => 0,
+        _ => current.attempts,
+    };
+    let next = t.retry_at.map_or(now, ms);
+    sqlx::query(
+        "UPDATE biomero_stage_submissions SET state = ?, done = ?, waiting_for = ?, error = COALESCE(?, CASE WHEN ? THEN NULL ELSE error END), attempts = ?, next_attempt_at = ?, data = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(state.as_str())
+    .bind(t.done)
+    .bind(&t.waiting_for)
+    .bind(&t.error)
+    .bind(t.outcome == Outcome::Succeeded)
+    .bind(i64::from(attempts))
+    .bind(next)
+    .bind(data.to_string())
+    .bind(now)
+    .bind(&c.submission.id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = ?), ?, ?, ?, ?, ?)",
+    )
+    .bind(&c.submission.id)
+    .bind(&c.submission.id)
+    .bind(&t.step)
+    .bind(t.outcome.as_str())
+    .bind(state.as_str())
+    .bind(t.detail.to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query(select_submissions!("WHERE id = ?"))
+        .bind(&c.submission.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let s = row_to_submission(&row)?;
+    tx.commit().await?;
+    Ok(s)
+}
+
+pub(crate) async fn release(p: &SqlitePool, c: &Claim) -> Result<()> {
+    sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND token = ?")
+        .bind(&c.submission.id)
+        .bind(&c.token)
+        .execute(p)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn reap(p: &SqlitePool) -> Result<u64> {
+    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+    let now = now_ms();
+    let expired: Vec<(String, String)> = sqlx::query_as(
+        "SELECT l.submission_id, s.state FROM biomero_stage_leases l JOIN biomero_stage_submissions s ON s.id = l.submission_id WHERE l.expires_at <= ?",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, state) in &expired {
+        sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND expires_at <= ?")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = ?), 'lease', 'lease_expired', ?, '{}', ?)",
+        )
+        .bind(id)
+        .bind(id)
+        .bind(state)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(expired.len() as u64)
+}
+
+pub(crate) async fn request_cancel(p: &SqlitePool, id: &str) -> Result<Submission> {
+    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+    let now = now_ms();
+    let row = sqlx::query(select_submissions!("WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound(id.to_owned()));
+    };
+    let s = row_to_submission(&row)?;
+    if s.done {
+        return Err(StoreError::AlreadyFinished {
+            id: id.to_owned(),
+            state: s.state.to_string(),
+        });
+    }
+    if !s.cancel_requested {
+        sqlx::query(
+            "UPDATE biomero_stage_submissions SET cancel_requested = 1, waiting_for = NULL, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = ?), 'cancel', 'cancel_requested', ?, '{}', ?)",
+        )
+        .bind(id)
+        .bind(id)
+        .bind(s.state.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    get(p, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(id.to_owned()))
+}
+
+pub(crate) async fn resume_waiting(p: &SqlitePool) -> Result<u64> {
+    Ok(sqlx::query("UPDATE biomero_stage_submissions SET waiting_for = NULL, next_attempt_at = ? WHERE waiting_for IS NOT NULL AND done = 0")
+        .bind(now_ms())
+        .execute(p)
+        .await?
+        .rows_affected())
+}
+
+pub(crate) async fn counts(p: &SqlitePool) -> Result<Vec<(State, i64)>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM biomero_stage_submissions GROUP BY state")
+            .fetch_all(p)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(s, n)| State::from_str(&s).ok().map(|s| (s, n)))
+        .collect())
+}
+
+pub(crate) async fn depth(p: &SqlitePool) -> Result<i64> {
+    let now = now_ms();
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM biomero_stage_submissions s WHERE s.done = 0 AND s.waiting_for IS NULL AND s.next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM biomero_stage_leases l WHERE l.submission_id = s.id AND l.expires_at > ?)",
+    )
+    .bind(now)
+    .bind(now)
+    .fetch_one(p)
+    .await?)
+}

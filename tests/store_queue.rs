@@ -1,0 +1,393 @@
+//! The queue on both backends — a SQLite file and the machine's PostgreSQL
+//! (a fresh database per test): idempotent intake, claims with leases and
+//! fencing, the event log, cancellation, reaping, and concurrency (several
+//! daemons on one database, every step executed exactly once).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stage_store::{ListFilter, NewSubmission, Outcome, State, Store, StoreError, Transition};
+use stage_tests::fresh_pg_database;
+
+async fn stores() -> Vec<(&'static str, Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("q.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let pg = Store::connect(&fresh_pg_database("stage_queue"))
+        .await
+        .unwrap();
+    vec![("sqlite", sqlite, Some(dir)), ("postgres", pg, None)]
+}
+
+fn new(id: &str) -> NewSubmission {
+    NewSubmission {
+        id: id.into(),
+        workflow: "cellpose".into(),
+        request: json!({"version": 1, "workflow": "cellpose"}),
+    }
+}
+
+#[tokio::test]
+async fn intake_is_idempotent_and_starts_the_event_log() {
+    for (name, store, _d) in stores().await {
+        let (s, created) = store.insert(&new("a")).await.unwrap();
+        assert!(created, "{name}");
+        assert_eq!(s.state, State::Received);
+        let (again, created) = store
+            .insert(&NewSubmission {
+                workflow: "other".into(),
+                ..new("a")
+            })
+            .await
+            .unwrap();
+        assert!(
+            !created,
+            "{name}: the second submission with the same id is the first"
+        );
+        assert_eq!(again.workflow, "cellpose");
+        let ev = store.events("a").await.unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].step.as_str(), ev[0].outcome),
+            ("intake", Outcome::Accepted)
+        );
+        assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn steps_advance_the_projection_and_keep_their_results() {
+    for (name, store, _d) in stores().await {
+        store.insert(&new("s1")).await.unwrap();
+        let c = store
+            .claim("w1", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .claim("w2", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: held"
+        );
+        let s = store
+            .advance(
+                &c,
+                &Transition::succeeded("plan", State::Planned, json!({"files": 3})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.state, State::Planned);
+        let at = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+        let s = store
+            .advance(&c, &Transition::retrying("stage", "disk busy", at))
+            .await
+            .unwrap();
+        assert_eq!((s.attempts, s.error.as_deref()), (1, Some("disk busy")));
+        store.release(&c).await.unwrap();
+        assert!(
+            store
+                .claim("w2", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: backoff"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let c = store
+            .claim("w2", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let s = store
+            .advance(
+                &c,
+                &Transition::succeeded("stage", State::Staged, json!({"bytes": 10})),
+            )
+            .await
+            .unwrap();
+        assert_eq!((s.attempts, s.error), (0, None));
+        assert_eq!(
+            s.data,
+            json!({"plan": {"files": 3}, "stage": {"bytes": 10}})
+        );
+        let s = store
+            .advance(
+                &c,
+                &Transition::failed("upload", "quota exceeded on the cluster", json!({})),
+            )
+            .await
+            .unwrap();
+        assert!(s.done && s.state == State::Failed);
+        store.release(&c).await.unwrap();
+        assert!(
+            store
+                .claim("w3", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: done"
+        );
+        let outcomes: Vec<(String, Outcome, State)> = store
+            .events("s1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.step, e.outcome, e.state))
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                ("intake".into(), Outcome::Accepted, State::Received),
+                ("plan".into(), Outcome::Succeeded, State::Planned),
+                ("stage".into(), Outcome::Retrying, State::Planned),
+                ("stage".into(), Outcome::Succeeded, State::Staged),
+                ("upload".into(), Outcome::Failed, State::Failed),
+            ],
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_reaped_and_its_holder_is_fenced_off() {
+    for (name, store, _d) in stores().await {
+        store.insert(&new("f1")).await.unwrap();
+        let slow = store
+            .claim("slow", Duration::from_millis(300))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(store.reap().await.unwrap(), 1, "{name}");
+        let fast = store
+            .claim("fast", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let e = store
+            .advance(
+                &slow,
+                &Transition::succeeded("plan", State::Planned, json!({})),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseLost(_)), "{name}: {e}");
+        assert!(matches!(
+            store.renew(&slow, Duration::from_secs(1)).await,
+            Err(StoreError::LeaseLost(_))
+        ));
+        store
+            .advance(
+                &fast,
+                &Transition::succeeded("plan", State::Planned, json!({})),
+            )
+            .await
+            .unwrap();
+        let ev = store.events("f1").await.unwrap();
+        assert!(
+            ev.iter().any(|e| e.outcome == Outcome::LeaseExpired),
+            "{name}"
+        );
+        assert_eq!(
+            ev.iter().filter(|e| e.step == "plan").count(),
+            1,
+            "{name}: the step is recorded once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cancellation_reaches_the_holder_and_finished_submissions_refuse_it() {
+    for (name, store, _d) in stores().await {
+        store.insert(&new("c1")).await.unwrap();
+        let c = store
+            .claim("w", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!store.renew(&c, Duration::from_secs(30)).await.unwrap());
+        store.request_cancel("c1").await.unwrap();
+        assert!(
+            store.renew(&c, Duration::from_secs(30)).await.unwrap(),
+            "{name}: the holder learns of it"
+        );
+        let s = store
+            .advance(&c, &Transition::cancelled("stage"))
+            .await
+            .unwrap();
+        assert!(s.done && s.state == State::Cancelled);
+        let e = store.request_cancel("c1").await.unwrap_err();
+        assert!(e.to_string().contains("already cancelled"), "{name}: {e}");
+        assert!(matches!(
+            store.request_cancel("nope").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn waiting_submissions_sleep_until_resumed() {
+    for (name, store, _d) in stores().await {
+        store.insert(&new("w1")).await.unwrap();
+        let c = store
+            .claim("w", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let s = store
+            .advance(
+                &c,
+                &Transition::waiting("plan", "the omero source is not configured"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            s.waiting_for.as_deref(),
+            Some("the omero source is not configured")
+        );
+        store.release(&c).await.unwrap();
+        assert!(
+            store
+                .claim("w", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        assert_eq!(store.resume_waiting().await.unwrap(), 1);
+        assert!(
+            store
+                .claim("w", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_some(),
+            "{name}"
+        );
+    }
+}
+
+/// Several daemons (separate pools) work one database: every (submission, step) runs exactly once.
+async fn run_daemons(
+    url: &str,
+    daemons: usize,
+    submissions: usize,
+) -> HashMap<(String, String), u32> {
+    let setup = Store::connect(url).await.unwrap();
+    for i in 0..submissions {
+        setup.insert(&new(&format!("s{i:04}"))).await.unwrap();
+    }
+    let executed: Arc<Mutex<HashMap<(String, String), u32>>> = Arc::default();
+    let steps = [
+        ("plan", State::Planned),
+        ("stage", State::Staged),
+        ("upload", State::Imported),
+    ];
+    let mut tasks = Vec::new();
+    for d in 0..daemons {
+        let store = Store::connect(url).await.unwrap();
+        let executed = Arc::clone(&executed);
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("daemon-{d}");
+            let mut idle = 0;
+            while idle < 20 {
+                let Some(c) = store.claim(&owner, Duration::from_secs(30)).await.unwrap() else {
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                idle = 0;
+                let step = steps
+                    .iter()
+                    .find(|(_, st)| *st > c.submission.state)
+                    .copied();
+                if let Some((name, next)) = step {
+                    *executed
+                        .lock()
+                        .unwrap()
+                        .entry((c.submission.id.clone(), name.to_owned()))
+                        .or_default() += 1;
+                    store
+                        .advance(&c, &Transition::succeeded(name, next, json!({"by": owner})))
+                        .await
+                        .unwrap();
+                }
+                store.release(&c).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let counts = setup.counts_by_state().await.unwrap();
+    assert_eq!(
+        counts,
+        vec![(State::Imported, i64::try_from(submissions).unwrap())]
+    );
+    Arc::try_unwrap(executed).unwrap().into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_daemons_on_one_postgres_run_every_step_of_500_submissions_exactly_once() {
+    let url = fresh_pg_database("stage_conc");
+    let started = Instant::now();
+    let executed = run_daemons(&url, 4, 500).await;
+    assert_eq!(executed.len(), 500 * 3);
+    assert!(executed.values().all(|n| *n == 1), "some step ran twice");
+    eprintln!("postgres: 4 daemons, 1500 steps in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_workers_on_one_sqlite_file_run_every_step_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("q.sqlite").display());
+    let executed = run_daemons(&url, 4, 200).await;
+    assert_eq!(executed.len(), 200 * 3);
+    assert!(executed.values().all(|n| *n == 1), "some step ran twice");
+}
+
+#[tokio::test]
+async fn a_row_inserted_by_another_program_wakes_the_daemon_through_notify() {
+    let url = fresh_pg_database("stage_notify");
+    let store = Store::connect(&url).await.unwrap();
+    let mut listener = store.listener().await.unwrap();
+    assert!(listener.is_some());
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            store
+                .wait_for_work(&mut listener, Duration::from_secs(30))
+                .await;
+            t.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // an OMERO script or the web plugin inserts a row; the trigger notifies
+    sqlx::query("INSERT INTO biomero_stage_submissions (id, workflow, request) VALUES ('ext-1', 'cellpose', '{\"version\": 1}'::jsonb)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let woke_after = waiter.await.unwrap();
+    assert!(
+        woke_after < Duration::from_secs(5),
+        "woke after {woke_after:?}"
+    );
+    let c = store
+        .claim("w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.submission.id, "ext-1");
+    assert_eq!(c.submission.state, State::Received);
+}
