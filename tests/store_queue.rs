@@ -218,6 +218,19 @@ async fn cancellation_reaches_the_holder_and_finished_submissions_refuse_it() {
         assert!(!store.renew(&c, Duration::from_secs(30)).await.unwrap());
         store.request_cancel("c1").await.unwrap();
         assert!(
+            store
+                .claim("w2", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: the request leaves the submission with its holder"
+        );
+        assert_eq!(
+            store.queue_depth().await.unwrap(),
+            0,
+            "{name}: held is not queued"
+        );
+        assert!(
             store.renew(&c, Duration::from_secs(30)).await.unwrap(),
             "{name}: the holder learns of it"
         );

@@ -84,8 +84,8 @@ async fn process(rt: &Runtime, mut claim: Claim, shutdown: &CancellationToken) {
             break;
         }
         if s.cancel_requested {
-            record(rt, &claim, Transition::cancelled("cancel")).await;
-            break;
+            finish(rt, &claim, Transition::cancelled("cancel")).await;
+            return;
         }
         let Some((step, next_state)) = Step::after(s.state) else {
             break;
@@ -103,8 +103,8 @@ async fn process(rt: &Runtime, mut claim: Claim, shutdown: &CancellationToken) {
                 return;
             }
             Heartbeat::Cancelled if !matches!(outcome, StepOutcome::Done { .. }) => {
-                record(rt, &claim, Transition::cancelled(step.name())).await;
-                break;
+                finish(rt, &claim, Transition::cancelled(step.name())).await;
+                return;
             }
             _ => {}
         }
@@ -174,10 +174,18 @@ async fn process(rt: &Runtime, mut claim: Claim, shutdown: &CancellationToken) {
             StepOutcome::Cancelled => Transition::cancelled(step.name()),
         };
         let continues = transition.outcome == stage_store::Outcome::Succeeded && !transition.done;
-        match rt.store.advance(&claim, &transition).await {
+        // the last record of this run gives the claim back in the same transaction
+        let finishing = !continues || shutdown.is_cancelled();
+        let recorded = if finishing {
+            rt.store.advance_and_release(&claim, &transition).await
+        } else {
+            rt.store.advance(&claim, &transition).await
+        };
+        match recorded {
+            Ok(_) if finishing => return,
             Ok(updated) => {
                 claim.submission = updated;
-                if !continues || shutdown.is_cancelled() {
+                if shutdown.is_cancelled() {
                     break;
                 }
             }
@@ -198,8 +206,9 @@ async fn process(rt: &Runtime, mut claim: Claim, shutdown: &CancellationToken) {
     }
 }
 
-async fn record(rt: &Runtime, claim: &Claim, t: Transition) {
-    if let Err(e) = rt.store.advance(claim, &t).await {
+/// Records a last transition and gives the claim back in one transaction.
+async fn finish(rt: &Runtime, claim: &Claim, t: Transition) {
+    if let Err(e) = rt.store.advance_and_release(claim, &t).await {
         tracing::warn!(error = %e, "cannot record {}", t.outcome.as_str());
     }
 }

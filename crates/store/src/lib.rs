@@ -162,6 +162,16 @@ impl Store {
         }
     }
 
+    /// Records a step's outcome and gives the claim back, in one transaction.
+    pub async fn advance_and_release(&self, claim: &Claim, t: &Transition) -> Result<Submission> {
+        let s = match &self.backend {
+            Backend::Sqlite(p) => sqlite::advance_and_release(p, claim, t).await,
+            Backend::Postgres(p) => postgres::advance_and_release(p, claim, t).await,
+        }?;
+        self.wake.notify_waiters();
+        Ok(s)
+    }
+
     /// Gives a claim back (the submission becomes claimable again at once).
     pub async fn release(&self, claim: &Claim) -> Result<()> {
         match &self.backend {

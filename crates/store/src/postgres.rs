@@ -156,43 +156,55 @@ pub(crate) async fn claim(
     token: &str,
     lease: Duration,
 ) -> Result<Option<Claim>> {
-    let mut tx = p.begin().await?;
-    let id: Option<String> = sqlx::query_scalar(
-        "WITH candidate AS (
-             SELECT s.id FROM biomero_stage_submissions s
-             WHERE NOT s.done AND s.waiting_for IS NULL AND s.next_attempt_at <= now()
-               AND NOT EXISTS (SELECT 1 FROM biomero_stage_leases l WHERE l.submission_id = s.id AND l.expires_at > now())
-             ORDER BY s.next_attempt_at, s.created_at
-             FOR UPDATE OF s SKIP LOCKED
-             LIMIT 1
-         )
-         INSERT INTO biomero_stage_leases (submission_id, owner, token, acquired_at, expires_at)
-         SELECT id, $1, $2, now(), now() + make_interval(secs => $3) FROM candidate
-         ON CONFLICT (submission_id) DO UPDATE
-             SET owner = EXCLUDED.owner, token = EXCLUDED.token, acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
-             WHERE biomero_stage_leases.expires_at <= now()
-         RETURNING submission_id",
-    )
-    .bind(owner)
-    .bind(token)
-    .bind(secs(lease))
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(id) = id else {
-        tx.commit().await?;
-        return Ok(None);
-    };
-    let row = sqlx::query(select_submissions!("WHERE id = $1"))
-        .bind(&id)
-        .fetch_one(&mut *tx)
+    // One statement, one round trip. A claimed submission's claimable_at moves
+    // to its lease expiry, so the ordered index scan never meets held rows and
+    // an expired lease makes its submission claimable again by itself. The
+    // lease row (owner, token) is the fencing record; its guard catches the
+    // race at expiry, and a row that looked claimable under a live lease (rows
+    // from before claimable_at existed) is put behind that lease.
+    for _ in 0..8 {
+        let row = sqlx::query(
+            "WITH picked AS (
+                 SELECT id FROM biomero_stage_submissions
+                 WHERE NOT done AND waiting_for IS NULL AND claimable_at <= now()
+                 ORDER BY claimable_at, created_at
+                 FOR UPDATE SKIP LOCKED
+                 LIMIT 1
+             ), lease AS (
+                 INSERT INTO biomero_stage_leases (submission_id, owner, token, acquired_at, expires_at)
+                 SELECT id, $1, $2, now(), now() + make_interval(secs => $3) FROM picked
+                 ON CONFLICT (submission_id) DO UPDATE
+                     SET owner = EXCLUDED.owner, token = EXCLUDED.token, acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
+                     WHERE biomero_stage_leases.expires_at <= now()
+                 RETURNING submission_id, expires_at
+             ), claimed AS (
+                 UPDATE biomero_stage_submissions s SET claimable_at = lease.expires_at
+                 FROM lease WHERE s.id = lease.submission_id
+                 RETURNING s.id, s.workflow, s.request, s.state, s.done, s.waiting_for, s.error, s.attempts, s.next_attempt_at, s.cancel_requested, s.data, s.created_at, s.updated_at
+             ), behind AS (
+                 UPDATE biomero_stage_submissions s SET claimable_at = l.expires_at
+                 FROM picked, biomero_stage_leases l
+                 WHERE s.id = picked.id AND l.submission_id = picked.id AND NOT EXISTS (SELECT 1 FROM lease)
+             )
+             SELECT picked.id AS picked, claimed.* FROM picked LEFT JOIN claimed ON claimed.id = picked.id",
+        )
+        .bind(owner)
+        .bind(token)
+        .bind(secs(lease))
+        .fetch_optional(p)
         .await?;
-    let submission = row_to_submission(&row)?;
-    tx.commit().await?;
-    Ok(Some(Claim {
-        submission,
-        token: token.to_owned(),
-        owner: owner.to_owned(),
-    }))
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if row.try_get::<Option<String>, _>("id")?.is_some() {
+            return Ok(Some(Claim {
+                submission: row_to_submission(&row)?,
+                token: token.to_owned(),
+                owner: owner.to_owned(),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 pub(crate) async fn renew(p: &PgPool, c: &Claim, lease: Duration) -> Result<bool> {
@@ -200,9 +212,11 @@ pub(crate) async fn renew(p: &PgPool, c: &Claim, lease: Duration) -> Result<bool
         "WITH renewed AS (
              UPDATE biomero_stage_leases SET expires_at = now() + make_interval(secs => $3)
              WHERE submission_id = $1 AND token = $2 AND expires_at > now()
-             RETURNING submission_id
+             RETURNING submission_id, expires_at
          )
-         SELECT s.cancel_requested FROM biomero_stage_submissions s JOIN renewed r ON r.submission_id = s.id",
+         UPDATE biomero_stage_submissions s SET claimable_at = GREATEST(s.next_attempt_at, r.expires_at)
+         FROM renewed r WHERE s.id = r.submission_id
+         RETURNING s.cancel_requested",
     )
     .bind(&c.submission.id)
     .bind(&c.token)
@@ -213,70 +227,88 @@ pub(crate) async fn renew(p: &PgPool, c: &Claim, lease: Duration) -> Result<bool
 }
 
 pub(crate) async fn advance(p: &PgPool, c: &Claim, t: &Transition) -> Result<Submission> {
-    let mut tx = p.begin().await?;
-    // Lock order everywhere: the submission row first, then its lease row (claims do the same).
-    let row = sqlx::query(select_submissions!("WHERE id = $1 FOR UPDATE"))
-        .bind(&c.submission.id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let held: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM biomero_stage_leases WHERE submission_id = $1 AND token = $2 AND expires_at > now()",
+    advance_in(p, c, t, false).await
+}
+
+pub(crate) async fn advance_and_release(
+    p: &PgPool,
+    c: &Claim,
+    t: &Transition,
+) -> Result<Submission> {
+    advance_in(p, c, t, true).await
+}
+
+async fn advance_in(p: &PgPool, c: &Claim, t: &Transition, release: bool) -> Result<Submission> {
+    // One statement: the row lock (submission first, then its lease, the
+    // order claims use too), the lease check, the projection, the event and,
+    // for the last record of a run, the release. While the claim is kept the
+    // row stays out of the claimable range until the lease expires.
+    let row = sqlx::query(
+        "WITH current AS (
+             SELECT s.id, l.expires_at AS held_until
+             FROM biomero_stage_submissions s
+             JOIN biomero_stage_leases l ON l.submission_id = s.id AND l.token = $2 AND l.expires_at > now()
+             WHERE s.id = $1
+             FOR UPDATE OF s
+         ), updated AS (
+             UPDATE biomero_stage_submissions s SET
+                 state = COALESCE($3, s.state),
+                 done = $4,
+                 waiting_for = $5,
+                 error = COALESCE($6, CASE WHEN $7 = 'succeeded' THEN NULL ELSE s.error END),
+                 attempts = CASE $7 WHEN 'retrying' THEN s.attempts + 1 WHEN 'succeeded' THEN 0 ELSE s.attempts END,
+                 next_attempt_at = COALESCE($8, now()),
+                 claimable_at = CASE WHEN $9 THEN COALESCE($8, now()) ELSE GREATEST(COALESCE($8, now()), current.held_until) END,
+                 data = CASE WHEN $7 = 'succeeded'
+                     THEN (CASE WHEN jsonb_typeof(s.data) = 'object' THEN s.data ELSE '{}'::jsonb END) || jsonb_build_object($10::text, $11::jsonb)
+                     ELSE s.data END,
+                 updated_at = now()
+             FROM current WHERE s.id = current.id
+             RETURNING s.id, s.workflow, s.request, s.state, s.done, s.waiting_for, s.error, s.attempts, s.next_attempt_at, s.cancel_requested, s.data, s.created_at, s.updated_at
+         ), event AS (
+             INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail)
+             SELECT updated.id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = $1), $10, $7, updated.state, $11
+             FROM updated
+         ), released AS (
+             DELETE FROM biomero_stage_leases WHERE $9 AND submission_id = $1 AND token = $2 AND EXISTS (SELECT 1 FROM updated)
+         )
+         SELECT * FROM updated",
     )
     .bind(&c.submission.id)
     .bind(&c.token)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if held.is_none() {
-        return Err(StoreError::LeaseLost(c.submission.id.clone()));
-    }
-    let current = row_to_submission(&row)?;
-    let state = t.state.unwrap_or(current.state);
-    let data = crate::merged_data(&current.data, t);
-    let attempts = match t.outcome {
-        Outcome::Retrying => current.attempts + 1,
-        Outcome::Succeeded => 0,
-        _ => current.attempts,
-    };
-    let row = sqlx::query(
-        "UPDATE biomero_stage_submissions SET state = $2, done = $3, waiting_for = $4,
-             error = COALESCE($5, CASE WHEN $6 THEN NULL ELSE error END), attempts = $7,
-             next_attempt_at = COALESCE($8, now()), data = $9, updated_at = now()
-         WHERE id = $1
-         RETURNING id, workflow, request, state, done, waiting_for, error, attempts, next_attempt_at, cancel_requested, data, created_at, updated_at",
-    )
-    .bind(&c.submission.id)
-    .bind(state.as_str())
+    .bind(t.state.map(State::as_str))
     .bind(t.done)
     .bind(&t.waiting_for)
     .bind(&t.error)
-    .bind(t.outcome == Outcome::Succeeded)
-    .bind(attempts)
-    .bind(t.retry_at)
-    .bind(&data)
-    .fetch_one(&mut *tx)
-    .await?;
-    let s = row_to_submission(&row)?;
-    sqlx::query(
-        "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail)
-         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = $1), $2, $3, $4, $5)",
-    )
-    .bind(&c.submission.id)
-    .bind(&t.step)
     .bind(t.outcome.as_str())
-    .bind(state.as_str())
+    .bind(t.retry_at)
+    .bind(release)
+    .bind(&t.step)
     .bind(&t.detail)
-    .execute(&mut *tx)
+    .fetch_optional(p)
     .await?;
-    tx.commit().await?;
-    Ok(s)
+    match row {
+        Some(row) => row_to_submission(&row),
+        None => Err(StoreError::LeaseLost(c.submission.id.clone())),
+    }
 }
 
 pub(crate) async fn release(p: &PgPool, c: &Claim) -> Result<()> {
-    sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = $1 AND token = $2")
-        .bind(&c.submission.id)
-        .bind(&c.token)
-        .execute(p)
-        .await?;
+    // the row becomes claimable at its next_attempt_at (now, unless a retry backoff is pending)
+    sqlx::query(
+        "WITH released AS (
+             DELETE FROM biomero_stage_leases WHERE submission_id = $1 AND token = $2 RETURNING submission_id
+         ), unheld AS (
+             UPDATE biomero_stage_submissions s SET claimable_at = s.next_attempt_at
+             FROM released r WHERE s.id = r.submission_id
+             RETURNING s.id
+         )
+         SELECT pg_notify('biomero_stage', id) FROM unheld",
+    )
+    .bind(&c.submission.id)
+    .bind(&c.token)
+    .execute(p)
+    .await?;
     Ok(())
 }
 
@@ -326,7 +358,12 @@ pub(crate) async fn request_cancel(p: &PgPool, id: &str) -> Result<Submission> {
     }
     if !s.cancel_requested {
         sqlx::query(
-            "UPDATE biomero_stage_submissions SET cancel_requested = true, waiting_for = NULL, next_attempt_at = now(), updated_at = now() WHERE id = $1",
+            // a held submission stays with its holder, who sees the request when it renews
+            "UPDATE biomero_stage_submissions SET cancel_requested = true, waiting_for = NULL,
+                 next_attempt_at = now(),
+                 claimable_at = GREATEST(now(), (SELECT expires_at FROM biomero_stage_leases WHERE submission_id = $1)),
+                 updated_at = now()
+             WHERE id = $1",
         )
         .bind(id)
         .execute(&mut *tx)
@@ -348,7 +385,7 @@ pub(crate) async fn request_cancel(p: &PgPool, id: &str) -> Result<Submission> {
 
 pub(crate) async fn resume_waiting(p: &PgPool) -> Result<u64> {
     Ok(sqlx::query(
-        "UPDATE biomero_stage_submissions SET waiting_for = NULL, next_attempt_at = now() WHERE waiting_for IS NOT NULL AND NOT done",
+        "UPDATE biomero_stage_submissions SET waiting_for = NULL, next_attempt_at = now(), claimable_at = now() WHERE waiting_for IS NOT NULL AND NOT done",
     )
     .execute(p)
     .await?
@@ -368,8 +405,7 @@ pub(crate) async fn counts(p: &PgPool) -> Result<Vec<(State, i64)>> {
 
 pub(crate) async fn depth(p: &PgPool) -> Result<i64> {
     Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM biomero_stage_submissions s WHERE NOT s.done AND s.waiting_for IS NULL AND s.next_attempt_at <= now()
-           AND NOT EXISTS (SELECT 1 FROM biomero_stage_leases l WHERE l.submission_id = s.id AND l.expires_at > now())",
+        "SELECT COUNT(*) FROM biomero_stage_submissions WHERE NOT done AND waiting_for IS NULL AND claimable_at <= now()",
     )
     .fetch_one(p)
     .await?)

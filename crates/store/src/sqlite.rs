@@ -105,11 +105,12 @@ pub(crate) async fn insert(p: &SqlitePool, new: &NewSubmission) -> Result<(Submi
     let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
     let now = now_ms();
     let inserted = sqlx::query(
-        "INSERT INTO biomero_stage_submissions (id, workflow, request, state, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO biomero_stage_submissions (id, workflow, request, state, next_attempt_at, claimable_at, created_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&new.id)
     .bind(&new.workflow)
     .bind(new.request.to_string())
+    .bind(now)
     .bind(now)
     .bind(now)
     .bind(now)
@@ -194,10 +195,14 @@ pub(crate) async fn claim(
     token: &str,
     lease: Duration,
 ) -> Result<Option<Claim>> {
+    // SQLite has one writer at a time (BEGIN IMMEDIATE), so select-then-lease
+    // is atomic. As on PostgreSQL, a claimed submission's claimable_at moves to
+    // its lease expiry, so the ordered index scan skips held rows and an expired
+    // lease makes its submission claimable by itself.
     let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
     let now = now_ms();
     let id: Option<String> = sqlx::query_scalar(
-        "SELECT s.id FROM biomero_stage_submissions s WHERE s.done = 0 AND s.waiting_for IS NULL AND s.next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM biomero_stage_leases l WHERE l.submission_id = s.id AND l.expires_at > ?) ORDER BY s.next_attempt_at, s.created_at LIMIT 1",
+        "SELECT s.id FROM biomero_stage_submissions s WHERE s.done = 0 AND s.waiting_for IS NULL AND s.claimable_at <= ? AND NOT EXISTS (SELECT 1 FROM biomero_stage_leases l WHERE l.submission_id = s.id AND l.expires_at > ?) ORDER BY s.claimable_at, s.created_at LIMIT 1",
     )
     .bind(now)
     .bind(now)
@@ -207,6 +212,7 @@ pub(crate) async fn claim(
         tx.commit().await?;
         return Ok(None);
     };
+    let until = now + lease_ms(lease);
     sqlx::query(
         "INSERT INTO biomero_stage_leases (submission_id, owner, token, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (submission_id) DO UPDATE SET owner = excluded.owner, token = excluded.token, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
     )
@@ -214,9 +220,14 @@ pub(crate) async fn claim(
     .bind(owner)
     .bind(token)
     .bind(now)
-    .bind(now + lease_ms(lease))
+    .bind(until)
     .execute(&mut *tx)
     .await?;
+    sqlx::query("UPDATE biomero_stage_submissions SET claimable_at = ? WHERE id = ?")
+        .bind(until)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
     let row = sqlx::query(select_submissions!("WHERE id = ?"))
         .bind(&id)
         .fetch_one(&mut *tx)
@@ -231,42 +242,64 @@ pub(crate) async fn claim(
 }
 
 pub(crate) async fn renew(p: &SqlitePool, c: &Claim, lease: Duration) -> Result<bool> {
+    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
     let now = now_ms();
+    let until = now + lease_ms(lease);
     let n = sqlx::query(
         "UPDATE biomero_stage_leases SET expires_at = ? WHERE submission_id = ? AND token = ? AND expires_at > ?",
     )
-    .bind(now + lease_ms(lease))
+    .bind(until)
     .bind(&c.submission.id)
     .bind(&c.token)
     .bind(now)
-    .execute(p)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if n == 0 {
         return Err(StoreError::LeaseLost(c.submission.id.clone()));
     }
-    let cancel: i64 =
-        sqlx::query_scalar("SELECT cancel_requested FROM biomero_stage_submissions WHERE id = ?")
-            .bind(&c.submission.id)
-            .fetch_one(p)
-            .await?;
+    let cancel: i64 = sqlx::query_scalar(
+        "UPDATE biomero_stage_submissions SET claimable_at = MAX(next_attempt_at, ?) WHERE id = ? RETURNING cancel_requested",
+    )
+    .bind(until)
+    .bind(&c.submission.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(cancel != 0)
 }
 
 pub(crate) async fn advance(p: &SqlitePool, c: &Claim, t: &Transition) -> Result<Submission> {
+    advance_in(p, c, t, false).await
+}
+
+pub(crate) async fn advance_and_release(
+    p: &SqlitePool,
+    c: &Claim,
+    t: &Transition,
+) -> Result<Submission> {
+    advance_in(p, c, t, true).await
+}
+
+async fn advance_in(
+    p: &SqlitePool,
+    c: &Claim,
+    t: &Transition,
+    release: bool,
+) -> Result<Submission> {
     let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
     let now = now_ms();
-    let held: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM biomero_stage_leases WHERE submission_id = ? AND token = ? AND expires_at > ?",
+    let held_until: Option<i64> = sqlx::query_scalar(
+        "SELECT expires_at FROM biomero_stage_leases WHERE submission_id = ? AND token = ? AND expires_at > ?",
     )
     .bind(&c.submission.id)
     .bind(&c.token)
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
-    if held.is_none() {
+    let Some(held_until) = held_until else {
         return Err(StoreError::LeaseLost(c.submission.id.clone()));
-    }
+    };
     let row = sqlx::query(select_submissions!("WHERE id = ?"))
         .bind(&c.submission.id)
         .fetch_one(&mut *tx)
@@ -279,9 +312,11 @@ pub(crate) async fn advance(p: &SqlitePool, c: &Claim, t: &Transition) -> Result
         Outcome::Succeeded => 0,
         _ => current.attempts,
     };
+    // while the claim is kept, the row stays out of the claimable range until the lease expires
     let next = t.retry_at.map_or(now, ms);
+    let claimable = if release { next } else { next.max(held_until) };
     sqlx::query(
-        "UPDATE biomero_stage_submissions SET state = ?, done = ?, waiting_for = ?, error = COALESCE(?, CASE WHEN ? THEN NULL ELSE error END), attempts = ?, next_attempt_at = ?, data = ?, updated_at = ? WHERE id = ?",
+        "UPDATE biomero_stage_submissions SET state = ?, done = ?, waiting_for = ?, error = COALESCE(?, CASE WHEN ? THEN NULL ELSE error END), attempts = ?, next_attempt_at = ?, claimable_at = ?, data = ?, updated_at = ? WHERE id = ?",
     )
     .bind(state.as_str())
     .bind(t.done)
@@ -290,6 +325,7 @@ pub(crate) async fn advance(p: &SqlitePool, c: &Claim, t: &Transition) -> Result
     .bind(t.outcome == Outcome::Succeeded)
     .bind(i64::from(attempts))
     .bind(next)
+    .bind(claimable)
     .bind(data.to_string())
     .bind(now)
     .bind(&c.submission.id)
@@ -312,16 +348,36 @@ pub(crate) async fn advance(p: &SqlitePool, c: &Claim, t: &Transition) -> Result
         .fetch_one(&mut *tx)
         .await?;
     let s = row_to_submission(&row)?;
+    if release {
+        sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND token = ?")
+            .bind(&c.submission.id)
+            .bind(&c.token)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(s)
 }
 
 pub(crate) async fn release(p: &SqlitePool, c: &Claim) -> Result<()> {
-    sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND token = ?")
+    // the row becomes claimable at its next_attempt_at (now, unless a retry backoff is pending)
+    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+    let released =
+        sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND token = ?")
+            .bind(&c.submission.id)
+            .bind(&c.token)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    if released > 0 {
+        sqlx::query(
+            "UPDATE biomero_stage_submissions SET claimable_at = next_attempt_at WHERE id = ?",
+        )
         .bind(&c.submission.id)
-        .bind(&c.token)
-        .execute(p)
+        .execute(&mut *tx)
         .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -373,8 +429,10 @@ pub(crate) async fn request_cancel(p: &SqlitePool, id: &str) -> Result<Submissio
     }
     if !s.cancel_requested {
         sqlx::query(
-            "UPDATE biomero_stage_submissions SET cancel_requested = 1, waiting_for = NULL, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+            // a held submission stays with its holder, who sees the request when it renews
+            "UPDATE biomero_stage_submissions SET cancel_requested = 1, waiting_for = NULL, next_attempt_at = ?, claimable_at = MAX(?, COALESCE((SELECT expires_at FROM biomero_stage_leases WHERE submission_id = biomero_stage_submissions.id), 0)), updated_at = ? WHERE id = ?",
         )
+        .bind(now)
         .bind(now)
         .bind(now)
         .bind(id)
@@ -397,7 +455,7 @@ pub(crate) async fn request_cancel(p: &SqlitePool, id: &str) -> Result<Submissio
 }
 
 pub(crate) async fn resume_waiting(p: &SqlitePool) -> Result<u64> {
-    Ok(sqlx::query("UPDATE biomero_stage_submissions SET waiting_for = NULL, next_attempt_at = ? WHERE waiting_for IS NOT NULL AND done = 0")
+    Ok(sqlx::query("UPDATE biomero_stage_submissions SET waiting_for = NULL, next_attempt_at = ?1, claimable_at = ?1 WHERE waiting_for IS NOT NULL AND done = 0")
         .bind(now_ms())
         .execute(p)
         .await?
@@ -418,9 +476,8 @@ pub(crate) async fn counts(p: &SqlitePool) -> Result<Vec<(State, i64)>> {
 pub(crate) async fn depth(p: &SqlitePool) -> Result<i64> {
     let now = now_ms();
     Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM biomero_stage_submissions s WHERE s.done = 0 AND s.waiting_for IS NULL AND s.next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM biomero_stage_leases l WHERE l.submission_id = s.id AND l.expires_at > ?)",
+        "SELECT COUNT(*) FROM biomero_stage_submissions WHERE done = 0 AND waiting_for IS NULL AND claimable_at <= ?",
     )
-    .bind(now)
     .bind(now)
     .fetch_one(p)
     .await?)
