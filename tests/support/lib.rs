@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where the repository and the
 //! `biomero-stage` binary are, and how to run the binary in a clean environment.
 
+pub mod omero;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -98,6 +98,55 @@ pub struct StageSettings {
     pub descriptor_timeout_secs: u64,
     /// Log format.
     pub log_format: LogFormat,
+    /// Where inputs are staged before upload (default `<state_dir>/staging`).
+    pub staging_dir: Option<PathBuf>,
+    /// OMERO.web base URL (the JSON API is `<omero_url>/api/v0/`); unset: no OMERO source.
+    pub omero_url: Option<String>,
+    /// The OMERO server id to log in to (OMERO.web's `servers/` list).
+    pub omero_server_id: u32,
+    /// The OMERO account biomero-stage reads with.
+    pub omero_user: Option<String>,
+    /// Its password (prefer `omero_password_file` or `BIOMERO_STAGE_OMERO_PASSWORD`).
+    pub omero_password: Option<Secret>,
+    /// A file holding the password (mode 600).
+    pub omero_password_file: Option<PathBuf>,
+    /// omero-ms-pixel-buffer base URL (`<url>/tile/{image}/{z}/{c}/{t}`); unset: only on-disk Zarr.
+    pub pixel_buffer_url: Option<String>,
+    /// Tile requests in flight per image.
+    pub omero_concurrency: u32,
+    /// Timeout of one OMERO request, in seconds.
+    pub omero_timeout_secs: u64,
+    /// Tile edge in pixels for pixel-buffer requests.
+    pub omero_tile_size: u32,
+}
+
+/// A secret value: read from TOML or the environment, never printed or serialised.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
 }
 
 impl Default for StageSettings {
@@ -121,6 +170,16 @@ impl Default for StageSettings {
             descriptor_fetch: true,
             descriptor_timeout_secs: 10,
             log_format: LogFormat::Text,
+            staging_dir: None,
+            omero_url: None,
+            omero_server_id: 1,
+            omero_user: None,
+            omero_password: None,
+            omero_password_file: None,
+            pixel_buffer_url: None,
+            omero_concurrency: 8,
+            omero_timeout_secs: 60,
+            omero_tile_size: 1024,
         }
     }
 }
@@ -269,6 +328,8 @@ impl StageSettings {
             &mut s.group_mappings_file,
             &mut s.slurm_config,
             &mut s.descriptor_cache,
+            &mut s.staging_dir,
+            &mut s.omero_password_file,
         ]
         .into_iter()
         .flatten()
@@ -331,6 +392,35 @@ impl StageSettings {
                     .parse()
                     .map_err(|_| invalid("not a whole number of seconds"))?;
             }
+            "staging_dir" => self.staging_dir = opt_path(value),
+            "omero_url" => self.omero_url = opt(value),
+            "omero_server_id" => {
+                self.omero_server_id = value.trim().parse().map_err(|_| {
+                    invalid("not a whole number (the id in OMERO.web's servers/ list)")
+                })?;
+            }
+            "omero_user" => self.omero_user = opt(value),
+            "omero_password" => self.omero_password = opt(value).map(Secret),
+            "omero_password_file" => self.omero_password_file = opt_path(value),
+            "pixel_buffer_url" => self.pixel_buffer_url = opt(value),
+            "omero_concurrency" => {
+                self.omero_concurrency = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("not a whole number"))?;
+            }
+            "omero_timeout_secs" => {
+                self.omero_timeout_secs = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("not a whole number of seconds"))?;
+            }
+            "omero_tile_size" => {
+                self.omero_tile_size = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("not a whole number of pixels"))?;
+            }
             "log_format" => {
                 self.log_format = match value.trim() {
                     "text" => LogFormat::Text,
@@ -373,6 +463,35 @@ impl StageSettings {
                 "descriptor_timeout_secs",
                 "0".into(),
                 "must be at least 1",
+            ));
+        }
+        for (key, url) in [
+            ("omero_url", &self.omero_url),
+            ("pixel_buffer_url", &self.pixel_buffer_url),
+        ] {
+            if let Some(u) = url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                return Err(invalid(key, u.clone(), "use an http:// or https:// URL"));
+            }
+        }
+        if self.omero_concurrency == 0 || self.omero_timeout_secs == 0 {
+            return Err(invalid(
+                "omero_concurrency",
+                format!("{}/{}", self.omero_concurrency, self.omero_timeout_secs),
+                "omero_concurrency and omero_timeout_secs must be at least 1",
+            ));
+        }
+        if !(64..=8192).contains(&self.omero_tile_size) {
+            return Err(invalid(
+                "omero_tile_size",
+                self.omero_tile_size.to_string(),
+                "use 64 to 8192 pixels (omero-ms-pixel-buffer limits tiles; 1024 is a good default)",
+            ));
+        }
+        if self.omero_url.is_some() && self.omero_user.is_none() {
+            warnings.push(Warning::general(
+                "omero_url is set but omero_user is not: OMERO inputs cannot be read",
             ));
         }
         for r in &self.data_roots {
@@ -424,6 +543,26 @@ impl StageSettings {
         self.descriptor_cache
             .clone()
             .unwrap_or_else(|| self.state_dir.join("descriptors"))
+    }
+
+    /// The staging directory.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.staging_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("staging"))
+    }
+
+    /// The OMERO password: from `omero_password_file` if set, else `omero_password`.
+    pub fn omero_password(&self) -> Result<Option<Secret>, SettingsError> {
+        match &self.omero_password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| Some(Secret(t.trim_end_matches(['\n', '\r']).to_owned())))
+                .map_err(|e| SettingsError::Unreadable {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }),
+            None => Ok(self.omero_password.clone()),
+        }
     }
 
     /// The admin token: from `admin_token_file` if set, else `admin_token`.

@@ -14,4 +14,5 @@ pub mod progress;
 pub mod report;
 pub mod runtime;
 pub mod serve;
+pub mod sources;
 pub mod worker;

@@ -8,6 +8,7 @@ use stage_config::LiveConfig;
 use stage_store::Store;
 
 use crate::metrics::Metrics;
+use crate::sources::SourceCache;
 
 /// Timings of the queue machinery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub struct Runtime {
     pub workers_running: Arc<AtomicUsize>,
     /// Workers configured.
     pub workers_configured: usize,
+    /// Input sources (group folders, the OMERO session), kept between steps.
+    pub sources: Arc<SourceCache>,
 }
 
 impl std::fmt::Debug for Runtime {

@@ -7,6 +7,7 @@
 mod config_cmd;
 mod data_cmd;
 mod queue_cmd;
+mod stage_cmd;
 mod workflows_cmd;
 
 use std::path::PathBuf;
@@ -78,6 +79,10 @@ enum Command {
     Convert(data_cmd::ConvertCommand),
     /// Describe an OME-Zarr store (image, plate, labels) and list its problems; exit 1 if any
     Inspect(data_cmd::InspectArgs),
+    /// Resolve a submission's inputs and print what would be staged, under which names
+    Plan(stage_cmd::PlanArgs),
+    /// Stage a submission's inputs into DIR/data/in (with DIR/stage-manifest.json)
+    Stage(stage_cmd::StageArgs),
     /// Run the daemon: workers, lease reaper, admin HTTP endpoint (systemd Type=notify)
     Serve(queue_cmd::ServeArgs),
     /// Validate a submission (JSON file, or - for stdin) and queue it
@@ -86,6 +91,19 @@ enum Command {
     Status(queue_cmd::StatusArgs),
     /// Ask for a submission to be cancelled
     Cancel(queue_cmd::CancelArgs),
+}
+
+/// The bytes of `file`, or of standard input for `-`.
+fn read_file_or_stdin(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    if file.as_os_str() == "-" {
+        let mut v = Vec::new();
+        std::io::stdin().read_to_end(&mut v)?;
+        Ok(v)
+    } else {
+        std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))
+    }
 }
 
 /// The daemon's log format from its settings (text when they cannot be read yet).
@@ -133,6 +151,8 @@ pub fn main() -> ExitCode {
             Command::Inspect(a) => {
                 tokio::task::spawn_blocking(move || data_cmd::inspect(&a)).await?
             }
+            Command::Plan(a) => stage_cmd::plan(&a, &cli.global).await,
+            Command::Stage(a) => stage_cmd::stage(&a, &cli.global).await,
             Command::Serve(a) => queue_cmd::serve(&a, &cli.global).await,
             Command::Submit(a) => queue_cmd::submit(&a, &cli.global).await,
             Command::Status(a) => queue_cmd::status(&a, &cli.global).await,

@@ -1,6 +1,5 @@
 //! `biomero-stage serve | submit | status | cancel`.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -88,13 +87,7 @@ async fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
 }
 
 pub(super) async fn submit(a: &SubmitArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let bytes = if a.file.as_os_str() == "-" {
-        let mut v = Vec::new();
-        std::io::stdin().read_to_end(&mut v)?;
-        v
-    } else {
-        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?
-    };
+    let bytes = super::read_file_or_stdin(&a.file)?;
     let snapshot = load_snapshot(&global.sources(), DescriptorRefresh::CacheFirst, 1)
         .await
         .context("the configuration cannot be used (run `biomero-stage config check`)")?;

@@ -118,6 +118,7 @@ pub struct StepContext {
 pub async fn run(step: Step, ctx: &StepContext, submission: &Submission) -> StepOutcome {
     match step {
         Step::Plan => steps::plan::run(ctx, submission).await,
+        Step::Stage => steps::stage::run(ctx, submission).await,
         other => StepOutcome::Waiting {
             capability: format!(
                 "the `{}` step (and those after it) is not part of this build of biomero-stage yet",

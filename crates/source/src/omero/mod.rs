@@ -1,0 +1,11 @@
+//! The `omero` source: OMERO.web's JSON API for the hierarchy and metadata,
+//! pixels from the image's on-disk Zarr when OMERO knows one, otherwise from
+//! omero-ms-pixel-buffer tiles.
+
+pub mod client;
+pub mod model;
+pub mod resolve;
+pub mod tiles;
+
+pub use client::{OmeroClient, OmeroConfig};
+pub use resolve::{OmeroSource, Unit};

@@ -1,0 +1,577 @@
+//! From a selection and a workflow's input modes to a [`Plan`].
+//!
+//! Inputs are resolved first (paths on the shared storage, OMERO objects),
+//! every one checked — a refusal names the input and stops planning before
+//! anything is staged — then each image or plate gets its output format from
+//! the workflow's modes (CONTRACTS §2): images become TIFFs or OME-Zarr images;
+//! plates become one HCS OME-Zarr for plate workflows or are flattened to one
+//! TIFF per field (`<plate>_<well>_<field>.tif`) for TIFF workflows. Output
+//! names are filesystem-safe and unique in the folder.
+
+use std::path::{Path, PathBuf};
+
+use stage_config::ModeDecision;
+use stage_config::mode::InputMode;
+use stage_ngff::names::UniqueNames;
+use stage_ngff::{ImageReader, Node, NodeKind, PlateReader};
+
+use crate::error::{Result, SourceError};
+use crate::fs::{FsInput, FsSource};
+use crate::omero::model::{self, ImageInfo};
+use crate::omero::{OmeroSource, Unit};
+use crate::plan::{
+    Origin, OutputFormat, PLAN_VERSION, PixelSource, Plan, PlannedAcquisition, PlannedField,
+    PlannedImage, PlannedPlate, PlannedWell, PlateSource,
+};
+
+/// One selected input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputRef {
+    /// An OMERO object.
+    Omero {
+        /// `Image`, `Dataset`, `Well`, `Plate` or `Screen`.
+        kind: String,
+        /// Its id.
+        id: i64,
+    },
+    /// A path on the shared storage.
+    Path(String),
+}
+
+/// What to plan.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The selection.
+    pub inputs: Vec<InputRef>,
+    /// The submission's OMERO group name.
+    pub group: String,
+    /// The workflow's modes.
+    pub modes: ModeDecision,
+    /// NGFF version of staged OME-Zarr (`0.4` or `0.5`).
+    pub ngff_version: String,
+}
+
+/// The sources a plan may read from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The shared storage.
+    pub fs: FsSource,
+    /// OMERO, when configured.
+    pub omero: Option<OmeroSource>,
+}
+
+/// An image found, before its output format is chosen.
+#[derive(Debug, Clone)]
+struct FoundImage {
+    input: String,
+    name: String,
+    source: PixelSource,
+    origin: Origin,
+    bytes: u64,
+}
+
+/// A plate found.
+#[derive(Debug, Clone)]
+struct FoundPlate {
+    input: String,
+    name: String,
+    source: PlateSource,
+    origin: Origin,
+    /// Every field as an image (for TIFF workflows).
+    fields: Vec<FoundImage>,
+    bytes: u64,
+    wells: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Found {
+    Image(FoundImage),
+    Plate(FoundPlate),
+}
+
+fn zarr_image(input: &str, path: &Path, name: String, origin: Origin) -> Result<FoundImage> {
+    let img = ImageReader::open(path).map_err(|source| SourceError::Data {
+        input: input.to_owned(),
+        source: Box::new(source),
+    })?;
+    Ok(FoundImage {
+        input: input.to_owned(),
+        name,
+        bytes: img.plane_bytes() * img.sizes().planes(),
+        source: PixelSource::Zarr {
+            path: path.to_path_buf(),
+        },
+        origin,
+    })
+}
+
+fn zarr_plate(input: &str, path: &Path, mut origin: Origin) -> Result<FoundPlate> {
+    let data = |source| SourceError::Data {
+        input: input.to_owned(),
+        source: Box::new(source),
+    };
+    let plate = PlateReader::open(path).map_err(data)?;
+    let name = if plate.name.is_empty() {
+        stage_ngff::image::store_stem(path)
+    } else {
+        plate.name.clone()
+    };
+    origin.plate = Some(name.clone());
+    let mut fields = Vec::new();
+    for f in &plate.fields {
+        fields.push(zarr_image(
+            input,
+            &f.dir,
+            format!("{name}_{}_{}", f.well_name(), f.field),
+            Origin {
+                plate: Some(name.clone()),
+                well: Some(f.well_name()),
+                field: Some(f.field.clone()),
+                acquisition: f.acquisition,
+                path: Some(f.dir.clone()),
+                ..origin.clone()
+            },
+        )?);
+    }
+    let wells = plate.meta.wells.len();
+    Ok(FoundPlate {
+        input: input.to_owned(),
+        bytes: fields.iter().map(|f| f.bytes).sum(),
+        name,
+        source: PlateSource::Zarr {
+            path: path.to_path_buf(),
+        },
+        origin,
+        fields,
+        wells,
+    })
+}
+
+/// Resolves one path (blocking: reads metadata).
+fn resolve_path(fs: &FsSource, raw: &str, group: &str) -> Result<Vec<Found>> {
+    let path = fs.confine(raw, group)?;
+    let origin = Origin {
+        path: Some(path.clone()),
+        ..Origin::default()
+    };
+    Ok(match fs.classify(raw, &path)? {
+        FsInput::Image(p) => vec![Found::Image(zarr_image(
+            raw,
+            &p,
+            stage_ngff::image::store_stem(&p),
+            origin,
+        )?)],
+        FsInput::Series { store, series } => {
+            let stem = stage_ngff::image::store_stem(&store);
+            series
+                .iter()
+                .map(|s| {
+                    let name = if series.len() == 1 {
+                        stem.clone()
+                    } else {
+                        format!("{stem}_{s}")
+                    };
+                    let p = store.join(s);
+                    zarr_image(
+                        raw,
+                        &p,
+                        name,
+                        Origin {
+                            path: Some(p.clone()),
+                            ..Origin::default()
+                        },
+                    )
+                    .map(Found::Image)
+                })
+                .collect::<Result<_>>()?
+        }
+        FsInput::Tiff(p) => {
+            let info = stage_ngff::tiff::read::inspect(&p).map_err(|source| SourceError::Data {
+                input: raw.to_owned(),
+                source: Box::new(source),
+            })?;
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .map(|n| {
+                    for ext in [".ome.tiff", ".ome.tif", ".tiff", ".tif", ".TIF", ".TIFF"] {
+                        if let Some(s) = n.strip_suffix(ext) {
+                            return s.to_owned();
+                        }
+                    }
+                    n
+                })
+                .unwrap_or_default();
+            vec![Found::Image(FoundImage {
+                input: raw.to_owned(),
+                name,
+                bytes: info.sizes.planes() * info.sizes.y * info.sizes.x * info.dtype.size() as u64,
+                source: PixelSource::Tiff { path: p },
+                origin,
+            })]
+        }
+        FsInput::Plate(p) => vec![Found::Plate(zarr_plate(raw, &p, origin)?)],
+    })
+}
+
+/// The on-disk image group an OMERO image's Zarr path names, when it is usable.
+fn usable_zarr(fs: &FsSource, raw: &str) -> std::result::Result<PathBuf, String> {
+    let p = fs.within_roots(raw).map_err(|e| e.to_string())?;
+    let node = Node::open(&p).map_err(|e| e.to_string())?;
+    match node.kind() {
+        NodeKind::Image { label: false } => Ok(p),
+        NodeKind::Bioformats2Raw => {
+            let s = stage_ngff::image::bioformats2raw_series(&p).map_err(|e| e.to_string())?;
+            match s.as_slice() {
+                [one] => Ok(p.join(one)),
+                _ => Err(format!(
+                    "{raw} holds {} series; OMERO did not say which",
+                    s.len()
+                )),
+            }
+        }
+        other => Err(format!("{raw} is a {other:?}, not an image")),
+    }
+}
+
+/// The pixel source of an OMERO image: its Zarr on disk if usable, else pixel-buffer tiles.
+fn omero_pixels(
+    fs: &FsSource,
+    info: &ImageInfo,
+    notes: &mut Vec<String>,
+) -> Result<(PixelSource, u64)> {
+    let tiles = |notes: &mut Vec<String>| -> Result<(PixelSource, u64)> {
+        let px = info.pixels.clone().ok_or_else(|| SourceError::Protocol {
+            url: format!("Image {}", info.id),
+            reason: "no Pixels in OMERO's answer".into(),
+        })?;
+        let _ = notes;
+        let bytes = px.sizes.planes() * px.sizes.y * px.sizes.x * px.dtype.size() as u64;
+        Ok((
+            PixelSource::OmeroTiles {
+                image: info.id,
+                pixels: px,
+            },
+            bytes,
+        ))
+    };
+    match &info.zarr_path {
+        Some(raw) => match usable_zarr(fs, raw) {
+            Ok(path) => {
+                let img = ImageReader::open(&path).map_err(|source| SourceError::Data {
+                    input: format!("Image {}", info.id),
+                    source: Box::new(source),
+                })?;
+                Ok((
+                    PixelSource::Zarr { path },
+                    img.plane_bytes() * img.sizes().planes(),
+                ))
+            }
+            Err(why) => {
+                notes.push(format!(
+                    "Image {}: its Zarr cannot be read from here ({why}); its pixels come from the pixel service",
+                    info.id
+                ));
+                tiles(notes)
+            }
+        },
+        None => tiles(notes),
+    }
+}
+
+/// `cells.ome.tif` → `cells`: an OMERO image name often carries its file's
+/// extension, and the output gets its own.
+fn without_image_extension(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    for ext in [
+        ".ome.tiff",
+        ".ome.tif",
+        ".tiff",
+        ".tif",
+        ".ome.zarr",
+        ".zarr",
+    ] {
+        if lower.ends_with(ext) && name.len() > ext.len() {
+            return name[..name.len() - ext.len()].to_owned();
+        }
+    }
+    name.to_owned()
+}
+
+fn found_omero(fs: &FsSource, unit: Unit, notes: &mut Vec<String>) -> Result<Found> {
+    match unit {
+        Unit::Image { info, origin } => {
+            let (source, bytes) = omero_pixels(fs, &info, notes)?;
+            let name = match (&origin.plate, &origin.well, &origin.field) {
+                (Some(p), Some(w), Some(f)) => format!("{p}_{w}_{f}"),
+                _ if info.name.is_empty() => format!("image_{}", info.id),
+                _ => without_image_extension(&info.name),
+            };
+            Ok(Found::Image(FoundImage {
+                input: format!("Image {}", info.id),
+                name,
+                source,
+                origin,
+                bytes,
+            }))
+        }
+        Unit::Plate {
+            plate,
+            acquisitions,
+            wells,
+            origin,
+        } => {
+            let input = format!("Plate {}", plate.id);
+            let name = if plate.name.is_empty() {
+                format!("plate_{}", plate.id)
+            } else {
+                plate.name.clone()
+            };
+            let nrows = plate
+                .rows
+                .unwrap_or(0)
+                .max(wells.iter().map(|w| w.row + 1).max().unwrap_or(0));
+            let ncols = plate
+                .columns
+                .unwrap_or(0)
+                .max(wells.iter().map(|w| w.column + 1).max().unwrap_or(0));
+            let rows: Vec<String> = (0..nrows)
+                .map(|i| model::index_name(i, &plate.row_naming))
+                .collect();
+            let columns: Vec<String> = (0..ncols)
+                .map(|i| model::index_name(i, &plate.column_naming))
+                .collect();
+            let mut planned_wells = Vec::new();
+            let mut fields = Vec::new();
+            for w in &wells {
+                let well_name = format!("{}{}", rows[w.row], columns[w.column]);
+                let mut pf = Vec::new();
+                for (i, s) in w.samples.iter().enumerate() {
+                    let (source, bytes) = omero_pixels(fs, &s.image, notes)?;
+                    let field = i.to_string();
+                    fields.push(FoundImage {
+                        input: input.clone(),
+                        name: format!("{name}_{well_name}_{field}"),
+                        source: source.clone(),
+                        origin: Origin {
+                            image_id: Some(s.image.id),
+                            well: Some(well_name.clone()),
+                            field: Some(field.clone()),
+                            acquisition: s.acquisition,
+                            plate: Some(name.clone()),
+                            ..origin.clone()
+                        },
+                        bytes,
+                    });
+                    pf.push(PlannedField {
+                        path: field,
+                        acquisition: s.acquisition,
+                        image_id: s.image.id,
+                        name: s.image.name.clone(),
+                        source,
+                    });
+                }
+                planned_wells.push(PlannedWell {
+                    row: w.row,
+                    column: w.column,
+                    fields: pf,
+                });
+            }
+            if fields.is_empty() {
+                return Err(SourceError::Empty(format!(
+                    "{input} ({name}) has no fields with images"
+                )));
+            }
+            let source = match whole_store(&planned_wells, &rows, &columns, fields.len()) {
+                Some(path) => PlateSource::Zarr { path },
+                None => PlateSource::Omero {
+                    rows,
+                    columns,
+                    acquisitions: acquisitions
+                        .iter()
+                        .map(|a| PlannedAcquisition {
+                            id: a.id,
+                            name: a.name.clone(),
+                            max_fields: a.max_fields,
+                        })
+                        .collect(),
+                    wells: planned_wells,
+                },
+            };
+            Ok(Found::Plate(FoundPlate {
+                input,
+                bytes: fields.iter().map(|f| f.bytes).sum(),
+                name,
+                source,
+                origin,
+                wells: wells.len(),
+                fields,
+            }))
+        }
+    }
+}
+
+/// The plate store on disk that holds exactly these fields at `<row>/<column>/<field>`, if there is one.
+fn whole_store(
+    wells: &[PlannedWell],
+    rows: &[String],
+    columns: &[String],
+    field_count: usize,
+) -> Option<PathBuf> {
+    let mut store: Option<PathBuf> = None;
+    for w in wells {
+        for f in &w.fields {
+            let PixelSource::Zarr { path } = &f.source else {
+                return None;
+            };
+            let tail: Vec<String> = path
+                .iter()
+                .rev()
+                .take(3)
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect();
+            if tail
+                != [
+                    f.path.clone(),
+                    columns[w.column].clone(),
+                    rows[w.row].clone(),
+                ]
+            {
+                return None;
+            }
+            let root = path.parent()?.parent()?.parent()?.to_path_buf();
+            match &store {
+                Some(s) if *s != root => return None,
+                _ => store = Some(root),
+            }
+        }
+    }
+    let store = store?;
+    let plate = PlateReader::open(&store).ok()?;
+    (plate.fields.len() == field_count).then_some(store)
+}
+
+/// Plans `req`: resolves and checks every input, then chooses formats and names.
+pub async fn plan(req: &Request, sources: &Sources) -> Result<Plan> {
+    if req.inputs.is_empty() {
+        return Err(SourceError::Empty(
+            "the selection is empty; select images, datasets, plates or screens".into(),
+        ));
+    }
+    let mut found = Vec::new();
+    let mut notes = Vec::new();
+    for input in &req.inputs {
+        match input {
+            InputRef::Path(raw) => {
+                let (fs, raw2, group) = (sources.fs.clone(), raw.clone(), req.group.clone());
+                let r = tokio::task::spawn_blocking(move || resolve_path(&fs, &raw2, &group))
+                    .await
+                    .map_err(|e| {
+                        SourceError::NotConfigured(format!("planning {raw} failed: {e}"))
+                    })??;
+                found.extend(r);
+            }
+            InputRef::Omero { kind, id } => {
+                let omero = sources.omero.as_ref().ok_or_else(|| {
+                    SourceError::NotConfigured(format!(
+                        "{kind} {id} is an OMERO object but OMERO is not configured; set omero_url, omero_user and the password in biomero-stage.toml"
+                    ))
+                })?;
+                let units = omero.resolve(kind, *id, &req.group).await?;
+                if units.is_empty() {
+                    return Err(SourceError::Empty(format!("{kind} {id} holds no images")));
+                }
+                let fs = sources.fs.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    let mut notes = Vec::new();
+                    let f = units
+                        .into_iter()
+                        .map(|u| found_omero(&fs, u, &mut notes))
+                        .collect::<Result<Vec<_>>>();
+                    f.map(|f| (f, notes))
+                })
+                .await
+                .map_err(|e| {
+                    SourceError::NotConfigured(format!("planning {kind} {id} failed: {e}"))
+                })??;
+                found.extend(r.0);
+                notes.extend(r.1);
+            }
+        }
+    }
+    assign(found, req, notes)
+}
+
+fn assign(found: Vec<Found>, req: &Request, notes: Vec<String>) -> Result<Plan> {
+    let mut names = UniqueNames::new();
+    let mut images = Vec::new();
+    let mut plates = Vec::new();
+    let image_format = |input: &str| {
+        match req.modes.image_mode() {
+        Some(InputMode::Tiff) => Ok(OutputFormat::Tiff),
+        Some(_) => Ok(OutputFormat::Zarr),
+        None => Err(SourceError::WrongKind {
+            input: input.to_owned(),
+            reason: "is an image, but the workflow takes only plates (a Zarr Plate workflow); select plates or screens".into(),
+        }),
+    }
+    };
+    let mut push_image = |f: FoundImage, format: OutputFormat, names: &mut UniqueNames| {
+        let ext = if format == OutputFormat::Tiff {
+            ".tif"
+        } else {
+            ".zarr"
+        };
+        images.push(PlannedImage {
+            output: names.claim(&f.name, ext),
+            format,
+            name: f.name,
+            source: f.source,
+            origin: f.origin,
+            bytes: f.bytes,
+        });
+    };
+    for f in found {
+        match f {
+            Found::Image(i) => {
+                let format = image_format(&i.input)?;
+                push_image(i, format, &mut names);
+            }
+            Found::Plate(p) => match req.modes.plate_mode() {
+                Some(InputMode::ZarrPlate) => plates.push(PlannedPlate {
+                    output: names.claim(&p.name, ".zarr"),
+                    name: p.name,
+                    source: p.source,
+                    origin: p.origin,
+                    bytes: p.bytes,
+                    wells: p.wells,
+                    fields: p.fields.len(),
+                }),
+                Some(_) => {
+                    for field in p.fields {
+                        push_image(field, OutputFormat::Tiff, &mut names);
+                    }
+                }
+                None => {
+                    return Err(SourceError::WrongKind {
+                        input: p.input,
+                        reason: "is a plate, but the workflow takes images as OME-Zarr (not a plate workflow); select images or datasets, or mark the workflow as dual mode".into(),
+                    });
+                }
+            },
+        }
+    }
+    if images.is_empty() && plates.is_empty() {
+        return Err(SourceError::Empty("the selection holds no images".into()));
+    }
+    let bytes =
+        images.iter().map(|i| i.bytes).sum::<u64>() + plates.iter().map(|p| p.bytes).sum::<u64>();
+    Ok(Plan {
+        version: PLAN_VERSION,
+        ngff_version: req.ngff_version.clone(),
+        images,
+        plates,
+        bytes,
+        notes,
+    })
+}

@@ -1,0 +1,392 @@
+//! The daemon runs the plan and stage steps of real submissions, from the
+//! shared storage and from the test OMERO; `plan` and `stage` on the command
+//! line; and a daemon killed with SIGKILL in the middle of staging continues
+//! after restart without redoing finished outputs or duplicating anything.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stage_tests::omero::{PASSWORD, TestOmero, USER, WorldData, ids, standard_world};
+use stage_tests::{Daemon, command, free_port, text, write_daemon_settings};
+
+struct Site {
+    dir: tempfile::TempDir,
+    data: WorldData,
+    omero: TestOmero,
+    settings: PathBuf,
+    port: u16,
+}
+
+fn site(size: u32) -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let (world, data) = standard_world(&dir.path().join("data"), size);
+    let omero = TestOmero::start(world);
+    let mappings = dir.path().join("biomero-config.json");
+    std::fs::write(
+        &mappings,
+        r#"{"group_mappings": {"5": {"folder": "lab-a", "groupName": "Lab A"}}}"#,
+    )
+    .unwrap();
+    let port = free_port();
+    let queue = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("queue.sqlite").display()
+    );
+    let extra = format!(
+        "data_roots = [\"{root}\"]\ngroup_mappings_file = \"{mappings}\"\nomero_url = \"{url}\"\nomero_user = \"{USER}\"\npixel_buffer_url = \"{url}\"\nomero_tile_size = 64\nomero_concurrency = 2\n",
+        root = data.root.display(),
+        mappings = mappings.display(),
+        url = omero.url,
+    );
+    let settings = write_daemon_settings(dir.path(), &queue, port, &extra);
+    Site {
+        dir,
+        data,
+        omero,
+        settings,
+        port,
+    }
+}
+
+fn start(s: &Site, extra_args: &[&str]) -> Daemon {
+    Daemon::start(
+        s.dir.path(),
+        &s.settings,
+        s.port,
+        extra_args,
+        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
+    )
+}
+
+fn get(base: &str, id: &str) -> Value {
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", &format!("{base}/api/v1/submissions/{id}")])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn post(base: &str, body: &Value) -> Value {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            "Authorization: Bearer test-token",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body.to_string(),
+            &format!("{base}/api/v1/submissions"),
+        ])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn wait_for(d: &Daemon, id: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let v = get(&d.base, id);
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {id}: {v}\nlog:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn steps(v: &Value) -> Vec<(String, String)> {
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["step"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn staged_dir(s: &Site, id: &str) -> PathBuf {
+    s.dir.path().join("state/staging").join(id).join("data/in")
+}
+
+fn finished_outputs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn submissions_from_the_shared_storage_and_omero_are_planned_and_staged() {
+    let s = site(96);
+    let d = start(&s, &["--poll-ms", "200"]);
+    let plate = s.data.samples_a.join("plate.ome.zarr");
+    let r = post(
+        &d.base,
+        &json!({
+            "version": 1, "id": "fs-plate", "workflow": "plate-threshold",
+            "inputs": {"paths": [plate.display().to_string()]},
+            "user": {"name": "alice", "group": "Lab A"}
+        }),
+    );
+    assert_eq!(r["created"], true, "{r}");
+    let r = post(
+        &d.base,
+        &json!({
+            "version": 1, "id": "omero-ds", "workflow": "cellpose",
+            "inputs": {"omero": [{"type": "Dataset", "id": ids::DATASET}]},
+            "parameters": {"diameter": 20},
+            "user": {"name": "alice", "group": "Lab A"}
+        }),
+    );
+    assert_eq!(r["created"], true, "{r}");
+    let r = post(
+        &d.base,
+        &json!({
+            "version": 1, "id": "other-group", "workflow": "cellpose",
+            "inputs": {"omero": [{"type": "Dataset", "id": ids::DATASET_OTHER_GROUP}]},
+            "user": {"name": "alice", "group": "Lab A"}
+        }),
+    );
+    assert_eq!(r["created"], true, "{r}");
+
+    for id in ["fs-plate", "omero-ds"] {
+        let v = wait_for(&d, id, 60, |v| v["submission"]["state"] == "staged");
+        let st: Vec<(String, String)> = steps(&v);
+        assert_eq!(
+            st.iter()
+                .map(|(a, b)| format!("{a}:{b}"))
+                .collect::<Vec<_>>(),
+            [
+                "intake:accepted",
+                "plan:succeeded",
+                "stage:succeeded",
+                "upload:waiting"
+            ],
+            "{id}: {v}"
+        );
+        assert!(
+            v["submission"]["waiting_for"]
+                .as_str()
+                .unwrap()
+                .contains("upload"),
+            "{v}"
+        );
+        let data = &v["submission"]["data"];
+        assert!(data["plan"]["bytes"].as_u64().unwrap() > 0, "{data}");
+        let manifest = PathBuf::from(data["stage"]["manifest"].as_str().unwrap());
+        assert!(manifest.exists(), "{}", manifest.display());
+    }
+    assert_eq!(
+        finished_outputs(&staged_dir(&s, "fs-plate")),
+        ["synthetic_plate.zarr"]
+    );
+    assert_eq!(
+        finished_outputs(&staged_dir(&s, "omero-ds")),
+        ["kernels_3.tif", "nuclei_1.tif", "nuclei_2.tif"]
+    );
+    let v = wait_for(&d, "other-group", 30, |v| v["submission"]["done"] == true);
+    assert_eq!(v["submission"]["state"], "failed");
+    assert!(
+        v["submission"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("belongs to OMERO group `Lab B`"),
+        "{v}"
+    );
+    let metrics = std::process::Command::new("curl")
+        .args(["-fsS", &format!("{}/metrics", d.base)])
+        .output()
+        .unwrap();
+    let m = String::from_utf8_lossy(&metrics.stdout);
+    assert!(m.contains("direction=\"staged\""), "{m}");
+    assert!(
+        !d.log_text().contains(PASSWORD),
+        "the OMERO password is never logged"
+    );
+
+    // the same from the command line: plan prints, stage writes
+    let sub = s.dir.path().join("sub.json");
+    std::fs::write(
+        &sub,
+        json!({
+            "version": 1, "workflow": "zarr-cellpose",
+            "inputs": {"omero": [{"type": "Image", "id": ids::IMG_TILES}], "paths": [s.data.samples_a.join("images/image_00.ome.zarr").display().to_string()]},
+            "user": {"name": "alice", "group": "Lab A"}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        text(
+            &command(s.dir.path())
+                .env("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)
+                .args(["--config", &s.settings.display().to_string()])
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let (code, out, err) = cli(&["plan", &sub.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("kernels_3.zarr")
+            && out.contains("pixel service")
+            && out.contains("image_00.zarr"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["plan", "--json", &sub.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["images"].as_array().unwrap().len(), 2);
+    let dest = s.dir.path().join("cli-stage");
+    let (code, out, err) = cli(&[
+        "stage",
+        &sub.display().to_string(),
+        "--out",
+        &dest.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        finished_outputs(&dest.join("data/in")),
+        ["image_00.zarr", "kernels_3.zarr"]
+    );
+    assert!(dest.join("stage-manifest.json").exists());
+    let bad = s.dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        json!({"version": 1, "workflow": "cellpose", "inputs": {"paths": ["/etc/passwd"]}, "user": {"name": "a", "group": "Lab A"}}).to_string(),
+    )
+    .unwrap();
+    let (code, _, err) = cli(&["plan", &bad.display().to_string()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/etc/passwd") && err.contains("outside the data roots"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_daemon_killed_while_staging_continues_after_restart_and_stages_everything_once() {
+    let s = site(150);
+    // 64² tiles, 2 in flight, 120 ms each: every field takes a few seconds
+    s.omero
+        .faults
+        .tile_delay_ms
+        .store(120, std::sync::atomic::Ordering::Relaxed);
+    let args = ["--poll-ms", "200", "--lease-secs", "3"];
+    let d = start(&s, &args);
+    let r = post(
+        &d.base,
+        &json!({
+            "version": 1, "id": "crash", "workflow": "cellpose",
+            "inputs": {"omero": [{"type": "Plate", "id": ids::PLATE_TILES}]},
+            "user": {"name": "alice", "group": "Lab A"}
+        }),
+    );
+    assert_eq!(r["created"], true, "{r}");
+    let dir = staged_dir(&s, "crash");
+    let started = Instant::now();
+    while finished_outputs(&dir).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_mins(1),
+            "nothing staged; log:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.signal("KILL");
+    let before = finished_outputs(&dir);
+    assert!(before.len() < 8, "killed in the middle: {before:?}");
+    let inode =
+        |n: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir.join(n)).unwrap());
+    let inodes: Vec<u64> = before.iter().map(|n| inode(n)).collect();
+    drop(d);
+
+    s.omero
+        .faults
+        .tile_delay_ms
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    let d = start(&s, &args);
+    let v = wait_for(&d, "crash", 90, |v| v["submission"]["state"] == "staged");
+    let st = steps(&v);
+    let count =
+        |step: &str, outcome: &str| st.iter().filter(|(a, b)| a == step && b == outcome).count();
+    assert_eq!(count("plan", "succeeded"), 1, "{st:?}");
+    assert_eq!(count("stage", "succeeded"), 1, "{st:?}");
+    assert_eq!(st.first().map(|x| x.0.as_str()), Some("intake"));
+    assert_eq!(
+        st.last().map(|x| format!("{}:{}", x.0, x.1)).as_deref(),
+        Some("upload:waiting")
+    );
+    let after = finished_outputs(&dir);
+    assert_eq!(after.len(), 8, "{after:?}");
+    for (n, ino) in before.iter().zip(&inodes) {
+        assert_eq!(
+            inode(n),
+            *ino,
+            "{n} was staged before the kill and not written again"
+        );
+    }
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("stage-manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let kept = manifest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["how"] == "already-staged")
+        .count();
+    assert_eq!(kept, before.len(), "{manifest}");
+    assert!(
+        stage_tests::partial_files(&dir).is_empty(),
+        "{:?}",
+        stage_tests::partial_files(&dir)
+    );
+    // the pixels are right whichever daemon staged them
+    let seen = stage_tests::run_reader("read_tiff.py", &[dir.join(&after[7]).as_os_str()]);
+    let want: Value =
+        serde_json::from_slice(&std::fs::read(s.data.samples_a.join("MANIFEST.json")).unwrap())
+            .unwrap();
+    let name = after[7].trim_end_matches(".tif"); // Plate_Tiles_B2_1
+    let rel = format!(
+        "plate.ome.zarr/{}/{}/{}",
+        &name[12..13],
+        &name[13..14],
+        &name[15..]
+    );
+    let sha = want["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["path"] == rel)
+        .unwrap()["sha256"]
+        .clone();
+    assert_eq!(seen["sha256_tczyx"], sha, "{rel}");
+}

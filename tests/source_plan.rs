@@ -1,0 +1,796 @@
+//! Plans and staging for every mode × source, against the shared storage and
+//! the test OMERO, and every refusal the sources issue.
+//!
+//! Staged pixels are checked against the SHA-256 the sample generator
+//! recorded for each image (level 0, little-endian, TCZYX), so a tile put in
+//! the wrong place, a byte-order slip or a lost plane fails the test.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use stage_config::mode::{ModeDecision, ModeInputs};
+use stage_config::settings::Secret;
+use stage_ngff::convert::TiffOptions;
+use stage_ngff::write::array::Compression;
+use stage_ngff::{ImageReader, PlateReader};
+use stage_source::omero::{OmeroClient, OmeroConfig, OmeroSource};
+use stage_source::plan::{OutputFormat, PixelSource, PlateSource};
+use stage_source::stage::{How, StageContext, StageManifest};
+use stage_source::{FsSource, GroupFolders, InputRef, Plan, Request, SourceError, Sources};
+use stage_tests::omero::{PASSWORD, TestOmero, USER, WorldData, ids, standard_world};
+
+fn modes(zarr: bool, plate: bool, dual: bool) -> ModeDecision {
+    ModeDecision::decide(
+        ModeInputs {
+            zarr_toggle: zarr,
+            plate_toggle: plate,
+            dual_toggle: dual,
+            ..ModeInputs::default()
+        },
+        true,
+    )
+}
+
+fn tiff_wf() -> ModeDecision {
+    modes(false, false, false)
+}
+fn zarr_wf() -> ModeDecision {
+    modes(true, false, false)
+}
+fn plate_wf() -> ModeDecision {
+    modes(false, true, false)
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    data: WorldData,
+    omero: TestOmero,
+    fs: FsSource,
+    out: PathBuf,
+}
+
+fn env(size: u32) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let (world, data) = standard_world(&root, size);
+    let mappings = dir.path().join("biomero-config.json");
+    std::fs::write(
+        &mappings,
+        r#"{"group_mappings": {"5": {"folder": "lab-a", "groupName": "Lab A"}, "6": {"folder": "lab-b", "groupName": "Lab B"}}}"#,
+    )
+    .unwrap();
+    let fs = FsSource::new(&[root], Arc::new(GroupFolders::new(Some(mappings))));
+    let out = dir.path().join("staging");
+    Env {
+        omero: TestOmero::start(world),
+        _dir: dir,
+        data,
+        fs,
+        out,
+    }
+}
+
+fn client(e: &Env, password: &str, timeout: Duration, attempts: u32) -> Arc<OmeroClient> {
+    Arc::new(
+        OmeroClient::new(OmeroConfig {
+            url: e.omero.url.clone(),
+            server_id: 1,
+            user: USER.into(),
+            password: Secret::new(password),
+            pixel_buffer_url: Some(e.omero.url.clone()),
+            timeout,
+            concurrency: 4,
+            tile_size: 64,
+            attempts,
+        })
+        .unwrap(),
+    )
+}
+
+fn sources(e: &Env, c: &Arc<OmeroClient>) -> Sources {
+    Sources {
+        fs: e.fs.clone(),
+        omero: Some(OmeroSource::new(c.clone())),
+    }
+}
+
+fn request(inputs: Vec<InputRef>, group: &str, m: ModeDecision, ngff: &str) -> Request {
+    Request {
+        inputs,
+        group: group.into(),
+        modes: m,
+        ngff_version: ngff.into(),
+    }
+}
+
+fn path_in(p: &Path) -> InputRef {
+    InputRef::Path(p.display().to_string())
+}
+
+fn omero(kind: &str, id: i64) -> InputRef {
+    InputRef::Omero {
+        kind: kind.into(),
+        id,
+    }
+}
+
+fn ctx(c: Option<Arc<OmeroClient>>) -> StageContext {
+    StageContext {
+        omero: c,
+        progress: Arc::new(()),
+        cancel: Arc::new(AtomicBool::new(false)),
+        tiff: TiffOptions::default(),
+        compression: Compression::default(),
+    }
+}
+
+async fn stage(plan: &Plan, root: &Path, c: Option<Arc<OmeroClient>>) -> StageManifest {
+    stage_source::stage::execute(plan, root, &ctx(c))
+        .await
+        .unwrap()
+}
+
+/// SHA-256 of an OME-Zarr image's level-0 pixels in TCZYX order.
+fn zarr_sha(path: &Path) -> String {
+    let r = ImageReader::open(path).unwrap();
+    let s = r.sizes();
+    let mut pr = r.plane_reader(0, 8 << 20).unwrap();
+    let mut buf = vec![0u8; pr.plane_bytes()];
+    let mut h = Sha256::new();
+    for t in 0..s.t {
+        for c in 0..s.c {
+            for z in 0..s.z {
+                pr.read_plane(t, c, z, &mut buf).unwrap();
+                h.update(&buf);
+            }
+        }
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// SHA-256 of a TIFF's pixels in TCZYX order.
+fn tiff_sha(path: &Path) -> String {
+    let info = stage_ngff::tiff::read::inspect(path).unwrap();
+    let mut pages = stage_ngff::tiff::read::TiffPages::open(&info).unwrap();
+    let mut planes: HashMap<(u64, u64, u64), Vec<u8>> = HashMap::new();
+    let mut buf = Vec::new();
+    while let Some(i) = pages.next_page(&mut buf).unwrap() {
+        let (t, z, c) = info.page_position(i);
+        planes.insert((t, c, z), buf.clone());
+    }
+    let s = info.sizes;
+    let mut h = Sha256::new();
+    for t in 0..s.t {
+        for c in 0..s.c {
+            for z in 0..s.z {
+                h.update(&planes[&(t, c, z)]);
+            }
+        }
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// The generator's SHA-256 of the image at `rel` in a samples folder.
+fn sample_sha(samples: &Path, rel: &str) -> String {
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(samples.join("MANIFEST.json")).unwrap()).unwrap();
+    m["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["path"] == rel)
+        .unwrap_or_else(|| panic!("{rel} not in the sample manifest"))["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn inputs_dir(root: &Path) -> PathBuf {
+    root.join("data/in")
+}
+
+fn partials(dir: &Path) -> Vec<PathBuf> {
+    stage_tests::partial_files(dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_storage_inputs_in_every_mode() {
+    let e = env(160);
+    let a = &e.data.samples_a;
+    let plate = a.join("plate.ome.zarr");
+    let image = a.join("images/image_00.ome.zarr");
+    let tiff = a.join("tiffs/image_01.ome.tif");
+    let src = Sources {
+        fs: e.fs.clone(),
+        omero: None,
+    };
+
+    // tiff: plates flattened to one TIFF per field, images converted, TIFFs linked
+    let plan = stage_source::plan(
+        &request(
+            vec![path_in(&plate), path_in(&image), path_in(&tiff)],
+            "Lab A",
+            tiff_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    let outs: Vec<&str> = plan.outputs().collect();
+    assert_eq!(plan.images.len(), 10, "{outs:?}");
+    assert!(
+        outs.contains(&"synthetic_plate_A1_0.tif") && outs.contains(&"synthetic_plate_B2_1.tif"),
+        "{outs:?}"
+    );
+    assert!(
+        outs.contains(&"image_00.tif") && outs.contains(&"image_01.tif"),
+        "{outs:?}"
+    );
+    let root = e.out.join("tiff");
+    let m = stage(&plan, &root, None).await;
+    assert_eq!(m.entries.len(), 10);
+    let d = inputs_dir(&root);
+    assert_eq!(
+        tiff_sha(&d.join("synthetic_plate_A2_1.tif")),
+        sample_sha(a, "plate.ome.zarr/A/2/1")
+    );
+    assert_eq!(
+        tiff_sha(&d.join("image_00.tif")),
+        sample_sha(a, "images/image_00.ome.zarr")
+    );
+    let linked = m
+        .entries
+        .iter()
+        .find(|x| x.output == "image_01.tif")
+        .unwrap();
+    assert_eq!(linked.how, How::Linked);
+    let field = m
+        .entries
+        .iter()
+        .find(|x| x.output == "synthetic_plate_B1_0.tif")
+        .unwrap();
+    assert_eq!(field.origin.well.as_deref(), Some("B1"));
+    assert_eq!(field.origin.field.as_deref(), Some("0"));
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(root.join("stage-manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["entries"].as_array().unwrap().len(), 10);
+
+    // staging again resumes: everything is found complete, nothing is written twice
+    let again = stage(&plan, &root, None).await;
+    assert!(again.entries.iter().all(|x| x.how == How::AlreadyStaged));
+
+    // zarr: images passed through (hard links), TIFFs converted; a plate is refused
+    let plan = stage_source::plan(
+        &request(
+            vec![path_in(&image), path_in(&tiff)],
+            "Lab A",
+            zarr_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    let root = e.out.join("zarr");
+    let m = stage(&plan, &root, None).await;
+    let hows: Vec<(String, How)> = m
+        .entries
+        .iter()
+        .map(|x| (x.output.clone(), x.how))
+        .collect();
+    assert_eq!(
+        hows,
+        [
+            ("image_00.zarr".into(), How::Linked),
+            ("image_01.zarr".into(), How::Converted)
+        ]
+    );
+    assert_eq!(
+        zarr_sha(&inputs_dir(&root).join("image_00.zarr")),
+        sample_sha(a, "images/image_00.ome.zarr")
+    );
+    assert_eq!(
+        zarr_sha(&inputs_dir(&root).join("image_01.zarr")),
+        sample_sha(a, "images/image_01.ome.zarr")
+    );
+    let err = stage_source::plan(
+        &request(vec![path_in(&plate)], "Lab A", zarr_wf(), "0.4"),
+        &src,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("is a plate") && err.contains("not a plate workflow"),
+        "{err}"
+    );
+
+    // zarr-plate: the whole plate with its labels, re-encoded for NGFF 0.5
+    let plan = stage_source::plan(
+        &request(vec![path_in(&plate)], "Lab A", plate_wf(), "0.5"),
+        &src,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            plan.plates.len(),
+            plan.plates[0].wells,
+            plan.plates[0].fields
+        ),
+        (1, 4, 8)
+    );
+    let root = e.out.join("plate");
+    let m = stage(&plan, &root, None).await;
+    assert_eq!(m.entries[0].how, How::Reencoded);
+    let staged = inputs_dir(&root).join("synthetic_plate.zarr");
+    let p = PlateReader::open(&staged).unwrap();
+    assert_eq!(p.version, stage_ngff::NgffVersion::V05);
+    assert_eq!(p.fields.len(), 8);
+    assert_eq!(
+        zarr_sha(&staged.join("B/2/1")),
+        sample_sha(a, "plate.ome.zarr/B/2/1")
+    );
+    assert!(
+        staged.join("A/1/0/labels/cells/zarr.json").exists(),
+        "labels travel with the plate"
+    );
+    let err = stage_source::plan(
+        &request(vec![path_in(&image)], "Lab A", plate_wf(), "0.4"),
+        &src,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("takes only plates"), "{err}");
+    // dual mode takes both
+    let plan = stage_source::plan(
+        &request(
+            vec![path_in(&plate), path_in(&image)],
+            "Lab A",
+            modes(false, true, true),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    assert_eq!((plan.images.len(), plan.plates.len()), (1, 1));
+    assert_eq!(plan.images[0].format, OutputFormat::Zarr);
+    assert!(partials(&e.out).is_empty(), "{:?}", partials(&e.out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_storage_refusals_name_the_input_and_the_reason() {
+    let e = env(64);
+    let root = &e.data.root;
+    let src = Sources {
+        fs: e.fs.clone(),
+        omero: None,
+    };
+    // a broken store and a plate with a missing well, inside Lab A's folder
+    let broken = e.data.lab_a.join("broken.zarr");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join(".zattrs"), "{not json").unwrap();
+    std::fs::write(broken.join(".zgroup"), r#"{"zarr_format": 2}"#).unwrap();
+    let holey = e.data.lab_a.join("holey.zarr");
+    copy_dir(&e.data.samples_a.join("plate.ome.zarr"), &holey);
+    std::fs::remove_dir_all(holey.join("B/2")).unwrap();
+    let outside = e.out.parent().unwrap().join("elsewhere.tif");
+    std::fs::copy(e.data.samples_a.join("tiffs/image_00.ome.tif"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, e.data.lab_a.join("escape.tif")).unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (outside.display().to_string(), "outside the data roots"),
+        (
+            e.data.lab_a.join("escape.tif").display().to_string(),
+            "resolves to",
+        ),
+        (
+            e.data
+                .samples_other
+                .join("images/image_00.ome.zarr")
+                .display()
+                .to_string(),
+            "outside the folder of OMERO group `Lab A`",
+        ),
+        (
+            format!("{}/lab-a/../lab-b/run-c", root.display()),
+            "`..` is not allowed",
+        ),
+        (
+            e.data.lab_a.join("nope.zarr").display().to_string(),
+            "cannot be opened",
+        ),
+        (broken.display().to_string(), "broken.zarr"),
+        (holey.display().to_string(), "B/2"),
+        (
+            e.data.samples_a.join("MANIFEST.json").display().to_string(),
+            "not a TIFF",
+        ),
+        (
+            e.data
+                .samples_a
+                .join("plate.ome.zarr/A/1")
+                .display()
+                .to_string(),
+            "it is a well",
+        ),
+        ("relative/path.tif".into(), "absolute"),
+    ];
+    for (input, want) in &cases {
+        let err = stage_source::plan(
+            &request(
+                vec![InputRef::Path(input.clone())],
+                "Lab A",
+                tiff_wf(),
+                "0.4",
+            ),
+            &src,
+        )
+        .await
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(want), "{input}: `{msg}` lacks `{want}`");
+        assert!(!err.is_transient(), "{input}: a refusal is not retried");
+    }
+    let err = stage_source::plan(&request(vec![], "Lab A", tiff_wf(), "0.4"), &src)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::Empty(_)), "{err}");
+    let err = stage_source::plan(
+        &request(vec![omero("Image", 1)], "Lab A", tiff_wf(), "0.4"),
+        &src,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("OMERO is not configured"), "{err}");
+    assert!(!e.out.exists(), "nothing was staged");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omero_inputs_in_every_mode_with_paging_faults_and_session_expiry() {
+    let e = env(150);
+    e.omero.faults.max_limit.store(2, Ordering::Relaxed); // forces paging of 3 images, 4 wells
+    e.omero.faults.tile_fail_every.store(7, Ordering::Relaxed);
+    e.omero.faults.slow_every.store(5, Ordering::Relaxed);
+    e.omero.faults.slow_ms.store(30, Ordering::Relaxed);
+    let c = client(&e, PASSWORD, Duration::from_secs(10), 5);
+    let src = sources(&e, &c);
+    let a = &e.data.samples_a;
+
+    // tiff mode from a dataset: one image from its Zarr (ExternalInfo), one
+    // from a biomero.import Filepath, one through the pixel service
+    let plan = stage_source::plan(
+        &request(
+            vec![omero("Dataset", ids::DATASET)],
+            "Lab A",
+            tiff_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    let by_id: HashMap<i64, &stage_source::plan::PlannedImage> = plan
+        .images
+        .iter()
+        .map(|i| (i.origin.image_id.unwrap(), i))
+        .collect();
+    assert_eq!(by_id.len(), 3);
+    assert!(matches!(
+        by_id[&ids::IMG_EXTERNAL].source,
+        PixelSource::Zarr { .. }
+    ));
+    assert!(matches!(
+        by_id[&ids::IMG_ANNOTATED].source,
+        PixelSource::Zarr { .. }
+    ));
+    assert!(matches!(
+        by_id[&ids::IMG_TILES].source,
+        PixelSource::OmeroTiles { .. }
+    ));
+    assert_eq!(by_id[&ids::IMG_TILES].output, "kernels_3.tif");
+    assert_eq!(by_id[&ids::IMG_ANNOTATED].output, "nuclei_2.tif");
+    assert_eq!(
+        by_id[&ids::IMG_EXTERNAL].origin.dataset_id,
+        Some(ids::DATASET)
+    );
+    // the session ends between planning and staging: the client logs in again
+    let logins = e.omero.faults.logins.load(Ordering::Relaxed);
+    e.omero.expire_sessions();
+    let root = e.out.join("tiff");
+    let m = stage(&plan, &root, Some(c.clone())).await;
+    assert_eq!(
+        e.omero.faults.logins.load(Ordering::Relaxed),
+        logins + 1,
+        "one new login after the expiry"
+    );
+    let d = inputs_dir(&root);
+    for (id, rel) in [
+        (ids::IMG_EXTERNAL, "images/image_00.ome.zarr"),
+        (ids::IMG_ANNOTATED, "images/image_01.ome.zarr"),
+        (ids::IMG_TILES, "images/image_02.ome.zarr"),
+    ] {
+        assert_eq!(
+            tiff_sha(&d.join(&by_id[&id].output)),
+            sample_sha(a, rel),
+            "Image {id}"
+        );
+    }
+    let fetched = m
+        .entries
+        .iter()
+        .find(|x| x.origin.image_id == Some(ids::IMG_TILES))
+        .unwrap();
+    assert_eq!(fetched.how, How::Fetched);
+    // an independent reader sees the same pixels in the TIFF fetched tile by tile
+    let seen = stage_tests::run_reader("read_tiff.py", &[d.join("kernels_3.tif").as_os_str()]);
+    assert_eq!(
+        seen["sha256_tczyx"],
+        sample_sha(a, "images/image_02.ome.zarr")
+    );
+    assert_eq!(seen["ome"]["channels"].as_array().map(Vec::len), Some(2));
+    let info = stage_ngff::tiff::read::inspect(&d.join("kernels_3.tif")).unwrap();
+    assert_eq!(
+        info.physical_um[0],
+        Some(0.65),
+        "physical sizes from OMERO travel into the OME-XML"
+    );
+
+    // zarr mode: the tile image becomes an OME-Zarr with the same pixels
+    let plan = stage_source::plan(
+        &request(
+            vec![omero("Image", ids::IMG_TILES)],
+            "Lab A",
+            zarr_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    let root = e.out.join("zarr");
+    stage(&plan, &root, Some(c.clone())).await;
+    let z = inputs_dir(&root).join("kernels_3.zarr");
+    assert_eq!(zarr_sha(&z), sample_sha(a, "images/image_02.ome.zarr"));
+    assert_eq!(ImageReader::open(&z).unwrap().channel_names().len(), 2);
+
+    // zarr-plate from a screen: a plate assembled from tiles, a plate passed through
+    let plan = stage_source::plan(
+        &request(
+            vec![omero("Screen", ids::SCREEN)],
+            "Lab A",
+            plate_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.plates.len(), 2);
+    let tiles = plan
+        .plates
+        .iter()
+        .find(|p| p.origin.plate_id == Some(ids::PLATE_TILES))
+        .unwrap();
+    let ondisk = plan
+        .plates
+        .iter()
+        .find(|p| p.origin.plate_id == Some(ids::PLATE_ZARR))
+        .unwrap();
+    assert!(matches!(tiles.source, PlateSource::Omero { .. }));
+    assert!(matches!(ondisk.source, PlateSource::Zarr { .. }));
+    assert_eq!(
+        (tiles.wells, tiles.fields, tiles.origin.screen_id),
+        (4, 8, Some(ids::SCREEN))
+    );
+    let root = e.out.join("plate");
+    let m = stage(&plan, &root, Some(c.clone())).await;
+    let hows: Vec<How> = m.entries.iter().map(|x| x.how).collect();
+    assert_eq!(hows, [How::Assembled, How::Linked]);
+    assert_eq!(m.entries[0].fields.len(), 8);
+    let staged = inputs_dir(&root).join(&tiles.output);
+    let p = PlateReader::open(&staged).unwrap();
+    assert_eq!(p.fields.len(), 8);
+    assert_eq!(p.acquisitions().len(), 1);
+    assert_eq!(p.fields[0].acquisition, Some(ids::PLATE_TILES * 10 + 1));
+    for f in &p.fields {
+        assert_eq!(
+            zarr_sha(&f.dir),
+            sample_sha(
+                a,
+                &format!("plate.ome.zarr/{}/{}/{}", f.row, f.column, f.field)
+            ),
+            "field {}",
+            f.dir.display()
+        );
+    }
+    assert!(
+        inputs_dir(&root)
+            .join(&ondisk.output)
+            .join("A/1/0/labels/cells")
+            .exists()
+    );
+    // ome-zarr-models, ome-zarr-py and zarr-python read the assembled plate
+    let seen = stage_tests::run_reader("read_zarr.py", &[staged.as_os_str()]);
+    assert_eq!(seen["kind"], "plate", "{seen}");
+    assert_eq!(seen["plate"]["name"], "Plate Tiles");
+    assert_eq!(
+        seen["fields"]["B/1/1"]["sha256_tczyx"],
+        sample_sha(a, "plate.ome.zarr/B/1/1")
+    );
+
+    // tiff mode from a plate: flattened, named <plate>_<well>_<field>
+    let plan = stage_source::plan(
+        &request(
+            vec![omero("Plate", ids::PLATE_TILES)],
+            "Lab A",
+            tiff_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    let outs: Vec<&str> = plan.outputs().collect();
+    assert_eq!(outs.len(), 8);
+    assert!(outs.contains(&"Plate_Tiles_B2_1.tif"), "{outs:?}");
+    // a well selected alone
+    let plan = stage_source::plan(
+        &request(
+            vec![omero("Well", ids::FIRST_WELL)],
+            "Lab A",
+            tiff_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        plan.outputs().collect::<Vec<_>>(),
+        ["Plate_Tiles_A1_0.tif", "Plate_Tiles_A1_1.tif"]
+    );
+    assert!(
+        e.omero.faults.tiles.load(Ordering::Relaxed) > 100,
+        "tiles of 64² were fetched"
+    );
+    assert!(partials(&e.out).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omero_refusals_and_failures() {
+    let e = env(96);
+    let c = client(&e, PASSWORD, Duration::from_secs(5), 3);
+    let src = sources(&e, &c);
+    let refuse = |inputs: Vec<InputRef>, m: ModeDecision| {
+        let src = src.clone();
+        async move {
+            stage_source::plan(&request(inputs, "Lab A", m, "0.4"), &src)
+                .await
+                .unwrap_err()
+        }
+    };
+    let err = refuse(vec![omero("Image", 999)], tiff_wf()).await;
+    assert!(matches!(err, SourceError::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("Image 999"), "{err}");
+    let err = refuse(vec![omero("Dataset", ids::DATASET_OTHER_GROUP)], tiff_wf())
+        .await
+        .to_string();
+    assert!(err.contains("belongs to OMERO group `Lab B`"), "{err}");
+    let err = refuse(vec![omero("Image", ids::IMG_OTHER_GROUP)], tiff_wf())
+        .await
+        .to_string();
+    assert!(err.contains("Image 301") && err.contains("Lab B"), "{err}");
+    let err = refuse(vec![omero("Dataset", ids::DATASET)], plate_wf())
+        .await
+        .to_string();
+    assert!(err.contains("takes only plates"), "{err}");
+    let err = refuse(vec![omero("Plate", ids::PLATE_TILES)], zarr_wf())
+        .await
+        .to_string();
+    assert!(err.contains("is a plate"), "{err}");
+
+    // a login that fails: the reason, never the password
+    let bad = client(&e, "wrong", Duration::from_secs(5), 3);
+    let err = stage_source::plan(
+        &request(
+            vec![omero("Image", ids::IMG_TILES)],
+            "Lab A",
+            tiff_wf(),
+            "0.4",
+        ),
+        &sources(&e, &bad),
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, SourceError::Login { .. }), "{msg}");
+    assert!(
+        msg.contains("Incorrect username or password") && !msg.contains("wrong"),
+        "{msg}"
+    );
+
+    // a pixel service that times out: a transient error, nothing half-staged left behind
+    let slow = client(&e, PASSWORD, Duration::from_millis(700), 2);
+    let plan = stage_source::plan(
+        &request(
+            vec![
+                omero("Image", ids::IMG_EXTERNAL),
+                omero("Image", ids::IMG_TILES),
+            ],
+            "Lab A",
+            tiff_wf(),
+            "0.4",
+        ),
+        &sources(&e, &slow),
+    )
+    .await
+    .unwrap();
+    e.omero.faults.tile_delay_ms.store(2000, Ordering::Relaxed);
+    let root = e.out.join("slow");
+    let err = stage_source::stage::execute(&plan, &root, &ctx(Some(slow.clone())))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    let left: Vec<String> = std::fs::read_dir(inputs_dir(&root))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["nuclei_1.tif"],
+        "the finished output stays, the interrupted one is gone"
+    );
+    assert!(
+        !root.join("stage-manifest.json").exists(),
+        "no manifest until everything is staged"
+    );
+    // once the service recovers, staging resumes with what is missing
+    e.omero.faults.tile_delay_ms.store(0, Ordering::Relaxed);
+    let m = stage(&plan, &root, Some(slow)).await;
+    let hows: Vec<How> = m.entries.iter().map(|x| x.how).collect();
+    assert_eq!(hows, [How::AlreadyStaged, How::Fetched]);
+
+    // cancellation stops between planes and leaves nothing that looks finished
+    let cancel = ctx(Some(c.clone()));
+    cancel.cancel.store(true, Ordering::Relaxed);
+    let plan = stage_source::plan(
+        &request(
+            vec![omero("Image", ids::IMG_TILES)],
+            "Lab A",
+            zarr_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    let err = stage_source::stage::execute(&plan, &e.out.join("cancelled"), &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::Cancelled));
+    assert!(partials(&e.out).is_empty(), "{:?}", partials(&e.out));
+}

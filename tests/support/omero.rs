@@ -1,0 +1,829 @@
+//! A stand-in OMERO.web (JSON API + webclient annotations) and
+//! omero-ms-pixel-buffer, for tests: no OMERO server can be installed here.
+//!
+//! It serves a small world built from the generated sample data with the
+//! documented shapes (CONTRACTS §7, OMERO's JSON API documentation): `@id`,
+//! `@type`, `omero:details` (owner, group, permissions), images with `Pixels`
+//! (and `Channels` when loaded alone), wells with 0-based `Row`/`Column` and
+//! `WellSamples` (Images without Pixels in plate lists, with Pixels when a
+//! well is loaded alone), lists with `meta{offset,limit,maxLimit,totalCount}`
+//! capped at `maxLimit`, 404 with a `message` for unknown ids, 403 without a
+//! session. Login is Django's: a CSRF token from `token/` (also the
+//! `csrftoken` cookie) that `login/` checks in `X-CSRFToken`, then a
+//! `sessionid` cookie. The pixel service wants `X-OMERO-Session-Key` and
+//! answers raw big-endian samples. Faults can be injected: every Nth tile
+//! fails with 500, every Nth request is slow, sessions can be expired.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use stage_ngff::sample::{SampleSpec, write_samples};
+use stage_ngff::{ImageReader, NgffVersion};
+
+const SCHEMA: &str = "http://www.openmicroscopy.org/Schemas/OME/2016-06";
+/// The test account.
+pub const USER: &str = "biomero-stage";
+/// Its password.
+pub const PASSWORD: &str = "s3cret-omero-pw";
+
+/// How an image's pixels are known to live in a Zarr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZarrHint {
+    /// Not at all: pixels only through the pixel service.
+    None,
+    /// `ExternalInfo` with the NGFF entity type.
+    ExternalInfo,
+    /// A `biomero.import` map annotation with `Filepath`.
+    Annotation,
+}
+
+/// An image of the world.
+#[derive(Debug, Clone)]
+pub struct Img {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Group name.
+    pub group: String,
+    /// The image group on disk the pixel service reads.
+    pub path: PathBuf,
+    /// How OMERO points at the Zarr.
+    pub hint: ZarrHint,
+}
+
+/// A well.
+#[derive(Debug, Clone)]
+pub struct WellDef {
+    /// Id.
+    pub id: i64,
+    /// 0-based row.
+    pub row: usize,
+    /// 0-based column.
+    pub column: usize,
+    /// (image id, acquisition id).
+    pub fields: Vec<(i64, i64)>,
+}
+
+/// A plate.
+#[derive(Debug, Clone)]
+pub struct PlateDef {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Group.
+    pub group: String,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub columns: usize,
+    /// Acquisitions (id, name, max fields).
+    pub acquisitions: Vec<(i64, String, u32)>,
+    /// Wells.
+    pub wells: Vec<WellDef>,
+    /// Its store on disk.
+    pub store: PathBuf,
+}
+
+/// The OMERO world.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    /// Images by id.
+    pub images: HashMap<i64, Img>,
+    /// Datasets: id → (name, group, image ids).
+    pub datasets: HashMap<i64, (String, String, Vec<i64>)>,
+    /// Plates by id.
+    pub plates: HashMap<i64, PlateDef>,
+    /// Screens: id → (name, group, plate ids).
+    pub screens: HashMap<i64, (String, String, Vec<i64>)>,
+}
+
+/// Ids of the standard world.
+pub mod ids {
+    /// Screen of group `Lab A` with plates [`PLATE_TILES`] and [`PLATE_ZARR`].
+    pub const SCREEN: i64 = 1;
+    /// A plate whose pixels come only from the pixel service.
+    pub const PLATE_TILES: i64 = 11;
+    /// A plate whose fields point (ExternalInfo) into a plate store on disk.
+    pub const PLATE_ZARR: i64 = 12;
+    /// Dataset of `Lab A`: images [`IMG_EXTERNAL`], [`IMG_ANNOTATED`], [`IMG_TILES`].
+    pub const DATASET: i64 = 21;
+    /// Dataset of group `Lab B`.
+    pub const DATASET_OTHER_GROUP: i64 = 22;
+    /// Image with an ExternalInfo Zarr path.
+    pub const IMG_EXTERNAL: i64 = 201;
+    /// Image with a `biomero.import` Filepath annotation.
+    pub const IMG_ANNOTATED: i64 = 202;
+    /// Image only in the pixel service.
+    pub const IMG_TILES: i64 = 203;
+    /// Image of `Lab B`.
+    pub const IMG_OTHER_GROUP: i64 = 301;
+    /// First well id of [`PLATE_TILES`].
+    pub const FIRST_WELL: i64 = 1100;
+}
+
+/// The sample data behind the world, as written.
+#[derive(Debug, Clone)]
+pub struct WorldData {
+    /// The data root.
+    pub root: PathBuf,
+    /// Lab A's folder (`<root>/lab-a`).
+    pub lab_a: PathBuf,
+    /// Samples of plate [`ids::PLATE_TILES`] and the dataset images.
+    pub samples_a: PathBuf,
+    /// Samples of plate [`ids::PLATE_ZARR`].
+    pub samples_b: PathBuf,
+    /// Samples of Lab B.
+    pub samples_other: PathBuf,
+}
+
+/// Writes the sample data under `root` (`lab-a/…`, `lab-b/…`) and builds the standard world on it.
+pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
+    let spec = SampleSpec {
+        version: NgffVersion::V04,
+        rows: 2,
+        columns: 2,
+        fields: 2,
+        channels: 2,
+        z: 1,
+        size,
+        images: 3,
+        tiffs: true,
+        levels: 1,
+        seed: 7,
+    };
+    let lab_a = root.join("lab-a");
+    let samples_a = lab_a.join("run-a");
+    let samples_b = lab_a.join("run-b");
+    let samples_other = root.join("lab-b/run-c");
+    write_samples(&samples_a, &spec).expect("sample data a");
+    write_samples(&samples_b, &SampleSpec { seed: 8, ..spec }).expect("sample data b");
+    write_samples(
+        &samples_other,
+        &SampleSpec {
+            seed: 9,
+            images: 1,
+            ..spec
+        },
+    )
+    .expect("sample data c");
+    let mut w = World::default();
+    let plate =
+        |id: i64, name: &str, store: PathBuf, first_image: i64, hint: ZarrHint, w: &mut World| {
+            let mut wells = Vec::new();
+            let mut next = first_image;
+            for row in 0..2usize {
+                for column in 0..2usize {
+                    let mut fields = Vec::new();
+                    for f in 0..2 {
+                        let rn = ["A", "B"][row];
+                        let path = store
+                            .join(rn)
+                            .join((column + 1).to_string())
+                            .join(f.to_string());
+                        w.images.insert(
+                            next,
+                            Img {
+                                id: next,
+                                name: format!("{name} [Well {rn}{}, Field {}]", column + 1, f + 1),
+                                group: "Lab A".into(),
+                                path,
+                                hint,
+                            },
+                        );
+                        fields.push((next, id * 10 + 1));
+                        next += 1;
+                    }
+                    wells.push(WellDef {
+                        id: id * 100 + i64::try_from(row * 2 + column).unwrap_or(0),
+                        row,
+                        column,
+                        fields,
+                    });
+                }
+            }
+            w.plates.insert(
+                id,
+                PlateDef {
+                    id,
+                    name: name.into(),
+                    group: "Lab A".into(),
+                    rows: 2,
+                    columns: 2,
+                    acquisitions: vec![(id * 10 + 1, format!("Run {id}"), 2)],
+                    wells,
+                    store,
+                },
+            );
+        };
+    plate(
+        ids::PLATE_TILES,
+        "Plate Tiles",
+        samples_a.join("plate.ome.zarr"),
+        1101,
+        ZarrHint::None,
+        &mut w,
+    );
+    plate(
+        ids::PLATE_ZARR,
+        "Plate (on disk)",
+        samples_b.join("plate.ome.zarr"),
+        1201,
+        ZarrHint::ExternalInfo,
+        &mut w,
+    );
+    w.screens.insert(
+        ids::SCREEN,
+        (
+            "Screen A".into(),
+            "Lab A".into(),
+            vec![ids::PLATE_TILES, ids::PLATE_ZARR],
+        ),
+    );
+    for (i, (id, hint, name)) in [
+        (ids::IMG_EXTERNAL, ZarrHint::ExternalInfo, "nuclei 1.tif"),
+        (ids::IMG_ANNOTATED, ZarrHint::Annotation, "nuclei [2]"),
+        (ids::IMG_TILES, ZarrHint::None, "kernels µ 3"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        w.images.insert(
+            id,
+            Img {
+                id,
+                name: name.into(),
+                group: "Lab A".into(),
+                path: samples_a.join(format!("images/image_{i:02}.ome.zarr")),
+                hint,
+            },
+        );
+    }
+    w.datasets.insert(
+        ids::DATASET,
+        (
+            "Dataset A".into(),
+            "Lab A".into(),
+            vec![ids::IMG_EXTERNAL, ids::IMG_ANNOTATED, ids::IMG_TILES],
+        ),
+    );
+    w.images.insert(
+        ids::IMG_OTHER_GROUP,
+        Img {
+            id: ids::IMG_OTHER_GROUP,
+            name: "other".into(),
+            group: "Lab B".into(),
+            path: samples_other.join("images/image_00.ome.zarr"),
+            hint: ZarrHint::None,
+        },
+    );
+    w.datasets.insert(
+        ids::DATASET_OTHER_GROUP,
+        (
+            "Dataset B".into(),
+            "Lab B".into(),
+            vec![ids::IMG_OTHER_GROUP],
+        ),
+    );
+    (
+        w,
+        WorldData {
+            root: root.to_path_buf(),
+            lab_a,
+            samples_a,
+            samples_b,
+            samples_other,
+        },
+    )
+}
+
+/// Injected faults and counters.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Every Nth tile request answers 500 (0: never).
+    pub tile_fail_every: AtomicU64,
+    /// Every Nth request (any) waits `slow_ms` first (0: never).
+    pub slow_every: AtomicU64,
+    /// How long a slow request waits.
+    pub slow_ms: AtomicU64,
+    /// Every tile request waits this long (for timeouts).
+    pub tile_delay_ms: AtomicU64,
+    /// `maxLimit` of lists.
+    pub max_limit: AtomicU64,
+    /// Requests served.
+    pub requests: AtomicU64,
+    /// Tile requests served.
+    pub tiles: AtomicU64,
+    /// Successful logins.
+    pub logins: AtomicU64,
+    /// Answers 403 because there was no (live) session.
+    pub refused: AtomicU64,
+}
+
+struct ServerState {
+    world: World,
+    sessions: Mutex<HashMap<String, String>>,
+    csrf: Mutex<Vec<String>>,
+    faults: Arc<Faults>,
+    counter: AtomicU64,
+}
+
+/// A running test OMERO.
+pub struct TestOmero {
+    /// OMERO.web base URL.
+    pub url: String,
+    /// Faults and counters.
+    pub faults: Arc<Faults>,
+    state: Arc<ServerState>,
+}
+
+impl TestOmero {
+    /// Serves `world` on a free port (its own runtime; usable from sync and async tests).
+    pub fn start(world: World) -> TestOmero {
+        let faults = Arc::new(Faults::default());
+        faults.max_limit.store(500, Ordering::Relaxed);
+        let state = Arc::new(ServerState {
+            world,
+            sessions: Mutex::new(HashMap::new()),
+            csrf: Mutex::new(Vec::new()),
+            faults: faults.clone(),
+            counter: AtomicU64::new(0),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        // its own runtime on its own thread: usable from sync tests and from inside #[tokio::test]
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(l) = tokio::net::TcpListener::from_std(listener) {
+                    let _ = axum::serve(l, app).await;
+                }
+            });
+        });
+        TestOmero {
+            url: format!("http://{addr}"),
+            faults,
+            state,
+        }
+    }
+
+    /// Ends every session (as an OMERO restart or a session timeout would).
+    pub fn expire_sessions(&self) {
+        if let Ok(mut s) = self.state.sessions.lock() {
+            s.clear();
+        }
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn message(status: StatusCode, m: &str) -> Response {
+    json_response(status, &json!({ "message": m }))
+}
+
+fn query(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn q_u64(q: &[(String, String)], k: &str) -> Option<u64> {
+    q.iter()
+        .find(|(a, _)| a == k)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn details(group: &str) -> Value {
+    let gid = if group == "Lab A" { 5 } else { 6 };
+    json!({
+        "@type": "TBD#Details",
+        "owner": {"@id": 2, "@type": format!("{SCHEMA}#Experimenter"), "UserName": "alice", "FirstName": "Alice", "LastName": "Smith"},
+        "group": {"@id": gid, "@type": format!("{SCHEMA}#ExperimenterGroup"), "Name": group},
+        "permissions": {"@type": "TBD#Permissions", "perm": "rwra--", "isGroupRead": true, "canEdit": false}
+    })
+}
+
+fn pixels(img: &Img, with_channels: bool) -> Value {
+    let r = ImageReader::open(&img.path).expect("sample image");
+    let s = r.sizes();
+    let mut p = json!({
+        "@id": img.id + 50_000,
+        "@type": format!("{SCHEMA}#Pixels"),
+        "SizeX": s.x, "SizeY": s.y, "SizeZ": s.z, "SizeC": s.c, "SizeT": s.t,
+        "PhysicalSizeX": {"@type": "TBD#LengthI", "Unit": "MICROMETER", "Symbol": "µm", "Value": 0.65},
+        "PhysicalSizeY": {"@type": "TBD#LengthI", "Unit": "MICROMETER", "Symbol": "µm", "Value": 0.65},
+        "Type": {"@id": 6, "@type": "TBD#PixelsType", "value": r.dtype.name()},
+        "SignificantBits": r.dtype.size() * 8,
+        "omero:sha1": "",
+        "omero:details": details(&img.group),
+    });
+    if with_channels {
+        p["Channels"] = r
+            .channel_names()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| json!({"@id": img.id * 10 + i64::try_from(i).unwrap_or(0), "@type": format!("{SCHEMA}#Channel"), "Name": n, "SamplesPerPixel": 1}))
+            .collect();
+    }
+    p
+}
+
+fn image_json(img: &Img, with_pixels: bool, with_channels: bool) -> Value {
+    let mut v = json!({
+        "@id": img.id,
+        "@type": format!("{SCHEMA}#Image"),
+        "Name": img.name,
+        "AcquisitionDate": 1_700_000_000_000_i64,
+        "omero:series": 0,
+        "omero:details": details(&img.group),
+        "url:image": format!("/api/v0/m/images/{}/", img.id),
+    });
+    if img.hint == ZarrHint::ExternalInfo {
+        v["omero:details"]["externalInfo"] = json!({
+            "@type": "TBD#ExternalInfo",
+            "EntityId": 3,
+            "EntityType": "com.glencoesoftware.ngff:multiscales",
+            "Lsid": img.path.display().to_string(),
+        });
+    }
+    if with_pixels {
+        v["Pixels"] = pixels(img, with_channels);
+    }
+    v
+}
+
+fn well_json(w: &WellDef, world: &World, plate: &PlateDef, with_pixels: bool) -> Value {
+    let samples: Vec<Value> = w
+        .fields
+        .iter()
+        .map(|(img, acq)| {
+            let i = &world.images[img];
+            json!({
+                "@id": img * 3,
+                "@type": format!("{SCHEMA}#WellSample"),
+                "omero:details": details(&plate.group),
+                "PositionX": {"@type": "TBD#LengthI", "Unit": "REFERENCEFRAME", "Symbol": "reference frame", "Value": 100.0},
+                "Image": image_json(i, with_pixels, false),
+                "PlateAcquisition": {"@id": acq, "@type": format!("{SCHEMA}#PlateAcquisition"), "MaximumFieldCount": 2, "omero:details": details(&plate.group)},
+            })
+        })
+        .collect();
+    json!({
+        "@id": w.id,
+        "@type": format!("{SCHEMA}#Well"),
+        "Row": w.row,
+        "Column": w.column,
+        "omero:details": details(&plate.group),
+        "url:well": format!("/api/v0/m/wells/{}/", w.id),
+        "WellSamples": samples,
+    })
+}
+
+fn plate_json(p: &PlateDef) -> Value {
+    json!({
+        "@id": p.id,
+        "@type": format!("{SCHEMA}#Plate"),
+        "Name": p.name,
+        "Rows": p.rows,
+        "Columns": p.columns,
+        "RowNamingConvention": "letter",
+        "ColumnNamingConvention": "number",
+        "omero:details": details(&p.group),
+        "url:wells": format!("/api/v0/m/plates/{}/wells/", p.id),
+    })
+}
+
+fn list(items: Vec<Value>, q: &[(String, String)], max_limit: u64) -> Response {
+    let limit = q_u64(q, "limit").unwrap_or(200).min(max_limit);
+    let offset = q_u64(q, "offset").unwrap_or(0);
+    let total = items.len() as u64;
+    let page: Vec<Value> = items
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"data": page, "meta": {"offset": offset, "limit": limit, "maxLimit": max_limit, "totalCount": total}}),
+    )
+}
+
+fn id_of(seg: &str) -> Option<i64> {
+    seg.parse().ok()
+}
+
+async fn handle(
+    State(st): State<Arc<ServerState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let n = st.counter.fetch_add(1, Ordering::Relaxed) + 1;
+    st.faults.requests.fetch_add(1, Ordering::Relaxed);
+    let slow = st.faults.slow_every.load(Ordering::Relaxed);
+    if slow > 0 && n % slow == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            st.faults.slow_ms.load(Ordering::Relaxed),
+        ))
+        .await;
+    }
+    let path = uri.path().to_owned();
+    let q = query(&uri);
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // login flow
+    if path == "/api/v0/token/" {
+        let token = format!("csrf{n:08}");
+        if let Ok(mut c) = st.csrf.lock() {
+            c.push(token.clone());
+        }
+        let mut r = json_response(StatusCode::OK, &json!({ "data": token }));
+        if let Ok(v) = format!("csrftoken={token}; Path=/").parse() {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        return r;
+    }
+    if path == "/api/v0/login/" {
+        if method != Method::POST {
+            return message(StatusCode::METHOD_NOT_ALLOWED, "POST to log in");
+        }
+        let sent = headers.get("X-CSRFToken").and_then(|v| v.to_str().ok());
+        let jar = cookie(&headers, "csrftoken");
+        let known = st
+            .csrf
+            .lock()
+            .is_ok_and(|c| sent.is_some_and(|s| c.iter().any(|t| t == s)));
+        if sent.is_none() || sent != jar.as_deref() || !known {
+            return message(
+                StatusCode::FORBIDDEN,
+                "CSRF verification failed. Request aborted.",
+            );
+        }
+        let form: HashMap<String, String> = String::from_utf8_lossy(&body)
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), decode(v)))
+            .collect();
+        if form.get("server").map(String::as_str) != Some("1") {
+            return message(
+                StatusCode::FORBIDDEN,
+                "Login failed. Reason: unknown server",
+            );
+        }
+        if form.get("username").map(String::as_str) != Some(USER)
+            || form.get("password").map(String::as_str) != Some(PASSWORD)
+        {
+            return message(
+                StatusCode::FORBIDDEN,
+                "Login failed. Reason: Incorrect username or password",
+            );
+        }
+        let sid = format!("sid{n:08}");
+        let uuid = format!("8a3c{n:08}-0000-4000-8000-00000000{n:04}");
+        if let Ok(mut s) = st.sessions.lock() {
+            s.insert(sid.clone(), uuid.clone());
+        }
+        st.faults.logins.fetch_add(1, Ordering::Relaxed);
+        let mut r = json_response(
+            StatusCode::OK,
+            &json!({"success": true, "eventContext": {"userName": USER, "eventId": -1, "sessionUuid": uuid, "eventType": "User", "userId": 52, "sessionId": n, "groupName": "Lab A", "isAdmin": false, "memberOfGroups": [5, 6], "leaderOfGroups": [], "groupId": 5}}),
+        );
+        if let Ok(v) = format!("sessionid={sid}; HttpOnly; Path=/").parse() {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        return r;
+    }
+    let sessions: Vec<(String, String)> = st
+        .sessions
+        .lock()
+        .map(|s| s.iter().map(|(a, b)| (a.clone(), b.clone())).collect())
+        .unwrap_or_default();
+    // pixel service
+    if segs.first() == Some(&"tile") {
+        st.faults.tiles.fetch_add(1, Ordering::Relaxed);
+        let key = headers
+            .get("X-OMERO-Session-Key")
+            .and_then(|v| v.to_str().ok());
+        if !key.is_some_and(|k| sessions.iter().any(|(_, u)| u == k)) {
+            st.faults.refused.fetch_add(1, Ordering::Relaxed);
+            return message(StatusCode::FORBIDDEN, "Permission denied");
+        }
+        let delay = st.faults.tile_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        let every = st.faults.tile_fail_every.load(Ordering::Relaxed);
+        if every > 0 && st.faults.tiles.load(Ordering::Relaxed) % every == 0 {
+            return message(StatusCode::INTERNAL_SERVER_ERROR, "injected failure");
+        }
+        let parts: Vec<u64> = segs[1..].iter().filter_map(|s| s.parse().ok()).collect();
+        let [image, z, c, t] = parts.as_slice() else {
+            return message(StatusCode::BAD_REQUEST, "tile/{imageId}/{z}/{c}/{t}");
+        };
+        let Some(img) = st
+            .world
+            .images
+            .get(&i64::try_from(*image).unwrap_or(-1))
+            .cloned()
+        else {
+            return message(StatusCode::NOT_FOUND, "Image not found");
+        };
+        let (x, y, w, h) = (
+            q_u64(&q, "x").unwrap_or(0),
+            q_u64(&q, "y").unwrap_or(0),
+            q_u64(&q, "w").unwrap_or(0),
+            q_u64(&q, "h").unwrap_or(0),
+        );
+        let (z, c, t) = (*z, *c, *t);
+        let tile = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+            let r = ImageReader::open(&img.path).map_err(|e| e.to_string())?;
+            let s = r.sizes();
+            if w == 0 || h == 0 || x + w > s.x || y + h > s.y || z >= s.z || c >= s.c || t >= s.t {
+                return Err("tile outside the image".into());
+            }
+            let es = r.dtype.size();
+            let mut pr = r.plane_reader(0, 8 << 20).map_err(|e| e.to_string())?;
+            let mut plane = vec![0u8; pr.plane_bytes()];
+            pr.read_plane(t, c, z, &mut plane)
+                .map_err(|e| e.to_string())?;
+            let sx = usize::try_from(s.x).unwrap_or(0);
+            let mut out = Vec::with_capacity(usize::try_from(w * h).unwrap_or(0) * es);
+            for row in y..y + h {
+                let o =
+                    (usize::try_from(row).unwrap_or(0) * sx + usize::try_from(x).unwrap_or(0)) * es;
+                for px in plane[o..o + usize::try_from(w).unwrap_or(0) * es].chunks_exact(es) {
+                    out.extend(px.iter().rev()); // native (little-endian) → big-endian
+                }
+            }
+            Ok(out)
+        })
+        .await;
+        return match tile {
+            Ok(Ok(bytes)) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                Body::from(bytes),
+            )
+                .into_response(),
+            Ok(Err(m)) => message(StatusCode::BAD_REQUEST, &m),
+            Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+    }
+    // everything else needs the Django session
+    let live = cookie(&headers, "sessionid").is_some_and(|s| sessions.iter().any(|(k, _)| *k == s));
+    if !live {
+        st.faults.refused.fetch_add(1, Ordering::Relaxed);
+        return message(StatusCode::FORBIDDEN, "Not logged in");
+    }
+    let w = &st.world;
+    let max_limit = st.faults.max_limit.load(Ordering::Relaxed);
+    let not_found = |what: &str| message(StatusCode::NOT_FOUND, &format!("{what} not found"));
+    if path == "/webclient/api/annotations/" {
+        let anns: Vec<Value> = q
+            .iter()
+            .filter(|(k, _)| k == "image")
+            .filter_map(|(_, v)| v.parse::<i64>().ok())
+            .filter_map(|id| w.images.get(&id))
+            .filter(|i| i.hint == ZarrHint::Annotation)
+            .map(|i| json!({"id": i.id + 90_000, "ns": "biomero.import", "class": "MapAnnotationI", "values": [["Import Date", "2026-11-01"], ["Filepath", i.path.display().to_string()]], "link": {"id": i.id + 91_000, "parent": {"id": i.id, "class": "ImageI", "name": i.name}}, "owner": {"id": 2}}))
+            .collect();
+        return json_response(
+            StatusCode::OK,
+            &json!({"annotations": anns, "experimenters": []}),
+        );
+    }
+    match segs.as_slice() {
+        ["api", "v0", "m", "images", id] => match id_of(id).and_then(|i| w.images.get(&i)) {
+            Some(img) => json_response(StatusCode::OK, &json!({"data": image_json(img, true, true)})),
+            None => not_found("Image"),
+        },
+        ["api", "v0", "m", "datasets", id] => match id_of(id).and_then(|i| w.datasets.get(&i)) {
+            Some((name, group, _)) => json_response(
+                StatusCode::OK,
+                &json!({"data": {"@id": id_of(id), "@type": format!("{SCHEMA}#Dataset"), "Name": name, "omero:details": details(group)}}),
+            ),
+            None => not_found("Dataset"),
+        },
+        ["api", "v0", "m", "datasets", id, "images"] => match id_of(id).and_then(|i| w.datasets.get(&i)) {
+            Some((_, _, imgs)) => list(
+                imgs.iter().map(|i| image_json(&w.images[i], true, false)).collect(),
+                &q,
+                max_limit,
+            ),
+            None => not_found("Dataset"),
+        },
+        ["api", "v0", "m", "screens", id] => match id_of(id).and_then(|i| w.screens.get(&i)) {
+            Some((name, group, _)) => json_response(
+                StatusCode::OK,
+                &json!({"data": {"@id": id_of(id), "@type": format!("{SCHEMA}#Screen"), "Name": name, "omero:details": details(group)}}),
+            ),
+            None => not_found("Screen"),
+        },
+        ["api", "v0", "m", "screens", id, "plates"] => match id_of(id).and_then(|i| w.screens.get(&i)) {
+            Some((_, _, plates)) => list(plates.iter().map(|p| plate_json(&w.plates[p])).collect(), &q, max_limit),
+            None => not_found("Screen"),
+        },
+        ["api", "v0", "m", "plates"] => {
+            let well = q_u64(&q, "well").and_then(|v| i64::try_from(v).ok());
+            let plates: Vec<Value> = w
+                .plates
+                .values()
+                .filter(|p| well.is_none_or(|wid| p.wells.iter().any(|x| x.id == wid)))
+                .map(plate_json)
+                .collect();
+            list(plates, &q, max_limit)
+        }
+        ["api", "v0", "m", "plates", id] => match id_of(id).and_then(|i| w.plates.get(&i)) {
+            Some(p) => json_response(StatusCode::OK, &json!({"data": plate_json(p)})),
+            None => not_found("Plate"),
+        },
+        ["api", "v0", "m", "plates", id, "plateacquisitions"] => match id_of(id).and_then(|i| w.plates.get(&i)) {
+            Some(p) => list(
+                p.acquisitions
+                    .iter()
+                    .map(|(aid, name, max)| json!({"@id": aid, "@type": format!("{SCHEMA}#PlateAcquisition"), "Name": name, "MaximumFieldCount": max, "omero:details": details(&p.group)}))
+                    .collect(),
+                &q,
+                max_limit,
+            ),
+            None => not_found("Plate"),
+        },
+        ["api", "v0", "m", "plates", id, "wells"] => match id_of(id).and_then(|i| w.plates.get(&i)) {
+            Some(p) => list(p.wells.iter().map(|x| well_json(x, w, p, false)).collect(), &q, max_limit),
+            None => not_found("Plate"),
+        },
+        ["api", "v0", "m", "wells", id] => {
+            let found = id_of(id).and_then(|wid| {
+                w.plates
+                    .values()
+                    .find_map(|p| p.wells.iter().find(|x| x.id == wid).map(|x| (p, x)))
+            });
+            match found {
+                Some((p, x)) => json_response(StatusCode::OK, &json!({"data": well_json(x, w, p, true)})),
+                None => not_found("Well"),
+            }
+        }
+        _ => not_found("URL"),
+    }
+}
+
+fn decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                if let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                    out.push(b);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
