@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: where the repository and the
 //! `biomero-stage` binary are, and how to run the binary in a clean environment.
 
+pub mod cluster;
 pub mod omero;
 
 use std::path::{Path, PathBuf};
@@ -242,4 +243,54 @@ pub fn write_daemon_settings(dir: &Path, queue_url: &str, port: u16, extra: &str
     );
     std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
     path
+}
+
+/// `GET <base><path>` as JSON (`Null` when it fails).
+pub fn http_get(base: &str, path: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sS", &format!("{base}{path}")])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl: {e}"));
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// `POST <base><path>` with a JSON body and the test admin token; the answer as JSON.
+pub fn http_post(base: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            "Authorization: Bearer test-token",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body.to_string(),
+            &format!("{base}{path}"),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl: {e}"));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Polls submission `id` until `ok` holds; panics with the daemon's log after `secs`.
+pub fn wait_submission(
+    d: &Daemon,
+    id: &str,
+    secs: u64,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out waiting for {id}: {v}\nlog:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

@@ -118,6 +118,18 @@ pub struct StageSettings {
     pub omero_timeout_secs: u64,
     /// Tile edge in pixels for pixel-buffer requests.
     pub omero_tile_size: u32,
+    /// An ssh config file to use instead of `~/.ssh/config` (the `[SSH] host` alias is looked up there).
+    pub ssh_config_file: Option<PathBuf>,
+    /// How long to wait for the SSH connection, in seconds.
+    pub ssh_connect_timeout_secs: u64,
+    /// Where this host mounts `slurm_data_path`, when it does: transfers become local copies.
+    pub local_data_path: Option<PathBuf>,
+    /// How often running jobs are polled (one query for all of them), in seconds.
+    pub follow_poll_secs: u64,
+    /// Whether the cluster keeps job accounting (`sacct`); off: `squeue`/`scontrol` only.
+    pub slurm_accounting: bool,
+    /// Keep `biomero_<id>` on the cluster after the outputs are collected.
+    pub keep_remote_data: bool,
 }
 
 /// A secret value: read from TOML or the environment, never printed or serialised.
@@ -180,6 +192,12 @@ impl Default for StageSettings {
             omero_concurrency: 8,
             omero_timeout_secs: 60,
             omero_tile_size: 1024,
+            ssh_config_file: None,
+            ssh_connect_timeout_secs: 15,
+            local_data_path: None,
+            follow_poll_secs: 10,
+            slurm_accounting: true,
+            keep_remote_data: false,
         }
     }
 }
@@ -330,6 +348,8 @@ impl StageSettings {
             &mut s.descriptor_cache,
             &mut s.staging_dir,
             &mut s.omero_password_file,
+            &mut s.ssh_config_file,
+            &mut s.local_data_path,
         ]
         .into_iter()
         .flatten()
@@ -421,6 +441,22 @@ impl StageSettings {
                     .parse()
                     .map_err(|_| invalid("not a whole number of pixels"))?;
             }
+            "ssh_config_file" => self.ssh_config_file = opt_path(value),
+            "ssh_connect_timeout_secs" => {
+                self.ssh_connect_timeout_secs = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("not a whole number of seconds"))?;
+            }
+            "local_data_path" => self.local_data_path = opt_path(value),
+            "follow_poll_secs" => {
+                self.follow_poll_secs = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("not a whole number of seconds"))?;
+            }
+            "slurm_accounting" => self.slurm_accounting = boolean(value)?,
+            "keep_remote_data" => self.keep_remote_data = boolean(value)?,
             "log_format" => {
                 self.log_format = match value.trim() {
                     "text" => LogFormat::Text,
@@ -457,6 +493,14 @@ impl StageSettings {
                 "0".into(),
                 "at least one worker is needed",
             ));
+        }
+        for (key, v) in [
+            ("ssh_connect_timeout_secs", self.ssh_connect_timeout_secs),
+            ("follow_poll_secs", self.follow_poll_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "0".into(), "must be at least 1 second"));
+            }
         }
         if self.descriptor_timeout_secs == 0 {
             return Err(invalid(

@@ -5,6 +5,7 @@
 //! itself lives in the `stage-*` crates; see ARCHITECTURE.md for the map.
 
 pub mod cli;
+pub mod cluster;
 pub mod http;
 pub mod intake;
 pub mod logging;

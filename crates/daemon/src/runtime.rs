@@ -7,6 +7,7 @@ use std::time::Duration;
 use stage_config::LiveConfig;
 use stage_store::Store;
 
+use crate::cluster::ClusterCache;
 use crate::metrics::Metrics;
 use crate::sources::SourceCache;
 
@@ -60,6 +61,8 @@ pub struct Runtime {
     pub workers_configured: usize,
     /// Input sources (group folders, the OMERO session), kept between steps.
     pub sources: Arc<SourceCache>,
+    /// The cluster connection and job watcher, kept between steps.
+    pub cluster: Arc<ClusterCache>,
 }
 
 impl std::fmt::Debug for Runtime {

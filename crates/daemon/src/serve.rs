@@ -50,6 +50,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
         workers_running: Arc::new(AtomicUsize::new(0)),
         workers_configured: workers,
         sources: Arc::new(crate::sources::SourceCache::default()),
+        cluster: Arc::new(crate::cluster::ClusterCache::default()),
     };
     let listener = tokio::net::TcpListener::bind(&settings.admin_listen)
         .await

@@ -84,7 +84,16 @@ async fn process(rt: &Runtime, mut claim: Claim, shutdown: &CancellationToken) {
             break;
         }
         if s.cancel_requested {
-            finish(rt, &claim, Transition::cancelled("cancel")).await;
+            let ctx = StepContext {
+                runtime: rt.clone(),
+                cancel: CancellationToken::new(),
+            };
+            let mut t = Transition::cancelled("cancel");
+            let detail = pipeline::on_cancel(&ctx, s).await;
+            if !detail.is_null() {
+                t.detail = detail;
+            }
+            finish(rt, &claim, t).await;
             return;
         }
         let Some((step, next_state)) = Step::after(s.state) else {
@@ -170,6 +179,10 @@ async fn process(rt: &Runtime, mut claim: Claim, shutdown: &CancellationToken) {
             StepOutcome::Waiting { capability } => {
                 tracing::info!(waiting_for = %capability, "submission waits");
                 Transition::waiting(step.name(), &capability)
+            }
+            StepOutcome::Later { detail, after } => {
+                let at = chrono::Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+                Transition::progress(step.name(), detail, at)
             }
             StepOutcome::Cancelled => Transition::cancelled(step.name()),
         };
@@ -268,6 +281,7 @@ fn outcome_name(o: &StepOutcome) -> &'static str {
         StepOutcome::Transient { .. } => "retry",
         StepOutcome::Failed { .. } => "failed",
         StepOutcome::Waiting { .. } => "waiting",
+        StepOutcome::Later { .. } => "later",
         StepOutcome::Cancelled => "cancelled",
     }
 }

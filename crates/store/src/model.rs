@@ -280,6 +280,20 @@ impl Transition {
         }
     }
 
+    /// The step is under way (a job still running): recorded, no attempt counted, resumed at `at`.
+    pub fn progress(step: &str, detail: Value, at: DateTime<Utc>) -> Self {
+        Transition {
+            step: step.to_owned(),
+            outcome: Outcome::Progress,
+            state: None,
+            done: false,
+            detail,
+            error: None,
+            waiting_for: None,
+            retry_at: Some(at),
+        }
+    }
+
     /// The step cannot run in this build or configuration yet.
     pub fn waiting(step: &str, capability: &str) -> Self {
         Transition {

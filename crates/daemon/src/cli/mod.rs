@@ -4,6 +4,7 @@
 //! module and returns an exit code; errors reaching this level are printed
 //! once, with their chain, and give exit code 1.
 
+mod cluster_cmd;
 mod config_cmd;
 mod data_cmd;
 mod queue_cmd;
@@ -91,6 +92,10 @@ enum Command {
     Status(queue_cmd::StatusArgs),
     /// Ask for a submission to be cancelled
     Cancel(queue_cmd::CancelArgs),
+    /// Prepare the cluster: folders, generated job scripts, container pulls (--pull)
+    Init(cluster_cmd::InitArgs),
+    /// Show what the cluster has: folders, workflow images and scripts, converters, pull log
+    CheckSetup(cluster_cmd::CheckSetupArgs),
 }
 
 /// The bytes of `file`, or of standard input for `-`.
@@ -157,6 +162,8 @@ pub fn main() -> ExitCode {
             Command::Submit(a) => queue_cmd::submit(&a, &cli.global).await,
             Command::Status(a) => queue_cmd::status(&a, &cli.global).await,
             Command::Cancel(a) => queue_cmd::cancel(&a, &cli.global).await,
+            Command::Init(a) => cluster_cmd::init(&a, &cli.global).await,
+            Command::CheckSetup(a) => cluster_cmd::check_setup(&a, &cli.global).await,
         }
     });
     match result {

@@ -2,12 +2,13 @@
 //!
 //! `GET /healthz`, `/readyz`, `/metrics`; `GET/POST /api/v1/submissions`,
 //! `GET /api/v1/submissions/{id}`, `POST /api/v1/submissions/{id}/cancel`,
-//! `GET /api/v1/workflows`. Calls that change something need
+//! `GET /api/v1/workflows`, `GET /api/v1/check-setup`. Calls that change something need
 //! `Authorization: Bearer <admin token>`; without a configured token they are
 //! refused. Request bodies are limited to 1 MiB. Every error is JSON of one
 //! shape: `{"error": {"code": …, "message": …, "fields": [{field, message}]}}`.
 
 mod health;
+mod setup;
 mod submissions;
 
 use std::net::SocketAddr;
@@ -129,6 +130,7 @@ pub fn router(rt: Runtime) -> Router {
         .route("/api/v1/submissions/{id}", get(submissions::get))
         .route("/api/v1/submissions/{id}/cancel", post(submissions::cancel))
         .route("/api/v1/workflows", get(submissions::workflows))
+        .route("/api/v1/check-setup", get(setup::check_setup))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

@@ -101,6 +101,14 @@ pub enum StepOutcome {
         /// The missing capability.
         capability: String,
     },
+    /// The step is under way and needs no worker meanwhile (a job still
+    /// running): recorded as progress, no attempt counted, resumed after `after`.
+    Later {
+        /// What is going on (the job's state, its progress).
+        detail: Value,
+        /// When to look again.
+        after: std::time::Duration,
+    },
     /// The step stopped because the submission was cancelled.
     Cancelled,
 }
@@ -119,11 +127,38 @@ pub async fn run(step: Step, ctx: &StepContext, submission: &Submission) -> Step
     match step {
         Step::Plan => steps::plan::run(ctx, submission).await,
         Step::Stage => steps::stage::run(ctx, submission).await,
-        other => StepOutcome::Waiting {
+        Step::Upload => steps::upload::run(ctx, submission).await,
+        Step::Submit => steps::submit::run(ctx, submission).await,
+        Step::Follow => steps::follow::run(ctx, submission).await,
+        Step::Collect => steps::collect::run(ctx, submission).await,
+        other @ Step::Import => StepOutcome::Waiting {
             capability: format!(
-                "the `{}` step (and those after it) is not part of this build of biomero-stage yet",
+                "the `{}` step (handing results to BIOMERO.importer) is not part of this build of biomero-stage yet",
                 other.name()
             ),
         },
+    }
+}
+
+/// What must happen on the cluster when a submission is cancelled outside a
+/// running step (a job in the queue is `scancel`led); the detail for the event.
+pub async fn on_cancel(ctx: &StepContext, submission: &Submission) -> Value {
+    if submission.state != State::Submitted {
+        return Value::Null;
+    }
+    let Some(job_id) = submission
+        .data
+        .get("submit")
+        .and_then(|d| d.get("job_id"))
+        .and_then(Value::as_u64)
+    else {
+        return Value::Null;
+    };
+    match steps::follow::scancel(ctx, job_id).await {
+        Ok(()) => serde_json::json!({ "scancel": job_id }),
+        Err(e) => {
+            tracing::warn!(job_id, error = %e, "cannot scancel the job");
+            serde_json::json!({ "scancel": job_id, "error": e.to_string() })
+        }
     }
 }

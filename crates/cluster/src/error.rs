@@ -1,0 +1,106 @@
+//! Why something on the cluster did not work.
+//!
+//! Errors say which host, which command and what the remote side printed,
+//! and whether trying again may help ([`ClusterError::is_transient`]): a
+//! dropped connection or a full queue is retried, a refused key or a
+//! rejected sbatch parameter is not.
+
+use std::path::PathBuf;
+
+/// Why something on the cluster did not work.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The SSH connection could not be made (unreachable host, refused key, unknown alias).
+    #[error("cannot connect to `{host}` over SSH: {reason}")]
+    Connect {
+        /// The SSH alias.
+        host: String,
+        /// What ssh said.
+        reason: String,
+        /// Whether it may work later (network) or needs a fix (key, alias).
+        transient: bool,
+    },
+    /// The connection dropped while a command ran.
+    #[error("the SSH connection to `{host}` dropped during `{command}`: {reason}")]
+    Dropped {
+        /// The SSH alias.
+        host: String,
+        /// The command.
+        command: String,
+        /// What happened.
+        reason: String,
+    },
+    /// A remote command failed.
+    #[error("`{command}` failed on `{host}` (exit {code}): {stderr}")]
+    Remote {
+        /// The SSH alias.
+        host: String,
+        /// The command (program and arguments, quoted).
+        command: String,
+        /// Its exit code (-1: killed by a signal).
+        code: i32,
+        /// The last lines it printed on stderr.
+        stderr: String,
+    },
+    /// sbatch refused the job.
+    #[error("sbatch refused the job: {0}")]
+    Sbatch(String),
+    /// A transfer did not arrive intact.
+    #[error("{what}: {reason}")]
+    Verify {
+        /// What was checked.
+        what: String,
+        /// What differed.
+        reason: String,
+    },
+    /// The job produced nothing.
+    #[error(
+        "the job finished but wrote nothing into {0}; a workflow that succeeds writes its results there"
+    )]
+    EmptyOutput(String),
+    /// Something the cluster answered could not be understood.
+    #[error("cannot understand `{command}`: {reason}")]
+    Parse {
+        /// The command.
+        command: String,
+        /// What was unexpected.
+        reason: String,
+    },
+    /// A value cannot be used (a path with a newline, a parameter that is not a name).
+    #[error("{0}")]
+    Invalid(String),
+    /// A local file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stopped because the submission was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ClusterError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClusterError::Connect { transient, .. } => *transient,
+            ClusterError::Dropped { .. } | ClusterError::Io { .. } => true,
+            ClusterError::Remote { code, .. } => *code == 255 || *code < 0,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ClusterError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result with [`ClusterError`].
+pub type Result<T, E = ClusterError> = std::result::Result<T, E>;

@@ -1,0 +1,24 @@
+//! The cluster side of biomero-stage: SSH to the `[SSH] host` alias with the
+//! system OpenSSH client, BIOMERO's folder layout, resumable verified
+//! transfers, job submission and follow-up with Slurm, and the `init` /
+//! `check-setup` that BIOMERO's "Slurm Init" and "Slurm Check Setup" do.
+//!
+//! - [`ssh`]: the connection (one multiplexed master, reconnect on loss, quoted arguments);
+//! - [`layout`]: where things live on the cluster (CONTRACTS §4);
+//! - [`transfer`]: upload and download (tar over one channel, SFTP, or a local copy), with [`cksum`];
+//! - [`slurm`]: sbatch, status (sacct, or squeue/scontrol without accounting), logs, scancel;
+//! - [`jobscript`]: the generated BIAFLOWS job script;
+//! - [`setup`]: init and check-setup.
+
+pub mod cksum;
+pub mod error;
+pub mod jobscript;
+pub mod layout;
+pub mod setup;
+pub mod slurm;
+pub mod ssh;
+pub mod transfer;
+
+pub use error::{ClusterError, Result};
+pub use layout::Layout;
+pub use ssh::{Remote, SshTarget};

@@ -1,0 +1,192 @@
+//! Listings of a tree: relative path → (POSIX `cksum`, size), for this host
+//! (computed here) and for the cluster (`find . -type f -exec cksum {} +`).
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+
+use crate::cksum;
+use crate::error::{ClusterError, Result};
+use crate::ssh::Remote;
+
+/// A tree: relative path (with `/`) → (cksum, size); plus what is neither file nor directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Regular files.
+    pub files: BTreeMap<String, (u32, u64)>,
+    /// Symlinks, devices, FIFOs, sockets (never transferred).
+    pub others: Vec<String>,
+}
+
+impl Listing {
+    /// Total bytes of the files.
+    pub fn bytes(&self) -> u64 {
+        self.files.values().map(|v| v.1).sum()
+    }
+
+    /// Files of `self` that `other` lacks or holds with another size or sum.
+    pub fn missing_in(&self, other: &Listing) -> Vec<String> {
+        self.files
+            .iter()
+            .filter(|(k, v)| other.files.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+/// The regular files under `root`, relative, sorted (directories walked; anything else refused).
+pub fn local_files(root: &Path) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| ClusterError::io(&d, e))? {
+            let e = e.map_err(|e| ClusterError::io(&d, e))?;
+            let ft = e.file_type().map_err(|er| ClusterError::io(e.path(), er))?;
+            let p = e.path();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                let rel = relative(root, &p)?;
+                let size = e.metadata().map_err(|er| ClusterError::io(&p, er))?.len();
+                out.push((rel, size));
+            } else {
+                return Err(ClusterError::Invalid(format!(
+                    "{} is a symlink or special file; only plain files are transferred",
+                    p.display()
+                )));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `root`-relative path with `/` separators; refuses names that cannot travel (newlines).
+pub fn relative(root: &Path, p: &Path) -> Result<String> {
+    let rel = p.strip_prefix(root).map_err(|_| {
+        ClusterError::Invalid(format!("{} is not under {}", p.display(), root.display()))
+    })?;
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(s) => {
+                let s = s.to_str().ok_or_else(|| {
+                    ClusterError::Invalid(format!("{} is not UTF-8", p.display()))
+                })?;
+                if s.contains(['\n', '\r']) {
+                    return Err(ClusterError::Invalid(format!(
+                        "{} has a line break in its name",
+                        p.display()
+                    )));
+                }
+                parts.push(s.to_owned());
+            }
+            _ => {
+                return Err(ClusterError::Invalid(format!(
+                    "{} is not a plain relative path",
+                    p.display()
+                )));
+            }
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// A local listing with checksums (reads every file).
+pub fn local(root: &Path) -> Result<Listing> {
+    let mut l = Listing::default();
+    if !root.exists() {
+        return Ok(l);
+    }
+    for (rel, _) in local_files(root)? {
+        let sum = cksum::of_file(&root.join(&rel))?;
+        l.files.insert(rel, sum);
+    }
+    Ok(l)
+}
+
+const LIST: &str = r#"[ -d "$1" ] || exit 0
+cd -- "$1" || exit 1
+find . \( -type f -exec cksum {} + \) -o \( ! -type d -exec printf 'OTHER %s\n' {} + \) || exit 1"#;
+
+/// The cluster's listing of `dir` (empty when it does not exist).
+pub async fn remote(r: &Remote, dir: &str) -> Result<Listing> {
+    let out = r.script(LIST, &[dir.to_owned()]).await?;
+    parse(&out).map_err(|reason| ClusterError::Parse {
+        command: format!("find {dir} -exec cksum"),
+        reason,
+    })
+}
+
+/// Parses `cksum` lines (`CRC SIZE ./path`) and `OTHER ./path` lines.
+pub fn parse(out: &str) -> std::result::Result<Listing, String> {
+    let mut l = Listing::default();
+    for line in out.lines().filter(|l| !l.is_empty()) {
+        if let Some(p) = line.strip_prefix("OTHER ") {
+            l.others.push(p.trim_start_matches("./").to_owned());
+            continue;
+        }
+        let mut it = line.splitn(3, ' ');
+        let (Some(crc), Some(size), Some(path)) = (it.next(), it.next(), it.next()) else {
+            return Err(format!("unexpected line `{line}`"));
+        };
+        let crc: u32 = crc.parse().map_err(|_| format!("bad sum in `{line}`"))?;
+        let size: u64 = size.parse().map_err(|_| format!("bad size in `{line}`"))?;
+        let path = path
+            .strip_prefix("./")
+            .ok_or_else(|| format!("unexpected path in `{line}`"))?;
+        l.files.insert(path.to_owned(), (crc, size));
+    }
+    Ok(l)
+}
+
+/// Compares what should be there with what is; `Err` names the first differences.
+pub fn compare(what: &str, want: &Listing, have: &Listing) -> Result<()> {
+    let missing = want.missing_in(have);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = missing
+        .iter()
+        .take(5)
+        .map(|m| match have.files.get(m) {
+            None => format!("{m} (missing)"),
+            Some((c, s)) => {
+                let (wc, ws) = want.files[m];
+                format!("{m} ({s} bytes, sum {c}; expected {ws} bytes, sum {wc})")
+            }
+        })
+        .collect();
+    Err(ClusterError::Verify {
+        what: what.to_owned(),
+        reason: format!(
+            "{} of {} files differ: {}{}",
+            missing.len(),
+            want.files.len(),
+            shown.join(", "),
+            if missing.len() > 5 { ", …" } else { "" }
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cksum_listings_parse() {
+        let l = parse("3015617425 6 ./a/b c.txt\n4294967295 0 ./empty\nOTHER ./link\n").unwrap();
+        assert_eq!(l.files["a/b c.txt"], (3_015_617_425, 6));
+        assert_eq!(l.files["empty"], (4_294_967_295, 0));
+        assert_eq!(l.others, ["link"]);
+        assert!(parse("garbage\n").is_err());
+        let mut other = l.clone();
+        other.files.insert("empty".into(), (1, 0));
+        other.files.remove("a/b c.txt");
+        assert_eq!(l.missing_in(&other), ["a/b c.txt", "empty"]);
+        let e = compare("upload", &l, &other).unwrap_err().to_string();
+        assert!(
+            e.contains("2 of 2 files differ") && e.contains("(missing)"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! The cluster as the running daemon sees it: one SSH connection (one
+//! multiplexed master) and one job watcher per `[SSH] host`, kept between
+//! steps and rebuilt when a configuration reload changes the host, the ssh
+//! config file or the follow settings; plus what `init` and `check-setup`
+//! need from the workflow registry.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use stage_cluster::setup::{ConverterSetup, WorkflowSetup};
+use stage_cluster::slurm::status::StatusQuery;
+use stage_cluster::slurm::watch::Watcher;
+use stage_cluster::{ClusterError, Layout, Remote, SshTarget};
+use stage_config::live::Snapshot;
+use stage_config::registry::ResolvedWorkflow;
+
+/// The cluster of the configuration in force.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// The SSH connection.
+    pub remote: Arc<Remote>,
+    /// Follows jobs, one query per poll for all of them.
+    pub watcher: Watcher,
+    /// Where things live on the cluster.
+    pub layout: Layout,
+    /// Where this host mounts `slurm_data_path`, if it does.
+    pub local_data_path: Option<PathBuf>,
+    /// The sacct window.
+    pub since: String,
+}
+
+type Key = (SshTarget, StatusQuery, Duration);
+
+/// Connections built from settings, cached while those settings stay the same.
+#[derive(Default)]
+pub struct ClusterCache {
+    inner: Mutex<Option<(Key, Arc<Remote>, Watcher)>>,
+}
+
+impl std::fmt::Debug for ClusterCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCache").finish_non_exhaustive()
+    }
+}
+
+/// The SSH target of a configuration.
+pub fn target(snapshot: &Snapshot) -> SshTarget {
+    let s = &snapshot.settings.settings;
+    SshTarget {
+        host: snapshot.slurm.ssh.host.value.clone(),
+        config_file: s.ssh_config_file.clone(),
+        control_dir: s.state_dir.join("ssh"),
+        connect_timeout: Duration::from_secs(s.ssh_connect_timeout_secs),
+    }
+}
+
+/// The sacct window (`-S`): `sacct_start_time`, else `sacct_days_ago`, else 30 days.
+pub fn sacct_since(snapshot: &Snapshot) -> String {
+    let slurm = &snapshot.slurm.slurm;
+    if let Some(t) = &slurm.sacct_start_time {
+        t.value.clone()
+    } else if let Some(d) = &slurm.sacct_days_ago {
+        format!("now-{}days", d.value)
+    } else {
+        "now-30days".to_owned()
+    }
+}
+
+impl ClusterCache {
+    /// The cluster of `snapshot` (connecting lazily: the first command connects).
+    pub fn get(&self, snapshot: &Snapshot) -> Result<Cluster, ClusterError> {
+        let s = &snapshot.settings.settings;
+        let layout = Layout::from_slurm(&snapshot.slurm.slurm)?;
+        let since = sacct_since(snapshot);
+        let key: Key = (
+            target(snapshot),
+            StatusQuery {
+                since: since.clone(),
+                accounting: s.slurm_accounting,
+            },
+            Duration::from_secs(s.follow_poll_secs),
+        );
+        let mut c = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (remote, watcher) = match c.as_ref() {
+            Some((k, r, w)) if *k == key => (r.clone(), w.clone()),
+            _ => {
+                let remote = Arc::new(Remote::new(key.0.clone()));
+                let watcher = Watcher::spawn(remote.clone(), key.1.clone(), key.2);
+                *c = Some((key, remote.clone(), watcher.clone()));
+                (remote, watcher)
+            }
+        };
+        Ok(Cluster {
+            remote,
+            watcher,
+            layout,
+            local_data_path: s.local_data_path.clone(),
+            since,
+        })
+    }
+}
+
+/// What `init` and `check-setup` need to know about one workflow.
+pub fn workflow_setup(wf: &ResolvedWorkflow) -> Result<WorkflowSetup, ClusterError> {
+    let generated_script = if wf.job_script_generated {
+        Some(stage_cluster::jobscript::generate(
+            &wf.key,
+            wf.descriptor.as_ref(),
+        )?)
+    } else {
+        None
+    };
+    Ok(WorkflowSetup {
+        key: wf.key.clone(),
+        folder: wf.folder.clone(),
+        version: wf.version.clone(),
+        image: wf
+            .descriptor
+            .as_ref()
+            .and_then(|d| d.container_image.clone()),
+        job_script: wf.job_script.clone(),
+        generated_script,
+    })
+}
+
+/// Every configured workflow, for `init` and `check-setup`.
+pub fn workflows(snapshot: &Snapshot) -> Result<Vec<WorkflowSetup>, ClusterError> {
+    snapshot
+        .registry
+        .workflows
+        .values()
+        .map(workflow_setup)
+        .collect()
+}
+
+/// The `[CONVERTERS]` of the configuration.
+pub fn converters(snapshot: &Snapshot) -> Vec<ConverterSetup> {
+    snapshot
+        .slurm
+        .converters
+        .iter()
+        .map(|c| ConverterSetup {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            version: c.version.clone(),
+        })
+        .collect()
+}

@@ -1,0 +1,122 @@
+//! The `follow` step: wait for the job to end.
+//!
+//! The job is registered with the daemon's watcher, which asks Slurm about
+//! every followed job in one query per poll (`sacct`, or `squeue`/`scontrol`
+//! without accounting). The step waits a few polls; a job still running then
+//! gives its worker back — the submission is recorded as in progress (Slurm's
+//! state and the `NN%` from the job log) and picked up again at the next poll,
+//! so two workers can follow any number of jobs. A completed job moves on; a
+//! failed or timed-out one fails the submission with the log's tail as the
+//! reason; a cancelled submission `scancel`s its job.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stage_cluster::ClusterError;
+use stage_cluster::slurm::status::{JobState, JobStatus};
+use stage_cluster::slurm::{log, submit};
+use stage_store::Submission;
+
+use super::super::{StepContext, StepOutcome};
+
+/// Polls a step waits before it gives its worker back.
+const HOLD_POLLS: u32 = 3;
+
+/// `scancel`s `job_id` on the cluster of the configuration in force.
+pub async fn scancel(ctx: &StepContext, job_id: u64) -> Result<(), ClusterError> {
+    let config = ctx.runtime.config.current();
+    let cluster = ctx.runtime.cluster.get(&config)?;
+    submit::cancel(&cluster.remote, job_id).await
+}
+
+/// Runs the step.
+pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
+    let job_id = match super::recorded(s, "submit", "job_id") {
+        Ok(v) => match v.as_u64() {
+            Some(id) => id,
+            None => {
+                return StepOutcome::Failed {
+                    reason: format!("the recorded job id `{v}` is not a number"),
+                    detail: json!({}),
+                };
+            }
+        },
+        Err(o) => return o,
+    };
+    let cluster = match super::cluster(ctx) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let poll = Duration::from_secs(
+        ctx.runtime
+            .config
+            .current()
+            .settings
+            .settings
+            .follow_poll_secs,
+    );
+    let mut rx = cluster.watcher.follow(job_id);
+    let hold = tokio::time::sleep(poll * HOLD_POLLS);
+    tokio::pin!(hold);
+    let mut last: Option<JobStatus> = None;
+    loop {
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return StepOutcome::Transient { error: "the job watcher stopped".into() };
+                }
+                let status = rx.borrow_and_update().clone();
+                let Some(st) = status else { continue };
+                match st.state {
+                    JobState::Completed => {
+                        tracing::info!(job_id, "job completed");
+                        return StepOutcome::Done {
+                            result: json!({ "job_id": job_id, "slurm_state": st.slurm_state, "exit_code": st.exit_code }),
+                            last: false,
+                        };
+                    }
+                    JobState::Failed | JobState::Cancelled => {
+                        let tail = log::tail(&cluster.remote, job_id, 15).await.unwrap_or_default();
+                        let reason = format!(
+                            "Slurm job {job_id} ended {} (exit code {}){}",
+                            st.slurm_state,
+                            st.exit_code,
+                            if tail.trim().is_empty() {
+                                String::new()
+                            } else {
+                                format!("; the end of its log ({}): {}", stage_cluster::Layout::job_log(job_id), tail.trim().lines().collect::<Vec<_>>().join(" | "))
+                            }
+                        );
+                        tracing::warn!(job_id, state = %st.slurm_state, "job did not complete");
+                        return StepOutcome::Failed {
+                            reason,
+                            detail: json!({ "job_id": job_id, "slurm_state": st.slurm_state, "exit_code": st.exit_code, "log_tail": tail }),
+                        };
+                    }
+                    JobState::Active | JobState::Unknown => last = Some(st),
+                }
+            }
+            () = ctx.cancel.cancelled() => {
+                if let Err(e) = submit::cancel(&cluster.remote, job_id).await {
+                    tracing::warn!(job_id, error = %e, "cannot scancel the job");
+                } else {
+                    tracing::info!(job_id, "job cancelled (scancel)");
+                }
+                return StepOutcome::Cancelled;
+            }
+            () = &mut hold => break,
+        }
+    }
+    let progress = match log::tail(&cluster.remote, job_id, 20).await {
+        Ok(t) => log::progress(&t).map_or(Value::Null, |p| json!(p)),
+        Err(_) => Value::Null,
+    };
+    StepOutcome::Later {
+        detail: json!({
+            "job_id": job_id,
+            "slurm_state": last.as_ref().map(|l| l.slurm_state.clone()),
+            "progress": progress,
+        }),
+        after: poll,
+    }
+}

@@ -1,0 +1,150 @@
+//! The `submit` step: `sbatch` the workflow's job script with BIOMERO's job
+//! environment (CONTRACTS §4) and the SBATCH parameters in their precedence
+//! order, exactly once.
+//!
+//! The job is named after the submission; before `sbatch` runs, Slurm is asked
+//! for a job of that name, so a daemon killed between `sbatch` and recording
+//! the job id finds its job after restart instead of submitting a second one.
+//! The job id (and the environment it got) is this step's recorded result.
+
+use serde_json::{Value, json};
+use stage_cluster::Layout;
+use stage_cluster::slurm::submit::{JobSpec, submit};
+use stage_config::registry::ResolvedWorkflow;
+use stage_store::Submission;
+
+use super::super::{StepContext, StepOutcome};
+use super::{cluster_outcome, unless_cancelled};
+use crate::cluster::workflow_setup;
+use crate::intake;
+
+/// A parameter value as the job sees it (Python's `str()`, as BIOMERO passes it).
+fn env_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The job name: `omero-job-<workflow>-<submission id>-<when it was received>`; the time
+/// keeps it unique when an id comes back (another queue, a reset database).
+pub fn job_name(workflow: &str, id: &str, created: chrono::DateTime<chrono::Utc>) -> String {
+    let key: String = workflow
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("omero-job-{key}-{id}-{}", created.format("%Y%m%d%H%M%S%3f"))
+}
+
+/// The job's environment (CONTRACTS §4).
+pub fn environment(
+    layout: &Layout,
+    wf: &ResolvedWorkflow,
+    id: &str,
+    parameters: &serde_json::Map<String, Value>,
+    gpu_flag: bool,
+) -> Result<Vec<(String, String)>, stage_cluster::ClusterError> {
+    let setup = workflow_setup(wf)?;
+    let mut env = vec![
+        ("DATA_PATH".to_owned(), layout.job_dir(id)),
+        ("IMAGE_PATH".to_owned(), layout.image_dir(&wf.folder)),
+        ("IMAGE_VERSION".to_owned(), wf.version.clone()),
+        ("SINGULARITY_IMAGE".to_owned(), setup.sif()),
+        ("SCRIPT_PATH".to_owned(), layout.script_path.clone()),
+    ];
+    if let Some(b) = &layout.bind_path {
+        env.push(("APPTAINER_BINDPATH".to_owned(), b.clone()));
+    }
+    if gpu_flag {
+        env.push(("GPU_FLAG".to_owned(), "--nv".to_owned()));
+    }
+    for p in wf.descriptor.iter().flat_map(|d| &d.parameters) {
+        let value = parameters.get(&p.id).or(p.default.as_ref());
+        if let Some(v) = value {
+            env.push((p.env_name(), env_value(v)));
+        }
+    }
+    Ok(env)
+}
+
+/// Runs the step.
+pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
+    let config = ctx.runtime.config.current();
+    let doc = match super::document(s) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    let accepted = match intake::validate(doc, &config) {
+        Ok(a) => a,
+        Err(e) => {
+            return StepOutcome::Failed {
+                reason: e.to_string(),
+                detail: json!({ "generation": config.generation }),
+            };
+        }
+    };
+    let Some(wf) = config.registry.get(&s.workflow) else {
+        return StepOutcome::Failed {
+            reason: format!("workflow `{}` is no longer configured", s.workflow),
+            detail: json!({}),
+        };
+    };
+    let cluster = match super::cluster(ctx) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let layout = &cluster.layout;
+    let slurm = &config.slurm.slurm;
+    let env = match environment(
+        layout,
+        wf,
+        &s.id,
+        &accepted.doc.parameters,
+        wf.use_gpu && slurm.inject_gpu_flag.value,
+    ) {
+        Ok(e) => e,
+        Err(e) => return cluster_outcome(&e),
+    };
+    let spec = JobSpec {
+        name: job_name(&wf.key, &s.id, s.created_at),
+        script: layout.script(&wf.job_script),
+        sbatch_args: wf.sbatch_args(),
+        env: env.clone(),
+        env_file: slurm
+            .env_file_submission
+            .value
+            .then(|| format!("{}/job.env", layout.job_dir(&s.id))),
+    };
+    // a job of this submission cannot be older than the submission (minutes of clock skew allowed)
+    let since = (s.created_at - chrono::Duration::minutes(10))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    match unless_cancelled(ctx, submit(&cluster.remote, &spec, &since)).await {
+        Ok(job) => {
+            tracing::info!(job_id = job.job_id, adopted = job.adopted, "job submitted");
+            StepOutcome::Done {
+                result: json!({
+                    "job_id": job.job_id,
+                    "adopted": job.adopted,
+                    "job_name": spec.name,
+                    "script": spec.script,
+                    "sbatch": spec.sbatch_args,
+                    "env": env.into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<String, Value>>(),
+                    "env_file": spec.env_file,
+                    "log": Layout::job_log(job.job_id),
+                }),
+                last: false,
+            }
+        }
+        Err(e) => cluster_outcome(&e),
+    }
+}

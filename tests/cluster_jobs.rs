@@ -1,0 +1,497 @@
+//! Real jobs on the local single-node Slurm, submitted by the daemon over SSH:
+//! upload → sbatch with BIOMERO's job environment → follow → download, with
+//! values that try shell injection arriving literally; jobs that fail, time
+//! out, write nothing, or carry an sbatch parameter Slurm rejects fail with
+//! their reason; a cancelled submission `scancel`s its job; `init` and
+//! `check-setup` (CLI and HTTP) against the same cluster.
+
+#![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use stage_tests::cluster::{Lab, lab};
+use stage_tests::{Daemon, command, free_port, http_get, http_post, text, wait_submission};
+
+/// A workflow script: copies data/in to data/out, records its environment and the label value.
+const COPY: &str = r#"#!/bin/bash
+#SBATCH --time=00:05:00
+set -eo pipefail
+if [ -n "${1:-}" ]; then . "$1"; fi
+echo "copy job starting 10%"
+env | grep -E '^(DATA_PATH|IMAGE_PATH|IMAGE_VERSION|SINGULARITY_IMAGE|SCRIPT_PATH|APPTAINER_BINDPATH|THRESHOLD|INVERT)=' | sort > "$DATA_PATH/data/out/job-env.txt"
+cp -r "$DATA_PATH"/data/in/. "$DATA_PATH/data/out/"
+printf '%s' "$LABEL" > "$DATA_PATH/data/out/label.txt"
+echo "copy job done 100%"
+"#;
+
+const FAIL: &str = "#!/bin/bash\necho 'loading model: no such model cyto9' >&2\nexit 3\n";
+const SLOW: &str = "#!/bin/bash\necho 'working 5%'\nsleep 600\n";
+const EMPTY: &str = "#!/bin/bash\necho 'nothing to do'\nexit 0\n";
+
+const DESCRIPTOR: &str = r#"{
+  "name": "Copy", "description": "copies its inputs", "schema-version": "cytomine-0.1",
+  "container-image": {"image": "test-lab/w_copy", "type": "singularity"},
+  "inputs": [
+    {"id": "label", "value-key": "@ID", "command-line-flag": "--@id", "name": "Label", "type": "String", "optional": true, "default-value": "none"},
+    {"id": "threshold", "value-key": "@ID", "command-line-flag": "--@id", "name": "Threshold", "type": "Number", "optional": true, "default-value": 0.5},
+    {"id": "invert", "value-key": "@ID", "command-line-flag": "--@id", "name": "Invert", "type": "Boolean", "optional": true, "default-value": false}
+  ]
+}"#;
+
+struct Site {
+    dir: tempfile::TempDir,
+    lab: Lab,
+    /// The test's folder on the cluster: relative to the Slurm user's home, and absolute.
+    rel: String,
+    abs: PathBuf,
+    settings: PathBuf,
+    port: u16,
+    image: PathBuf,
+}
+
+fn site(name: &str, slurm_extra: &str, settings_extra: &str) -> Site {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let (rel, abs) = lab.folder(name);
+    let scripts = abs.join("scripts");
+    lab.script(&scripts, "copy.sh", COPY);
+    lab.script(&scripts, "fail.sh", FAIL);
+    lab.script(&scripts, "slow.sh", SLOW);
+    lab.script(&scripts, "empty.sh", EMPTY);
+    let repo = "https://github.com/test-lab/W_Copy/tree/v1.0.0";
+    let wf = |k: &str, job: &str, extra: &str| {
+        format!("{k} = {k}\n{k}_repo = {repo}\n{k}_job = {job}\n{extra}")
+    };
+    let ini = format!(
+        "[SSH]\nhost = slurm\n[SLURM]\nslurm_data_path = {rel}/data\nslurm_images_path = {rel}/images\nslurm_converters_path = {rel}/converters\nslurm_script_path = {rel}/scripts\nslurm_data_bind_path = /data/bind\n{slurm_extra}\n[WORKFLOWS]\n{}{}{}{}{}{}{}",
+        wf("copy", "copy.sh", ""),
+        wf("fail", "fail.sh", ""),
+        wf("slow", "slow.sh", ""),
+        wf("timeout", "slow.sh", "timeout_job_time = 00:01:00\n"),
+        wf("empty", "empty.sh", ""),
+        wf(
+            "badpart",
+            "copy.sh",
+            "badpart_job_partition = no-such-partition\n"
+        ),
+        "gen = gen\ngen_repo = https://github.com/test-lab/W_Copy/tree/v1.0.0\n",
+    );
+    std::fs::write(dir.path().join("slurm-config.ini"), ini).unwrap();
+    let descriptors = dir.path().join("descriptors");
+    let d = descriptors.join("github.com/test-lab/W_Copy/v1.0.0");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("descriptor.json"), DESCRIPTOR).unwrap();
+    // inputs on the shared storage, in Lab A's group folder
+    let data = dir.path().join("data");
+    let sample = data.join("lab-a/sample");
+    let o = command(dir.path())
+        .args([
+            "sample",
+            "--out",
+            &sample.display().to_string(),
+            "--size",
+            "64",
+            "--images",
+            "2",
+            "--rows",
+            "1",
+            "--columns",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    let mappings = dir.path().join("biomero-config.json");
+    std::fs::write(
+        &mappings,
+        r#"{"group_mappings": {"5": {"folder": "lab-a", "groupName": "Lab A"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("admin-token"), "test-token\n").unwrap();
+    let port = free_port();
+    let settings = dir.path().join("biomero-stage.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "state_dir = \"{d}/state\"\nqueue_url = \"sqlite://{d}/queue.sqlite?mode=rwc\"\nadmin_listen = \"127.0.0.1:{port}\"\nadmin_token_file = \"{d}/admin-token\"\nimporter_enabled = true\nslurm_config = \"{d}/slurm-config.ini\"\ndescriptor_dirs = [\"{d}/descriptors\"]\ndescriptor_fetch = false\nworkers = 2\ndata_roots = [\"{d}/data\"]\ngroup_mappings_file = \"{d}/biomero-config.json\"\nssh_config_file = \"{ssh}\"\nfollow_poll_secs = 1\n{settings_extra}\n",
+            d = dir.path().display(),
+            ssh = lab.ssh_config.display(),
+        ),
+    )
+    .unwrap();
+    Site {
+        image: sample.join("images/image_00.ome.zarr"),
+        dir,
+        lab,
+        rel,
+        abs,
+        settings,
+        port,
+    }
+}
+
+fn start(s: &Site, args: &[&str]) -> Daemon {
+    let mut all = vec!["--poll-ms", "200", "--retry-ms", "300"];
+    all.extend_from_slice(args);
+    Daemon::start(
+        s.dir.path(),
+        &s.settings,
+        s.port,
+        &all,
+        &[(
+            "BIOMERO_SLURM_CONFIG_FILE",
+            &s.dir.path().join("slurm-config.ini").display().to_string(),
+        )],
+    )
+}
+
+fn submit(d: &Daemon, id: &str, workflow: &str, image: &Path, parameters: Value, options: Value) {
+    let r = http_post(
+        &d.base,
+        "/api/v1/submissions",
+        &json!({
+            "version": 1, "id": id, "workflow": workflow,
+            "inputs": {"paths": [image.display().to_string()]},
+            "parameters": parameters,
+            "user": {"name": "alice", "group": "Lab A"},
+            "options": options,
+        }),
+    );
+    assert_eq!(r["created"], true, "{r}");
+}
+
+fn state(v: &Value) -> &str {
+    v["submission"]["state"].as_str().unwrap_or_default()
+}
+
+fn outcomes(v: &Value) -> Vec<String> {
+    v["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    format!(
+                        "{}:{}",
+                        e["step"].as_str().unwrap(),
+                        e["outcome"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A label that would run commands if it ever reached a shell unquoted.
+fn hostile_label(markers: &Path) -> String {
+    let m = markers.display();
+    format!(
+        "a; touch {m}/semicolon $(touch {m}/dollar) `touch {m}/backtick` 'single' \"double\" \\ back\nnew line && touch {m}/and"
+    )
+}
+
+fn assert_no_markers(markers: &Path) {
+    let left: Vec<_> = std::fs::read_dir(markers)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a value was executed on the cluster: {left:?}"
+    );
+}
+
+fn run_copy(s: &Site, id: &str) -> (Value, String) {
+    let markers = s.abs.join("markers");
+    std::fs::create_dir_all(&markers).unwrap();
+    s.lab.chown(&markers);
+    let label = hostile_label(&markers);
+    let d = start(s, &[]);
+    submit(
+        &d,
+        id,
+        "copy",
+        &s.image,
+        json!({"label": label, "threshold": 0.75, "invert": true}),
+        json!({"keep_remote_data": true}),
+    );
+    let v = wait_submission(&d, id, 120, |v| {
+        matches!(state(v), "collected" | "failed" | "cancelled")
+    });
+    assert_eq!(state(&v), "collected", "{v}\n{}", d.log_text());
+    // the pipeline waits at import (a later capability), after everything of this issue ran
+    let ev = outcomes(&v);
+    for want in [
+        "upload:succeeded",
+        "submit:succeeded",
+        "follow:succeeded",
+        "collect:succeeded",
+    ] {
+        assert!(ev.contains(&want.to_owned()), "{want} missing in {ev:?}");
+    }
+    let metrics = std::process::Command::new("curl")
+        .args(["-sS", &format!("{}/metrics", d.base)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    for dir in ["uploaded", "downloaded"] {
+        let line = metrics
+            .lines()
+            .find(|l| l.contains(&format!("direction=\"{dir}\"")))
+            .unwrap_or_else(|| panic!("no {dir} bytes in /metrics:\n{metrics}"));
+        let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n > 0.0, "{line}");
+    }
+    // the value arrived byte for byte and ran nothing
+    let job = s.abs.join(format!("data/biomero_{id}"));
+    assert_eq!(
+        std::fs::read_to_string(job.join("data/out/label.txt")).unwrap(),
+        label
+    );
+    assert_no_markers(&markers);
+    // the inputs went to data/in; data/gt exists; the outputs came back identical
+    let staged_tif = job.join("data/in/image_00.tif");
+    assert!(staged_tif.exists(), "no {}", staged_tif.display());
+    assert!(job.join("data/gt").is_dir());
+    let local_out = s.dir.path().join(format!("state/staging/{id}/data/out"));
+    assert_eq!(
+        std::fs::read(local_out.join("image_00.tif")).unwrap(),
+        std::fs::read(&staged_tif).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(local_out.join("label.txt")).unwrap(),
+        label
+    );
+    let env = std::fs::read_to_string(local_out.join("job-env.txt")).unwrap();
+    drop(d);
+    (v, env)
+}
+
+#[test]
+fn a_job_runs_with_biomeros_environment_and_hostile_values_arrive_literally() {
+    let s = site("copy", "", "");
+    let (v, env) = run_copy(&s, "copy-1");
+    let data_path = format!("DATA_PATH={}/data/biomero_copy-1", s.rel);
+    for want in [
+        data_path.as_str(),
+        &format!("IMAGE_PATH={}/images/copy", s.rel),
+        "IMAGE_VERSION=v1.0.0",
+        "SINGULARITY_IMAGE=w_copy_v1.0.0.sif",
+        &format!("SCRIPT_PATH={}/scripts", s.rel),
+        "APPTAINER_BINDPATH=/data/bind",
+        "THRESHOLD=0.75",
+        "INVERT=True",
+    ] {
+        assert!(
+            env.lines().any(|l| l == want),
+            "{want} not in the job's environment:\n{env}"
+        );
+    }
+    let job_id = v["submission"]["data"]["submit"]["job_id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(s.lab.sacct_state(job_id), "COMPLETED");
+    // the job log sits where BIOMERO keeps it
+    assert!(s.lab.home.join(format!("omero-{job_id}.log")).exists());
+}
+
+#[test]
+fn an_env_file_carries_the_environment_and_jobs_are_followed_without_accounting() {
+    let s = site(
+        "envfile",
+        "env_file_submission = true",
+        "slurm_accounting = false",
+    );
+    let (v, env) = run_copy(&s, "envfile-1");
+    assert!(env.contains("THRESHOLD=0.75"), "{env}");
+    let file = v["submission"]["data"]["submit"]["env_file"]
+        .as_str()
+        .unwrap();
+    assert!(s.lab.home.join(file).exists(), "no env file {file}");
+}
+
+#[test]
+fn failing_timed_out_empty_and_rejected_jobs_fail_with_their_reason() {
+    let s = site("fail", "", "");
+    let d = start(&s, &[]);
+    for (id, wf) in [
+        ("f-fail", "fail"),
+        ("f-timeout", "timeout"),
+        ("f-empty", "empty"),
+        ("f-badpart", "badpart"),
+    ] {
+        submit(&d, id, wf, &s.image, json!({}), json!({}));
+    }
+    let done = |id: &str| {
+        wait_submission(&d, id, 240, |v| {
+            matches!(state(v), "failed" | "collected" | "cancelled")
+        })
+    };
+    let error = |v: &Value| {
+        v["submission"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let v = done("f-badpart");
+    assert_eq!(state(&v), "failed");
+    let e = error(&v);
+    assert!(
+        e.contains("sbatch refused the job") && e.to_lowercase().contains("partition"),
+        "{e}"
+    );
+    let v = done("f-fail");
+    let e = error(&v);
+    assert_eq!(state(&v), "failed");
+    assert!(
+        e.contains("FAILED") && e.contains("3:0") && e.contains("no such model cyto9"),
+        "{e}"
+    );
+    let v = done("f-empty");
+    let e = error(&v);
+    assert_eq!(state(&v), "failed");
+    assert!(e.contains("wrote nothing"), "{e}");
+    let v = done("f-timeout");
+    let e = error(&v);
+    assert_eq!(state(&v), "failed");
+    assert!(e.contains("TIMEOUT"), "{e}");
+    assert!(
+        outcomes(&v).iter().any(|o| o == "follow:progress"),
+        "a running job is recorded as progress: {:?}",
+        outcomes(&v)
+    );
+}
+
+#[test]
+fn a_cancelled_submission_scancels_its_job() {
+    let s = site("cancel", "", "");
+    let d = start(&s, &["--lease-secs", "3"]);
+    submit(&d, "c-1", "slow", &s.image, json!({}), json!({}));
+    let v = wait_submission(&d, "c-1", 120, |v| {
+        v["submission"]["data"]["submit"]["job_id"].is_u64()
+    });
+    let job_id = v["submission"]["data"]["submit"]["job_id"]
+        .as_u64()
+        .unwrap();
+    let r = http_post(&d.base, "/api/v1/submissions/c-1/cancel", &json!({}));
+    assert!(r["submission"].is_object(), "{r}");
+    let v = wait_submission(&d, "c-1", 60, |v| state(v) == "cancelled");
+    assert_eq!(state(&v), "cancelled");
+    let started = std::time::Instant::now();
+    loop {
+        let st = s.lab.sacct_state(job_id);
+        if st.starts_with("CANCELLED") {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "job {job_id} is {st}, not cancelled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn init_and_check_setup_prepare_and_report_the_cluster() {
+    let s = site("setup", "slurm_image_pull_via_sbatch = true", "");
+    let run = |args: &[&str]| {
+        let o = command(s.dir.path())
+            .env(
+                "BIOMERO_SLURM_CONFIG_FILE",
+                s.dir.path().join("slurm-config.ini"),
+            )
+            .args(["--config", &s.settings.display().to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        text(&o)
+    };
+    let (code, out, err) = run(&["init", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let init: Value = serde_json::from_str(&out).unwrap();
+    // the workflow without a job script got a generated one, valid bash
+    let generated = s.abs.join("scripts/jobs/gen.sh");
+    assert!(generated.exists(), "{init}");
+    assert!(
+        std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&generated)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for f in ["data", "images/copy", "converters"] {
+        assert!(s.abs.join(f).is_dir(), "init did not create {f}");
+    }
+    // one workflow has its container; the others are pending
+    std::fs::write(s.abs.join("images/copy/w_copy_v1.0.0.sif"), b"sif").unwrap();
+    std::fs::write(s.abs.join("images/copy/w_copy_v0.9.0.sif"), b"sif").unwrap();
+    s.lab.chown(&s.abs.join("images"));
+    let (code, out, err) = run(&["check-setup", "--json"]);
+    assert_eq!(code, 1, "something is pending, so exit 1: {out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let copy = report["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["key"] == "copy")
+        .unwrap();
+    assert_eq!(copy["image_ready"], true, "{copy}");
+    assert_eq!(copy["script_ready"], true, "{copy}");
+    assert_eq!(copy["available"], json!(["v0.9.0", "v1.0.0"]));
+    let pending: Vec<&str> = report["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        pending.contains(&"gen") && !pending.contains(&"copy"),
+        "{pending:?}"
+    );
+    assert!(
+        report["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["exists"] == true && f["writable"] == true),
+        "{report}"
+    );
+    // --pull starts a pull job per missing image; this cluster has no singularity, so the log says it failed
+    let (code, out, err) = run(&["init", "--pull", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let init: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        init["pulls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p[0] == "gen"),
+        "{init}"
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let (_, out, _) = run(&["check-setup", "--json"]);
+        let r: Value = serde_json::from_str(&out).unwrap();
+        let log = r["pull_log"].to_string();
+        if log.contains("FAILED to pull docker://test-lab/w_copy:1.0.0") {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no pull result in the log: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // the same report over HTTP
+    let d = start(&s, &[]);
+    let v = http_get(&d.base, "/api/v1/check-setup");
+    assert_eq!(v["setup"]["host"], "slurm", "{v}");
+    assert!(
+        v["setup"]["workflows"]
+            .as_array()
+            .is_some_and(|w| w.len() == 7),
+        "{v}"
+    );
+}

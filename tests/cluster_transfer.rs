@@ -1,0 +1,334 @@
+//! The cluster crate against the local sshd and Slurm: uploads that resume and
+//! send only what is missing or different, transfers that survive a cut SSH
+//! master, downloads that refuse empty folders and symlinks, connection
+//! errors that name the cause, folders without permission, and many jobs
+//! followed with one query per poll.
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stage_cluster::slurm::status::{JobState, StatusQuery};
+use stage_cluster::slurm::submit::{JobSpec, submit};
+use stage_cluster::slurm::watch::Watcher;
+use stage_cluster::transfer::{download, upload};
+use stage_cluster::{ClusterError, Remote, SshTarget};
+use stage_tests::cluster::{Lab, lab};
+
+fn remote(lab: &Lab, control: &Path, host: &str, config: Option<&Path>) -> Remote {
+    Remote::new(SshTarget {
+        host: host.to_owned(),
+        config_file: Some(config.unwrap_or(&lab.ssh_config).to_path_buf()),
+        control_dir: control.to_path_buf(),
+        connect_timeout: Duration::from_secs(10),
+    })
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A tree of `n` files of varied sizes in nested folders, with awkward names.
+fn tree(root: &Path, n: usize, size: usize) {
+    for i in 0..n {
+        let dir = root.join(format!("plate.zarr/{}/{}", i % 7, i % 3));
+        std::fs::create_dir_all(&dir).unwrap();
+        let len = size + (i * 37) % 1000;
+        let body: Vec<u8> = (0..len).map(|j| ((i * 31 + j * 7) % 251) as u8).collect();
+        std::fs::write(dir.join(format!("c{i}")), body).unwrap();
+    }
+    std::fs::write(root.join("it's a \"file\" $(x).txt"), b"awkward name").unwrap();
+}
+
+fn same_trees(a: &Path, b: &Path) {
+    let la = stage_cluster::transfer::listing::local(a).unwrap();
+    let lb = stage_cluster::transfer::listing::local(b).unwrap();
+    assert_eq!(
+        la.files,
+        lb.files,
+        "{} and {} differ",
+        a.display(),
+        b.display()
+    );
+}
+
+#[test]
+fn an_interrupted_upload_resumes_sending_only_what_is_missing_or_different() {
+    let lab = lab();
+    let (rel, abs) = lab.folder("resume");
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    tree(&full, 300, 2000);
+    // a first, partial upload: a third of the files
+    let part = tmp.path().join("part");
+    for e in walk(&full).iter().step_by(3) {
+        let rel = e.strip_prefix(&full).unwrap();
+        std::fs::create_dir_all(part.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(e, part.join(rel)).unwrap();
+    }
+    let sent_first = walk(&part).len() as u64;
+    let r = remote(&lab, &tmp.path().join("ctl"), "slurm", None);
+    let target = format!("{rel}/data/in");
+    rt().block_on(async {
+        let first = upload::upload(&r, &part, &target).await.unwrap();
+        assert_eq!(first.files_sent, sent_first);
+        // damage one file without changing its size, and leave a stray file behind
+        let victim = walk(&abs.join("data/in"))[0].clone();
+        let mut body = std::fs::read(&victim).unwrap();
+        body[0] ^= 0xff;
+        std::fs::write(&victim, body).unwrap();
+        std::fs::write(abs.join("data/in/stray.tmp"), b"left over").unwrap();
+        let second = upload::upload(&r, &full, &target).await.unwrap();
+        let total = walk(&full).len() as u64;
+        assert_eq!(second.files, total);
+        assert_eq!(second.files_sent, total - sent_first + 1, "{second:?}");
+        // nothing left to send the third time
+        let third = upload::upload(&r, &full, &target).await.unwrap();
+        assert_eq!(third.files_sent, 0, "{third:?}");
+    });
+    assert!(!abs.join("data/in/stray.tmp").exists());
+    same_trees(&full, &abs.join("data/in"));
+}
+
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Kills the SSH master whose control socket lives under `control`.
+fn kill_master(control: &Path) -> bool {
+    std::process::Command::new("pkill")
+        .args(["-f", &control.display().to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_transfer_cut_by_a_dead_ssh_master_resumes_and_verifies() {
+    let lab = lab();
+    let (rel, abs) = lab.folder("cut");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree(&src, 1500, 40_000);
+    let ctl = tmp.path().join("ctl");
+    let r = Arc::new(remote(&lab, &ctl, "slurm", None));
+    let target = format!("{rel}/data/in");
+    let rt = rt();
+    // upload, cut
+    let cut_up = rt.block_on(async {
+        r.run("true", &[]).await.unwrap();
+        let task = tokio::spawn({
+            let r = r.clone();
+            let (src, target) = (src.clone(), target.clone());
+            async move { upload::upload(&r, &src, &target).await }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let killed = kill_master(&ctl);
+        (killed, task.await.unwrap())
+    });
+    assert!(cut_up.0, "no SSH master to kill");
+    let e = cut_up
+        .1
+        .as_ref()
+        .expect_err("the upload finished before the cut; make the tree bigger");
+    assert!(e.is_transient(), "a cut connection is worth retrying: {e}");
+    let resumed = rt.block_on(upload::upload(&r, &src, &target)).unwrap();
+    same_trees(&src, &abs.join("data/in"));
+    assert_eq!(resumed.files, 1501);
+    // download, cut
+    let back = tmp.path().join("back");
+    let cut_down = rt.block_on(async {
+        let task = tokio::spawn({
+            let r = r.clone();
+            let (back, target) = (back.clone(), target.clone());
+            async move { download::download(&r, &target, &back).await }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        kill_master(&ctl);
+        task.await.unwrap()
+    });
+    let e = cut_down.expect_err("the download finished before the cut; make the tree bigger");
+    assert!(e.is_transient(), "{e}");
+    let again = rt.block_on(download::download(&r, &target, &back)).unwrap();
+    same_trees(&src, &back);
+    assert_eq!(again.files, 1501);
+}
+
+#[test]
+fn downloads_refuse_an_empty_folder_and_symlinks() {
+    let lab = lab();
+    let (rel, abs) = lab.folder("down");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(abs.join("out")).unwrap();
+    lab.chown(&abs);
+    let r = remote(&lab, &tmp.path().join("ctl"), "slurm", None);
+    let rt = rt();
+    let e = rt
+        .block_on(download::download(
+            &r,
+            &format!("{rel}/out"),
+            &tmp.path().join("a"),
+        ))
+        .unwrap_err();
+    assert!(matches!(e, ClusterError::EmptyOutput(_)), "{e}");
+    assert!(e.to_string().contains("wrote nothing"), "{e}");
+    std::fs::write(abs.join("out/result.csv"), b"a,b\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", abs.join("out/passwd")).unwrap();
+    let e = rt
+        .block_on(download::download(
+            &r,
+            &format!("{rel}/out"),
+            &tmp.path().join("b"),
+        ))
+        .unwrap_err();
+    assert!(e.to_string().contains("symlinks or special files"), "{e}");
+    assert!(!tmp.path().join("b/passwd").exists());
+}
+
+#[test]
+fn connection_problems_name_their_cause() {
+    let lab = lab();
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let try_run = |host: &str, config: Option<&Path>, n: &str| {
+        let r = remote(&lab, &tmp.path().join(n), host, config);
+        rt.block_on(r.run("true", &[])).unwrap_err()
+    };
+    // an alias the ssh config does not define resolves as a host name, which does not exist
+    let e = try_run("no-such-alias.invalid", None, "a");
+    assert!(
+        e.to_string().contains("no-such-alias.invalid") && e.to_string().contains("unknown host"),
+        "{e}"
+    );
+    assert!(!e.is_transient(), "{e}");
+    // a key the server does not know
+    let key = tmp.path().join("stranger");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let cfg = tmp.path().join("ssh_config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host slurm\n  HostName 127.0.0.1\n  Port 2222\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  BatchMode yes\n  LogLevel ERROR\nHost closed\n  HostName 127.0.0.1\n  Port 1\n  BatchMode yes\n",
+            lab.user,
+            key.display()
+        ),
+    )
+    .unwrap();
+    let e = try_run("slurm", Some(&cfg), "b");
+    assert!(e.to_string().contains("key was refused"), "{e}");
+    assert!(!e.is_transient(), "{e}");
+    // nothing listens: worth retrying later
+    let e = try_run("closed", Some(&cfg), "c");
+    assert!(
+        e.to_string().to_lowercase().contains("connection refused"),
+        "{e}"
+    );
+    assert!(e.is_transient(), "{e}");
+}
+
+#[test]
+fn a_folder_the_slurm_user_may_not_create_or_write_is_refused_with_the_reason() {
+    let lab = lab();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree(&src, 3, 100);
+    // owned by root, mode 755: the Slurm user can read but not write
+    let ro = lab.dir.join(format!("read-only-{}", std::process::id()));
+    std::fs::create_dir_all(&ro).unwrap();
+    let r = remote(&lab, &tmp.path().join("ctl"), "slurm", None);
+    let e = rt()
+        .block_on(upload::upload(
+            &r,
+            &src,
+            &format!("{}/biomero_x/data/in", ro.display()),
+        ))
+        .unwrap_err();
+    assert!(e.to_string().contains("Permission denied"), "{e}");
+    assert!(!e.is_transient(), "{e}");
+    let _ = std::fs::remove_dir_all(&ro);
+}
+
+#[test]
+fn many_jobs_are_followed_with_one_query_per_poll() {
+    let lab = lab();
+    let (rel, abs) = lab.folder("watch");
+    lab.script(&abs, "job.sh", "#!/bin/bash\nsleep 2\necho done\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let r = Arc::new(remote(&lab, &tmp.path().join("ctl"), "slurm", None));
+    let rt = rt();
+    rt.block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let spec = JobSpec {
+                name: format!("bst-watch-{}-{i}", std::process::id()),
+                script: format!("{rel}/job.sh"),
+                sbatch_args: vec!["--time=00:02:00".into()],
+                env: vec![("ROUND".into(), i.to_string())],
+                env_file: None,
+            };
+            let job = submit(&r, &spec, "now-1days").await.unwrap();
+            assert!(!job.adopted);
+            // the same name again finds the job instead of submitting a second one
+            let again = submit(&r, &spec, "now-1days").await.unwrap();
+            assert_eq!((again.job_id, again.adopted), (job.job_id, true));
+            ids.push(job.job_id);
+        }
+        let poll = Duration::from_millis(500);
+        let w = Watcher::spawn(
+            r.clone(),
+            StatusQuery {
+                since: "now-1days".into(),
+                accounting: true,
+            },
+            poll,
+        );
+        let started = Instant::now();
+        let mut rxs: Vec<_> = ids.iter().map(|id| w.follow(*id)).collect();
+        for rx in &mut rxs {
+            loop {
+                if rx
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|s| s.state == JobState::Completed)
+                {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(90),
+                    "jobs did not complete"
+                );
+                tokio::time::timeout(Duration::from_secs(5), rx.changed())
+                    .await
+                    .ok();
+            }
+        }
+        let elapsed = started.elapsed();
+        // one query per poll interval (plus one per registration), never one per job
+        let bound = (elapsed.as_millis() / poll.as_millis()) as u64 + 1 + ids.len() as u64;
+        assert!(w.polls() <= bound, "{} polls in {elapsed:?}", w.polls());
+    });
+}
