@@ -332,3 +332,47 @@ fn many_jobs_are_followed_with_one_query_per_poll() {
         assert!(w.polls() <= bound, "{} polls in {elapsed:?}", w.polls());
     });
 }
+
+#[test]
+fn a_remote_disk_that_fills_fails_the_upload_with_its_reason_and_it_resumes_once_there_is_room() {
+    let lab = lab();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree(&src, 6, 400_000);
+    // a 1 MiB filesystem on the cluster side, writable by the Slurm user
+    let small = lab.dir.join(format!("small-{}", std::process::id()));
+    std::fs::create_dir_all(&small).unwrap();
+    let mount = |opts: &str| {
+        let mut c = std::process::Command::new("mount");
+        if opts.starts_with("remount") {
+            c.args(["-o", opts]).arg(&small);
+        } else {
+            c.args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(&small);
+        }
+        assert!(
+            c.status().unwrap().success(),
+            "mount -o {opts} failed (the test runs as root)"
+        );
+    };
+    mount("size=1m,mode=1777");
+    let r = remote(&lab, &tmp.path().join("ctl"), "slurm", None);
+    let rt = rt();
+    let target = format!("{}/data/in", small.display());
+    let e = rt.block_on(upload::upload(&r, &src, &target)).unwrap_err();
+    let full = e.to_string();
+    // room again: the same upload completes, keeping what had arrived intact
+    mount("remount,size=16m");
+    let done = rt.block_on(upload::upload(&r, &src, &target));
+    let _ = std::process::Command::new("umount").arg(&small).status();
+    let _ = std::fs::remove_dir_all(&small);
+    assert!(full.contains("No space left on device"), "{full}");
+    assert!(
+        !e.is_transient(),
+        "a full disk needs an admin, not a retry: {full}"
+    );
+    let done = done.unwrap();
+    assert!(
+        done.files_sent < done.files,
+        "what arrived before the disk filled was sent again: {done:?}"
+    );
+}
