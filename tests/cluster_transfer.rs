@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stage_cluster::slurm::status::{JobState, StatusQuery};
+use stage_cluster::slurm::status::{JobState, StatusQuery, statuses};
 use stage_cluster::slurm::submit::{JobSpec, submit};
 use stage_cluster::slurm::watch::Watcher;
 use stage_cluster::transfer::{download, upload};
@@ -330,6 +330,15 @@ fn many_jobs_are_followed_with_one_query_per_poll() {
         // one query per poll interval (plus one per registration), never one per job
         let bound = (elapsed.as_millis() / poll.as_millis()) as u64 + 1 + ids.len() as u64;
         assert!(w.polls() <= bound, "{} polls in {elapsed:?}", w.polls());
+        // a job id Slurm never had is `Unknown` (not an error), with and without accounting
+        for accounting in [true, false] {
+            let q = StatusQuery {
+                since: "now-1days".into(),
+                accounting,
+            };
+            let m = statuses(&r, &[987_654_321], &q).await.unwrap();
+            assert_eq!(m[&987_654_321].state, JobState::Unknown, "{m:?}");
+        }
     });
 }
 

@@ -195,6 +195,16 @@ async fn without_accounting(r: &Remote, ids: &[u64]) -> Result<HashMap<u64, JobS
         let s = if o.status.success() {
             parse_scontrol(*id, &String::from_utf8_lossy(&o.stdout)).unwrap_or_else(|| unknown(*id))
         } else {
+            let err = String::from_utf8_lossy(&o.stderr);
+            // only "Invalid job id" means Slurm forgot the job; anything else (controller down) is asked again
+            if !err.to_ascii_lowercase().contains("invalid job id") {
+                return Err(ClusterError::Remote {
+                    host: r.host().to_owned(),
+                    command: format!("scontrol show job {id}"),
+                    code: o.status.code().unwrap_or(-1),
+                    stderr: err.trim().to_owned(),
+                });
+            }
             unknown(*id)
         };
         m.insert(*id, s);

@@ -7,7 +7,8 @@
 //! state and the `NN%` from the job log) and picked up again at the next poll,
 //! so two workers can follow any number of jobs. A completed job moves on; a
 //! failed or timed-out one fails the submission with the log's tail as the
-//! reason; a cancelled submission `scancel`s its job.
+//! reason; a cancelled submission `scancel`s its job; a job Slurm has forgotten
+//! (no accounting, purged) fails the submission 15 minutes after it was submitted.
 
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ use super::super::{StepContext, StepOutcome};
 
 /// Polls a step waits before it gives its worker back.
 const HOLD_POLLS: u32 = 3;
+/// How long after submission a job Slurm does not know counts as lost.
+const FORGOTTEN_AFTER_MINUTES: i64 = 15;
 
 /// `scancel`s `job_id` on the cluster of the configuration in force.
 pub async fn scancel(ctx: &StepContext, job_id: u64) -> Result<(), ClusterError> {
@@ -106,6 +109,28 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
             }
             () = &mut hold => break,
         }
+    }
+    // a job Slurm does not know (any more) long after it was submitted: purged without
+    // accounting, or outside the sacct window; waiting longer cannot help
+    let forgotten = last.as_ref().is_some_and(|l| l.state == JobState::Unknown)
+        && s.data
+            .get("submit")
+            .and_then(|d| d.get("submitted_at"))
+            .and_then(|t| serde_json::from_value::<chrono::DateTime<chrono::Utc>>(t.clone()).ok())
+            .is_some_and(|t| {
+                chrono::Utc::now() - t > chrono::Duration::minutes(FORGOTTEN_AFTER_MINUTES)
+            });
+    if forgotten {
+        let tail = log::tail(&cluster.remote, job_id, 15)
+            .await
+            .unwrap_or_default();
+        return StepOutcome::Failed {
+            reason: format!(
+                "Slurm no longer knows job {job_id} (no accounting, or outside the sacct window: set slurm_accounting / sacct_days_ago); the end of its log: {}",
+                tail.trim().lines().collect::<Vec<_>>().join(" | ")
+            ),
+            detail: json!({ "job_id": job_id, "log_tail": tail }),
+        };
     }
     let progress = match log::tail(&cluster.remote, job_id, 20).await {
         Ok(t) => log::progress(&t).map_or(Value::Null, |p| json!(p)),

@@ -141,6 +141,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
                     "env": env.into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<String, Value>>(),
                     "env_file": spec.env_file,
                     "log": Layout::job_log(job.job_id),
+                    "submitted_at": chrono::Utc::now(),
                 }),
                 last: false,
             }
