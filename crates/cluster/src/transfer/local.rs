@@ -46,3 +46,39 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<TransferReport> {
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_copy_resumes_and_verifies() {
+        let d = tempfile::tempdir().unwrap();
+        let (from, to) = (d.path().join("from"), d.path().join("to"));
+        for i in 0..20u8 {
+            let dir = from.join(format!("plate.zarr/A/{}", i % 3));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("c{i}")), vec![i; 1000 + usize::from(i)]).unwrap();
+        }
+        let first = copy_tree(&from, &to).unwrap();
+        assert_eq!((first.files, first.files_sent), (20, 20));
+        // one file damaged without changing its size: only it is copied again
+        let victim = to.join("plate.zarr/A/1/c4");
+        let mut body = std::fs::read(&victim).unwrap();
+        body[10] ^= 0xff;
+        std::fs::write(&victim, body).unwrap();
+        let second = copy_tree(&from, &to).unwrap();
+        assert_eq!(second.files_sent, 1);
+        assert_eq!(
+            listing::local(&from).unwrap().files,
+            listing::local(&to).unwrap().files
+        );
+        let third = copy_tree(&from, &to).unwrap();
+        assert_eq!(third.files_sent, 0);
+        // nothing to copy is an error that names the folder
+        let empty = d.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let e = copy_tree(&empty, &to).unwrap_err();
+        assert!(e.to_string().contains("nothing to copy"), "{e}");
+    }
+}
