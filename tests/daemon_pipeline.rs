@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stage_tests::omero::{PASSWORD, TestOmero, USER, WorldData, ids, standard_world};
-use stage_tests::{Daemon, command, free_port, text, write_daemon_settings};
+use stage_tests::{
+    Daemon, command, free_port, http_post, text, wait_submission, write_daemon_settings,
+};
 
 struct Site {
     dir: tempfile::TempDir,
@@ -67,48 +69,6 @@ fn start(s: &Site, extra_args: &[&str]) -> Daemon {
         extra_args,
         &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
     )
-}
-
-fn get(base: &str, id: &str) -> Value {
-    let out = std::process::Command::new("curl")
-        .args(["-fsS", &format!("{base}/api/v1/submissions/{id}")])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn post(base: &str, body: &Value) -> Value {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-H",
-            "Authorization: Bearer test-token",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &body.to_string(),
-            &format!("{base}/api/v1/submissions"),
-        ])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn wait_for(d: &Daemon, id: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let v = get(&d.base, id);
-        if ok(&v) {
-            return v;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {id}: {v}\nlog:\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn steps(v: &Value) -> Vec<(String, String)> {
@@ -170,8 +130,9 @@ fn submissions_from_the_shared_storage_and_omero_are_planned_and_staged() {
     let s = site(96);
     let d = start(&s, &["--poll-ms", "200"]);
     let plate = s.data.samples_a.join("plate.ome.zarr");
-    let r = post(
+    let r = http_post(
         &d.base,
+        "/api/v1/submissions",
         &json!({
             "version": 1, "id": "fs-plate", "workflow": "plate-threshold",
             "inputs": {"paths": [plate.display().to_string()]},
@@ -179,8 +140,9 @@ fn submissions_from_the_shared_storage_and_omero_are_planned_and_staged() {
         }),
     );
     assert_eq!(r["created"], true, "{r}");
-    let r = post(
+    let r = http_post(
         &d.base,
+        "/api/v1/submissions",
         &json!({
             "version": 1, "id": "omero-ds", "workflow": "cellpose",
             "inputs": {"omero": [{"type": "Dataset", "id": ids::DATASET}]},
@@ -189,8 +151,9 @@ fn submissions_from_the_shared_storage_and_omero_are_planned_and_staged() {
         }),
     );
     assert_eq!(r["created"], true, "{r}");
-    let r = post(
+    let r = http_post(
         &d.base,
+        "/api/v1/submissions",
         &json!({
             "version": 1, "id": "other-group", "workflow": "cellpose",
             "inputs": {"omero": [{"type": "Dataset", "id": ids::DATASET_OTHER_GROUP}]},
@@ -200,7 +163,7 @@ fn submissions_from_the_shared_storage_and_omero_are_planned_and_staged() {
     assert_eq!(r["created"], true, "{r}");
 
     for id in ["fs-plate", "omero-ds"] {
-        let v = wait_for(&d, id, 60, |v| v["submission"]["state"] == "staged");
+        let v = wait_submission(&d, id, 60, |v| v["submission"]["state"] == "staged");
         assert_staged_then_upload_tried(&v, id);
         let data = &v["submission"]["data"];
         assert!(data["plan"]["bytes"].as_u64().unwrap() > 0, "{data}");
@@ -215,7 +178,7 @@ fn submissions_from_the_shared_storage_and_omero_are_planned_and_staged() {
         finished_outputs(&staged_dir(&s, "omero-ds")),
         ["kernels_3.tif", "nuclei_1.tif", "nuclei_2.tif"]
     );
-    let v = wait_for(&d, "other-group", 30, |v| v["submission"]["done"] == true);
+    let v = wait_submission(&d, "other-group", 30, |v| v["submission"]["done"] == true);
     assert_eq!(v["submission"]["state"], "failed");
     assert!(
         v["submission"]["error"]
@@ -306,8 +269,9 @@ fn a_daemon_killed_while_staging_continues_after_restart_and_stages_everything_o
         .store(120, std::sync::atomic::Ordering::Relaxed);
     let args = ["--poll-ms", "200", "--lease-secs", "3"];
     let d = start(&s, &args);
-    let r = post(
+    let r = http_post(
         &d.base,
+        "/api/v1/submissions",
         &json!({
             "version": 1, "id": "crash", "workflow": "cellpose",
             "inputs": {"omero": [{"type": "Plate", "id": ids::PLATE_TILES}]},
@@ -338,7 +302,7 @@ fn a_daemon_killed_while_staging_continues_after_restart_and_stages_everything_o
         .tile_delay_ms
         .store(0, std::sync::atomic::Ordering::Relaxed);
     let d = start(&s, &args);
-    let v = wait_for(&d, "crash", 90, |v| v["submission"]["state"] == "staged");
+    let v = wait_submission(&d, "crash", 90, |v| v["submission"]["state"] == "staged");
     let st = steps(&v);
     let count =
         |step: &str, outcome: &str| st.iter().filter(|(a, b)| a == step && b == outcome).count();

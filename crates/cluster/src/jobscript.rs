@@ -51,16 +51,7 @@ pub fn generate(key: &str, descriptor: Option<&Descriptor>) -> Result<String> {
         check_flag(&p.flag)?;
         writeln!(params, "    {}=\"${{{env}}}\" \\", p.flag).ok();
     }
-    let safe_key: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let safe_key = crate::layout::safe_name(key);
     Ok(format!(
         r#"#!/bin/bash
 # Job script for the `{safe_key}` workflow, written by biomero-stage (biomero-stage init).

@@ -41,6 +41,20 @@ pub fn check_path(what: &str, p: &str) -> Result<()> {
     Ok(())
 }
 
+/// `name` with everything but letters, digits, `-`, `_` and `.` replaced by `_`
+/// (for job names and the comments of generated scripts).
+pub fn safe_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Refuses a submission id that cannot be a folder name.
 pub fn check_id(id: &str) -> Result<()> {
     if id.is_empty()

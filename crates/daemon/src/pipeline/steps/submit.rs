@@ -32,16 +32,7 @@ fn env_value(v: &Value) -> String {
 /// The job name: `omero-job-<workflow>-<submission id>-<when it was received>`; the time
 /// keeps it unique when an id comes back (another queue, a reset database).
 pub fn job_name(workflow: &str, id: &str, created: chrono::DateTime<chrono::Utc>) -> String {
-    let key: String = workflow
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let key = stage_cluster::layout::safe_name(workflow);
     format!("omero-job-{key}-{id}-{}", created.format("%Y%m%d%H%M%S%3f"))
 }
 
