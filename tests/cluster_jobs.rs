@@ -3,7 +3,10 @@
 //! values that try shell injection arriving literally; jobs that fail, time
 //! out, write nothing, or carry an sbatch parameter Slurm rejects fail with
 //! their reason; a cancelled submission `scancel`s its job; `init` and
-//! `check-setup` (CLI and HTTP) against the same cluster.
+//! `check-setup` (CLI and HTTP) against the same cluster; a plate job whose
+//! results come home: kept under the group's `.analyzed/`, its labels ordered
+//! into BIOMERO.importer's `imports` table and completed by a test importer
+//! loop, the job's folder and log removed from the cluster afterwards.
 
 #![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
 
@@ -11,7 +14,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use stage_tests::cluster::{Lab, lab};
-use stage_tests::{Daemon, command, free_port, http_get, http_post, text, wait_submission};
+use stage_tests::{
+    Daemon, TestImporter, command, free_port, http_get, http_post, importer_db, run_reader, text,
+    wait_submission,
+};
 
 /// A workflow script: copies data/in to data/out, records its environment and the label value.
 const COPY: &str = r#"#!/bin/bash
@@ -76,7 +82,8 @@ fn site(name: &str, slurm_extra: &str, settings_extra: &str) -> Site {
             "badpart_job_partition = no-such-partition\n"
         ),
         "gen = gen\ngen_repo = https://github.com/test-lab/W_Copy/tree/v1.0.0\n",
-    );
+    ) + &wf("pcopy", "copy.sh", "")
+        + "[UI]\nplate_workflows = [\"pcopy\"]\n";
     std::fs::write(dir.path().join("slurm-config.ini"), ini).unwrap();
     let descriptors = dir.path().join("descriptors");
     let d = descriptors.join("github.com/test-lab/W_Copy/v1.0.0");
@@ -491,7 +498,158 @@ fn init_and_check_setup_prepare_and_report_the_cluster() {
     assert!(
         v["setup"]["workflows"]
             .as_array()
-            .is_some_and(|w| w.len() == 7),
+            .is_some_and(|w| w.len() == 8),
         "{v}"
     );
+}
+
+/// Submits the sample plate to `pcopy` with results to Screen `screen`; waits for its end.
+fn run_plate_job(s: &Site, d: &Daemon, id: &str, screen: i64) -> Value {
+    let plate = s.dir.path().join("data/lab-a/sample/plate.ome.zarr");
+    let r = http_post(
+        &d.base,
+        "/api/v1/submissions",
+        &json!({
+            "version": 1, "id": id, "workflow": "pcopy",
+            "inputs": {"paths": [plate.display().to_string()]},
+            "user": {"name": "alice", "group": "Lab A"},
+            "results": {"type": "Screen", "id": screen},
+        }),
+    );
+    assert_eq!(r["created"], true, "{r}");
+    wait_submission(d, id, 240, |v| {
+        matches!(state(v), "imported" | "failed" | "cancelled")
+    })
+}
+
+#[test]
+fn an_unanswered_order_times_out_and_a_failed_import_fails_with_the_importers_reason() {
+    let (url, sa) = importer_db();
+    let s = site(
+        "import-fail",
+        "",
+        &format!(
+            "importer_database_url = \"{url}\"\nimport_poll_secs = 1\nimport_timeout_secs = 3\n"
+        ),
+    );
+    let d = start(&s, &[]);
+    // nobody polls the table: the order is placed, then the submission gives up with a hint
+    let v = run_plate_job(&s, &d, "e2e-timeout", 7);
+    assert_eq!(state(&v), "failed", "{v}");
+    let e = v["submission"]["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("has not finished order")
+            && e.contains("Import Pending")
+            && e.contains("is BIOMERO.importer running"),
+        "{e}"
+    );
+    assert!(
+        outcomes(&v).iter().any(|o| o == "import:progress"),
+        "{:?}",
+        outcomes(&v)
+    );
+    // the importer fails the order: its description is the submission's reason
+    let importer = TestImporter::start(
+        &sa,
+        &[
+            "--fail-destination",
+            "9",
+            "--reason",
+            "Screen 9 belongs to another group",
+        ],
+    );
+    let v = run_plate_job(&s, &d, "e2e-failed", 9);
+    drop(importer);
+    assert_eq!(state(&v), "failed", "{v}");
+    let e = v["submission"]["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("BIOMERO.importer failed order")
+            && e.contains("Screen 9 belongs to another group"),
+        "{e}"
+    );
+    // the results stay kept for a later retry
+    assert!(
+        s.dir
+            .path()
+            .join("data/lab-a/.analyzed/e2e-failed")
+            .is_dir()
+    );
+}
+
+#[test]
+fn a_plate_job_comes_home_kept_and_imported_through_biomero_importer() {
+    let (url, sa) = importer_db();
+    let s = site(
+        "import",
+        "",
+        &format!("importer_database_url = \"{url}\"\nimport_poll_secs = 1\n"),
+    );
+    let importer = TestImporter::start(&sa, &[]);
+    let d = start(&s, &[]);
+    let id = "e2e-plate";
+    let v = run_plate_job(&s, &d, id, 7);
+    drop(importer);
+    assert_eq!(state(&v), "imported", "{v}\n{}", d.log_text());
+    let ev = outcomes(&v);
+    for want in ["collect:succeeded", "import:succeeded"] {
+        assert!(ev.contains(&want.to_owned()), "{want} missing in {ev:?}");
+    }
+    // kept under the group folder, with a manifest; the plate's labels renamed for import
+    let analyzed = s.dir.path().join(format!("data/lab-a/.analyzed/{id}"));
+    let kept: Vec<_> = std::fs::read_dir(&analyzed).unwrap().flatten().collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let dir = kept[0].path();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("biomero-stage-results.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["submission"], id);
+    let plate = manifest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "plate")
+        .unwrap_or_else(|| panic!("no plate kept: {manifest}"));
+    let labels = plate["labels"].as_array().unwrap();
+    assert!(!labels.is_empty(), "{plate}");
+    for l in labels {
+        let l = l.as_str().unwrap();
+        assert!(
+            l.ends_with("/labels/cells.zarr") && dir.join(l).is_dir(),
+            "{l}"
+        );
+    }
+    // one label-only order (Import_Only_Labels), read back and validated by the importer's own code
+    let data = &v["submission"]["data"]["import"];
+    let orders = data["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 1, "{data}");
+    assert_eq!(orders[0]["set"], "plate-labels");
+    let uuid = orders[0]["uuid"].as_str().unwrap();
+    let checked = run_reader(
+        "importer.py",
+        &["orders".as_ref(), sa.as_ref(), uuid.as_ref()],
+    );
+    let c = &checked[0];
+    assert_eq!(c["valid"], true, "{c}");
+    assert_eq!(
+        c["stages"],
+        json!(["Import Pending", "Import Started", "Import Completed"])
+    );
+    assert_eq!(c["order"]["DestinationType"], "Screen");
+    assert_eq!(c["order"]["DestinationID"], 7);
+    let files: Vec<String> = serde_json::from_value(c["order"]["Files"].clone()).unwrap();
+    assert!(!files.is_empty());
+    for f in &files {
+        assert!(
+            f.starts_with(&dir.display().to_string()) && f.ends_with("/labels/cells.zarr"),
+            "{f}"
+        );
+        assert!(Path::new(f).is_dir(), "{f}");
+    }
+    // afterwards: the job's folder and log are gone from the cluster, the local staging too
+    let job_id = v["submission"]["data"]["submit"]["job_id"]
+        .as_u64()
+        .unwrap();
+    assert!(!s.abs.join(format!("data/biomero_{id}")).exists());
+    assert!(!s.lab.home.join(format!("omero-{job_id}.log")).exists());
+    assert!(!s.dir.path().join(format!("state/staging/{id}")).exists());
 }

@@ -102,9 +102,13 @@ fn assert_staged_then_upload_tried(v: &Value, id: &str) {
         st[first_upload..].iter().all(|e| e == "upload:retrying"),
         "{id}: {st:?}"
     );
-    if st.iter().any(|e| e == "upload:retrying") {
-        let error = v["submission"]["error"].as_str().unwrap_or_default();
-        assert!(error.contains("cannot connect to `slurm`"), "{id}: {error}");
+    // the reason is read from the retry's own event: the submission's `error` is cleared
+    // while the next attempt runs
+    for e in v["events"].as_array().into_iter().flatten() {
+        if e["step"] == "upload" && e["outcome"] == "retrying" {
+            let error = e["detail"]["error"].as_str().unwrap_or_default();
+            assert!(error.contains("cannot connect to `slurm`"), "{id}: {e}");
+        }
     }
 }
 

@@ -294,3 +294,38 @@ pub fn wait_submission(
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// A fresh database holding BIOMERO.importer's tables, created by its own SQLAlchemy
+/// model (`tests/readers/importer.py tables`): (sqlx URL, SQLAlchemy URL).
+pub fn importer_db() -> (String, String) {
+    let url = fresh_pg_database("bst_imports");
+    let sa = url.replacen("postgres://", "postgresql+psycopg2://", 1);
+    run_reader("importer.py", &["tables".as_ref(), sa.as_ref()]);
+    (url, sa)
+}
+
+/// The test importer loop (`tests/readers/importer.py serve`: BIOMERO.importer's poller
+/// played by its own order model and validator, without OMERO), killed when dropped.
+pub struct TestImporter(std::process::Child);
+
+impl TestImporter {
+    /// Starts the loop on the SQLAlchemy URL `sa` with extra arguments
+    /// (`--fail-destination N --reason TEXT`).
+    pub fn start(sa: &str, extra: &[&str]) -> Self {
+        let child = Command::new(python())
+            .arg(repo_root().join("tests/readers/importer.py"))
+            .args(["serve", sa, "300"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the test importer: {e}"));
+        TestImporter(child)
+    }
+}
+
+impl Drop for TestImporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -19,6 +19,7 @@ pub mod layered;
 pub mod live;
 pub mod location;
 pub mod mode;
+pub mod pathmap;
 pub mod registry;
 pub mod sbatch;
 pub mod search;

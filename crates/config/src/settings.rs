@@ -78,7 +78,7 @@ pub struct StageSettings {
     pub group_mappings_file: Option<PathBuf>,
     /// The BIOMERO.importer integration (IMPORTER_ENABLED); the Zarr modes need it.
     pub importer_enabled: bool,
-    /// PostgreSQL URL of BIOMERO.importer's database.
+    /// PostgreSQL URL of BIOMERO.importer's database (default: `$INGEST_TRACKING_DB_URL`).
     pub importer_database_url: Option<String>,
     /// NGFF version of staged OME-Zarr inputs.
     pub ngff_version: NgffVersion,
@@ -128,8 +128,27 @@ pub struct StageSettings {
     pub follow_poll_secs: u64,
     /// Whether the cluster keeps job accounting (`sacct`); off: `squeue`/`scontrol` only.
     pub slurm_accounting: bool,
-    /// Keep `biomero_<id>` on the cluster after the outputs are collected.
+    /// Keep `biomero_<id>` and the job log on the cluster after the results are imported.
     pub keep_remote_data: bool,
+    /// The import mount holding the group folders: results are kept at
+    /// `<results_dir>/<group folder>/.analyzed/<submission>/<YYYYMMDD_HHMMSS>/`
+    /// (default: the first data root).
+    pub results_dir: Option<PathBuf>,
+    /// `FROM=TO`: this daemon's mount of the results, then BIOMERO.importer's
+    /// (`/srv/omero-data=/data`); unset when both see the same paths.
+    pub importer_path_map: Option<String>,
+    /// Order only the label images of results that have them (BIOMERO's `Import_Only_Labels`).
+    pub import_only_labels: bool,
+    /// The NGFF version the site's OMERO reads; returned 0.5 Zarrs are re-encoded to 0.4 by default.
+    pub omero_ngff_version: NgffVersion,
+    /// Largest output of one job, in bytes; larger outputs are refused.
+    pub max_output_bytes: u64,
+    /// Most files in the output of one job.
+    pub max_output_files: u64,
+    /// How long an importer order may take before the submission fails, in seconds.
+    pub import_timeout_secs: u64,
+    /// How often importer orders are looked at, in seconds.
+    pub import_poll_secs: u64,
 }
 
 /// A secret value: read from TOML or the environment, never printed or serialised.
@@ -198,6 +217,14 @@ impl Default for StageSettings {
             follow_poll_secs: 10,
             slurm_accounting: true,
             keep_remote_data: false,
+            results_dir: None,
+            importer_path_map: None,
+            import_only_labels: true,
+            omero_ngff_version: NgffVersion::V04,
+            max_output_bytes: 1 << 40,
+            max_output_files: 2_000_000,
+            import_timeout_secs: 3600,
+            import_poll_secs: 5,
         }
     }
 }
@@ -297,6 +324,12 @@ impl StageSettings {
                 })?;
             overridden.push("IMPORTER_ENABLED".to_owned());
         }
+        // BIOMERO.importer's own variable, as its deployments already set it
+        if settings.importer_database_url.is_none()
+            && let Some(v) = env.non_empty("INGEST_TRACKING_DB_URL")
+        {
+            settings.importer_database_url = Some(v.to_owned());
+        }
         if settings.group_mappings_file.is_none()
             && let Some(v) = env.non_empty("OMERO_BIOMERO_CONFIG_FILE")
         {
@@ -350,6 +383,7 @@ impl StageSettings {
             &mut s.omero_password_file,
             &mut s.ssh_config_file,
             &mut s.local_data_path,
+            &mut s.results_dir,
         ]
         .into_iter()
         .flatten()
@@ -457,6 +491,31 @@ impl StageSettings {
             }
             "slurm_accounting" => self.slurm_accounting = boolean(value)?,
             "keep_remote_data" => self.keep_remote_data = boolean(value)?,
+            "results_dir" => self.results_dir = opt_path(value),
+            "importer_path_map" => self.importer_path_map = opt(value),
+            "import_only_labels" => self.import_only_labels = boolean(value)?,
+            "omero_ngff_version" => {
+                self.omero_ngff_version = match value.trim() {
+                    "0.4" => NgffVersion::V04,
+                    "0.5" => NgffVersion::V05,
+                    _ => return Err(invalid("use 0.4 (OMERO's Zarr readers today) or 0.5")),
+                }
+            }
+            "max_output_bytes"
+            | "max_output_files"
+            | "import_timeout_secs"
+            | "import_poll_secs" => {
+                let n: u64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("not a whole number"))?;
+                match key {
+                    "max_output_bytes" => self.max_output_bytes = n,
+                    "max_output_files" => self.max_output_files = n,
+                    "import_timeout_secs" => self.import_timeout_secs = n,
+                    _ => self.import_poll_secs = n,
+                }
+            }
             "log_format" => {
                 self.log_format = match value.trim() {
                     "text" => LogFormat::Text,
@@ -564,6 +623,41 @@ impl StageSettings {
                 "admin_listen {addr} is not loopback and no admin token is set: mutating admin calls will be refused until admin_token_file is set"
             )));
         }
+        if let Some(m) = &self.importer_path_map
+            && let Err(reason) = crate::pathmap::PathMap::parse(m)
+        {
+            return Err(invalid("importer_path_map", m.clone(), &reason));
+        }
+        if let Some(d) = &self.results_dir
+            && d.is_relative()
+        {
+            return Err(invalid(
+                "results_dir",
+                d.display().to_string(),
+                "must be an absolute path (the import mount holding the group folders)",
+            ));
+        }
+        for (key, v) in [
+            ("max_output_bytes", self.max_output_bytes),
+            ("max_output_files", self.max_output_files),
+            ("import_timeout_secs", self.import_timeout_secs),
+            ("import_poll_secs", self.import_poll_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "0".into(), "must be at least 1"));
+            }
+        }
+        if let Some(url) = &self.importer_database_url
+            && !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("postgresql+psycopg2://"))
+        {
+            return Err(invalid(
+                "importer_database_url",
+                url.clone(),
+                "use postgres://USER@HOST/DB (BIOMERO.importer's INGEST_TRACKING_DB_URL)",
+            ));
+        }
         if self.importer_enabled && self.importer_database_url.is_none() {
             warnings.push(Warning::general(
                 "importer_enabled is true but importer_database_url is not set: results cannot be handed to BIOMERO.importer",
@@ -587,6 +681,20 @@ impl StageSettings {
         self.descriptor_cache
             .clone()
             .unwrap_or_else(|| self.state_dir.join("descriptors"))
+    }
+
+    /// The import mount holding the group folders (results_dir, else the first data root).
+    pub fn results_dir(&self) -> Option<PathBuf> {
+        self.results_dir
+            .clone()
+            .or_else(|| self.data_roots.first().cloned())
+    }
+
+    /// BIOMERO.importer's database URL for sqlx (`postgresql+psycopg2://` accepted as written for the importer).
+    pub fn importer_database_url(&self) -> Option<String> {
+        self.importer_database_url
+            .as_ref()
+            .map(|u| u.replacen("postgresql+psycopg2://", "postgresql://", 1))
     }
 
     /// The staging directory.
@@ -672,8 +780,30 @@ mod tests {
             ("BIOMERO_STAGE_DATA_ROOTS", "/data:/mnt/other"),
             ("BIOMERO_STAGE_WROKERS", "1"),
             ("IMPORTER_ENABLED", "true"),
+            (
+                "INGEST_TRACKING_DB_URL",
+                "postgresql+psycopg2://imp@db:5432/biomero",
+            ),
+            ("BIOMERO_STAGE_IMPORTER_PATH_MAP", "/srv/data=/data"),
+            ("BIOMERO_STAGE_IMPORT_TIMEOUT_SECS", "7200"),
         ]);
         let l = StageSettings::load(Some(&f), &env).unwrap();
+        assert_eq!(
+            l.settings.importer_database_url().as_deref(),
+            Some("postgresql://imp@db:5432/biomero")
+        );
+        assert_eq!(
+            l.settings.importer_path_map.as_deref(),
+            Some("/srv/data=/data")
+        );
+        assert_eq!(l.settings.import_timeout_secs, 7200);
+        assert!(l.settings.import_only_labels);
+        let bad = Environment::from_pairs([("BIOMERO_STAGE_IMPORTER_PATH_MAP", "data=/data")]);
+        let e = StageSettings::load(Some(&f), &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("importer_path_map") && e.contains("absolute"),
+            "{e}"
+        );
         assert_eq!(l.settings.state_dir, dir.path().join("state"));
         assert_eq!(
             l.settings.descriptor_dirs,

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod http;
+pub mod importer;
 pub mod intake;
 pub mod logging;
 pub mod metrics;

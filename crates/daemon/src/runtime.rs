@@ -8,6 +8,7 @@ use stage_config::LiveConfig;
 use stage_store::Store;
 
 use crate::cluster::ClusterCache;
+use crate::importer::ImporterCache;
 use crate::metrics::Metrics;
 use crate::sources::SourceCache;
 
@@ -63,6 +64,8 @@ pub struct Runtime {
     pub sources: Arc<SourceCache>,
     /// The cluster connection and job watcher, kept between steps.
     pub cluster: Arc<ClusterCache>,
+    /// The connection pool to BIOMERO.importer's database, kept between steps.
+    pub importer: Arc<ImporterCache>,
 }
 
 impl std::fmt::Debug for Runtime {

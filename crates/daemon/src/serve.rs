@@ -51,6 +51,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
         workers_configured: workers,
         sources: Arc::new(crate::sources::SourceCache::default()),
         cluster: Arc::new(crate::cluster::ClusterCache::default()),
+        importer: Arc::new(crate::importer::ImporterCache::default()),
     };
     let listener = tokio::net::TcpListener::bind(&settings.admin_listen)
         .await

@@ -47,23 +47,32 @@ fn omero_key(s: &StageSettings) -> String {
 }
 
 impl SourceCache {
-    /// The sources for `settings`, and the OMERO client when OMERO is configured.
-    pub fn sources(
-        &self,
-        settings: &StageSettings,
-    ) -> Result<(Sources, Option<Arc<OmeroClient>>), SourceError> {
+    /// The group folder mappings of `settings` (re-read when the file changes).
+    pub fn groups(&self, settings: &StageSettings) -> Arc<GroupFolders> {
         let mut c = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let groups = match &c.groups {
+        match &c.groups {
             Some((file, g)) if *file == settings.group_mappings_file => g.clone(),
             _ => {
                 let g = Arc::new(GroupFolders::new(settings.group_mappings_file.clone()));
                 c.groups = Some((settings.group_mappings_file.clone(), g.clone()));
                 g
             }
-        };
+        }
+    }
+
+    /// The sources for `settings`, and the OMERO client when OMERO is configured.
+    pub fn sources(
+        &self,
+        settings: &StageSettings,
+    ) -> Result<(Sources, Option<Arc<OmeroClient>>), SourceError> {
+        let groups = self.groups(settings);
+        let mut c = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let fs = FsSource::new(&settings.data_roots, groups);
         let omero = match (&settings.omero_url, &settings.omero_user) {
             (Some(url), Some(user)) => {

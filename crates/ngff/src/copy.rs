@@ -203,7 +203,8 @@ pub fn convert_attrs(ome: &Map<String, Value>, want: NgffVersion) -> Map<String,
     out
 }
 
-fn is_zarr_dir(p: &Path) -> bool {
+/// Whether `p` holds Zarr metadata (v2 or v3) of a group or an array.
+pub fn is_zarr_dir(p: &Path) -> bool {
     p.join("zarr.json").is_file()
         || p.join(".zgroup").is_file()
         || p.join(".zarray").is_file()

@@ -123,37 +123,11 @@ async fn fetch(
         .take()
         .ok_or_else(|| ClusterError::Invalid("no stdout from the remote tar".into()))?;
     let dest: PathBuf = local.to_path_buf();
-    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let bridge = SyncIoBridge::new(stdout);
-        let mut a = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, bridge));
-        a.set_preserve_permissions(false);
-        a.set_unpack_xattrs(false);
-        a.set_overwrite(true);
-        for e in a.entries()? {
-            let mut e = e?;
-            let path = e.path()?.into_owned();
-            if !safe_relative(&path) {
-                return Err(std::io::Error::other(format!(
-                    "the archive names {} outside the folder",
-                    path.display()
-                )));
-            }
-            match e.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    e.unpack_in(&dest)?;
-                }
-                tar::EntryType::Directory => {
-                    std::fs::create_dir_all(dest.join(&path))?;
-                }
-                other => {
-                    return Err(std::io::Error::other(format!(
-                        "{} is a {other:?}, not a file; refusing it",
-                        path.display()
-                    )));
-                }
-            }
-        }
-        Ok(())
+    let reader = tokio::task::spawn_blocking(move || {
+        unpack(
+            std::io::BufReader::with_capacity(1 << 20, SyncIoBridge::new(stdout)),
+            &dest,
+        )
     });
     let unpacked = reader
         .await
@@ -168,5 +142,164 @@ async fn fetch(
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
     }
-    unpacked.map_err(|e| dropped(&e))
+    unpacked.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            ClusterError::Verify {
+                what: format!("download of {}:{remote_dir}", r.host()),
+                reason: e.to_string(),
+            }
+        } else {
+            dropped(&e)
+        }
+    })
+}
+
+/// Unpacks a tar stream into `dest`: regular files and directories only, every
+/// name relative and inside; anything else is refused (`InvalidData`).
+fn unpack(reader: impl std::io::Read, dest: &Path) -> std::io::Result<()> {
+    let refuse = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+    let mut a = tar::Archive::new(reader);
+    a.set_preserve_permissions(false);
+    a.set_unpack_xattrs(false);
+    a.set_overwrite(true);
+    for e in a.entries()? {
+        let mut e = e?;
+        let path = e.path()?.into_owned();
+        if !safe_relative(&path) {
+            return Err(refuse(format!(
+                "the archive names `{}`, outside the output folder (absolute or with `..`); refusing it",
+                path.display()
+            )));
+        }
+        match e.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if !e.unpack_in(dest)? {
+                    return Err(refuse(format!(
+                        "`{}` would land outside the output folder",
+                        path.display()
+                    )));
+                }
+            }
+            tar::EntryType::Directory => {
+                std::fs::create_dir_all(dest.join(&path))?;
+            }
+            tar::EntryType::Link => {
+                return Err(refuse(format!(
+                    "`{}` is a hard link; outputs must be files of their own",
+                    path.display()
+                )));
+            }
+            tar::EntryType::Symlink => {
+                return Err(refuse(format!(
+                    "`{}` is a symbolic link; outputs must be regular files",
+                    path.display()
+                )));
+            }
+            other => {
+                return Err(refuse(format!(
+                    "`{}` is a {other:?}, not a regular file; refusing it",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn archive(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn entry(b: &mut tar::Builder<Vec<u8>>, name: &[u8], kind: tar::EntryType, link: Option<&str>) {
+        let mut h = tar::Header::new_gnu();
+        // write the raw name: the tar crate refuses `..` and `/` through set_path
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.name[..name.len()].copy_from_slice(name);
+        h.set_entry_type(kind);
+        h.set_size(if kind == tar::EntryType::Regular {
+            3
+        } else {
+            0
+        });
+        h.set_mode(0o644);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        h.set_cksum();
+        let body: &[u8] = if kind == tar::EntryType::Regular {
+            b"abc"
+        } else {
+            b""
+        };
+        b.append(&h, body).unwrap();
+    }
+
+    #[test]
+    fn unsafe_archive_entries_are_refused_and_nothing_lands_outside() {
+        let cases: [(&[u8], tar::EntryType, Option<&str>, &str); 6] = [
+            (
+                b"../evil.txt",
+                tar::EntryType::Regular,
+                None,
+                "outside the output folder",
+            ),
+            (
+                b"a/../../evil.txt",
+                tar::EntryType::Regular,
+                None,
+                "outside the output folder",
+            ),
+            (
+                b"/tmp/evil.txt",
+                tar::EntryType::Regular,
+                None,
+                "outside the output folder",
+            ),
+            (
+                b"link",
+                tar::EntryType::Symlink,
+                Some("/etc/passwd"),
+                "symbolic link",
+            ),
+            (
+                b"hard",
+                tar::EntryType::Link,
+                Some("/etc/passwd"),
+                "hard link",
+            ),
+            (
+                b"pipe",
+                tar::EntryType::Fifo,
+                None,
+                "Fifo, not a regular file",
+            ),
+        ];
+        for (name, kind, link, want) in cases {
+            let d = tempfile::tempdir().unwrap();
+            let dest = d.path().join("out");
+            std::fs::create_dir(&dest).unwrap();
+            let bytes = archive(|b| entry(b, name, kind, link));
+            let e = unpack(bytes.as_slice(), &dest).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+            assert!(
+                e.to_string().contains(want),
+                "{}: {e}",
+                String::from_utf8_lossy(name)
+            );
+            assert!(!d.path().join("evil.txt").exists());
+            assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
+        }
+        // a clean archive unpacks
+        let d = tempfile::tempdir().unwrap();
+        let bytes = archive(|b| entry(b, b"./x/ok.txt", tar::EntryType::Regular, None));
+        unpack(bytes.as_slice(), d.path()).unwrap();
+        assert_eq!(std::fs::read(d.path().join("x/ok.txt")).unwrap(), b"abc");
+    }
 }

@@ -131,12 +131,7 @@ pub async fn run(step: Step, ctx: &StepContext, submission: &Submission) -> Step
         Step::Submit => steps::submit::run(ctx, submission).await,
         Step::Follow => steps::follow::run(ctx, submission).await,
         Step::Collect => steps::collect::run(ctx, submission).await,
-        other @ Step::Import => StepOutcome::Waiting {
-            capability: format!(
-                "the `{}` step (handing results to BIOMERO.importer) is not part of this build of biomero-stage yet",
-                other.name()
-            ),
-        },
+        Step::Import => steps::import::run(ctx, submission).await,
     }
 }
 

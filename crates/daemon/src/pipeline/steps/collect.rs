@@ -1,24 +1,103 @@
 //! The `collect` step: the job's `data/out` back into
 //! `<staging_dir>/<id>/data/out` (tar over one SSH channel, resumable and
-//! verified, or a local copy when this host mounts the data path). An empty
-//! `data/out` fails the submission: a workflow that succeeds writes results.
-//! Afterwards `biomero_<id>` is removed from the cluster unless the
-//! submission or the settings keep it.
+//! verified, or a local copy when this host mounts the data path), then
+//! checked and kept in permanent storage by `stage-results`:
+//! `<results_dir>/<group folder>/.analyzed/<id>/<YYYYMMDD_HHMMSS>/` with a
+//! manifest. An empty `data/out`, a Zarr workflow that returned no image, or
+//! an unsafe tree (symlinks, hard links, devices, FIFOs, over the limits)
+//! fails the submission with a message saying so. A rerun after a crash
+//! finds the kept result and does not download again.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use stage_cluster::ClusterError;
 use stage_cluster::transfer::{TransferReport, download, local};
+use stage_results::ResultsError;
+use stage_results::keep::{self, KeepRequest, MANIFEST, ResultManifest};
+use stage_results::safety::Limits;
+use stage_source::Plan;
+use stage_source::stage::INPUTS_DIR;
 use stage_store::Submission;
 
 use super::super::{StepContext, StepOutcome};
 use super::{cluster_outcome, unless_cancelled};
+use crate::intake::SubmissionDoc;
 use crate::metrics::DirectionLabel;
 
-/// Where the outputs of submission `id` are kept locally.
-pub fn outputs_dir(staging: &std::path::Path, id: &str) -> PathBuf {
+/// Where the outputs of submission `id` are downloaded locally.
+pub fn outputs_dir(staging: &Path, id: &str) -> PathBuf {
     staging.join(id).join("data").join("out")
+}
+
+fn failed(reason: String) -> StepOutcome {
+    StepOutcome::Failed {
+        reason,
+        detail: json!({}),
+    }
+}
+
+/// `<results_dir>/<group folder>/.analyzed/<id>`: the group folder from the
+/// group mappings, or the group's name when no mappings file is configured.
+pub(crate) fn analyzed_dir(
+    ctx: &StepContext,
+    doc: &SubmissionDoc,
+    id: &str,
+) -> Result<PathBuf, StepOutcome> {
+    let config = ctx.runtime.config.current();
+    let settings = &config.settings.settings;
+    let Some(base) = settings.results_dir() else {
+        return Err(StepOutcome::Waiting {
+            capability:
+                "no results_dir (and no data_roots) is set: results have nowhere to be kept".into(),
+        });
+    };
+    let group = &doc.user.group;
+    let folder = match ctx.runtime.sources.groups(settings).current() {
+        Ok(Some(m)) => match m.folder(group) {
+            Some(g) => g.folder.clone(),
+            None => {
+                return Err(failed(format!(
+                    "OMERO group `{group}` has no folder in the group mappings: its results cannot be kept; map the group in the Importer Admin tab (biomero-config.json)"
+                )));
+            }
+        },
+        Ok(None) => {
+            let p = PathBuf::from(group);
+            if p.components().count() != 1
+                || !matches!(p.components().next(), Some(Component::Normal(_)))
+            {
+                return Err(failed(format!(
+                    "OMERO group name `{group}` cannot be a folder name; configure group_mappings_file"
+                )));
+            }
+            p
+        }
+        Err(e) => return Err(super::source_outcome(&e)),
+    };
+    Ok(base.join(folder).join(".analyzed").join(id))
+}
+
+/// The recorded result of a kept manifest.
+fn done(m: &ResultManifest, transfer: &Value) -> StepOutcome {
+    use stage_results::classify::ItemKind as K;
+    let count = |k| m.items_of(k).count();
+    StepOutcome::Done {
+        result: json!({
+            "kept": m.dir,
+            "manifest": m.dir.join(MANIFEST),
+            "files": m.files.len(),
+            "bytes": m.bytes,
+            "plates": count(K::Plate),
+            "zarr_images": count(K::ZarrImage),
+            "image_files": count(K::ImageFile),
+            "attachments": count(K::Attachment),
+            "labels": m.items.iter().map(|i| i.labels.len()).sum::<usize>(),
+            "notes": m.notes,
+            "transfer": transfer,
+        }),
+        last: false,
+    }
 }
 
 /// Runs the step.
@@ -27,6 +106,16 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         Ok(d) => d,
         Err(o) => return o,
     };
+    let analyzed = match analyzed_dir(ctx, &doc, &s.id) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    // a rerun after the result was kept: nothing to download again
+    match keep::find_kept(&analyzed, &s.id) {
+        Ok(Some(m)) => return done(&m, &Value::Null),
+        Ok(None) => {}
+        Err(e) => return results_outcome(&e),
+    }
     let cluster = match super::cluster(ctx) {
         Ok(c) => c,
         Err(o) => return o,
@@ -86,40 +175,68 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         files = report.files,
         bytes = report.bytes,
         seconds = report.seconds,
-        "outputs collected"
+        "outputs downloaded"
     );
-    let keep = doc.options.keep_remote_data || settings.keep_remote_data;
-    let mut removed = false;
-    if !keep {
-        let job_dir = layout.job_dir(&s.id);
-        let r = if let Some(mount) = &cluster.local_data_path {
-            let dir = super::upload::local_job_dir(mount, layout, &s.id);
-            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-        } else {
-            cluster
-                .remote
-                .run("rm", &["-rf".into(), "--".into(), job_dir.clone()])
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        };
-        match r {
-            Ok(()) => removed = true,
-            // the results are safe here; a leftover folder is only a warning
-            Err(e) => {
-                tracing::warn!(folder = %job_dir, error = %e, "cannot remove the job folder on the cluster");
+    let plan: Option<Plan> = s
+        .data
+        .get("plan")
+        .and_then(|p| serde_json::from_value(p.clone()).ok());
+    let staged = settings.staging_dir().join(&s.id).join(INPUTS_DIR);
+    let staged_inputs: Vec<String> = plan
+        .as_ref()
+        .map(|p| p.outputs().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let expect_images = plan.as_ref().is_some_and(|p| {
+        !p.plates.is_empty()
+            || p.images
+                .iter()
+                .any(|i| i.format != stage_source::plan::OutputFormat::Tiff)
+    });
+    let limits = Limits {
+        max_bytes: settings.max_output_bytes,
+        max_files: settings.max_output_files,
+    };
+    let omero_ngff = match settings.omero_ngff_version {
+        stage_config::settings::NgffVersion::V04 => stage_ngff::NgffVersion::V04,
+        stage_config::settings::NgffVersion::V05 => stage_ngff::NgffVersion::V05,
+    };
+    let (id, workflow) = (s.id.clone(), doc.workflow.clone());
+    let kept = tokio::task::spawn_blocking(move || {
+        keep::keep(&KeepRequest {
+            outputs: &target,
+            analyzed: &analyzed,
+            submission: &id,
+            workflow: &workflow,
+            staged: &staged,
+            staged_inputs,
+            limits,
+            omero_ngff,
+            expect_images,
+        })
+    })
+    .await;
+    match kept {
+        Ok(Ok(m)) => {
+            for n in &m.notes {
+                tracing::warn!(note = %n, "results");
             }
+            tracing::info!(dir = %m.dir.display(), files = m.files.len(), "results kept");
+            done(&m, &serde_json::to_value(&report).unwrap_or(Value::Null))
         }
+        Ok(Err(e)) => results_outcome(&e),
+        Err(e) => StepOutcome::Transient {
+            error: format!("keeping the results stopped: {e}"),
+        },
     }
-    StepOutcome::Done {
-        result: json!({
-            "outputs": target,
-            "transfer": report,
-            "remote_removed": removed,
-        }),
-        last: false,
+}
+
+/// The outcome of a results error: retry what may pass, fail the rest.
+pub(crate) fn results_outcome(e: &ResultsError) -> StepOutcome {
+    if e.is_transient() {
+        StepOutcome::Transient {
+            error: e.to_string(),
+        }
+    } else {
+        failed(e.to_string())
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod collect;
 pub mod follow;
+pub mod import;
 pub mod plan;
 pub mod stage;
 pub mod submit;
