@@ -653,3 +653,88 @@ fn a_plate_job_comes_home_kept_and_imported_through_biomero_importer() {
     assert!(!s.lab.home.join(format!("omero-{job_id}.log")).exists());
     assert!(!s.dir.path().join(format!("state/staging/{id}")).exists());
 }
+
+#[test]
+fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
+    let (url, sa) = importer_db();
+    let s = site(
+        "import-kill",
+        "",
+        &format!("importer_database_url = \"{url}\"\nimport_poll_secs = 1\n"),
+    );
+    let id = "e2e-kill";
+    // jobs of this run only (the cluster's own clock)
+    let since = String::from_utf8_lossy(&s.lab.ssh(&["date", "+%Y-%m-%dT%H:%M:%S"]).stdout)
+        .trim()
+        .to_owned();
+    let plate = s.dir.path().join("data/lab-a/sample/plate.ome.zarr");
+    let body = json!({
+        "version": 1, "id": id, "workflow": "pcopy",
+        "inputs": {"paths": [plate.display().to_string()]},
+        "user": {"name": "alice", "group": "Lab A"},
+        "results": {"type": "Screen", "id": 7},
+    });
+    // kill -9 at instants spread over upload, submit, follow, collect and import (the
+    // importer is not running yet, so the import step keeps polling its placed order)
+    // (a 2 s lease: a killed worker's claim expires soon after the restart)
+    let delays_ms = [400, 1500, 800, 2500, 1200, 3500, 2000, 4500, 3000, 5000];
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, ms) in delays_ms.iter().enumerate() {
+        let d = start(&s, &["--lease-secs", "2"]);
+        if i == 0 {
+            let r = http_post(&d.base, "/api/v1/submissions", &body);
+            assert_eq!(r["created"], true, "{r}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+        let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
+        seen.insert(state(&v).to_owned());
+        assert!(!matches!(state(&v), "failed" | "cancelled"), "{v}");
+        d.signal("KILL");
+    }
+    let importer = TestImporter::start(&sa, &[]);
+    let d = start(&s, &["--lease-secs", "2"]);
+    let v = wait_submission(&d, id, 240, |v| {
+        matches!(state(v), "imported" | "failed" | "cancelled")
+    });
+    drop(importer);
+    eprintln!("states at the {} kills: {seen:?}", delays_ms.len());
+    assert_eq!(state(&v), "imported", "{v}\nstates seen: {seen:?}");
+    // one job for the submission
+    let jobs = s
+        .lab
+        .ssh(&["sacct", "-n", "-X", "-a", "-o", "JobName%120", "-S", &since]);
+    let names = String::from_utf8_lossy(&jobs.stdout);
+    let ours = names.lines().filter(|l| l.contains(id)).count();
+    assert_eq!(ours, 1, "sbatch ran {ours} times:\n{names}");
+    // one kept result
+    let analyzed = s.dir.path().join(format!("data/lab-a/.analyzed/{id}"));
+    let kept: Vec<_> = std::fs::read_dir(&analyzed)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    // one order, placed once, completed once
+    let uuid = v["submission"]["data"]["import"]["orders"][0]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let checked = run_reader(
+        "importer.py",
+        &["orders".as_ref(), sa.as_ref(), uuid.as_ref()],
+    );
+    assert_eq!(
+        checked[0]["stages"],
+        json!(["Import Pending", "Import Started", "Import Completed"]),
+        "states seen: {seen:?}"
+    );
+    let rows = std::process::Command::new("psql")
+        .args([
+            url.as_str(),
+            "-tAc",
+            "SELECT count(DISTINCT uuid) FROM imports",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "1");
+}
