@@ -179,6 +179,25 @@ async fn scenario(queue_url: &str) {
         stderr.contains("version") && stderr.contains("unknown workflow `ghost`"),
         "{stderr}"
     );
+    // results the importer cannot take are refused before any work
+    let mut doc = submission("new-ds");
+    doc["results"] = json!({"new": "Dataset", "name": "My results"});
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let out = command(dir.path())
+        .args([
+            "--config",
+            settings.to_str().unwrap(),
+            "submit",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let (code, _, stderr) = text(&out);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("results.new") && stderr.contains("create it in OMERO"),
+        "{stderr}"
+    );
 
     // cancellation through the API
     let r = http

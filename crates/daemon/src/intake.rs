@@ -310,10 +310,17 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
                 format!("results of `{}` go to a {want}, not a {}", wf.key, r.kind()),
             ));
         }
-        if let ResultsTarget::Existing { id, .. } = r
-            && *id <= 0
-        {
-            errors.push(err("results.id", "OMERO ids are positive"));
+        match r {
+            ResultsTarget::Existing { id, .. } if *id <= 0 => {
+                errors.push(err("results.id", "OMERO ids are positive"));
+            }
+            ResultsTarget::New { new, name } => errors.push(err(
+                "results.new",
+                format!(
+                    "a new {new} `{name}` cannot be created: BIOMERO.importer imports into an existing Dataset or Screen; create it in OMERO and give {{\"type\": \"{new}\", \"id\": N}}"
+                ),
+            )),
+            ResultsTarget::Existing { .. } => {}
         }
     }
     // parameters against the descriptor
