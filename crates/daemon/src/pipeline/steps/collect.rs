@@ -21,20 +21,13 @@ use stage_source::stage::INPUTS_DIR;
 use stage_store::Submission;
 
 use super::super::{StepContext, StepOutcome};
-use super::{cluster_outcome, unless_cancelled};
+use super::{cluster_outcome, failed, unless_cancelled};
 use crate::intake::SubmissionDoc;
 use crate::metrics::DirectionLabel;
 
 /// Where the outputs of submission `id` are downloaded locally.
 pub fn outputs_dir(staging: &Path, id: &str) -> PathBuf {
     staging.join(id).join("data").join("out")
-}
-
-fn failed(reason: String) -> StepOutcome {
-    StepOutcome::Failed {
-        reason,
-        detail: json!({}),
-    }
 }
 
 /// `<results_dir>/<group folder>/.analyzed/<id>`: the group folder from the

@@ -23,14 +23,8 @@ use stage_store::Submission;
 
 use super::super::{StepContext, StepOutcome};
 use super::collect::results_outcome;
+use super::failed;
 use crate::intake::{ResultsTarget, SubmissionDoc};
-
-fn failed(reason: String) -> StepOutcome {
-    StepOutcome::Failed {
-        reason,
-        detail: json!({}),
-    }
-}
 
 /// The Dataset and Screen results go to: the submission's `results`, else the
 /// single Dataset / Screen the inputs came from.

@@ -17,6 +17,14 @@ use crate::intake::SubmissionDoc;
 
 use super::StepOutcome;
 
+/// A permanent failure with `reason` and no details.
+pub(crate) fn failed(reason: String) -> StepOutcome {
+    StepOutcome::Failed {
+        reason,
+        detail: json!({}),
+    }
+}
+
 /// The outcome of a step that failed with a source error: retry what may pass,
 /// wait for the configuration when a source is missing (a reload resumes the
 /// submission), fail the rest.
