@@ -147,7 +147,8 @@ pub struct StageSettings {
     pub max_output_files: u64,
     /// How long an importer order may take before the submission fails, in seconds.
     pub import_timeout_secs: u64,
-    /// How often importer orders are looked at, in seconds.
+    /// How often importer orders are looked at at first, in seconds (then less often as an
+    /// import takes longer, at most once a minute).
     pub import_poll_secs: u64,
 }
 

@@ -5,10 +5,11 @@
 //! of what holds them when `import_only_labels` is on — with paths as the
 //! importer sees them (`importer_path_map`). Their uuids are derived from the
 //! submission and the result, so a rerun never orders twice. The step then
-//! looks at the latest row of every order each `import_poll_secs` (giving its
-//! worker back in between) until all are `Import Completed`; an
-//! `Import Failed` fails the submission with the importer's description, and
-//! so does an order still unfinished after `import_timeout_secs`. After a
+//! looks at the latest row of every order — each `import_poll_secs` at first,
+//! less often as the import takes longer, giving its worker back in between —
+//! until all are `Import Completed`; an `Import Failed` fails the submission
+//! with the importer's description, and so does an order still unfinished
+//! after `import_timeout_secs`. After a
 //! successful import the job's folder and log on the cluster (unless kept) and
 //! the local staging folder are removed.
 
@@ -204,9 +205,13 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
             detail: json!({ "orders": summary }),
         };
     }
+    // look often at first, then less often as an import takes longer (at most once a
+    // minute), so a long import leaves tens of progress events, not thousands
+    let age = states.iter().map(|(_, st)| st.age_secs).max().unwrap_or(0);
+    let poll = settings.import_poll_secs;
     StepOutcome::Later {
         detail: json!({ "orders": summary }),
-        after: Duration::from_secs(settings.import_poll_secs),
+        after: Duration::from_secs((age / 10).clamp(poll, poll.max(60))),
     }
 }
 
