@@ -738,3 +738,125 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "1");
 }
+
+/// Steps counted in a daemon's `/metrics` (the duration histogram's counts).
+fn steps_run(base: &str) -> f64 {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", &format!("{base}/metrics")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("biomero_stage_step_duration_seconds_count"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn two_daemons_on_one_postgres_queue_run_fifty_plate_jobs_each_step_once() {
+    const N: usize = 50;
+    let (importer_url, sa) = importer_db();
+    let queue = stage_tests::fresh_pg_database("bst_drill_queue");
+    let s = site(
+        "drill",
+        "",
+        &format!("importer_database_url = \"{importer_url}\"\nimport_poll_secs = 1\n"),
+    );
+    // both daemons on one PostgreSQL queue, each with its own admin port
+    let text0 = std::fs::read_to_string(&s.settings).unwrap();
+    let sqlite_line = text0
+        .lines()
+        .find(|l| l.starts_with("queue_url"))
+        .unwrap()
+        .to_owned();
+    let text1 = text0.replace(&sqlite_line, &format!("queue_url = \"{queue}\""));
+    std::fs::write(&s.settings, &text1).unwrap();
+    let port2 = free_port();
+    let settings2 = s.dir.path().join("biomero-stage-2.toml");
+    std::fs::write(
+        &settings2,
+        text1.replace(
+            &format!("127.0.0.1:{}", s.port),
+            &format!("127.0.0.1:{port2}"),
+        ),
+    )
+    .unwrap();
+    let since = String::from_utf8_lossy(&s.lab.ssh(&["date", "+%Y-%m-%dT%H:%M:%S"]).stdout)
+        .trim()
+        .to_owned();
+    let _importer = TestImporter::start(&sa, &[]);
+    let env = [(
+        "BIOMERO_SLURM_CONFIG_FILE",
+        s.dir.path().join("slurm-config.ini").display().to_string(),
+    )];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = ["--poll-ms", "200", "--retry-ms", "300"];
+    let a = Daemon::start(s.dir.path(), &s.settings, s.port, &args, &env);
+    let b = Daemon::start(s.dir.path(), &settings2, port2, &args, &env);
+    let plate = s.dir.path().join("data/lab-a/sample/plate.ome.zarr");
+    let ids: Vec<String> = (0..N).map(|i| format!("drill-{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let r = http_post(
+            base,
+            "/api/v1/submissions",
+            &json!({
+                "version": 1, "id": id, "workflow": "pcopy",
+                "inputs": {"paths": [plate.display().to_string()]},
+                "user": {"name": "alice", "group": "Lab A"},
+                "results": {"type": "Screen", "id": 7},
+            }),
+        );
+        assert_eq!(r["created"], true, "{r}");
+    }
+    for id in &ids {
+        let v = wait_submission(&a, id, 600, |v| {
+            matches!(state(v), "imported" | "failed" | "cancelled")
+        });
+        assert_eq!(state(&v), "imported", "{id}: {v}");
+        // each step succeeded exactly once
+        let ev = outcomes(&v);
+        for step in [
+            "plan", "stage", "upload", "submit", "follow", "collect", "import",
+        ] {
+            let n = ev
+                .iter()
+                .filter(|e| **e == format!("{step}:succeeded"))
+                .count();
+            assert_eq!(n, 1, "{id}: {step} succeeded {n} times: {ev:?}");
+        }
+    }
+    // both daemons worked
+    let (sa_steps, sb_steps) = (steps_run(&a.base), steps_run(&b.base));
+    assert!(sa_steps > 0.0 && sb_steps > 0.0, "{sa_steps} / {sb_steps}");
+    // one Slurm job per submission
+    let jobs = s
+        .lab
+        .ssh(&["sacct", "-n", "-X", "-a", "-o", "JobName%120", "-S", &since]);
+    let names = String::from_utf8_lossy(&jobs.stdout);
+    for id in &ids {
+        let n = names
+            .lines()
+            .filter(|l| l.contains(&format!("-{id}-")))
+            .count();
+        assert_eq!(n, 1, "{id}: {n} jobs\n{names}");
+    }
+    // one importer order per submission, placed once
+    let q = |sql: &str| {
+        let o = std::process::Command::new("psql")
+            .args([importer_url.as_str(), "-tAc", sql])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    assert_eq!(q("SELECT count(DISTINCT uuid) FROM imports"), N.to_string());
+    assert_eq!(
+        q("SELECT count(*) FROM imports WHERE stage = 'Import Pending'"),
+        N.to_string()
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM imports WHERE stage = 'Import Completed'"),
+        N.to_string()
+    );
+    eprintln!("{N} submissions on two daemons: {sa_steps} + {sb_steps} steps");
+}
