@@ -10,184 +10,17 @@
 
 #![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
-use stage_tests::cluster::{Lab, lab};
-use stage_tests::{
-    Daemon, TestImporter, command, free_port, http_get, http_post, importer_db, run_reader, text,
-    wait_submission,
+use stage_tests::site::{
+    Site, assert_each_step_once, cluster_now, job_names_since, outcomes, site, start, state,
+    submit, submit_plate, use_queue,
 };
-
-/// A workflow script: copies data/in to data/out, records its environment and the label value.
-const COPY: &str = r#"#!/bin/bash
-#SBATCH --time=00:05:00
-set -eo pipefail
-if [ -n "${1:-}" ]; then . "$1"; fi
-echo "copy job starting 10%"
-env | grep -E '^(DATA_PATH|IMAGE_PATH|IMAGE_VERSION|SINGULARITY_IMAGE|SCRIPT_PATH|APPTAINER_BINDPATH|THRESHOLD|INVERT)=' | sort > "$DATA_PATH/data/out/job-env.txt"
-cp -r "$DATA_PATH"/data/in/. "$DATA_PATH/data/out/"
-printf '%s' "$LABEL" > "$DATA_PATH/data/out/label.txt"
-echo "copy job done 100%"
-"#;
-
-const FAIL: &str = "#!/bin/bash\necho 'loading model: no such model cyto9' >&2\nexit 3\n";
-const SLOW: &str = "#!/bin/bash\necho 'working 5%'\nsleep 600\n";
-const EMPTY: &str = "#!/bin/bash\necho 'nothing to do'\nexit 0\n";
-
-const DESCRIPTOR: &str = r#"{
-  "name": "Copy", "description": "copies its inputs", "schema-version": "cytomine-0.1",
-  "container-image": {"image": "test-lab/w_copy", "type": "singularity"},
-  "inputs": [
-    {"id": "label", "value-key": "@ID", "command-line-flag": "--@id", "name": "Label", "type": "String", "optional": true, "default-value": "none"},
-    {"id": "threshold", "value-key": "@ID", "command-line-flag": "--@id", "name": "Threshold", "type": "Number", "optional": true, "default-value": 0.5},
-    {"id": "invert", "value-key": "@ID", "command-line-flag": "--@id", "name": "Invert", "type": "Boolean", "optional": true, "default-value": false}
-  ]
-}"#;
-
-struct Site {
-    dir: tempfile::TempDir,
-    lab: Lab,
-    /// The test's folder on the cluster: relative to the Slurm user's home, and absolute.
-    rel: String,
-    abs: PathBuf,
-    settings: PathBuf,
-    port: u16,
-    image: PathBuf,
-}
-
-fn site(name: &str, slurm_extra: &str, settings_extra: &str) -> Site {
-    let lab = lab();
-    let dir = tempfile::tempdir().unwrap();
-    let (rel, abs) = lab.folder(name);
-    let scripts = abs.join("scripts");
-    lab.script(&scripts, "copy.sh", COPY);
-    lab.script(&scripts, "fail.sh", FAIL);
-    lab.script(&scripts, "slow.sh", SLOW);
-    lab.script(&scripts, "empty.sh", EMPTY);
-    let repo = "https://github.com/test-lab/W_Copy/tree/v1.0.0";
-    let wf = |k: &str, job: &str, extra: &str| {
-        format!("{k} = {k}\n{k}_repo = {repo}\n{k}_job = {job}\n{extra}")
-    };
-    let ini = format!(
-        "[SSH]\nhost = slurm\n[SLURM]\nslurm_data_path = {rel}/data\nslurm_images_path = {rel}/images\nslurm_converters_path = {rel}/converters\nslurm_script_path = {rel}/scripts\nslurm_data_bind_path = /data/bind\n{slurm_extra}\n[WORKFLOWS]\n{}{}{}{}{}{}{}",
-        wf("copy", "copy.sh", ""),
-        wf("fail", "fail.sh", ""),
-        wf("slow", "slow.sh", ""),
-        wf("timeout", "slow.sh", "timeout_job_time = 00:01:00\n"),
-        wf("empty", "empty.sh", ""),
-        wf(
-            "badpart",
-            "copy.sh",
-            "badpart_job_partition = no-such-partition\n"
-        ),
-        "gen = gen\ngen_repo = https://github.com/test-lab/W_Copy/tree/v1.0.0\n",
-    ) + &wf("pcopy", "copy.sh", "")
-        + "[UI]\nplate_workflows = [\"pcopy\"]\n";
-    std::fs::write(dir.path().join("slurm-config.ini"), ini).unwrap();
-    let descriptors = dir.path().join("descriptors");
-    let d = descriptors.join("github.com/test-lab/W_Copy/v1.0.0");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("descriptor.json"), DESCRIPTOR).unwrap();
-    // inputs on the shared storage, in Lab A's group folder
-    let data = dir.path().join("data");
-    let sample = data.join("lab-a/sample");
-    let o = command(dir.path())
-        .args([
-            "sample",
-            "--out",
-            &sample.display().to_string(),
-            "--size",
-            "64",
-            "--images",
-            "2",
-            "--rows",
-            "1",
-            "--columns",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{:?}", text(&o));
-    let mappings = dir.path().join("biomero-config.json");
-    std::fs::write(
-        &mappings,
-        r#"{"group_mappings": {"5": {"folder": "lab-a", "groupName": "Lab A"}}}"#,
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("admin-token"), "test-token\n").unwrap();
-    let port = free_port();
-    let settings = dir.path().join("biomero-stage.toml");
-    std::fs::write(
-        &settings,
-        format!(
-            "state_dir = \"{d}/state\"\nqueue_url = \"sqlite://{d}/queue.sqlite?mode=rwc\"\nadmin_listen = \"127.0.0.1:{port}\"\nadmin_token_file = \"{d}/admin-token\"\nimporter_enabled = true\nslurm_config = \"{d}/slurm-config.ini\"\ndescriptor_dirs = [\"{d}/descriptors\"]\ndescriptor_fetch = false\nworkers = 2\ndata_roots = [\"{d}/data\"]\ngroup_mappings_file = \"{d}/biomero-config.json\"\nssh_config_file = \"{ssh}\"\nfollow_poll_secs = 1\n{settings_extra}\n",
-            d = dir.path().display(),
-            ssh = lab.ssh_config.display(),
-        ),
-    )
-    .unwrap();
-    Site {
-        image: sample.join("images/image_00.ome.zarr"),
-        dir,
-        lab,
-        rel,
-        abs,
-        settings,
-        port,
-    }
-}
-
-fn start(s: &Site, args: &[&str]) -> Daemon {
-    let mut all = vec!["--poll-ms", "200", "--retry-ms", "300"];
-    all.extend_from_slice(args);
-    Daemon::start(
-        s.dir.path(),
-        &s.settings,
-        s.port,
-        &all,
-        &[(
-            "BIOMERO_SLURM_CONFIG_FILE",
-            &s.dir.path().join("slurm-config.ini").display().to_string(),
-        )],
-    )
-}
-
-fn submit(d: &Daemon, id: &str, workflow: &str, image: &Path, parameters: Value, options: Value) {
-    let r = http_post(
-        &d.base,
-        "/api/v1/submissions",
-        &json!({
-            "version": 1, "id": id, "workflow": workflow,
-            "inputs": {"paths": [image.display().to_string()]},
-            "parameters": parameters,
-            "user": {"name": "alice", "group": "Lab A"},
-            "options": options,
-        }),
-    );
-    assert_eq!(r["created"], true, "{r}");
-}
-
-fn state(v: &Value) -> &str {
-    v["submission"]["state"].as_str().unwrap_or_default()
-}
-
-fn outcomes(v: &Value) -> Vec<String> {
-    v["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    format!(
-                        "{}:{}",
-                        e["step"].as_str().unwrap(),
-                        e["outcome"].as_str().unwrap()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use stage_tests::{
+    Daemon, TestImporter, command, free_port, http_get, http_post, importer_db, psql, run_reader,
+    text, wait_submission,
+};
 
 /// A label that would run commands if it ever reached a shell unquoted.
 fn hostile_label(markers: &Path) -> String {
@@ -505,18 +338,7 @@ fn init_and_check_setup_prepare_and_report_the_cluster() {
 
 /// Submits the sample plate to `pcopy` with results to Screen `screen`; waits for its end.
 fn run_plate_job(s: &Site, d: &Daemon, id: &str, screen: i64) -> Value {
-    let plate = s.dir.path().join("data/lab-a/sample/plate.ome.zarr");
-    let r = http_post(
-        &d.base,
-        "/api/v1/submissions",
-        &json!({
-            "version": 1, "id": id, "workflow": "pcopy",
-            "inputs": {"paths": [plate.display().to_string()]},
-            "user": {"name": "alice", "group": "Lab A"},
-            "results": {"type": "Screen", "id": screen},
-        }),
-    );
-    assert_eq!(r["created"], true, "{r}");
+    submit_plate(s, d, id, screen);
     wait_submission(d, id, 240, |v| {
         matches!(state(v), "imported" | "failed" | "cancelled")
     })
@@ -663,17 +485,7 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
         &format!("importer_database_url = \"{url}\"\nimport_poll_secs = 1\n"),
     );
     let id = "e2e-kill";
-    // jobs of this run only (the cluster's own clock)
-    let since = String::from_utf8_lossy(&s.lab.ssh(&["date", "+%Y-%m-%dT%H:%M:%S"]).stdout)
-        .trim()
-        .to_owned();
-    let plate = s.dir.path().join("data/lab-a/sample/plate.ome.zarr");
-    let body = json!({
-        "version": 1, "id": id, "workflow": "pcopy",
-        "inputs": {"paths": [plate.display().to_string()]},
-        "user": {"name": "alice", "group": "Lab A"},
-        "results": {"type": "Screen", "id": 7},
-    });
+    let since = cluster_now(&s);
     // kill -9 at instants spread over upload, submit, follow, collect and import (the
     // importer is not running yet, so the import step keeps polling its placed order)
     // (a 2 s lease: a killed worker's claim expires soon after the restart)
@@ -682,8 +494,7 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
     for (i, ms) in delays_ms.iter().enumerate() {
         let d = start(&s, &["--lease-secs", "2"]);
         if i == 0 {
-            let r = http_post(&d.base, "/api/v1/submissions", &body);
-            assert_eq!(r["created"], true, "{r}");
+            submit_plate(&s, &d, id, 7);
         }
         std::thread::sleep(std::time::Duration::from_millis(*ms));
         let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
@@ -700,10 +511,7 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
     eprintln!("states at the {} kills: {seen:?}", delays_ms.len());
     assert_eq!(state(&v), "imported", "{v}\nstates seen: {seen:?}");
     // one job for the submission
-    let jobs = s
-        .lab
-        .ssh(&["sacct", "-n", "-X", "-a", "-o", "JobName%120", "-S", &since]);
-    let names = String::from_utf8_lossy(&jobs.stdout);
+    let names = job_names_since(&s, &since);
     let ours = names.lines().filter(|l| l.contains(id)).count();
     assert_eq!(ours, 1, "sbatch ran {ours} times:\n{names}");
     // one kept result
@@ -728,15 +536,7 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
         json!(["Import Pending", "Import Started", "Import Completed"]),
         "states seen: {seen:?}"
     );
-    let rows = std::process::Command::new("psql")
-        .args([
-            url.as_str(),
-            "-tAc",
-            "SELECT count(DISTINCT uuid) FROM imports",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "1");
+    assert_eq!(psql(&url, "SELECT count(DISTINCT uuid) FROM imports"), "1");
 }
 
 /// Steps counted in a daemon's `/metrics` (the duration histogram's counts).
@@ -763,27 +563,19 @@ fn two_daemons_on_one_postgres_queue_run_fifty_plate_jobs_each_step_once() {
         &format!("importer_database_url = \"{importer_url}\"\nimport_poll_secs = 1\n"),
     );
     // both daemons on one PostgreSQL queue, each with its own admin port
-    let text0 = std::fs::read_to_string(&s.settings).unwrap();
-    let sqlite_line = text0
-        .lines()
-        .find(|l| l.starts_with("queue_url"))
-        .unwrap()
-        .to_owned();
-    let text1 = text0.replace(&sqlite_line, &format!("queue_url = \"{queue}\""));
-    std::fs::write(&s.settings, &text1).unwrap();
+    use_queue(&s, &queue);
+    let text = std::fs::read_to_string(&s.settings).unwrap();
     let port2 = free_port();
     let settings2 = s.dir.path().join("biomero-stage-2.toml");
     std::fs::write(
         &settings2,
-        text1.replace(
+        text.replace(
             &format!("127.0.0.1:{}", s.port),
             &format!("127.0.0.1:{port2}"),
         ),
     )
     .unwrap();
-    let since = String::from_utf8_lossy(&s.lab.ssh(&["date", "+%Y-%m-%dT%H:%M:%S"]).stdout)
-        .trim()
-        .to_owned();
+    let since = cluster_now(&s);
     let _importer = TestImporter::start(&sa, &[]);
     let env = [(
         "BIOMERO_SLURM_CONFIG_FILE",
@@ -793,47 +585,22 @@ fn two_daemons_on_one_postgres_queue_run_fifty_plate_jobs_each_step_once() {
     let args = ["--poll-ms", "200", "--retry-ms", "300"];
     let a = Daemon::start(s.dir.path(), &s.settings, s.port, &args, &env);
     let b = Daemon::start(s.dir.path(), &settings2, port2, &args, &env);
-    let plate = s.dir.path().join("data/lab-a/sample/plate.ome.zarr");
     let ids: Vec<String> = (0..N).map(|i| format!("drill-{i:02}")).collect();
     for (i, id) in ids.iter().enumerate() {
-        let base = if i % 2 == 0 { &a.base } else { &b.base };
-        let r = http_post(
-            base,
-            "/api/v1/submissions",
-            &json!({
-                "version": 1, "id": id, "workflow": "pcopy",
-                "inputs": {"paths": [plate.display().to_string()]},
-                "user": {"name": "alice", "group": "Lab A"},
-                "results": {"type": "Screen", "id": 7},
-            }),
-        );
-        assert_eq!(r["created"], true, "{r}");
+        submit_plate(&s, if i % 2 == 0 { &a } else { &b }, id, 7);
     }
     for id in &ids {
         let v = wait_submission(&a, id, 600, |v| {
             matches!(state(v), "imported" | "failed" | "cancelled")
         });
         assert_eq!(state(&v), "imported", "{id}: {v}");
-        // each step succeeded exactly once
-        let ev = outcomes(&v);
-        for step in [
-            "plan", "stage", "upload", "submit", "follow", "collect", "import",
-        ] {
-            let n = ev
-                .iter()
-                .filter(|e| **e == format!("{step}:succeeded"))
-                .count();
-            assert_eq!(n, 1, "{id}: {step} succeeded {n} times: {ev:?}");
-        }
+        assert_each_step_once(id, &v);
     }
     // both daemons worked
     let (sa_steps, sb_steps) = (steps_run(&a.base), steps_run(&b.base));
     assert!(sa_steps > 0.0 && sb_steps > 0.0, "{sa_steps} / {sb_steps}");
     // one Slurm job per submission
-    let jobs = s
-        .lab
-        .ssh(&["sacct", "-n", "-X", "-a", "-o", "JobName%120", "-S", &since]);
-    let names = String::from_utf8_lossy(&jobs.stdout);
+    let names = job_names_since(&s, &since);
     for id in &ids {
         let n = names
             .lines()
@@ -842,13 +609,7 @@ fn two_daemons_on_one_postgres_queue_run_fifty_plate_jobs_each_step_once() {
         assert_eq!(n, 1, "{id}: {n} jobs\n{names}");
     }
     // one importer order per submission, placed once
-    let q = |sql: &str| {
-        let o = std::process::Command::new("psql")
-            .args([importer_url.as_str(), "-tAc", sql])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().to_owned()
-    };
+    let q = |sql: &str| psql(&importer_url, sql);
     assert_eq!(q("SELECT count(DISTINCT uuid) FROM imports"), N.to_string());
     assert_eq!(
         q("SELECT count(*) FROM imports WHERE stage = 'Import Pending'"),

@@ -87,9 +87,14 @@ def cmd_serve(url, seconds, fail_destination, reason):
     last = 0
     end = time.time() + seconds
     while time.time() < end:
-        with t.Session() as s:
-            new = s.query(T).filter(T.stage == it.STAGE_NEW_ORDER, T.id > last).order_by(T.id.asc()).all()
-            orders = [(r.id, order_dict(r)) for r in new]
+        try:
+            with t.Session() as s:
+                new = s.query(T).filter(T.stage == it.STAGE_NEW_ORDER, T.id > last).order_by(T.id.asc()).all()
+                orders = [(r.id, order_dict(r)) for r in new]
+        except Exception as e:  # the database restarting: poll again, as DatabasePoller does
+            print(json.dumps({"poll_error": str(e)[:200]}), flush=True)
+            time.sleep(1)
+            continue
         for rid, d in orders:
             last = max(last, rid)
             if d["UUID"] in processed:

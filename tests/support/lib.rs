@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod omero;
+pub mod site;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -113,6 +114,20 @@ pub fn partial_files(dir: &Path) -> Vec<PathBuf> {
 pub fn pg_admin_url() -> String {
     std::env::var("BIOMERO_STAGE_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Runs one SQL statement with `psql` on `url`; its unaligned, tuples-only output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let o = Command::new("psql")
+        .args([url, "-tAc", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("psql is needed for the PostgreSQL tests: {e}"));
+    assert!(
+        o.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
 
 /// Creates a fresh, uniquely named database on the test PostgreSQL and returns its URL.

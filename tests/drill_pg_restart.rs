@@ -1,0 +1,113 @@
+//! Drill: the machine's PostgreSQL — holding both the queue and
+//! BIOMERO.importer's `imports` table — is restarted three times while plate
+//! jobs run on the local Slurm; every submission still ends imported, each
+//! step succeeded once, one sbatch and one importer order each.
+//!
+//! Its own test binary: cargo runs test binaries one after another, so the
+//! restarts never cut another test's connections. Needs root (`pg_ctlcluster`),
+//! as `scripts/test` and CI run.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use stage_tests::site::{
+    assert_each_step_once, cluster_now, job_names_since, site, start, state, submit_plate,
+    use_queue,
+};
+use stage_tests::{TestImporter, fresh_pg_database, http_get, importer_db, psql};
+
+/// The local PostgreSQL cluster serving 127.0.0.1:5432: (version, name).
+fn pg_cluster() -> (String, String) {
+    let out = Command::new("pg_lsclusters")
+        .arg("-h")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("pg_lsclusters (postgresql-common) is needed for this drill: {e}")
+        });
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some("5432"))
+        .unwrap_or_else(|| panic!("no PostgreSQL cluster on port 5432 in `pg_lsclusters`: {text}"));
+    let mut f = line.split_whitespace();
+    (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+}
+
+fn restart_postgres(version: &str, name: &str) -> Duration {
+    let started = Instant::now();
+    let out = Command::new("pg_ctlcluster")
+        .args([version, name, "restart", "-m", "fast"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_ctlcluster {version} {name} restart (run as root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
+#[test]
+fn postgresql_restarts_while_plate_jobs_run_and_nothing_is_lost_or_done_twice() {
+    const N: usize = 8;
+    let (version, name) = pg_cluster();
+    let (importer_url, sa) = importer_db();
+    let queue = fresh_pg_database("bst_drill_pg");
+    let s = site(
+        "pg-restart",
+        "",
+        &format!("importer_database_url = \"{importer_url}\"\nimport_poll_secs = 1\n"),
+    );
+    use_queue(&s, &queue);
+    let since = cluster_now(&s);
+    let _importer = TestImporter::start(&sa, &[]);
+    let d = start(&s, &[]);
+    let ids: Vec<String> = (0..N).map(|i| format!("pg-{i}")).collect();
+    for id in &ids {
+        submit_plate(&s, &d, id, 7);
+    }
+    let mut downtime = Vec::new();
+    for pause in [2, 5, 7] {
+        std::thread::sleep(Duration::from_secs(pause));
+        downtime.push(restart_postgres(&version, &name));
+    }
+    let deadline = Instant::now() + Duration::from_mins(5);
+    for id in &ids {
+        let v = loop {
+            let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
+            if matches!(state(&v), "imported" | "failed" | "cancelled") {
+                break v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} did not finish: {v}\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        assert_eq!(state(&v), "imported", "{id}: {v}\n{}", d.log_text());
+        assert_each_step_once(id, &v);
+    }
+    let names = job_names_since(&s, &since);
+    for id in &ids {
+        let n = names
+            .lines()
+            .filter(|l| l.contains(&format!("-{id}-")))
+            .count();
+        assert_eq!(n, 1, "{id}: {n} jobs\n{names}");
+    }
+    assert_eq!(
+        psql(&importer_url, "SELECT count(DISTINCT uuid) FROM imports"),
+        N.to_string()
+    );
+    assert_eq!(
+        psql(
+            &importer_url,
+            "SELECT count(*) FROM imports WHERE stage = 'Import Pending'"
+        ),
+        N.to_string()
+    );
+    eprintln!("{N} plate jobs imported across 3 PostgreSQL restarts ({downtime:?} each)");
+}
