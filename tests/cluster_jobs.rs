@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use stage_tests::site::{
-    Site, assert_each_step_once, cluster_now, job_names_since, outcomes, site, start, state,
+    Site, assert_each_step_once, assert_one_job_each, cluster_now, outcomes, site, start, state,
     submit, submit_plate, use_queue,
 };
 use stage_tests::{
@@ -511,9 +511,7 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
     eprintln!("states at the {} kills: {seen:?}", delays_ms.len());
     assert_eq!(state(&v), "imported", "{v}\nstates seen: {seen:?}");
     // one job for the submission
-    let names = job_names_since(&s, &since);
-    let ours = names.lines().filter(|l| l.contains(id)).count();
-    assert_eq!(ours, 1, "sbatch ran {ours} times:\n{names}");
+    assert_one_job_each(&s, &since, &[id.to_owned()]);
     // one kept result
     let analyzed = s.dir.path().join(format!("data/lab-a/.analyzed/{id}"));
     let kept: Vec<_> = std::fs::read_dir(&analyzed)
@@ -600,14 +598,7 @@ fn two_daemons_on_one_postgres_queue_run_fifty_plate_jobs_each_step_once() {
     let (sa_steps, sb_steps) = (steps_run(&a.base), steps_run(&b.base));
     assert!(sa_steps > 0.0 && sb_steps > 0.0, "{sa_steps} / {sb_steps}");
     // one Slurm job per submission
-    let names = job_names_since(&s, &since);
-    for id in &ids {
-        let n = names
-            .lines()
-            .filter(|l| l.contains(&format!("-{id}-")))
-            .count();
-        assert_eq!(n, 1, "{id}: {n} jobs\n{names}");
-    }
+    assert_one_job_each(&s, &since, &ids);
     // one importer order per submission, placed once
     let q = |sql: &str| psql(&importer_url, sql);
     assert_eq!(q("SELECT count(DISTINCT uuid) FROM imports"), N.to_string());

@@ -163,18 +163,25 @@ async fn scenario(queue_url: &str) {
         serde_json::from_str::<Value>(&stdout).unwrap()["created"],
         true
     );
-    std::fs::write(&file, json!({"version": 2, "workflow": "ghost", "inputs": {}, "user": {"name": "a", "group": "b"}}).to_string()).unwrap();
-    let out = command(dir.path())
-        .args([
-            "--config",
-            settings.to_str().unwrap(),
-            "submit",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let (code, _, stderr) = text(&out);
-    assert_eq!(code, 1);
+    // refused submissions: exit 1 and every problem on stderr
+    let refused = |doc: &Value| {
+        std::fs::write(&file, doc.to_string()).unwrap();
+        let out = command(dir.path())
+            .args([
+                "--config",
+                settings.to_str().unwrap(),
+                "submit",
+                file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let (code, _, stderr) = text(&out);
+        assert_eq!(code, 1, "{stderr}");
+        stderr
+    };
+    let stderr = refused(
+        &json!({"version": 2, "workflow": "ghost", "inputs": {}, "user": {"name": "a", "group": "b"}}),
+    );
     assert!(
         stderr.contains("version") && stderr.contains("unknown workflow `ghost`"),
         "{stderr}"
@@ -182,18 +189,7 @@ async fn scenario(queue_url: &str) {
     // results the importer cannot take are refused before any work
     let mut doc = submission("new-ds");
     doc["results"] = json!({"new": "Dataset", "name": "My results"});
-    std::fs::write(&file, doc.to_string()).unwrap();
-    let out = command(dir.path())
-        .args([
-            "--config",
-            settings.to_str().unwrap(),
-            "submit",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let (code, _, stderr) = text(&out);
-    assert_eq!(code, 1);
+    let stderr = refused(&doc);
     assert!(
         stderr.contains("results.new") && stderr.contains("create it in OMERO"),
         "{stderr}"

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stage_tests::site::{
-    assert_each_step_once, cluster_now, job_names_since, site, start, state, submit_plate,
+    assert_each_step_once, assert_one_job_each, cluster_now, site, start, state, submit_plate,
     use_queue,
 };
 use stage_tests::{TestImporter, fresh_pg_database, http_get, importer_db, psql};
@@ -90,14 +90,7 @@ fn postgresql_restarts_while_plate_jobs_run_and_nothing_is_lost_or_done_twice() 
         assert_eq!(state(&v), "imported", "{id}: {v}\n{}", d.log_text());
         assert_each_step_once(id, &v);
     }
-    let names = job_names_since(&s, &since);
-    for id in &ids {
-        let n = names
-            .lines()
-            .filter(|l| l.contains(&format!("-{id}-")))
-            .count();
-        assert_eq!(n, 1, "{id}: {n} jobs\n{names}");
-    }
+    assert_one_job_each(&s, &since, &ids);
     assert_eq!(
         psql(&importer_url, "SELECT count(DISTINCT uuid) FROM imports"),
         N.to_string()

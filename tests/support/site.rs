@@ -240,8 +240,20 @@ pub fn submit_plate(s: &Site, d: &Daemon, id: &str, screen: i64) {
     assert_eq!(r["created"], true, "{r}");
 }
 
+/// Asserts that exactly one Slurm job was started for each of `ids` since `since`.
+pub fn assert_one_job_each(s: &Site, since: &str, ids: &[String]) {
+    let names = job_names_since(s, since);
+    for id in ids {
+        let n = names
+            .lines()
+            .filter(|l| l.contains(&format!("-{id}-")))
+            .count();
+        assert_eq!(n, 1, "{id}: {n} jobs\n{names}");
+    }
+}
+
 /// The Slurm job names started on the cluster since `since` (the cluster's clock).
-pub fn job_names_since(s: &Site, since: &str) -> String {
+fn job_names_since(s: &Site, since: &str) -> String {
     let jobs = s
         .lab
         .ssh(&["sacct", "-n", "-X", "-a", "-o", "JobName%120", "-S", since]);

@@ -202,7 +202,7 @@ fn assemble(
         )));
     }
 
-    let final_inv = inventory_of(partial)?;
+    let final_inv = safety::inventory(partial)?;
     let files = checksums(partial, &final_inv.files)?;
     let dir = unique(req.analyzed, stamp);
     let manifest = ResultManifest {
@@ -225,35 +225,6 @@ fn assemble(
     std::fs::rename(partial, &dir).map_err(|e| ResultsError::io(&dir, e))?;
     sync_dir(req.analyzed);
     Ok(manifest)
-}
-
-/// The files of our own assembled folder (hard links to the download are expected here).
-fn inventory_of(root: &Path) -> Result<safety::Inventory> {
-    let mut inv = safety::Inventory::default();
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        for e in std::fs::read_dir(&dir).map_err(|e| ResultsError::io(&dir, e))? {
-            let e = e.map_err(|e| ResultsError::io(&dir, e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let path = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let meta = e.metadata().map_err(|er| ResultsError::io(e.path(), er))?;
-            if meta.is_dir() {
-                stack.push((e.path(), path));
-            } else {
-                inv.bytes += meta.len();
-                inv.files.push(safety::FileEntry {
-                    path,
-                    bytes: meta.len(),
-                });
-            }
-        }
-    }
-    inv.files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(inv)
 }
 
 fn unique(parent: &Path, stamp: &str) -> PathBuf {

@@ -97,13 +97,33 @@ pub fn check_relative(name: &Path) -> Result<()> {
 
 /// Walks `root` and returns its files, refusing anything unsafe (see the module doc).
 pub fn scan(root: &Path, limits: &Limits) -> Result<Inventory> {
+    walk_all(root, limits, false)
+}
+
+/// Lists a tree this crate assembled itself: the same checks, except that
+/// hard links (to the download it was assembled from) are expected, and no limits.
+pub fn inventory(root: &Path) -> Result<Inventory> {
+    let unlimited = Limits {
+        max_bytes: u64::MAX,
+        max_files: u64::MAX,
+    };
+    walk_all(root, &unlimited, true)
+}
+
+fn walk_all(root: &Path, limits: &Limits, hard_links: bool) -> Result<Inventory> {
     let mut inv = Inventory::default();
-    walk(root, "", limits, &mut inv)?;
+    walk(root, "", limits, hard_links, &mut inv)?;
     inv.files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(inv)
 }
 
-fn walk(root: &Path, rel: &str, limits: &Limits, inv: &mut Inventory) -> Result<()> {
+fn walk(
+    root: &Path,
+    rel: &str,
+    limits: &Limits,
+    hard_links: bool,
+    inv: &mut Inventory,
+) -> Result<()> {
     let dir = if rel.is_empty() {
         root.to_path_buf()
     } else {
@@ -139,9 +159,9 @@ fn walk(root: &Path, rel: &str, limits: &Limits, inv: &mut Inventory) -> Result<
             });
         }
         if ft.is_dir() {
-            walk(root, &path, limits, inv)?;
+            walk(root, &path, limits, hard_links, inv)?;
         } else if ft.is_file() {
-            if meta.nlink() > 1 {
+            if meta.nlink() > 1 && !hard_links {
                 return Err(ResultsError::Unsafe {
                     path,
                     reason: format!(

@@ -13,7 +13,6 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::{Value, json};
 use stage_cluster::ClusterError;
 use stage_cluster::transfer::{TransferReport, download, local};
-use stage_results::ResultsError;
 use stage_results::keep::{self, KeepRequest, MANIFEST, ResultManifest};
 use stage_results::safety::Limits;
 use stage_source::Plan;
@@ -21,7 +20,7 @@ use stage_source::stage::INPUTS_DIR;
 use stage_store::Submission;
 
 use super::super::{StepContext, StepOutcome};
-use super::{cluster_outcome, failed, unless_cancelled};
+use super::{cluster_outcome, failed, results_outcome, unless_cancelled};
 use crate::intake::SubmissionDoc;
 use crate::metrics::DirectionLabel;
 
@@ -220,16 +219,5 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         Err(e) => StepOutcome::Transient {
             error: format!("keeping the results stopped: {e}"),
         },
-    }
-}
-
-/// The outcome of a results error: retry what may pass, fail the rest.
-pub(crate) fn results_outcome(e: &ResultsError) -> StepOutcome {
-    if e.is_transient() {
-        StepOutcome::Transient {
-            error: e.to_string(),
-        }
-    } else {
-        failed(e.to_string())
     }
 }

@@ -23,8 +23,7 @@ use stage_source::Plan;
 use stage_store::Submission;
 
 use super::super::{StepContext, StepOutcome};
-use super::collect::results_outcome;
-use super::failed;
+use super::{failed, results_outcome};
 use crate::intake::{ResultsTarget, SubmissionDoc};
 
 /// The Dataset and Screen results go to: the submission's `results`, else the

@@ -25,6 +25,21 @@ pub(crate) fn failed(reason: String) -> StepOutcome {
     }
 }
 
+/// Retried later when `transient`, else a permanent failure, with `message`.
+pub(crate) fn retry_or_fail(transient: bool, message: String) -> StepOutcome {
+    if transient {
+        StepOutcome::Transient { error: message }
+    } else {
+        failed(message)
+    }
+}
+
+/// The outcome of a results error: retry what may pass (the importer's
+/// database unreachable), fail the rest.
+pub(crate) fn results_outcome(e: &stage_results::ResultsError) -> StepOutcome {
+    retry_or_fail(e.is_transient(), e.to_string())
+}
+
 /// The outcome of a step that failed with a source error: retry what may pass,
 /// wait for the configuration when a source is missing (a reload resumes the
 /// submission), fail the rest.
@@ -33,15 +48,8 @@ pub(crate) fn source_outcome(e: &SourceError) -> StepOutcome {
         StepOutcome::Waiting {
             capability: what.clone(),
         }
-    } else if e.is_transient() {
-        StepOutcome::Transient {
-            error: e.to_string(),
-        }
     } else {
-        StepOutcome::Failed {
-            reason: e.to_string(),
-            detail: json!({}),
-        }
+        retry_or_fail(e.is_transient(), e.to_string())
     }
 }
 
@@ -51,15 +59,8 @@ pub(crate) fn source_outcome(e: &SourceError) -> StepOutcome {
 pub(crate) fn cluster_outcome(e: &ClusterError) -> StepOutcome {
     if matches!(e, ClusterError::Cancelled) {
         StepOutcome::Cancelled
-    } else if e.is_transient() {
-        StepOutcome::Transient {
-            error: e.to_string(),
-        }
     } else {
-        StepOutcome::Failed {
-            reason: e.to_string(),
-            detail: json!({}),
-        }
+        retry_or_fail(e.is_transient(), e.to_string())
     }
 }
 
