@@ -7,6 +7,7 @@
 //! - [`layout`]: where things live on the cluster (CONTRACTS §4);
 //! - [`transfer`]: upload and download (tar over one channel, SFTP, or a local copy), with [`cksum`];
 //! - [`slurm`]: sbatch, status (sacct, or squeue/scontrol without accounting), logs, scancel;
+//! - [`local_job`]: the local executor (the job script run on this host, for the demo);
 //! - [`jobscript`]: the generated BIAFLOWS job script;
 //! - [`setup`]: init and check-setup.
 
@@ -14,6 +15,7 @@ pub mod cksum;
 pub mod error;
 pub mod jobscript;
 pub mod layout;
+pub mod local_job;
 pub mod setup;
 pub mod slurm;
 pub mod ssh;

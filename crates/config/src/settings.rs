@@ -58,6 +58,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// What runs a submission's job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Executor {
+    /// `sbatch` on the `[SSH] host` (BIOMERO's way).
+    #[default]
+    Slurm,
+    /// The job script run directly on this host, with `slurm_data_path` a local
+    /// folder (the demo, and trials without a cluster).
+    Local,
+}
+
+impl fmt::Display for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Executor::Slurm => "slurm",
+            Executor::Local => "local",
+        })
+    }
+}
+
 /// biomero-stage's own settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -128,6 +149,9 @@ pub struct StageSettings {
     pub follow_poll_secs: u64,
     /// Whether the cluster keeps job accounting (`sacct`); off: `squeue`/`scontrol` only.
     pub slurm_accounting: bool,
+    /// What runs jobs: `slurm` (sbatch over SSH) or `local` (the job script on this host,
+    /// `slurm_data_path` and `slurm_script_path` being local folders).
+    pub executor: Executor,
     /// Keep `biomero_<id>` and the job log on the cluster after the results are imported.
     pub keep_remote_data: bool,
     /// The import mount holding the group folders: results are kept at
@@ -137,6 +161,9 @@ pub struct StageSettings {
     /// `FROM=TO`: this daemon's mount of the results, then BIOMERO.importer's
     /// (`/srv/omero-data=/data`); unset when both see the same paths.
     pub importer_path_map: Option<String>,
+    /// Hand results to BIOMERO.importer; off: results are kept and the submission ends
+    /// after `collect` (trials, the demo, sites that import by hand).
+    pub import_results: bool,
     /// Order only the label images of results that have them (BIOMERO's `Import_Only_Labels`).
     pub import_only_labels: bool,
     /// The NGFF version the site's OMERO reads; returned 0.5 Zarrs are re-encoded to 0.4 by default.
@@ -217,9 +244,11 @@ impl Default for StageSettings {
             local_data_path: None,
             follow_poll_secs: 10,
             slurm_accounting: true,
+            executor: Executor::Slurm,
             keep_remote_data: false,
             results_dir: None,
             importer_path_map: None,
+            import_results: true,
             import_only_labels: true,
             omero_ngff_version: NgffVersion::V04,
             max_output_bytes: 1 << 40,
@@ -492,6 +521,14 @@ impl StageSettings {
             }
             "slurm_accounting" => self.slurm_accounting = boolean(value)?,
             "keep_remote_data" => self.keep_remote_data = boolean(value)?,
+            "executor" => {
+                self.executor = match value.trim() {
+                    "slurm" => Executor::Slurm,
+                    "local" => Executor::Local,
+                    _ => return Err(invalid("use slurm (sbatch over SSH) or local (this host)")),
+                }
+            }
+            "import_results" => self.import_results = boolean(value)?,
             "results_dir" => self.results_dir = opt_path(value),
             "importer_path_map" => self.importer_path_map = opt(value),
             "import_only_labels" => self.import_only_labels = boolean(value)?,
@@ -659,7 +696,7 @@ impl StageSettings {
                 "use postgres://USER@HOST/DB (BIOMERO.importer's INGEST_TRACKING_DB_URL)",
             ));
         }
-        if self.importer_enabled && self.importer_database_url.is_none() {
+        if self.importer_enabled && self.import_results && self.importer_database_url.is_none() {
             warnings.push(Warning::general(
                 "importer_enabled is true but importer_database_url is not set: results cannot be handed to BIOMERO.importer",
             ));

@@ -14,6 +14,7 @@ use stage_cluster::slurm::watch::Watcher;
 use stage_cluster::{ClusterError, Layout, Remote, SshTarget};
 use stage_config::live::Snapshot;
 use stage_config::registry::ResolvedWorkflow;
+use stage_config::settings::Executor;
 
 /// The cluster of the configuration in force.
 #[derive(Clone, Debug)]
@@ -24,8 +25,11 @@ pub struct Cluster {
     pub watcher: Watcher,
     /// Where things live on the cluster.
     pub layout: Layout,
-    /// Where this host mounts `slurm_data_path`, if it does.
+    /// Where this host mounts `slurm_data_path`, if it does (with the local
+    /// executor, `slurm_data_path` itself).
     pub local_data_path: Option<PathBuf>,
+    /// What runs jobs.
+    pub executor: Executor,
     /// The sacct window.
     pub since: String,
 }
@@ -72,6 +76,15 @@ impl ClusterCache {
     pub fn get(&self, snapshot: &Snapshot) -> Result<Cluster, ClusterError> {
         let s = &snapshot.settings.settings;
         let layout = Layout::from_slurm(&snapshot.slurm.slurm)?;
+        if s.executor == Executor::Local
+            && s.local_data_path.is_none()
+            && !layout.data_path.starts_with('/')
+        {
+            return Err(ClusterError::Invalid(format!(
+                "executor = \"local\" runs jobs on this host: slurm_data_path `{}` must be an absolute local folder (or set local_data_path)",
+                layout.data_path
+            )));
+        }
         let since = sacct_since(snapshot);
         let key: Key = (
             target(snapshot),
@@ -94,11 +107,16 @@ impl ClusterCache {
                 (remote, watcher)
             }
         };
+        let local_data_path = s
+            .local_data_path
+            .clone()
+            .or_else(|| (s.executor == Executor::Local).then(|| PathBuf::from(&layout.data_path)));
         Ok(Cluster {
             remote,
             watcher,
             layout,
-            local_data_path: s.local_data_path.clone(),
+            local_data_path,
+            executor: s.executor,
             since,
         })
     }

@@ -92,8 +92,31 @@ fn done(m: &ResultManifest, transfer: &Value) -> StepOutcome {
     }
 }
 
-/// Runs the step.
+/// Runs the step; with `import_results` off the submission ends here, its
+/// results kept and the job's folders removed as after an import.
 pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
+    let outcome = collect(ctx, s).await;
+    let import = ctx
+        .runtime
+        .config
+        .current()
+        .settings
+        .settings
+        .import_results;
+    match outcome {
+        StepOutcome::Done { mut result, .. } if !import => {
+            if let Ok(doc) = super::document(s) {
+                super::import::cleanup(ctx, s, &doc).await;
+            }
+            result["note"] = json!("import_results is off: the results are kept, not imported");
+            tracing::info!(kept = %result["kept"], "results kept; import_results is off");
+            StepOutcome::Done { result, last: true }
+        }
+        other => other,
+    }
+}
+
+async fn collect(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let doc = match super::document(s) {
         Ok(d) => d,
         Err(o) => return o,

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use stage_cluster::ClusterError;
+use stage_cluster::local_job::{self, LocalState};
 use stage_cluster::slurm::status::{JobState, JobStatus};
 use stage_cluster::slurm::{log, submit};
+use stage_config::settings::Executor;
 use stage_store::Submission;
 
 use super::super::{StepContext, StepOutcome};
@@ -50,6 +52,11 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         Ok(c) => c,
         Err(o) => return o,
     };
+    if cluster.executor == Executor::Local {
+        let mount = cluster.local_data_path.clone().unwrap_or_default();
+        let job_dir = super::upload::local_job_dir(&mount, &cluster.layout, &s.id);
+        return follow_local(ctx, job_id, &job_dir).await;
+    }
     let poll = Duration::from_secs(
         ctx.runtime
             .config
@@ -143,5 +150,75 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
             "progress": progress,
         }),
         after: poll,
+    }
+}
+
+/// Follows a job of the local executor: its exit code file, looked at every
+/// half second for a few polls, then the worker is given back.
+async fn follow_local(ctx: &StepContext, job_id: u64, job_dir: &std::path::Path) -> StepOutcome {
+    let poll = Duration::from_secs(
+        ctx.runtime
+            .config
+            .current()
+            .settings
+            .settings
+            .follow_poll_secs,
+    );
+    let until = tokio::time::Instant::now() + poll * HOLD_POLLS;
+    loop {
+        let state = match local_job::state(job_dir) {
+            Ok(st) => st,
+            Err(e) => return super::cluster_outcome(&e),
+        };
+        let ended = |state: &str, code: i32| {
+            let tail = local_job::tail(job_dir, 15);
+            StepOutcome::Failed {
+                reason: format!(
+                    "local job {job_id} {state}; the end of its log ({}): {}",
+                    local_job::log_path(job_dir).display(),
+                    tail.trim().lines().collect::<Vec<_>>().join(" | ")
+                ),
+                detail: json!({ "job_id": job_id, "exit_code": code, "log_tail": tail }),
+            }
+        };
+        match state {
+            LocalState::Exited(0) => {
+                tracing::info!(job_id, "local job completed");
+                return StepOutcome::Done {
+                    result: json!({ "job_id": job_id, "slurm_state": "COMPLETED", "exit_code": 0 }),
+                    last: false,
+                };
+            }
+            LocalState::Exited(code) => {
+                return ended(&format!("ended with exit code {code}"), code);
+            }
+            LocalState::Lost => {
+                return ended(
+                    "ended without an exit code (killed, or the host restarted)",
+                    -1,
+                );
+            }
+            LocalState::Running => {}
+        }
+        if tokio::time::Instant::now() >= until {
+            let progress =
+                log::progress(&local_job::tail(job_dir, 20)).map_or(Value::Null, |p| json!(p));
+            return StepOutcome::Later {
+                detail: json!({ "job_id": job_id, "slurm_state": "RUNNING", "progress": progress }),
+                after: poll,
+            };
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = ctx.cancel.cancelled() => {
+                let dir = job_dir.to_path_buf();
+                match tokio::task::spawn_blocking(move || local_job::cancel(&dir)).await {
+                    Ok(Ok(())) => tracing::info!(job_id, "local job stopped"),
+                    Ok(Err(e)) => tracing::warn!(job_id, error = %e, "cannot stop the local job"),
+                    Err(e) => tracing::warn!(job_id, error = %e, "cannot stop the local job"),
+                }
+                return StepOutcome::Cancelled;
+            }
+        }
     }
 }

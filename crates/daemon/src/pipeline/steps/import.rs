@@ -82,6 +82,10 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         Ok(m) => m,
         Err(o) => return o,
     };
+    let doc = match super::document(s) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
     if !settings.importer_enabled {
         return StepOutcome::Waiting {
             capability: format!(
@@ -97,10 +101,6 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
                 m.dir.display()
             ),
         };
-    };
-    let doc = match super::document(s) {
-        Ok(d) => d,
-        Err(o) => return o,
     };
     let plan: Option<Plan> = s
         .data
@@ -220,7 +220,7 @@ fn orders_json(orders: &[Order]) -> Value {
 
 /// After a successful import: the job's folder and log on the cluster (unless
 /// kept) and the local staging folder go. Failures are warnings: the results are safe.
-async fn cleanup(ctx: &StepContext, s: &Submission, doc: &SubmissionDoc) {
+pub(crate) async fn cleanup(ctx: &StepContext, s: &Submission, doc: &SubmissionDoc) {
     let config = ctx.runtime.config.current();
     let settings = &config.settings.settings;
     let keep = doc.options.keep_remote_data || settings.keep_remote_data;

@@ -8,9 +8,12 @@
 //! The job id (and the environment it got) is this step's recorded result.
 
 use serde_json::{Value, json};
-use stage_cluster::Layout;
-use stage_cluster::slurm::submit::{JobSpec, submit};
+use std::path::PathBuf;
+
+use stage_cluster::slurm::submit::{JobSpec, Submitted, submit};
+use stage_cluster::{ClusterError, Layout, local_job};
 use stage_config::registry::ResolvedWorkflow;
+use stage_config::settings::Executor;
 use stage_store::Submission;
 
 use super::super::{StepContext, StepOutcome};
@@ -119,7 +122,26 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let since = (s.created_at - chrono::Duration::minutes(10))
         .format("%Y-%m-%dT%H:%M:%S")
         .to_string();
-    match unless_cancelled(ctx, submit(&cluster.remote, &spec, &since)).await {
+    let submitted = if cluster.executor == Executor::Local {
+        let mount = cluster.local_data_path.clone().unwrap_or_default();
+        let job_dir = super::upload::local_job_dir(&mount, layout, &s.id);
+        let script = PathBuf::from(&spec.script);
+        let env = spec.env.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            local_job::submit(&job_dir, &script, &env).map(|j| Submitted {
+                job_id: j.job_id,
+                adopted: j.adopted,
+            })
+        });
+        unless_cancelled(ctx, async {
+            task.await
+                .map_err(|e| ClusterError::Invalid(format!("the local job task failed: {e}")))?
+        })
+        .await
+    } else {
+        unless_cancelled(ctx, submit(&cluster.remote, &spec, &since)).await
+    };
+    match submitted {
         Ok(job) => {
             tracing::info!(job_id = job.job_id, adopted = job.adopted, "job submitted");
             StepOutcome::Done {
@@ -131,7 +153,18 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
                     "sbatch": spec.sbatch_args,
                     "env": env.into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<String, Value>>(),
                     "env_file": spec.env_file,
-                    "log": Layout::job_log(job.job_id),
+                    "log": if cluster.executor == Executor::Local {
+                        local_job::log_path(&super::upload::local_job_dir(
+                            &cluster.local_data_path.clone().unwrap_or_default(),
+                            layout,
+                            &s.id,
+                        ))
+                        .display()
+                        .to_string()
+                    } else {
+                        Layout::job_log(job.job_id)
+                    },
+                    "executor": cluster.executor.to_string(),
                     "submitted_at": chrono::Utc::now(),
                 }),
                 last: false,
