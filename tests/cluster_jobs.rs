@@ -13,6 +13,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
+use stage_tests::drills::Drill;
 use stage_tests::site::{
     Site, assert_each_step_once, assert_one_job_each, cluster_now, outcomes, site, start, state,
     submit, submit_plate, use_queue,
@@ -484,57 +485,103 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
         "",
         &format!("importer_database_url = \"{url}\"\nimport_poll_secs = 1\n"),
     );
-    let id = "e2e-kill";
     let since = cluster_now(&s);
-    // kill -9 at instants spread over upload, submit, follow, collect and import (the
-    // importer is not running yet, so the import step keeps polling its placed order)
-    // (a 2 s lease: a killed worker's claim expires soon after the restart)
-    let delays_ms = [400, 1500, 800, 2500, 1200, 3500, 2000, 4500, 3000, 5000];
-    let mut seen = std::collections::BTreeSet::new();
-    for (i, ms) in delays_ms.iter().enumerate() {
+    // kill -9 at 22 random instants (50 ms to 1.55 s after each start); a new plate job is
+    // submitted every fourth restart, so the kills land in every step: plan, stage, upload,
+    // submit, follow, collect and import (the importer is not running yet, so the import
+    // step keeps polling its placed order). A 2 s lease lets a killed worker's claim expire
+    // soon after the restart. The seed is printed to replay a run.
+    let mut seed: u64 = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    ) | 1;
+    eprintln!("kill drill seed: {seed}");
+    let mut ids: Vec<String> = Vec::new();
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    let mut drill = Drill::new("kill -9 at 22 random instants of 5 plate jobs (per kill)");
+    for i in 0..22 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
         let d = start(&s, &["--lease-secs", "2"]);
-        if i == 0 {
-            submit_plate(&s, &d, id, 7);
+        if i % 4 == 0 && ids.len() < 5 {
+            let id = format!("e2e-kill-{}", ids.len());
+            submit_plate(&s, &d, &id, 7);
+            ids.push(id);
         }
-        std::thread::sleep(std::time::Duration::from_millis(*ms));
-        let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
-        seen.insert(state(&v).to_owned());
-        assert!(!matches!(state(&v), "failed" | "cancelled"), "{v}");
+        std::thread::sleep(std::time::Duration::from_millis(50 + seed % 1500));
+        for id in &ids {
+            let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
+            assert!(!matches!(state(&v), "failed" | "cancelled"), "{v}");
+            *seen.entry(state(&v).to_owned()).or_default() += 1;
+        }
         d.signal("KILL");
+        drill.trial(true);
     }
+    eprintln!("states of the jobs at the 22 kills: {seen:?}");
     let importer = TestImporter::start(&sa, &[]);
     let d = start(&s, &["--lease-secs", "2"]);
-    let v = wait_submission(&d, id, 240, |v| {
+    // the same plate, undisturbed, for comparison
+    submit_plate(&s, &d, "e2e-calm", 7);
+    let calm = wait_submission(&d, "e2e-calm", 240, |v| {
         matches!(state(v), "imported" | "failed" | "cancelled")
     });
+    assert_eq!(state(&calm), "imported", "{calm}");
+    // the job's own environment record names its folder; everything else must match
+    let kept_files = |id: &str| -> std::collections::BTreeMap<String, String> {
+        let dir = s.dir.path().join(format!("data/lab-a/.analyzed/{id}"));
+        let stamps: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(stamps.len(), 1, "{id}: one kept result, not {stamps:?}");
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(stamps[0].path().join("biomero-stage-results.json")).unwrap(),
+        )
+        .unwrap();
+        m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["path"].as_str().unwrap().to_owned(),
+                    f["sha256"].as_str().unwrap().to_owned(),
+                )
+            })
+            .filter(|(p, _)| !p.ends_with("job-env.txt"))
+            .collect()
+    };
+    let undisturbed = kept_files("e2e-calm");
+    assert!(undisturbed.len() > 5, "{undisturbed:?}");
+    for id in &ids {
+        let v = wait_submission(&d, id, 240, |v| {
+            matches!(state(v), "imported" | "failed" | "cancelled")
+        });
+        assert_eq!(state(&v), "imported", "{v}\nstates seen: {seen:?}");
+        assert_each_step_once(id, &v);
+        // outputs checksum-equal to the undisturbed run's
+        assert_eq!(kept_files(id), undisturbed, "{id}");
+        // one order, placed once, completed once
+        let uuid = v["submission"]["data"]["import"]["orders"][0]["uuid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let checked = run_reader(
+            "importer.py",
+            &["orders".as_ref(), sa.as_ref(), uuid.as_ref()],
+        );
+        assert_eq!(
+            checked[0]["stages"],
+            json!(["Import Pending", "Import Started", "Import Completed"]),
+            "{id}; states seen: {seen:?}"
+        );
+    }
     drop(importer);
-    eprintln!("states at the {} kills: {seen:?}", delays_ms.len());
-    assert_eq!(state(&v), "imported", "{v}\nstates seen: {seen:?}");
-    // one job for the submission
-    assert_one_job_each(&s, &since, &[id.to_owned()]);
-    // one kept result
-    let analyzed = s.dir.path().join(format!("data/lab-a/.analyzed/{id}"));
-    let kept: Vec<_> = std::fs::read_dir(&analyzed)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    // one order, placed once, completed once
-    let uuid = v["submission"]["data"]["import"]["orders"][0]["uuid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let checked = run_reader(
-        "importer.py",
-        &["orders".as_ref(), sa.as_ref(), uuid.as_ref()],
-    );
-    assert_eq!(
-        checked[0]["stages"],
-        json!(["Import Pending", "Import Started", "Import Completed"]),
-        "states seen: {seen:?}"
-    );
-    assert_eq!(psql(&url, "SELECT count(DISTINCT uuid) FROM imports"), "1");
+    // one Slurm job per submission
+    assert_one_job_each(&s, &since, &ids);
+    // the kills landed in at least four different states
+    assert!(seen.len() >= 4, "{seen:?}");
+    assert_eq!(psql(&url, "SELECT count(DISTINCT uuid) FROM imports"), "6");
 }
 
 /// Steps counted in a daemon's `/metrics` (the duration histogram's counts).
@@ -587,12 +634,14 @@ fn two_daemons_on_one_postgres_queue_run_fifty_plate_jobs_each_step_once() {
     for (i, id) in ids.iter().enumerate() {
         submit_plate(&s, if i % 2 == 0 { &a } else { &b }, id, 7);
     }
+    let mut drill = Drill::new("two daemons, one PostgreSQL queue, 50 plate jobs (per job)");
     for id in &ids {
         let v = wait_submission(&a, id, 600, |v| {
             matches!(state(v), "imported" | "failed" | "cancelled")
         });
         assert_eq!(state(&v), "imported", "{id}: {v}");
         assert_each_step_once(id, &v);
+        drill.trial(true);
     }
     // both daemons worked
     let (sa_steps, sb_steps) = (steps_run(&a.base), steps_run(&b.base));
@@ -611,4 +660,113 @@ fn two_daemons_on_one_postgres_queue_run_fifty_plate_jobs_each_step_once() {
         N.to_string()
     );
     eprintln!("{N} submissions on two daemons: {sa_steps} + {sb_steps} steps");
+}
+
+/// Kills the daemon's SSH master (its control socket lives under `control`).
+fn kill_master(control: &Path) -> bool {
+    std::process::Command::new("pkill")
+        .args(["-f", &control.display().to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_plate_job_whose_ssh_connection_is_cut_in_upload_and_in_download_resumes_and_verifies() {
+    let (url, sa) = importer_db();
+    let s = site(
+        "ssh-cut",
+        "",
+        &format!("importer_database_url = \"{url}\"\nimport_poll_secs = 1\n"),
+    );
+    // a plate big enough (129 MB in 808 files) that its transfers can be cut
+    let big = s.dir.path().join("data/lab-a/big");
+    let o = command(s.dir.path())
+        .args(["sample", "--out", &big.display().to_string()])
+        .args([
+            "--size",
+            "4096",
+            "--images",
+            "0",
+            "--rows",
+            "1",
+            "--columns",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    let _importer = TestImporter::start(&sa, &[]);
+    let d = start(&s, &[]);
+    let id = "ssh-cut";
+    let r = http_post(
+        &d.base,
+        "/api/v1/submissions",
+        &json!({
+            "version": 1, "id": id, "workflow": "pcopy",
+            "inputs": {"paths": [big.join("plate.ome.zarr").display().to_string()]},
+            "user": {"name": "alice", "group": "Lab A"},
+            "results": {"type": "Screen", "id": 7},
+        }),
+    );
+    assert_eq!(r["created"], true, "{r}");
+    // cut the daemon's SSH master twice while the upload runs (state `staged`) and twice
+    // while the download runs (state `finished`)
+    let control = s.dir.path().join("state/ssh");
+    let (mut up, mut down) = (0, 0);
+    let started = std::time::Instant::now();
+    let v = loop {
+        let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
+        let st = state(&v).to_owned();
+        if matches!(st.as_str(), "imported" | "failed" | "cancelled") {
+            break v;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_mins(5),
+            "{v}\n{}",
+            d.log_text()
+        );
+        let cut = match st.as_str() {
+            "staged" if up < 2 => Some(&mut up),
+            "finished" if down < 2 => Some(&mut down),
+            _ => None,
+        };
+        match cut {
+            Some(n) => {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                if kill_master(&control) {
+                    *n += 1;
+                }
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(30)),
+        }
+    };
+    assert_eq!(state(&v), "imported", "{v}\n{}", d.log_text());
+    assert_each_step_once(id, &v);
+    // the cuts hit running transfers: each transfer step was retried, then verified
+    let ev = outcomes(&v);
+    let retried = |step: &str| {
+        ev.iter()
+            .filter(|e| *e == &format!("{step}:retrying"))
+            .count()
+    };
+    let mut drill = Drill::new("SSH master killed in a plate job's upload and download (per cut)");
+    drill.trial(retried("upload") >= 1);
+    drill.trial(retried("collect") >= 1);
+    assert!(
+        retried("upload") >= 1 && retried("collect") >= 1,
+        "cuts: {up} in upload, {down} in download; events: {ev:?}"
+    );
+    let transfer = &v["submission"]["data"]["upload"]["transfer"];
+    assert!(transfer["files"].as_u64().unwrap() > 800, "{transfer}");
+    // what came back is what went: the copy job returns its inputs, file for file
+    let kept = &v["submission"]["data"]["collect"]["kept"];
+    let kept = std::path::PathBuf::from(kept.as_str().unwrap());
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(kept.join("biomero-stage-results.json")).unwrap())
+            .unwrap();
+    let files = m["files"].as_array().unwrap();
+    assert!(files.len() > 800, "{}", files.len());
+    eprintln!(
+        "cuts: {up} in upload, {down} in download; the last upload: {transfer}; events: {ev:?}"
+    );
 }

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
+use stage_tests::drills::Drill;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,9 +151,11 @@ fn a_transfer_cut_by_a_dead_ssh_master_resumes_and_verifies() {
         .as_ref()
         .expect_err("the upload finished before the cut; make the tree bigger");
     assert!(e.is_transient(), "a cut connection is worth retrying: {e}");
+    let mut drill = Drill::new("SSH master killed mid-transfer (upload, download)");
     let resumed = rt.block_on(upload::upload(&r, &src, &target)).unwrap();
     same_trees(&src, &abs.join("data/in"));
     assert_eq!(resumed.files, 1501);
+    drill.trial(true);
     // download, cut
     let back = tmp.path().join("back");
     let cut_down = rt.block_on(async {
@@ -170,6 +173,7 @@ fn a_transfer_cut_by_a_dead_ssh_master_resumes_and_verifies() {
     let again = rt.block_on(download::download(&r, &target, &back)).unwrap();
     same_trees(&src, &back);
     assert_eq!(again.files, 1501);
+    drill.trial(true);
 }
 
 #[test]

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use stage_tests::drills::Drill;
 use stage_tests::{command, run_reader, text};
 
 /// The kept result folders (`<analyzed>/<submission>/<stamp>`), by submission id.
@@ -64,6 +65,7 @@ fn the_demo_runs_each_input_mode_to_kept_labels_that_independent_readers_count()
     };
     let runs = kept(&demo);
     assert_eq!(runs.len(), 3, "{runs:?}");
+    let mut drill = Drill::new("demo: one run per input mode, labels counted");
     for (id, dir) in &runs {
         let report: Value =
             serde_json::from_slice(&std::fs::read(dir.join("threshold-report.json")).unwrap())
@@ -99,6 +101,7 @@ fn the_demo_runs_each_input_mode_to_kept_labels_that_independent_readers_count()
                 }
             }
         }
+        drill.trial(true);
     }
     // nothing left behind on the "cluster" or in staging
     assert_eq!(

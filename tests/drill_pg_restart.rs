@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use stage_tests::drills::Drill;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,7 @@ fn postgresql_restarts_while_plate_jobs_run_and_nothing_is_lost_or_done_twice() 
         downtime.push(restart_postgres(&version, &name));
     }
     let deadline = Instant::now() + Duration::from_mins(5);
+    let mut drill = Drill::new("PostgreSQL restarted 3x under 8 plate jobs (per job)");
     for id in &ids {
         let v = loop {
             let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
@@ -89,6 +91,7 @@ fn postgresql_restarts_while_plate_jobs_run_and_nothing_is_lost_or_done_twice() 
         };
         assert_eq!(state(&v), "imported", "{id}: {v}\n{}", d.log_text());
         assert_each_step_once(id, &v);
+        drill.trial(true);
     }
     assert_one_job_each(&s, &since, &ids);
     assert_eq!(

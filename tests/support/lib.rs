@@ -2,6 +2,7 @@
 //! `biomero-stage` binary are, and how to run the binary in a clean environment.
 
 pub mod cluster;
+pub mod drills;
 pub mod omero;
 pub mod site;
 

@@ -89,6 +89,9 @@ impl SbatchParam {
         if flag == "time" {
             check_time(value).map_err(&refuse)?;
         }
+        if matches!(flag, "mem" | "mem-per-cpu" | "mem-per-gpu") {
+            check_memory(value).map_err(&refuse)?;
+        }
         Ok(SbatchParam {
             flag: flag.to_owned(),
             value: value.to_owned(),
@@ -142,6 +145,25 @@ fn describe_char(c: char) -> String {
         '\t' => "a tab".into(),
         '`' => "a backtick".into(),
         c => format!("`{}`", c.escape_default()),
+    }
+}
+
+/// Checks a Slurm memory size (`--mem`, `--mem-per-cpu`, `--mem-per-gpu`): a whole
+/// number, optionally with K, M, G or T (and a B, as BIOMERO's examples write `15GB`).
+pub fn check_memory(value: &str) -> Result<(), String> {
+    let digits = value.chars().take_while(char::is_ascii_digit).count();
+    let unit = value[digits..].to_ascii_uppercase();
+    if digits > 0
+        && matches!(
+            unit.as_str(),
+            "" | "K" | "M" | "G" | "T" | "KB" | "MB" | "GB" | "TB"
+        )
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{value}` is not a Slurm memory size; write a whole number with K, M, G or T (e.g. 15G or 15GB; megabytes without a unit)"
+        ))
     }
 }
 
@@ -290,6 +312,9 @@ mod tests {
             ("time", "00:61:00"),
             ("time", "1-25:00:00"),
             ("mem", ""),
+            ("mem", "lots"),
+            ("mem", "1.5G"),
+            ("mem-per-cpu", "G"),
         ] {
             assert!(
                 SbatchParam::parse(k, v, Location::Default).is_err(),

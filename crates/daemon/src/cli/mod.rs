@@ -26,7 +26,12 @@ use stage_config::{ConfigSources, Environment};
 /// /OMERO/slurm-config.ini and ~/slurm-config.ini, or only from
 /// $BIOMERO_SLURM_CONFIG_FILE, and its own settings from biomero-stage.toml.
 #[derive(Debug, Parser)]
-#[command(name = "biomero-stage", version, propagate_version = true)]
+#[command(
+    name = "biomero-stage",
+    version,
+    propagate_version = true,
+    after_help = "Start here:\n  biomero-stage demo                       the whole chain on this machine, in seconds\n  biomero-stage --config FILE config check  a site's workflows, input modes and what to fix\n  biomero-stage --config FILE serve         the daemon (deploy/biomero-stage.service runs it)\n\nEvery setting of biomero-stage.toml can be overridden by BIOMERO_STAGE_<KEY>; BIOMERO_*\nvariables override slurm-config.ini keys as in BIOMERO. README.md has the operations guide."
+)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

@@ -46,7 +46,8 @@ pub(super) struct SubmitArgs {
 pub(super) struct StatusArgs {
     /// A submission id: show its history
     id: Option<String>,
-    /// Only submissions in this state
+    /// Only submissions in this state: received, planned, staged, uploaded, submitted,
+    /// finished, collected, imported, failed or cancelled
     #[arg(long)]
     state: Option<String>,
     /// At most this many submissions

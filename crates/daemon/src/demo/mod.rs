@@ -29,6 +29,9 @@ pub struct DemoArgs {
     /// Give up on the runs after this many seconds
     #[arg(long, default_value_t = 180, value_name = "SECS")]
     timeout_secs: u64,
+    /// Only write the demo site (sample data, configuration, submission files); run nothing
+    #[arg(long)]
+    write_only: bool,
 }
 
 /// `demo-threshold` options (the demo workflow, run by its job script).
@@ -156,6 +159,17 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
             .filter(|i| !i.path.starts_with(&site.manifest.plate))
             .count(),
     );
+    if a.write_only {
+        write_submissions(&site, "example")?;
+        println!(
+            "  wrote {} and {}; run `biomero-stage --config {} serve`, then submit {}/submissions/*.json",
+            site.settings.display(),
+            site.slurm_config.display(),
+            site.settings.display(),
+            site.dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let log = site.dir.join("daemon.log");
     let log_file =
         std::fs::File::create(&log).with_context(|| format!("cannot write {}", log.display()))?;
@@ -174,16 +188,9 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
         site.port,
         log.display()
     );
-    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let mut ids = Vec::new();
-    for (mode, workflow, _) in site::WORKFLOWS {
-        let id = format!("demo-{mode}-{stamp}");
-        let file = site.dir.join(format!("submissions/{mode}.json"));
-        std::fs::create_dir_all(site.dir.join("submissions"))?;
-        std::fs::write(
-            &file,
-            serde_json::to_vec_pretty(&site::submission(&site, &id, mode, workflow))?,
-        )?;
+    for (mode, file, id) in write_submissions(&site, &stamp)? {
         let o = biomero_stage(&exe, &site)
             .arg("submit")
             .arg(&file)
@@ -224,6 +231,28 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Writes `submissions/<mode>.json` for each mode, ids ending in `stamp`: (mode, file, id).
+fn write_submissions(
+    site: &site::Site,
+    stamp: &str,
+) -> anyhow::Result<Vec<(&'static str, PathBuf, String)>> {
+    let folder = site.dir.join("submissions");
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let mut out = Vec::new();
+    for (mode, workflow, _) in site::WORKFLOWS {
+        let id = format!("demo-{mode}-{stamp}");
+        let file = folder.join(format!("{mode}.json"));
+        std::fs::write(
+            &file,
+            serde_json::to_vec_pretty(&site::submission(site, &id, mode, workflow))?,
+        )
+        .with_context(|| format!("cannot write {}", file.display()))?;
+        out.push((mode, file, id));
+    }
+    Ok(out)
 }
 
 /// Prints each submission's steps as they happen, until all have ended.

@@ -1,0 +1,794 @@
+//! The catalogue of bad inputs: configuration, submissions, data and job
+//! outputs, each refused with a message that names the thing and what to do,
+//! and nothing lost. Every case runs the real binary on the demo's site
+//! (`biomero-stage demo --write-only`); the output cases run real jobs through
+//! the daemon with the local executor. The catalogue prints one table and
+//! records its tally in the drill report.
+#![allow(clippy::unwrap_used)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use stage_tests::drills::Drill;
+use stage_tests::{Daemon, command, free_port, text, wait_submission};
+
+/// The demo site in a temporary folder.
+struct Site {
+    home: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Site {
+    fn new() -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("site");
+        let o = command(home.path())
+            .args(["demo", "--write-only", "--dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{:?}", text(&o));
+        Site { home, dir }
+    }
+
+    fn settings(&self) -> PathBuf {
+        self.dir.join("biomero-stage.toml")
+    }
+
+    fn ini(&self) -> PathBuf {
+        self.dir.join("slurm-config.ini")
+    }
+
+    /// Runs the binary on the site's configuration (or `settings`): (exit code, stdout + stderr).
+    fn run(
+        &self,
+        settings: &Path,
+        ini: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (i32, String) {
+        let o = command(self.home.path())
+            .arg("--config")
+            .arg(settings)
+            .env("BIOMERO_SLURM_CONFIG_FILE", ini)
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .unwrap();
+        let (code, out, err) = text(&o);
+        (code, format!("{out}{err}"))
+    }
+
+    /// `config check` with one settings key replaced (or added) and the ini edited.
+    fn config_check(
+        &self,
+        key: &str,
+        value: &str,
+        ini_edit: fn(String) -> String,
+    ) -> (i32, String) {
+        let n = free_port();
+        let settings = self.dir.join(format!("settings-{n}.toml"));
+        let ini = self.dir.join(format!("slurm-config-{n}.ini"));
+        let mut text = std::fs::read_to_string(self.settings()).unwrap();
+        if !key.is_empty() {
+            let line = format!("{key} = {value}");
+            text = match text.lines().find(|l| l.starts_with(&format!("{key} ="))) {
+                Some(old) => text.replace(old, &line),
+                None => format!("{text}{line}\n"),
+            };
+        }
+        std::fs::write(&settings, text).unwrap();
+        std::fs::write(&ini, ini_edit(std::fs::read_to_string(self.ini()).unwrap())).unwrap();
+        self.run(&settings, &ini, &["config", "check"], &[])
+    }
+
+    /// `submit` (or `plan`) of the demo's `mode` submission after `edit`.
+    fn submit(&self, command: &str, mode: &str, edit: impl Fn(&mut Value)) -> (i32, String) {
+        let mut doc: Value = serde_json::from_slice(
+            &std::fs::read(self.dir.join(format!("submissions/{mode}.json"))).unwrap(),
+        )
+        .unwrap();
+        edit(&mut doc);
+        let file = self.dir.join(format!("bad-{}.json", free_port()));
+        std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+        self.run(
+            &self.settings(),
+            &self.ini(),
+            &[command, &file.display().to_string()],
+            &[],
+        )
+    }
+
+    fn sample(&self) -> PathBuf {
+        self.dir.join("data/demo/sample")
+    }
+}
+
+/// One case: where, what, and the words its refusal must hold.
+struct Outcome {
+    area: &'static str,
+    case: &'static str,
+    refused: bool,
+    message: String,
+    expect: &'static [&'static str],
+}
+
+impl Outcome {
+    fn passed(&self) -> bool {
+        self.refused
+            && self
+                .expect
+                .iter()
+                .all(|w| self.message.to_lowercase().contains(&w.to_lowercase()))
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 150 {
+        let mut end = 150;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    } else {
+        s
+    }
+}
+
+fn config_cases(s: &Site, out: &mut Vec<Outcome>) {
+    let same = |t: String| t;
+    let cases: [(
+        &str,
+        &str,
+        &str,
+        fn(String) -> String,
+        &'static [&'static str],
+    ); 14] = [
+        (
+            "a misspelt key",
+            "workerz",
+            "2",
+            same,
+            &["workerz", ".toml", "line"],
+        ),
+        (
+            "an unknown NGFF version",
+            "ngff_version",
+            "\"0.6\"",
+            same,
+            &["ngff_version", "0.4"],
+        ),
+        (
+            "an unknown executor",
+            "executor",
+            "\"pbs\"",
+            same,
+            &["executor", "slurm", "local"],
+        ),
+        (
+            "no workers",
+            "workers",
+            "0",
+            same,
+            &["workers", "at least one"],
+        ),
+        (
+            "a queue that is not SQLite or PostgreSQL",
+            "queue_url",
+            "\"mysql://db/q\"",
+            same,
+            &["queue_url", "sqlite://"],
+        ),
+        (
+            "an importer database that is not PostgreSQL",
+            "importer_database_url",
+            "\"mysql://db/i\"",
+            same,
+            &["importer_database_url", "INGEST_TRACKING_DB_URL"],
+        ),
+        (
+            "a Slurm time that is not a time",
+            "",
+            "",
+            |t| {
+                t.replace(
+                    "threshold_job = threshold.sh\n",
+                    "threshold_job = threshold.sh\nthreshold_job_time = soon\n",
+                )
+            },
+            &["time=soon", "hh:mm:ss"],
+        ),
+        (
+            "an importer path map without =",
+            "importer_path_map",
+            "\"/srv/data\"",
+            same,
+            &["importer_path_map"],
+        ),
+        (
+            "an admin address without a port",
+            "admin_listen",
+            "\"localhost\"",
+            same,
+            &["admin_listen", "address:port"],
+        ),
+        (
+            "a zero output limit",
+            "max_output_bytes",
+            "0",
+            same,
+            &["max_output_bytes", "at least 1"],
+        ),
+        (
+            "a TOML syntax error",
+            "workers",
+            "= 2",
+            same,
+            &[".toml", "line"],
+        ),
+        (
+            "a [UI] list that is not JSON",
+            "",
+            "",
+            |t| t.replace("zarr_workflows = [", "zarr_workflows = [["),
+            &["zarr_workflows", "JSON list"],
+        ),
+        (
+            "an sbatch parameter with a shell metacharacter",
+            "",
+            "",
+            |t| {
+                t.replace(
+                    "threshold_job = threshold.sh\n",
+                    "threshold_job = threshold.sh\nthreshold_job_partition = gpu;rm\n",
+                )
+            },
+            &["partition", "`;`"],
+        ),
+        (
+            "a memory size that is not a size",
+            "",
+            "",
+            |t| {
+                t.replace(
+                    "threshold_job = threshold.sh\n",
+                    "threshold_job = threshold.sh\nthreshold_job_mem = lots\n",
+                )
+            },
+            &["mem=lots", "15G"],
+        ),
+    ];
+    for (case, key, value, edit, expect) in cases {
+        let (code, message) = s.config_check(key, value, edit);
+        out.push(Outcome {
+            area: "config",
+            case,
+            refused: code != 0,
+            message,
+            expect,
+        });
+    }
+    // an environment override that is not a number
+    let (code, message) = s.run(
+        &s.settings(),
+        &s.ini(),
+        &["config", "check"],
+        &[("BIOMERO_STAGE_WORKERS", "many")],
+    );
+    out.push(Outcome {
+        area: "config",
+        case: "an environment override that is not a number",
+        refused: code != 0,
+        message,
+        expect: &["BIOMERO_STAGE_WORKERS", "whole number"],
+    });
+    let (code, message) = s.run(
+        &s.settings(),
+        &s.ini(),
+        &["config", "check"],
+        &[("BIOMERO_STAGE_DATA_ROOTS", "data")],
+    );
+    out.push(Outcome {
+        area: "config",
+        case: "a relative data root",
+        refused: code != 0,
+        message,
+        expect: &["data_roots", "absolute"],
+    });
+}
+
+/// An edit of a submission document.
+type Edit = Box<dyn Fn(&mut Value)>;
+
+fn submission_cases(s: &Site, out: &mut Vec<Outcome>) {
+    let plate = s.sample().join("plate.ome.zarr").display().to_string();
+    let outside = s.home.path().join("elsewhere.ome.zarr");
+    copy_dir(&s.sample().join("images/image_00.ome.zarr"), &outside);
+    let outside = outside.display().to_string();
+    let missing = s
+        .sample()
+        .join("images/no_such.ome.zarr")
+        .display()
+        .to_string();
+    let image = s
+        .sample()
+        .join("images/image_00.ome.zarr")
+        .display()
+        .to_string();
+    let cases: Vec<(&'static str, &str, Edit, &'static [&'static str])> = vec![
+        (
+            "an unknown workflow",
+            "tiff",
+            Box::new(|d| d["workflow"] = json!("cellpose9")),
+            &["cellpose9"],
+        ),
+        (
+            "no user",
+            "tiff",
+            Box::new(|d| {
+                d.as_object_mut().unwrap().remove("user");
+            }),
+            &["user"],
+        ),
+        (
+            "a parameter of the wrong type",
+            "tiff",
+            Box::new(|d| d["parameters"]["min_size"] = json!("lots")),
+            &["min_size", "lots"],
+        ),
+        (
+            "an unknown parameter",
+            "tiff",
+            Box::new(|d| d["parameters"]["diameter"] = json!(30)),
+            &["diameter"],
+        ),
+        (
+            "no inputs",
+            "tiff",
+            Box::new(|d| d["inputs"]["paths"] = json!([])),
+            &["input"],
+        ),
+        (
+            "a new results Dataset",
+            "tiff",
+            Box::new(|d| d["results"] = json!({"new": "Dataset", "name": "out"})),
+            &["results", "existing"],
+        ),
+        (
+            "a document version from the future",
+            "tiff",
+            Box::new(|d| d["version"] = json!(2)),
+            &["version"],
+        ),
+        (
+            "an id that cannot name a folder",
+            "tiff",
+            Box::new(|d| d["id"] = json!("../etc")),
+            &["id"],
+        ),
+    ];
+    for (case, mode, edit, expect) in cases {
+        let (code, message) = s.submit("submit", mode, edit);
+        out.push(Outcome {
+            area: "submission",
+            case,
+            refused: code != 0,
+            message,
+            expect,
+        });
+    }
+    // inputs are resolved by `plan` (the daemon's first step) before any work
+    let plans: Vec<(&'static str, &str, Edit, &'static [&'static str])> = vec![
+        (
+            "an input outside the data roots",
+            "tiff",
+            Box::new(move |d| d["inputs"]["paths"] = json!([outside])),
+            &["elsewhere.ome.zarr", "data root"],
+        ),
+        (
+            "an input that does not exist",
+            "tiff",
+            Box::new(move |d| d["inputs"]["paths"] = json!([missing])),
+            &["no_such.ome.zarr"],
+        ),
+        (
+            "a plate for an image workflow",
+            "zarr",
+            Box::new(move |d| d["inputs"]["paths"] = json!([plate])),
+            &["is a plate", "select images"],
+        ),
+        (
+            "an image for a plate workflow",
+            "zarr-plate",
+            Box::new(move |d| d["inputs"]["paths"] = json!([image])),
+            &["is an image", "select plates"],
+        ),
+    ];
+    for (case, mode, edit, expect) in plans {
+        let (code, message) = s.submit("plan", mode, edit);
+        out.push(Outcome {
+            area: "submission",
+            case,
+            refused: code != 0,
+            message,
+            expect,
+        });
+    }
+    // not JSON at all
+    let file = s.dir.join("not-json.json");
+    std::fs::write(&file, "{\"version\": 1, \"id\": ").unwrap();
+    let (code, message) = s.run(
+        &s.settings(),
+        &s.ini(),
+        &["submit", &file.display().to_string()],
+        &[],
+    );
+    out.push(Outcome {
+        area: "submission",
+        case: "a document that is not JSON",
+        refused: code != 0,
+        message,
+        expect: &["not a valid document", "line 1"],
+    });
+}
+
+fn data_cases(s: &Site, out: &mut Vec<Outcome>) {
+    let work = s.home.path().join("data-cases");
+    std::fs::create_dir_all(&work).unwrap();
+    let run = |args: &[&str]| s.run(&s.settings(), &s.ini(), args, &[]);
+    // a TIFF cut short
+    let src = s.sample().join("images/image_00.ome.zarr");
+    let tiffs = work.join("tiffs");
+    let (code, m) = run(&[
+        "convert",
+        "zarr-to-tiff",
+        &src.display().to_string(),
+        "--out",
+        &tiffs.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{m}");
+    let tif = std::fs::read_dir(&tiffs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "tif"))
+        .unwrap();
+    let bytes = std::fs::read(&tif).unwrap();
+    let cut = work.join("cut.tif");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, message) = run(&[
+        "convert",
+        "tiff-to-zarr",
+        &cut.display().to_string(),
+        "--out",
+        &work.join("z1").display().to_string(),
+    ]);
+    out.push(Outcome {
+        area: "data",
+        case: "a TIFF cut short",
+        refused: code != 0,
+        message,
+        expect: &["cut.tif"],
+    });
+    // not a TIFF at all
+    let fake = work.join("fake.tif");
+    std::fs::write(&fake, "GIF89a not a tiff").unwrap();
+    let (code, message) = run(&[
+        "convert",
+        "tiff-to-zarr",
+        &fake.display().to_string(),
+        "--out",
+        &work.join("z2").display().to_string(),
+    ]);
+    out.push(Outcome {
+        area: "data",
+        case: "a file named .tif that is not a TIFF",
+        refused: code != 0,
+        message,
+        expect: &["fake.tif"],
+    });
+    // a Zarr image whose array metadata is gone
+    let broken = work.join("broken.ome.zarr");
+    copy_dir(&src, &broken);
+    std::fs::remove_file(broken.join("0/.zarray")).unwrap();
+    let (code, message) = run(&["inspect", &broken.display().to_string()]);
+    out.push(Outcome {
+        area: "data",
+        case: "an OME-Zarr image without its array",
+        refused: code != 0,
+        message,
+        expect: &["broken.ome.zarr"],
+    });
+    // a folder that is not Zarr
+    let plain = work.join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::write(plain.join("notes.txt"), "hello").unwrap();
+    let (code, message) = run(&["inspect", &plain.display().to_string()]);
+    out.push(Outcome {
+        area: "data",
+        case: "a folder that is not OME-Zarr",
+        refused: code != 0,
+        message,
+        expect: &["plain"],
+    });
+    // a plate that lists a well it does not have
+    let plate = work.join("plate.zarr");
+    copy_dir(&s.sample().join("plate.ome.zarr"), &plate);
+    std::fs::remove_dir_all(plate.join("A/2")).unwrap();
+    let (code, message) = run(&["inspect", &plate.display().to_string()]);
+    out.push(Outcome {
+        area: "data",
+        case: "a plate missing a listed well",
+        refused: code != 0,
+        message,
+        expect: &["A/2"],
+    });
+    // an array whose chunk is truncated
+    let chunky = work.join("chunky.ome.zarr");
+    copy_dir(&src, &chunky);
+    let chunk = first_chunk(&chunky.join("0"));
+    std::fs::write(&chunk, b"\x00\x01").unwrap();
+    let (code, message) = run(&[
+        "convert",
+        "zarr-to-tiff",
+        &chunky.display().to_string(),
+        "--out",
+        &work.join("t2").display().to_string(),
+    ]);
+    out.push(Outcome {
+        area: "data",
+        case: "a Zarr chunk that does not decode",
+        refused: code != 0,
+        message,
+        expect: &["chunky.ome.zarr"],
+    });
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn first_chunk(array: &Path) -> PathBuf {
+    let mut stack = vec![array.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else if !name.starts_with('.') && name != "zarr.json" {
+                return e.path();
+            }
+        }
+    }
+    panic!("no chunk in {}", array.display());
+}
+
+/// Job scripts that return bad outputs: (workflow, Zarr workflow?, script body).
+const OUTPUT_JOBS: [(&str, bool, &str); 7] = [
+    ("out_empty", false, "exit 0"),
+    (
+        "out_symlink",
+        false,
+        "ln -s /etc/passwd \"$DATA_PATH/data/out/passwd\"",
+    ),
+    ("out_fifo", false, "mkfifo \"$DATA_PATH/data/out/pipe\""),
+    (
+        "out_many",
+        false,
+        "for i in $(seq 40); do echo $i > \"$DATA_PATH/data/out/f$i.txt\"; done",
+    ),
+    (
+        "out_broken_zarr",
+        true,
+        "mkdir -p \"$DATA_PATH/data/out/x.zarr\" && echo '{\"zarr_format\": 2}' > \"$DATA_PATH/data/out/x.zarr/.zgroup\" && echo '{\"multiscales\": [' > \"$DATA_PATH/data/out/x.zarr/.zattrs\"",
+    ),
+    (
+        "out_csv_only",
+        true,
+        "echo 'cell,area' > \"$DATA_PATH/data/out/counts.csv\"",
+    ),
+    (
+        "out_fails",
+        false,
+        "echo 'loading model: no such model cyto9' >&2; exit 3",
+    ),
+];
+
+fn output_cases(s: &Site, out: &mut Vec<Outcome>) {
+    let scripts = s.dir.join("cluster/scripts");
+    let mut workflows = String::new();
+    let mut zarr = vec!["\"threshold_zarr\"".to_owned()];
+    for (k, is_zarr, body) in OUTPUT_JOBS {
+        let p = scripts.join(format!("{k}.sh"));
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let repo = if is_zarr {
+            "W_ThresholdZarr"
+        } else {
+            "W_Threshold"
+        };
+        let _ = writeln!(
+            workflows,
+            "{k} = {k}\n{k}_repo = https://github.com/biomero-stage/{repo}/tree/v1.0.0\n{k}_job = {k}.sh"
+        );
+        if is_zarr {
+            zarr.push(format!("\"{k}\""));
+        }
+    }
+    // a job script that is not executable
+    std::fs::write(scripts.join("noexec.sh"), "#!/bin/sh\nexit 0\n").unwrap();
+    let _ = writeln!(
+        workflows,
+        "out_noexec = out_noexec\nout_noexec_repo = https://github.com/biomero-stage/W_Threshold/tree/v1.0.0\nout_noexec_job = noexec.sh"
+    );
+    let ini = std::fs::read_to_string(s.ini())
+        .unwrap()
+        .replace("[WORKFLOWS]\n", &format!("[WORKFLOWS]\n{workflows}"))
+        .replace(
+            "zarr_workflows = [\"threshold_zarr\"]",
+            &format!("zarr_workflows = [{}]", zarr.join(", ")),
+        );
+    std::fs::write(s.ini(), ini).unwrap();
+    let settings = std::fs::read_to_string(s.settings()).unwrap();
+    let port = free_port();
+    let settings = settings
+        .lines()
+        .map(|l| {
+            if l.starts_with("admin_listen") {
+                format!("admin_listen = \"127.0.0.1:{port}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\nmax_output_files = 30\n";
+    std::fs::write(s.settings(), settings).unwrap();
+    let ini = s.ini().display().to_string();
+    let d = Daemon::start(
+        s.home.path(),
+        &s.settings(),
+        port,
+        &["--poll-ms", "200", "--retry-ms", "300"],
+        &[("BIOMERO_SLURM_CONFIG_FILE", &ini)],
+    );
+    let image = s
+        .sample()
+        .join("images/image_00.ome.zarr")
+        .display()
+        .to_string();
+    let expect: [(&str, &'static str, &'static [&'static str]); 8] = [
+        ("out_empty", "a job that wrote nothing", &["wrote nothing"]),
+        (
+            "out_symlink",
+            "a symlink in the output",
+            &["passwd", "symlink"],
+        ),
+        ("out_fifo", "a FIFO in the output", &["pipe"]),
+        (
+            "out_many",
+            "more files than max_output_files",
+            &["max_output_files"],
+        ),
+        (
+            "out_broken_zarr",
+            "a returned Zarr that does not parse",
+            &["x.zarr"],
+        ),
+        (
+            "out_csv_only",
+            "a Zarr workflow that returned no image",
+            &["returned no image", "counts.csv"],
+        ),
+        (
+            "out_fails",
+            "a job that exits 3",
+            &["exit code 3", "no such model cyto9"],
+        ),
+        (
+            "out_noexec",
+            "a job script that is not executable",
+            &["noexec.sh", "chmod +x"],
+        ),
+    ];
+    for (k, _, _) in expect {
+        let file = s.dir.join(format!("{k}.json"));
+        let doc = json!({
+            "version": 1, "id": format!("bad-{}", k.replace('_', "-")), "workflow": k,
+            "inputs": {"paths": [image]}, "user": {"name": "demo", "group": "demo"},
+        });
+        std::fs::write(&file, doc.to_string()).unwrap();
+        let (code, m) = s.run(
+            &s.settings(),
+            &s.ini(),
+            &["submit", &file.display().to_string()],
+            &[],
+        );
+        assert_eq!(code, 0, "{k}: {m}");
+    }
+    for (k, case, words) in expect {
+        let id = format!("bad-{}", k.replace('_', "-"));
+        let v = wait_submission(&d, &id, 120, |v| v["submission"]["done"] == true);
+        let failed = v["submission"]["state"] == "failed";
+        out.push(Outcome {
+            area: "output",
+            case,
+            refused: failed,
+            message: v["submission"]["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            expect: words,
+        });
+        // nothing of a refused output is kept
+        if failed {
+            let kept = s.dir.join(format!("data/demo/.analyzed/{id}"));
+            let n = std::fs::read_dir(&kept).map_or(0, |r| {
+                r.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            });
+            assert_eq!(
+                n,
+                0,
+                "{id}: a refused output was kept in {}",
+                kept.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_bad_input_is_refused_with_a_message_that_names_it() {
+    let s = Site::new();
+    let mut outcomes = Vec::new();
+    config_cases(&s, &mut outcomes);
+    submission_cases(&s, &mut outcomes);
+    data_cases(&s, &mut outcomes);
+    output_cases(&s, &mut outcomes);
+    let mut drill = Drill::new("bad inputs refused with their message");
+    let mut table = String::from(
+        "\narea        case                                            refused  message\n",
+    );
+    for o in &outcomes {
+        let ok = drill.trial(o.passed());
+        let _ = writeln!(
+            table,
+            "{:<11} {:<47} {:<8} {}{}",
+            o.area,
+            o.case,
+            if o.refused { "yes" } else { "NO" },
+            if ok { "" } else { "✗ " },
+            one_line(&o.message)
+        );
+    }
+    eprintln!("{table}");
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.passed())
+        .map(|o| {
+            format!(
+                "{} / {}: refused={} expected {:?} in: {}",
+                o.area, o.case, o.refused, o.expect, o.message
+            )
+        })
+        .collect();
+    assert!(outcomes.len() >= 30, "only {} cases", outcomes.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} cases:\n{}",
+        failed.len(),
+        outcomes.len(),
+        failed.join("\n")
+    );
+}
