@@ -404,3 +404,31 @@ async fn a_row_inserted_by_another_program_wakes_the_daemon_through_notify() {
     assert_eq!(c.submission.id, "ext-1");
     assert_eq!(c.submission.state, State::Received);
 }
+
+#[tokio::test]
+async fn processes_opening_a_new_sqlite_queue_at_once_all_get_it() {
+    // the daemon starting while `submit` runs: both create the schema of a new file
+    for round in 0..5 {
+        let d = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/q-{round}.sqlite?mode=rwc", d.path().display());
+        let opened = futures_join(&url, 6).await;
+        for r in opened {
+            let store = r.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            store.ping().await.unwrap();
+        }
+    }
+}
+
+async fn futures_join(url: &str, n: usize) -> Vec<Result<Store, StoreError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let url = url.to_owned();
+            tokio::spawn(async move { Store::connect(&url).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}

@@ -46,12 +46,54 @@ pub(crate) async fn connect(url: &str) -> Result<SqlitePool> {
     {
         std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
     }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(opts)
-        .await?;
-    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-    Ok(pool)
+    // Two processes opening a new file at once (the daemon starting while `submit` runs)
+    // would race to create the schema (sqlx checks what is applied outside the migration's
+    // transaction): an exclusive lock on `<file>.migrate-lock` makes them take turns, and a
+    // SQLITE_BUSY on a stale snapshot is tried again.
+    let lock_path = {
+        let mut p = opts.get_filename().as_os_str().to_owned();
+        p.push(".migrate-lock");
+        std::path::PathBuf::from(p)
+    };
+    let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        f.lock()?;
+        Ok(f)
+    })
+    .await
+    .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
+    .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+    let mut attempt = 0;
+    loop {
+        let r = async {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts.clone())
+                .await?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Ok::<_, StoreError>(pool)
+        }
+        .await;
+        match r {
+            Err(e) if attempt < 20 && is_locked(&e) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            other => {
+                drop(lock);
+                return other;
+            }
+        }
+    }
+}
+
+/// Whether `e` is SQLite's "database is locked" (SQLITE_BUSY).
+fn is_locked(e: &StoreError) -> bool {
+    e.to_string().contains("database is locked")
 }
 
 fn row_to_submission(r: &SqliteRow) -> Result<Submission> {
