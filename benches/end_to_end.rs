@@ -12,7 +12,8 @@
 //!   Memory is the largest process on either side.
 //!
 //! Both sides use an already connected SSH master to the local sshd + Slurm
-//! (`deploy/local-cluster/slurm-up.sh`); the far side is on tmpfs. One warm-up
+//! (`deploy/local-cluster/slurm-up.sh`); the far side is on tmpfs. The
+//! converter processes run as root there (the peers' Python is root's). One warm-up
 //! round, then N alternating rounds; medians and the ratio.
 //!
 //! `cargo build --release -p biomero-stage && cargo bench -p stage-benches --bench end_to_end [-- --runs N]`
@@ -70,7 +71,11 @@ impl Ssh {
     }
 
     fn run(&self, remote: &str) -> String {
-        let out = self.cmd().arg("slurm").arg(remote).output().unwrap();
+        self.run_on("slurm", remote)
+    }
+
+    fn run_on(&self, host: &str, remote: &str) -> String {
+        let out = self.cmd().arg(host).arg(remote).output().unwrap();
         assert!(
             out.status.success(),
             "ssh slurm {remote}: {}",
@@ -168,6 +173,12 @@ fn main() {
         control: work.join("peer-ctl"),
     };
     run(ssh.cmd().args(["-M", "-f", "-N", "slurm"]));
+    // the converter runs as root on the far side: the peers' Python lives in root's pyenv
+    let root_ssh = Ssh {
+        config: ssh_config.clone(),
+        control: work.join("peer-root-ctl"),
+    };
+    run(root_ssh.cmd().args(["-M", "-f", "-N", "slurm-root"]));
     let far = format!("/dev/shm/bench-e2e-{}", std::process::id());
     ssh.run(&format!("mkdir -p {far}/peer {far}/ours {far}/scripts"));
     // BIOMERO's converter on the cluster (the slurm user reads our checkout through a copy)
@@ -261,11 +272,13 @@ fn main() {
         loop {
             let v = daemon.state(&id);
             if v["submission"]["done"] == true {
-                assert_eq!(v["submission"]["state"], "uploaded", "{v}");
                 assert_eq!(
-                    v["submission"]["data"]["upload"]["transfer"]["files"], 13,
-                    "{v}"
+                    v["submission"]["state"], "uploaded",
+                    "{}",
+                    v["submission"]["error"]
                 );
+                let transfer = &v["submission"]["data"]["upload"]["transfer"];
+                assert_eq!(transfer["files"], 12, "{transfer}");
                 break;
             }
             assert!(started.elapsed() < Duration::from_mins(5), "{v}");
@@ -318,7 +331,7 @@ fn main() {
             .iter()
             .map(|f| format!("{f} {}", f.replace('/', "_")))
             .collect();
-        ssh.run(&format!(
+        root_ssh.run_on("slurm-root", &format!(
             "printf '{jobs}' | xargs -P 2 -L 1 sh -c '/usr/bin/time -f %M -a -o {target}/rss {py} {far}/zarr_to_tiff.py {target}/zarr/plate.ome.zarr/$0 --output {target}/data/in/plate_$1.tif'",
             jobs = jobs.join("\\n") + "\\n",
             py = python.display(),
