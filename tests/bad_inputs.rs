@@ -458,92 +458,88 @@ fn data_cases(s: &Site, out: &mut Vec<Outcome>) {
     let bytes = std::fs::read(&tif).unwrap();
     let cut = work.join("cut.tif");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let (code, message) = run(&[
-        "convert",
-        "tiff-to-zarr",
-        &cut.display().to_string(),
-        "--out",
-        &work.join("z1").display().to_string(),
-    ]);
-    out.push(Outcome {
-        area: "data",
-        case: "a TIFF cut short",
-        refused: code != 0,
-        message,
-        expect: &["cut.tif"],
-    });
     // not a TIFF at all
     let fake = work.join("fake.tif");
     std::fs::write(&fake, "GIF89a not a tiff").unwrap();
-    let (code, message) = run(&[
-        "convert",
-        "tiff-to-zarr",
-        &fake.display().to_string(),
-        "--out",
-        &work.join("z2").display().to_string(),
-    ]);
-    out.push(Outcome {
-        area: "data",
-        case: "a file named .tif that is not a TIFF",
-        refused: code != 0,
-        message,
-        expect: &["fake.tif"],
-    });
     // a Zarr image whose array metadata is gone
     let broken = work.join("broken.ome.zarr");
     copy_dir(&src, &broken);
     std::fs::remove_file(broken.join("0/.zarray")).unwrap();
-    let (code, message) = run(&["inspect", &broken.display().to_string()]);
-    out.push(Outcome {
-        area: "data",
-        case: "an OME-Zarr image without its array",
-        refused: code != 0,
-        message,
-        expect: &["broken.ome.zarr"],
-    });
     // a folder that is not Zarr
     let plain = work.join("plain");
     std::fs::create_dir_all(&plain).unwrap();
     std::fs::write(plain.join("notes.txt"), "hello").unwrap();
-    let (code, message) = run(&["inspect", &plain.display().to_string()]);
-    out.push(Outcome {
-        area: "data",
-        case: "a folder that is not OME-Zarr",
-        refused: code != 0,
-        message,
-        expect: &["plain"],
-    });
     // a plate that lists a well it does not have
     let plate = work.join("plate.zarr");
     copy_dir(&s.sample().join("plate.ome.zarr"), &plate);
     std::fs::remove_dir_all(plate.join("A/2")).unwrap();
-    let (code, message) = run(&["inspect", &plate.display().to_string()]);
-    out.push(Outcome {
-        area: "data",
-        case: "a plate missing a listed well",
-        refused: code != 0,
-        message,
-        expect: &["A/2"],
-    });
     // an array whose chunk is truncated
     let chunky = work.join("chunky.ome.zarr");
     copy_dir(&src, &chunky);
-    let chunk = first_chunk(&chunky.join("0"));
-    std::fs::write(&chunk, b"\x00\x01").unwrap();
-    let (code, message) = run(&[
-        "convert",
-        "zarr-to-tiff",
-        &chunky.display().to_string(),
-        "--out",
-        &work.join("t2").display().to_string(),
-    ]);
-    out.push(Outcome {
-        area: "data",
-        case: "a Zarr chunk that does not decode",
-        refused: code != 0,
-        message,
-        expect: &["chunky.ome.zarr"],
-    });
+    std::fs::write(first_chunk(&chunky.join("0")), b"\x00\x01").unwrap();
+    let out_dir = |n: &str| work.join(n).display().to_string();
+    let p = |p: &Path| p.display().to_string();
+    let cases: [(&'static str, Vec<String>, &'static [&'static str]); 6] = [
+        (
+            "a TIFF cut short",
+            vec![
+                "convert".into(),
+                "tiff-to-zarr".into(),
+                p(&cut),
+                "--out".into(),
+                out_dir("z1"),
+            ],
+            &["cut.tif"],
+        ),
+        (
+            "a file named .tif that is not a TIFF",
+            vec![
+                "convert".into(),
+                "tiff-to-zarr".into(),
+                p(&fake),
+                "--out".into(),
+                out_dir("z2"),
+            ],
+            &["fake.tif"],
+        ),
+        (
+            "an OME-Zarr image without its array",
+            vec!["inspect".into(), p(&broken)],
+            &["broken.ome.zarr"],
+        ),
+        (
+            "a folder that is not OME-Zarr",
+            vec!["inspect".into(), p(&plain)],
+            &["plain"],
+        ),
+        (
+            "a plate missing a listed well",
+            vec!["inspect".into(), p(&plate)],
+            &["A/2"],
+        ),
+        (
+            "a Zarr chunk that does not decode",
+            vec![
+                "convert".into(),
+                "zarr-to-tiff".into(),
+                p(&chunky),
+                "--out".into(),
+                out_dir("t2"),
+            ],
+            &["chunky.ome.zarr"],
+        ),
+    ];
+    for (case, args, expect) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, message) = run(&args);
+        out.push(Outcome {
+            area: "data",
+            case,
+            refused: code != 0,
+            message,
+            expect,
+        });
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

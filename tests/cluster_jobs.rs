@@ -13,6 +13,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
+use stage_tests::cluster::kill_ssh_master;
 use stage_tests::drills::Drill;
 use stage_tests::site::{
     Site, assert_each_step_once, assert_one_job_each, cluster_now, outcomes, site, start, state,
@@ -662,14 +663,6 @@ fn two_daemons_on_one_postgres_queue_run_fifty_plate_jobs_each_step_once() {
     eprintln!("{N} submissions on two daemons: {sa_steps} + {sb_steps} steps");
 }
 
-/// Kills the daemon's SSH master (its control socket lives under `control`).
-fn kill_master(control: &Path) -> bool {
-    std::process::Command::new("pkill")
-        .args(["-f", &control.display().to_string()])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn a_plate_job_whose_ssh_connection_is_cut_in_upload_and_in_download_resumes_and_verifies() {
     let (url, sa) = importer_db();
@@ -733,7 +726,7 @@ fn a_plate_job_whose_ssh_connection_is_cut_in_upload_and_in_download_resumes_and
         match cut {
             Some(n) => {
                 std::thread::sleep(std::time::Duration::from_millis(300));
-                if kill_master(&control) {
+                if kill_ssh_master(&control) {
                     *n += 1;
                 }
             }

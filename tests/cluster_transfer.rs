@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
-use stage_tests::drills::Drill;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +15,8 @@ use stage_cluster::slurm::submit::{JobSpec, submit};
 use stage_cluster::slurm::watch::Watcher;
 use stage_cluster::transfer::{download, upload};
 use stage_cluster::{ClusterError, Remote, SshTarget};
-use stage_tests::cluster::{Lab, lab};
+use stage_tests::cluster::{Lab, kill_ssh_master, lab};
+use stage_tests::drills::Drill;
 
 fn remote(lab: &Lab, control: &Path, host: &str, config: Option<&Path>) -> Remote {
     Remote::new(SshTarget {
@@ -114,14 +114,6 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Kills the SSH master whose control socket lives under `control`.
-fn kill_master(control: &Path) -> bool {
-    std::process::Command::new("pkill")
-        .args(["-f", &control.display().to_string()])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn a_transfer_cut_by_a_dead_ssh_master_resumes_and_verifies() {
     let lab = lab();
@@ -142,7 +134,7 @@ fn a_transfer_cut_by_a_dead_ssh_master_resumes_and_verifies() {
             async move { upload::upload(&r, &src, &target).await }
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let killed = kill_master(&ctl);
+        let killed = kill_ssh_master(&ctl);
         (killed, task.await.unwrap())
     });
     assert!(cut_up.0, "no SSH master to kill");
@@ -165,7 +157,7 @@ fn a_transfer_cut_by_a_dead_ssh_master_resumes_and_verifies() {
             async move { download::download(&r, &target, &back).await }
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
-        kill_master(&ctl);
+        kill_ssh_master(&ctl);
         task.await.unwrap()
     });
     let e = cut_down.expect_err("the download finished before the cut; make the tree bigger");

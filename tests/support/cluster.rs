@@ -103,3 +103,11 @@ impl Lab {
         String::from_utf8_lossy(&o.stdout).trim().to_owned()
     }
 }
+
+/// Kills the SSH master whose control socket lives under `control` (a cut connection).
+pub fn kill_ssh_master(control: &Path) -> bool {
+    Command::new("pkill")
+        .args(["-f", &control.display().to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -71,6 +71,20 @@ pub fn sacct_since(snapshot: &Snapshot) -> String {
     }
 }
 
+impl Cluster {
+    /// `<local data path>/biomero_<id>`: the job's folder on this host, when the data path
+    /// is mounted here (or is local, with the local executor).
+    pub fn local_job_dir(&self, id: &str) -> Option<PathBuf> {
+        let mount = self.local_data_path.as_ref()?;
+        let rel = self.layout.job_dir(id);
+        let rel = rel
+            .strip_prefix(&self.layout.data_path)
+            .unwrap_or(&rel)
+            .trim_start_matches('/');
+        Some(mount.join(rel))
+    }
+}
+
 impl ClusterCache {
     /// The cluster of `snapshot` (connecting lazily: the first command connects).
     pub fn get(&self, snapshot: &Snapshot) -> Result<Cluster, ClusterError> {

@@ -140,35 +140,35 @@ async fn collect(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let target = outputs_dir(&settings.staging_dir(), &s.id);
     let layout = &cluster.layout;
     let remote_out = layout.outputs(&s.id);
-    let result: Result<TransferReport, ClusterError> = if let Some(mount) = &cluster.local_data_path
-    {
-        let from = super::upload::local_job_dir(mount, layout, &s.id).join("data/out");
-        let to = target.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let empty = std::fs::read_dir(&from)
-                .map_err(|e| ClusterError::Io {
-                    path: from.clone(),
-                    source: e,
-                })?
-                .next()
-                .is_none();
-            if empty {
-                return Err(ClusterError::EmptyOutput(from.display().to_string()));
-            }
-            local::copy_tree(&from, &to)
-        });
-        unless_cancelled(ctx, async {
-            task.await
-                .map_err(|e| ClusterError::Invalid(format!("the copy task failed: {e}")))?
-        })
-        .await
-    } else {
-        unless_cancelled(
-            ctx,
-            download::download(&cluster.remote, &remote_out, &target),
-        )
-        .await
-    };
+    let result: Result<TransferReport, ClusterError> =
+        if let Some(job) = cluster.local_job_dir(&s.id) {
+            let from = job.join("data/out");
+            let to = target.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                let empty = std::fs::read_dir(&from)
+                    .map_err(|e| ClusterError::Io {
+                        path: from.clone(),
+                        source: e,
+                    })?
+                    .next()
+                    .is_none();
+                if empty {
+                    return Err(ClusterError::EmptyOutput(from.display().to_string()));
+                }
+                local::copy_tree(&from, &to)
+            });
+            unless_cancelled(ctx, async {
+                task.await
+                    .map_err(|e| ClusterError::Invalid(format!("the copy task failed: {e}")))?
+            })
+            .await
+        } else {
+            unless_cancelled(
+                ctx,
+                download::download(&cluster.remote, &remote_out, &target),
+            )
+            .await
+        };
     let report = match result {
         Ok(r) => r,
         Err(e @ ClusterError::EmptyOutput(_)) => {

@@ -34,6 +34,18 @@ pub async fn scancel(ctx: &StepContext, job_id: u64) -> Result<(), ClusterError>
     submit::cancel(&cluster.remote, job_id).await
 }
 
+/// `follow_poll_secs` of the configuration in force.
+fn poll_interval(ctx: &StepContext) -> Duration {
+    Duration::from_secs(
+        ctx.runtime
+            .config
+            .current()
+            .settings
+            .settings
+            .follow_poll_secs,
+    )
+}
+
 /// Runs the step.
 pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let job_id = match super::recorded(s, "submit", "job_id") {
@@ -52,19 +64,12 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         Ok(c) => c,
         Err(o) => return o,
     };
-    if cluster.executor == Executor::Local {
-        let mount = cluster.local_data_path.clone().unwrap_or_default();
-        let job_dir = super::upload::local_job_dir(&mount, &cluster.layout, &s.id);
+    if cluster.executor == Executor::Local
+        && let Some(job_dir) = cluster.local_job_dir(&s.id)
+    {
         return follow_local(ctx, job_id, &job_dir).await;
     }
-    let poll = Duration::from_secs(
-        ctx.runtime
-            .config
-            .current()
-            .settings
-            .settings
-            .follow_poll_secs,
-    );
+    let poll = poll_interval(ctx);
     let mut rx = cluster.watcher.follow(job_id);
     let hold = tokio::time::sleep(poll * HOLD_POLLS);
     tokio::pin!(hold);
@@ -156,14 +161,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
 /// Follows a job of the local executor: its exit code file, looked at every
 /// half second for a few polls, then the worker is given back.
 async fn follow_local(ctx: &StepContext, job_id: u64, job_dir: &std::path::Path) -> StepOutcome {
-    let poll = Duration::from_secs(
-        ctx.runtime
-            .config
-            .current()
-            .settings
-            .settings
-            .follow_poll_secs,
-    );
+    let poll = poll_interval(ctx);
     let until = tokio::time::Instant::now() + poll * HOLD_POLLS;
     loop {
         let state = match local_job::state(job_dir) {

@@ -232,8 +232,7 @@ pub(crate) async fn cleanup(ctx: &StepContext, s: &Submission, doc: &SubmissionD
             .and_then(|d| d.get("job_id"))
             .and_then(Value::as_u64)
             .map(stage_cluster::Layout::job_log);
-        let r = if let Some(mount) = &cluster.local_data_path {
-            let dir = super::upload::local_job_dir(mount, layout, &s.id);
+        let r = if let Some(dir) = cluster.local_job_dir(&s.id) {
             tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir))
                 .await
                 .map_err(|e| e.to_string())

@@ -122,9 +122,10 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let since = (s.created_at - chrono::Duration::minutes(10))
         .format("%Y-%m-%dT%H:%M:%S")
         .to_string();
-    let submitted = if cluster.executor == Executor::Local {
-        let mount = cluster.local_data_path.clone().unwrap_or_default();
-        let job_dir = super::upload::local_job_dir(&mount, layout, &s.id);
+    let local = cluster
+        .local_job_dir(&s.id)
+        .filter(|_| cluster.executor == Executor::Local);
+    let submitted = if let Some(job_dir) = local.clone() {
         let script = PathBuf::from(&spec.script);
         let env = spec.env.clone();
         let task = tokio::task::spawn_blocking(move || {
@@ -153,17 +154,10 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
                     "sbatch": spec.sbatch_args,
                     "env": env.into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<String, Value>>(),
                     "env_file": spec.env_file,
-                    "log": if cluster.executor == Executor::Local {
-                        local_job::log_path(&super::upload::local_job_dir(
-                            &cluster.local_data_path.clone().unwrap_or_default(),
-                            layout,
-                            &s.id,
-                        ))
-                        .display()
-                        .to_string()
-                    } else {
-                        Layout::job_log(job.job_id)
-                    },
+                    "log": local.as_ref().map_or_else(
+                        || Layout::job_log(job.job_id),
+                        |dir| local_job::log_path(dir).display().to_string(),
+                    ),
                     "executor": cluster.executor.to_string(),
                     "submitted_at": chrono::Utc::now(),
                 }),

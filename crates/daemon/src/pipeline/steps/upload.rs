@@ -6,24 +6,14 @@
 use std::path::PathBuf;
 
 use serde_json::json;
+use stage_cluster::ClusterError;
 use stage_cluster::layout::check_id;
 use stage_cluster::transfer::{TransferReport, local, upload};
-use stage_cluster::{ClusterError, Layout};
 use stage_store::Submission;
 
 use super::super::{StepContext, StepOutcome};
 use super::{cluster_outcome, unless_cancelled};
 use crate::metrics::DirectionLabel;
-
-/// `<local data path>/biomero_<id>` for a data path mounted on this host.
-pub(crate) fn local_job_dir(mount: &std::path::Path, layout: &Layout, id: &str) -> PathBuf {
-    let rel = layout.job_dir(id);
-    let rel = rel
-        .strip_prefix(&layout.data_path)
-        .unwrap_or(&rel)
-        .trim_start_matches('/');
-    mount.join(rel)
-}
 
 /// Runs the step.
 pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
@@ -44,8 +34,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     };
     let layout = &cluster.layout;
     let result: Result<(TransferReport, String), ClusterError> =
-        if let Some(mount) = &cluster.local_data_path {
-            let job = local_job_dir(mount, layout, &s.id);
+        if let Some(job) = cluster.local_job_dir(&s.id) {
             let target = job.join("data/in");
             let out = tokio::task::spawn_blocking(move || {
                 for d in ["data/out", "data/gt"] {
