@@ -147,3 +147,95 @@ fn the_demo_runs_each_input_mode_to_kept_labels_that_independent_readers_count()
         .collect();
     assert_eq!(states, ["collected"; 6], "{all}");
 }
+
+#[test]
+fn a_cancelled_submission_stops_its_local_job() {
+    let home = tempfile::tempdir().unwrap();
+    let site = home.path().join("site");
+    let o = command(home.path())
+        .args(["demo", "--write-only", "--dir"])
+        .arg(&site)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    // a workflow that runs for ten minutes
+    let scripts = site.join("cluster/scripts");
+    let slow = scripts.join("slow.sh");
+    std::fs::write(&slow, "#!/bin/sh\necho 'working 5%'\nsleep 600\n").unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ini = site.join("slurm-config.ini");
+    let body = std::fs::read_to_string(&ini).unwrap().replace(
+        "[WORKFLOWS]\n",
+        "[WORKFLOWS]\nslow = slow\nslow_repo = https://github.com/biomero-stage/W_Threshold/tree/v1.0.0\nslow_job = slow.sh\n",
+    );
+    std::fs::write(&ini, body).unwrap();
+    let port = stage_tests::free_port();
+    let settings = site.join("biomero-stage.toml");
+    let body = std::fs::read_to_string(&settings).unwrap();
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("admin_listen"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &settings,
+        body.replace(&line, &format!("admin_listen = \"127.0.0.1:{port}\"")),
+    )
+    .unwrap();
+    let ini_s = ini.display().to_string();
+    let d = stage_tests::Daemon::start(
+        home.path(),
+        &settings,
+        port,
+        &["--poll-ms", "200"],
+        &[("BIOMERO_SLURM_CONFIG_FILE", &ini_s)],
+    );
+    let doc = site.join("slow.json");
+    let image = site.join("data/demo/sample/images/image_00.ome.zarr");
+    std::fs::write(
+        &doc,
+        serde_json::json!({
+            "version": 1, "id": "slow-1", "workflow": "slow",
+            "inputs": {"paths": [image.display().to_string()]},
+            "user": {"name": "demo", "group": "demo"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let o = command(home.path())
+            .arg("--config")
+            .arg(&settings)
+            .env("BIOMERO_SLURM_CONFIG_FILE", &ini)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {:?}", text(&o));
+    };
+    cli(&["submit", &doc.display().to_string()]);
+    let v = stage_tests::wait_submission(&d, "slow-1", 60, |v| {
+        v["submission"]["state"] == "submitted"
+    });
+    let pid_file = site.join("cluster/data/biomero_slow-1/.local-pid");
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "{v}");
+    cli(&["cancel", "slow-1"]);
+    let v = stage_tests::wait_submission(&d, "slow-1", 60, |v| v["submission"]["done"] == true);
+    assert_eq!(v["submission"]["state"], "cancelled", "{v}");
+    // the job's process group is gone (its `sleep` too)
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stat = format!("/proc/{pid}/stat");
+    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(
+            std::time::Instant::now() < until,
+            "local job {pid} still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let exit =
+        std::fs::read_to_string(site.join("cluster/data/biomero_slow-1/.local-exit")).unwrap();
+    assert_eq!(exit.trim(), "143");
+}

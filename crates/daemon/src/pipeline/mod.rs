@@ -149,7 +149,7 @@ pub async fn on_cancel(ctx: &StepContext, submission: &Submission) -> Value {
     else {
         return Value::Null;
     };
-    match steps::follow::scancel(ctx, job_id).await {
+    match steps::follow::scancel(ctx, &submission.id, job_id).await {
         Ok(()) => serde_json::json!({ "scancel": job_id }),
         Err(e) => {
             tracing::warn!(job_id, error = %e, "cannot scancel the job");

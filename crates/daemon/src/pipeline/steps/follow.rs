@@ -27,11 +27,24 @@ const HOLD_POLLS: u32 = 3;
 /// How long after submission a job Slurm does not know counts as lost.
 const FORGOTTEN_AFTER_MINUTES: i64 = 15;
 
-/// `scancel`s `job_id` on the cluster of the configuration in force.
-pub async fn scancel(ctx: &StepContext, job_id: u64) -> Result<(), ClusterError> {
+/// Stops the job `job_id` of submission `id`: `scancel` on the cluster of the
+/// configuration in force, or, with the local executor, its process group.
+pub async fn scancel(ctx: &StepContext, id: &str, job_id: u64) -> Result<(), ClusterError> {
     let config = ctx.runtime.config.current();
     let cluster = ctx.runtime.cluster.get(&config)?;
+    if cluster.executor == Executor::Local
+        && let Some(dir) = cluster.local_job_dir(id)
+    {
+        return stop_local(dir).await;
+    }
     submit::cancel(&cluster.remote, job_id).await
+}
+
+/// Stops the local job in `dir` (SIGTERM to its process group).
+async fn stop_local(dir: std::path::PathBuf) -> Result<(), ClusterError> {
+    tokio::task::spawn_blocking(move || local_job::cancel(&dir))
+        .await
+        .map_err(|e| ClusterError::Invalid(format!("the stop task failed: {e}")))?
 }
 
 /// `follow_poll_secs` of the configuration in force.
@@ -209,10 +222,8 @@ async fn follow_local(ctx: &StepContext, job_id: u64, job_dir: &std::path::Path)
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
             () = ctx.cancel.cancelled() => {
-                let dir = job_dir.to_path_buf();
-                match tokio::task::spawn_blocking(move || local_job::cancel(&dir)).await {
-                    Ok(Ok(())) => tracing::info!(job_id, "local job stopped"),
-                    Ok(Err(e)) => tracing::warn!(job_id, error = %e, "cannot stop the local job"),
+                match stop_local(job_dir.to_path_buf()).await {
+                    Ok(()) => tracing::info!(job_id, "local job stopped"),
                     Err(e) => tracing::warn!(job_id, error = %e, "cannot stop the local job"),
                 }
                 return StepOutcome::Cancelled;
