@@ -369,16 +369,6 @@ fn submission_cases(s: &Site, out: &mut Vec<Outcome>) {
             &["id"],
         ),
     ];
-    for (case, mode, edit, expect) in cases {
-        let (code, message) = s.submit("submit", mode, edit);
-        out.push(Outcome {
-            area: "submission",
-            case,
-            refused: code != 0,
-            message,
-            expect,
-        });
-    }
     // inputs are resolved by `plan` (the daemon's first step) before any work
     let plans: Vec<(&'static str, &str, Edit, &'static [&'static str])> = vec![
         (
@@ -406,8 +396,12 @@ fn submission_cases(s: &Site, out: &mut Vec<Outcome>) {
             &["is an image", "select plates"],
         ),
     ];
-    for (case, mode, edit, expect) in plans {
-        let (code, message) = s.submit("plan", mode, edit);
+    let by_command = cases
+        .into_iter()
+        .map(|c| ("submit", c))
+        .chain(plans.into_iter().map(|c| ("plan", c)));
+    for (command, (case, mode, edit, expect)) in by_command {
+        let (code, message) = s.submit(command, mode, edit);
         out.push(Outcome {
             area: "submission",
             case,
