@@ -486,12 +486,49 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
         "",
         &format!("importer_database_url = \"{url}\"\nimport_poll_secs = 1\n"),
     );
+    // for this drill the job takes 2 s and the plate is larger (2 wells × 2 fields of
+    // 1024²), so that follow and collect last long enough to be struck
+    s.lab.script(
+        &s.abs.join("scripts"),
+        "copy.sh",
+        "#!/bin/bash\nset -eo pipefail\nif [ -n \"${1:-}\" ]; then . \"$1\"; fi\necho 'copying 10%'\nsleep 2\ncp -r \"$DATA_PATH\"/data/in/. \"$DATA_PATH/data/out/\"\necho 'done 100%'\n",
+    );
+    let sample = s.dir.path().join("data/lab-a/sample");
+    std::fs::remove_dir_all(&sample).unwrap();
+    let o = command(s.dir.path())
+        .args(["sample", "--out", &sample.display().to_string()])
+        .args([
+            "--size",
+            "1024",
+            "--images",
+            "0",
+            "--rows",
+            "1",
+            "--columns",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
     let since = cluster_now(&s);
-    // kill -9 at 22 random instants (50 ms to 1.55 s after each start); a new plate job is
-    // submitted every fourth restart, so the kills land in every step: plan, stage, upload,
-    // submit, follow, collect and import (the importer is not running yet, so the import
-    // step keeps polling its placed order). A 2 s lease lets a killed worker's claim expire
-    // soon after the restart. The seed is printed to replay a run.
+    // kill -9 22 times. A new plate job is submitted every fourth restart; the four kills of
+    // its rounds wait until it is running the given step — plan/stage (just submitted),
+    // upload (`staged`), submit (`uploaded`), follow (`submitted`) — then strike after a
+    // random 0–40 ms; the older jobs are meanwhile in follow and import (the importer is not
+    // running yet, so the import step keeps polling its placed order); the last two kills
+    // strike at a random 50 ms–1.55 s. A 2 s lease lets a killed worker's claim expire soon
+    // after the restart. The seed is printed to replay a run.
+    const ORDER: [&str; 8] = [
+        "received",
+        "planned",
+        "staged",
+        "uploaded",
+        "submitted",
+        "finished",
+        "collected",
+        "imported",
+    ];
+    let rank = |st: &str| ORDER.iter().position(|o| *o == st).unwrap_or(ORDER.len());
     let mut seed: u64 = u64::from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -501,7 +538,7 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
     eprintln!("kill drill seed: {seed}");
     let mut ids: Vec<String> = Vec::new();
     let mut seen = std::collections::BTreeMap::<String, u32>::new();
-    let mut drill = Drill::new("kill -9 at 22 random instants of 5 plate jobs (per kill)");
+    let mut drill = Drill::new("kill -9 at 22 instants over every step of 5 plate jobs (per kill)");
     for i in 0..22 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -512,7 +549,23 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
             submit_plate(&s, &d, &id, 7);
             ids.push(id);
         }
-        std::thread::sleep(std::time::Duration::from_millis(50 + seed % 1500));
+        if i < 20 {
+            // wait (at most 20 s) until the newest job is at least at this round's state
+            let target = ["received", "staged", "uploaded", "submitted"][i % 4];
+            let newest = ids.last().unwrap();
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let v = http_get(&d.base, &format!("/api/v1/submissions/{newest}"));
+                if rank(state(&v)) >= rank(target) || std::time::Instant::now() > until {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let jitter = if i % 4 == 0 { seed % 10 } else { seed % 40 };
+            std::thread::sleep(std::time::Duration::from_millis(jitter));
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(50 + seed % 1500));
+        }
         for id in &ids {
             let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
             assert!(!matches!(state(&v), "failed" | "cancelled"), "{v}");
@@ -580,8 +633,8 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
     drop(importer);
     // one Slurm job per submission
     assert_one_job_each(&s, &since, &ids);
-    // the kills landed in at least four different states
-    assert!(seen.len() >= 4, "{seen:?}");
+    // the kills landed in at least five different states (steps)
+    assert!(seen.len() >= 5, "{seen:?}");
     assert_eq!(psql(&url, "SELECT count(DISTINCT uuid) FROM imports"), "6");
 }
 
