@@ -478,6 +478,18 @@ fn a_plate_job_comes_home_kept_and_imported_through_biomero_importer() {
     assert!(!s.dir.path().join(format!("state/staging/{id}")).exists());
 }
 
+/// The states of a submission in pipeline order.
+const ORDER: [&str; 8] = [
+    "received",
+    "planned",
+    "staged",
+    "uploaded",
+    "submitted",
+    "finished",
+    "collected",
+    "imported",
+];
+
 #[test]
 fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
     let (url, sa) = importer_db();
@@ -518,16 +530,6 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
     // running yet, so the import step keeps polling its placed order); the last two kills
     // strike at a random 50 ms–1.55 s. A 2 s lease lets a killed worker's claim expire soon
     // after the restart. The seed is printed to replay a run.
-    const ORDER: [&str; 8] = [
-        "received",
-        "planned",
-        "staged",
-        "uploaded",
-        "submitted",
-        "finished",
-        "collected",
-        "imported",
-    ];
     let rank = |st: &str| ORDER.iter().position(|o| *o == st).unwrap_or(ORDER.len());
     let mut seed: u64 = u64::from(
         std::time::SystemTime::now()
