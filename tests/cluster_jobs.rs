@@ -17,7 +17,7 @@ use stage_tests::cluster::kill_ssh_master;
 use stage_tests::drills::Drill;
 use stage_tests::site::{
     Site, assert_each_step_once, assert_one_job_each, cluster_now, outcomes, site, start, state,
-    submit, submit_plate, use_queue,
+    submit, submit_plate, use_queue, write_sample,
 };
 use stage_tests::{
     Daemon, TestImporter, command, free_port, http_get, http_post, importer_db, psql, run_reader,
@@ -507,21 +507,7 @@ fn a_daemon_killed_again_and_again_submits_once_keeps_once_and_orders_once() {
     );
     let sample = s.dir.path().join("data/lab-a/sample");
     std::fs::remove_dir_all(&sample).unwrap();
-    let o = command(s.dir.path())
-        .args(["sample", "--out", &sample.display().to_string()])
-        .args([
-            "--size",
-            "1024",
-            "--images",
-            "0",
-            "--rows",
-            "1",
-            "--columns",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{:?}", text(&o));
+    write_sample(s.dir.path(), &sample, 1024, 0, 2);
     let since = cluster_now(&s);
     // kill -9 22 times. A new plate job is submitted every fourth restart; the four kills of
     // its rounds wait until it is running the given step — plan/stage (just submitted),
@@ -728,21 +714,7 @@ fn a_plate_job_whose_ssh_connection_is_cut_in_upload_and_in_download_resumes_and
     );
     // a plate big enough (129 MB in 808 files) that its transfers can be cut
     let big = s.dir.path().join("data/lab-a/big");
-    let o = command(s.dir.path())
-        .args(["sample", "--out", &big.display().to_string()])
-        .args([
-            "--size",
-            "4096",
-            "--images",
-            "0",
-            "--rows",
-            "1",
-            "--columns",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{:?}", text(&o));
+    write_sample(s.dir.path(), &big, 4096, 0, 2);
     let _importer = TestImporter::start(&sa, &[]);
     let d = start(&s, &[]);
     let id = "ssh-cut";

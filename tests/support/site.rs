@@ -100,23 +100,7 @@ pub fn site(name: &str, slurm_extra: &str, settings_extra: &str) -> Site {
     // inputs on the shared storage, in Lab A's group folder
     let data = dir.path().join("data");
     let sample = data.join("lab-a/sample");
-    let o = command(dir.path())
-        .args([
-            "sample",
-            "--out",
-            &sample.display().to_string(),
-            "--size",
-            "64",
-            "--images",
-            "2",
-            "--rows",
-            "1",
-            "--columns",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{:?}", text(&o));
+    write_sample(dir.path(), &sample, 64, 2, 1);
     let mappings = dir.path().join("biomero-config.json");
     std::fs::write(
         &mappings,
@@ -144,6 +128,20 @@ pub fn site(name: &str, slurm_extra: &str, settings_extra: &str) -> Site {
         settings,
         port,
     }
+}
+
+/// Writes sample data at `out` with `biomero-stage sample`: a 1-row plate of `columns`
+/// wells (two fields each) and `images` single images, all `size`² pixels.
+pub fn write_sample(home: &Path, out: &Path, size: u32, images: u32, columns: u32) {
+    let o = command(home)
+        .arg("sample")
+        .arg("--out")
+        .arg(out)
+        .args(["--size", &size.to_string(), "--images", &images.to_string()])
+        .args(["--rows", "1", "--columns", &columns.to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
 }
 
 /// Starts the daemon of `s` (fast polling and retries) with extra arguments.
