@@ -493,3 +493,33 @@ fn unsafe_empty_and_useless_outputs_are_refused_and_leave_nothing_behind() {
         assert!(left.is_empty(), "{what}: left {left:?}");
     }
 }
+
+#[test]
+fn a_keep_killed_after_linking_the_download_is_done_again_from_the_untouched_download() {
+    // a daemon killed inside `keep` leaves `.<stamp>.partial` holding hard links to the
+    // download; the rerun must not take those links for hard-linked outputs
+    let id = "res-killed-keep";
+    let j = job(id);
+    sample_into(
+        &spec(NgffVersion::V04, 1, 1),
+        "images/image_00.ome.zarr",
+        &j.out.join("image_00.ome.zarr"),
+    );
+    std::fs::write(j.out.join("counts.csv"), "image,count\n").unwrap();
+    let partial = j.analyzed.join(".20260101_000000.partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::hard_link(j.out.join("counts.csv"), partial.join("counts.csv")).unwrap();
+    let m = keep(&request(&j, id, &["image_00.tif"], true)).unwrap();
+    assert!(
+        m.files.iter().any(|f| f.path == "counts.csv"),
+        "{:?}",
+        m.files
+    );
+    assert!(!partial.exists());
+    assert_eq!(
+        leftovers(&j.analyzed).len(),
+        1,
+        "{:?}",
+        leftovers(&j.analyzed)
+    );
+}

@@ -127,6 +127,11 @@ pub fn keep(req: &KeepRequest<'_>) -> Result<ResultManifest> {
     if let Some(m) = find_kept(req.analyzed, req.submission)? {
         return Ok(m);
     }
+    // a partial folder left by a killed run holds hard links to the download: remove it
+    // before the download is checked, or its files would count as hard-linked outputs
+    if req.analyzed.is_dir() {
+        sweep_partials(req.analyzed)?;
+    }
     let inventory = safety::scan(req.outputs, &req.limits)?;
     if inventory.files.is_empty() {
         return Err(ResultsError::Useless(format!(
@@ -135,7 +140,6 @@ pub fn keep(req: &KeepRequest<'_>) -> Result<ResultManifest> {
         )));
     }
     std::fs::create_dir_all(req.analyzed).map_err(|e| ResultsError::io(req.analyzed, e))?;
-    sweep_partials(req.analyzed)?;
     let now = chrono::Utc::now();
     let stamp = now.format("%Y%m%d_%H%M%S").to_string();
     let partial = req.analyzed.join(format!(".{stamp}.partial"));
