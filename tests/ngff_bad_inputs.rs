@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use stage_ngff::convert::{self, TiffOptions, ZarrOptions};
 use stage_ngff::copy::pass_through;
-use stage_ngff::sample::{SampleSpec, write_samples};
 use stage_ngff::write::array::Compression;
 use stage_ngff::{ImageReader, NgffError, NgffVersion, PlateReader};
+use stage_sample::{SampleSpec, write_samples};
 use stage_tests::partial_files;
 
 fn sample(dir: &Path, version: NgffVersion) -> PathBuf {

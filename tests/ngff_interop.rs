@@ -10,9 +10,9 @@ use serde_json::Value;
 use stage_ngff::NgffVersion;
 use stage_ngff::convert::{self, TiffOptions, ZarrOptions};
 use stage_ngff::copy::{CopyMode, pass_through};
-use stage_ngff::sample::{SampleManifest, SampleSpec, write_samples};
 use stage_ngff::tiff::write::TiffCompression;
 use stage_ngff::write::array::Compression;
+use stage_sample::{SampleManifest, SampleSpec, write_samples};
 use stage_tests::{partial_files, run_reader};
 
 fn small_spec(version: NgffVersion) -> SampleSpec {
@@ -77,7 +77,7 @@ fn sample_plates_and_images_validate_and_match_pixel_for_pixel_in_both_versions(
                 serde_json::json!([1, 1, 2, 600, 600])
             );
         }
-        for img in stage_ngff::sample::image_paths(d.path(), &m) {
+        for img in stage_sample::image_paths(d.path(), &m) {
             let r = read("read_zarr.py", &img);
             assert_eq!(r["model"], format!("{model_prefix}.Image"));
             let rel = img

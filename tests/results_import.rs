@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use stage_ngff::NgffVersion;
-use stage_ngff::sample::{SampleSpec, write_samples};
 use stage_results::classify::ItemKind;
 use stage_results::importer::{self, OrderRules, PathMap};
 use stage_results::keep::{KeepRequest, MANIFEST, ResultManifest, find_kept, keep};
 use stage_results::safety::Limits;
+use stage_sample::{SampleSpec, write_samples};
 use stage_tests::{TestImporter, importer_db, run_reader};
 
 fn spec(version: NgffVersion, columns: u32, images: u32) -> SampleSpec {

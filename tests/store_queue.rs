@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stage_store::{ListFilter, NewSubmission, Outcome, State, Store, StoreError, Transition};
+use stage_store::{
+    ListFilter, NewSubmission, Outcome, Renewal, State, Store, StoreError, Transition,
+};
 use stage_tests::fresh_pg_database;
 
 async fn stores() -> Vec<(&'static str, Store, Option<tempfile::TempDir>)> {
@@ -182,10 +184,10 @@ async fn an_expired_lease_is_reaped_and_its_holder_is_fenced_off() {
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::LeaseLost(_)), "{name}: {e}");
-        assert!(matches!(
-            store.renew(&slow, Duration::from_secs(1)).await,
-            Err(StoreError::LeaseLost(_))
-        ));
+        assert_eq!(
+            store.renew(&slow, Duration::from_secs(1)).await.unwrap(),
+            Renewal::Lost
+        );
         store
             .advance(
                 &fast,
@@ -215,7 +217,10 @@ async fn cancellation_reaches_the_holder_and_finished_submissions_refuse_it() {
             .await
             .unwrap()
             .unwrap();
-        assert!(!store.renew(&c, Duration::from_secs(30)).await.unwrap());
+        assert_eq!(
+            store.renew(&c, Duration::from_secs(30)).await.unwrap(),
+            Renewal::Held
+        );
         store.request_cancel("c1").await.unwrap();
         assert!(
             store
@@ -230,8 +235,9 @@ async fn cancellation_reaches_the_holder_and_finished_submissions_refuse_it() {
             0,
             "{name}: held is not queued"
         );
-        assert!(
+        assert_eq!(
             store.renew(&c, Duration::from_secs(30)).await.unwrap(),
+            Renewal::CancelRequested,
             "{name}: the holder learns of it"
         );
         let s = store

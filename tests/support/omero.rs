@@ -2,7 +2,7 @@
 //! omero-ms-pixel-buffer, for tests: no OMERO server can be installed here.
 //!
 //! It serves a small world built from the generated sample data with the
-//! documented shapes (CONTRACTS §7, OMERO's JSON API documentation): `@id`,
+//! documented shapes (docs/contracts.md#omero-over-http, OMERO's JSON API documentation): `@id`,
 //! `@type`, `omero:details` (owner, group, permissions), images with `Pixels`
 //! (and `Channels` when loaded alone), wells with 0-based `Row`/`Column` and
 //! `WellSamples` (Images without Pixels in plate lists, with Pixels when a
@@ -24,8 +24,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use stage_ngff::sample::{SampleSpec, write_samples};
 use stage_ngff::{ImageReader, NgffVersion};
+use stage_sample::{SampleSpec, write_samples};
 
 const SCHEMA: &str = "http://www.openmicroscopy.org/Schemas/OME/2016-06";
 /// The test account.

@@ -6,21 +6,23 @@
 use std::io::Read;
 use std::path::Path;
 
-use crc_fast::{CrcAlgorithm, Digest};
+use crc::{CRC_32_CKSUM, Crc, Digest, Table};
 
 use crate::error::{ClusterError, Result};
 
+/// CRC-32/CKSUM with slice-by-16 tables (several GB/s: far above any SSH channel).
+static CKSUM: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_CKSUM);
+
 /// An incremental `cksum`.
 pub struct Hasher {
-    digest: Digest,
+    digest: Digest<'static, u32, Table<16>>,
     len: u64,
 }
 
 impl Default for Hasher {
     fn default() -> Self {
         Hasher {
-            // SIMD (PCLMULQDQ / NEON) CRC: the sum costs next to nothing beside the transfer
-            digest: Digest::new(CrcAlgorithm::Crc32Cksum),
+            digest: CKSUM.digest(),
             len: 0,
         }
     }
@@ -75,12 +77,13 @@ pub fn of_bytes(data: &[u8]) -> u32 {
     h.finish().0
 }
 
-fn finish(mut d: Digest, mut len: u64) -> u32 {
+/// POSIX appends the length, least significant byte first, without its leading zero bytes.
+fn finish(mut d: Digest<'static, u32, Table<16>>, mut len: u64) -> u32 {
     while len > 0 {
         d.update(&[(len & 0xff) as u8]);
         len >>= 8;
     }
-    u32::try_from(d.finalize()).unwrap_or(u32::MAX)
+    d.finalize()
 }
 
 /// `cksum` and size of a file.

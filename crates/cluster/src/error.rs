@@ -78,6 +78,9 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    /// A part of the daemon the step needs has stopped (the job watcher); a retry restarts it.
+    #[error("{0}")]
+    Unavailable(String),
     /// Stopped because the submission was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -88,7 +91,9 @@ impl ClusterError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClusterError::Connect { transient, .. } => *transient,
-            ClusterError::Dropped { .. } | ClusterError::Io { .. } => true,
+            ClusterError::Dropped { .. }
+            | ClusterError::Io { .. }
+            | ClusterError::Unavailable(_) => true,
             ClusterError::Remote { code, .. } => *code == 255 || *code < 0,
             _ => false,
         }

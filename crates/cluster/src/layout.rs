@@ -1,4 +1,4 @@
-//! Where things live on the cluster (CONTRACTS §4), from `[SLURM]` of
+//! Where things live on the cluster (docs/contracts.md#the-job), from `[SLURM]` of
 //! slurm-config.ini. Relative paths are relative to the Slurm user's home,
 //! which is where every SSH command starts.
 //!
@@ -121,6 +121,16 @@ impl Layout {
     /// `<scripts>/<job script>`.
     pub fn script(&self, job_script: &str) -> String {
         format!("{}/{job_script}", self.script_path)
+    }
+
+    /// The job folder of submission `id` on a host that mounts `slurm_data_path` at `mount`.
+    pub fn local_job_dir(&self, mount: &std::path::Path, id: &str) -> std::path::PathBuf {
+        let rel = self.job_dir(id);
+        let rel = rel
+            .strip_prefix(&self.data_path)
+            .unwrap_or(&rel)
+            .trim_start_matches('/');
+        mount.join(rel)
     }
 
     /// The job's log, relative to the home directory sbatch runs in.

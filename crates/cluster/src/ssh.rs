@@ -42,7 +42,11 @@ pub struct Remote {
 
 /// Quotes one word for a POSIX shell.
 pub fn quote(word: &str) -> String {
-    shell_escape::unix::escape(word.into()).into_owned()
+    // shlex refuses only a NUL byte, which no argument can hold (the kernel ends it there)
+    match shlex::try_quote(word) {
+        Ok(q) => q.into_owned(),
+        Err(_) => quote(&word.replace('\0', "")),
+    }
 }
 
 /// A command line for messages: program and quoted arguments.
@@ -241,9 +245,24 @@ mod tests {
     #[test]
     fn words_are_quoted_for_the_remote_shell() {
         assert_eq!(quote("plain-word_1.0"), "plain-word_1.0");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("$(touch /tmp/x)"), "'$(touch /tmp/x)'");
-        assert_eq!(quote("it's"), "'it'\\''s'");
-        assert_eq!(quote("`id`;ls"), "'`id`;ls'");
+        // what a POSIX shell makes of each quoted word is the word itself, never a command
+        for word in [
+            "a b",
+            "$(touch /tmp/x)",
+            "it's",
+            "`id`;ls",
+            "\"$HOME\" \\ 'x'",
+            "~user #c",
+            "a\nb\tc",
+            "*?[x]",
+            "",
+        ] {
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("printf %s {}", quote(word))])
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), word, "{word:?}");
+        }
+        assert_eq!(quote("a\0b"), "ab", "a NUL cannot reach an argument");
     }
 }

@@ -6,6 +6,10 @@
 //! within one file. Values are returned after configparser's basic
 //! interpolation (`%%` → `%`, `%(key)s` → another key of the same section), so
 //! a value with a stray `%` is an error here exactly where BIOMERO would fail.
+//!
+//! `[DEFAULT]` works as configparser's default section: it is not a section
+//! of its own, and every other section holds its keys unless it sets them
+//! itself — for lookups, for listing a section's keys and for interpolation.
 
 use std::path::PathBuf;
 
@@ -35,11 +39,16 @@ pub struct LayeredSection {
     pub entries: Vec<LayeredEntry>,
 }
 
+/// configparser's default section.
+pub const DEFAULT_SECTION: &str = "DEFAULT";
+
 /// All files of one configuration, merged.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LayeredIni {
-    /// Sections in first-seen order.
+    /// Sections in first-seen order, each holding the `[DEFAULT]` keys it does not set.
     pub sections: Vec<LayeredSection>,
+    /// The `[DEFAULT]` keys.
+    pub defaults: Vec<LayeredEntry>,
     /// The files that were read, in order.
     pub files: Vec<PathBuf>,
 }
@@ -73,6 +82,16 @@ impl LayeredIni {
                     match target.entries.iter_mut().find(|e| e.key == new.key) {
                         Some(existing) => *existing = new,
                         None => target.entries.push(new),
+                    }
+                }
+            }
+        }
+        if let Some(i) = out.sections.iter().position(|s| s.name == DEFAULT_SECTION) {
+            out.defaults = out.sections.remove(i).entries;
+            for s in &mut out.sections {
+                for d in &out.defaults {
+                    if !s.entries.iter().any(|e| e.key == d.key) {
+                        s.entries.push(d.clone());
                     }
                 }
             }
@@ -172,6 +191,73 @@ mod tests {
 
     fn doc(name: &str, text: &str) -> IniDocument {
         parse(Path::new(name), text.as_bytes()).unwrap()
+    }
+
+    /// What Python's configparser (BIOMERO's reader) makes of `text`: every
+    /// section's keys with `get`'s value (after interpolation; `None` without one), or the error's class name.
+    fn configparser(text: &str) -> String {
+        let script = r#"
+import configparser, sys
+c = configparser.ConfigParser(allow_no_value=True)
+try:
+    c.read_string(sys.stdin.read())
+    for s in c.sections():
+        for k in c.options(s):
+            print(f"{s}.{k}={c.get(s, k)}")
+except Exception as e:
+    print(type(e).__name__)
+"#;
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 is needed: configparser is the oracle");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    }
+
+    /// The same listing from our reader.
+    fn ours(text: &str) -> String {
+        let l = LayeredIni::merge(vec![doc("/x.ini", text)]);
+        let mut out = String::new();
+        for s in &l.sections {
+            for e in &s.entries {
+                match s.interpolated(e) {
+                    Ok(v) => {
+                        let v = v.value.unwrap_or_else(|| "None".to_owned());
+                        out.push_str(&format!("{}.{}={v}\n", s.name, e.key));
+                    }
+                    Err(_) => return "InterpolationError\n".into(),
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn default_section_and_interpolation_behave_as_configparser() {
+        for text in [
+            "[DEFAULT]\nroot=/data\n[SLURM]\nslurm_data_path=%(root)s/in\n[SSH]\nhost=h\n",
+            "[DEFAULT]\nhost=d\n[SSH]\nhost=own\n",
+            "[DEFAULT]\nbase=/b\nderived=%(base)s/x\n[S]\nbase=/override\n",
+            "[S]\npct=50%%\nname=%(other)s-1\nother=o\n",
+            "[DEFAULT]\nflag\n[S]\nk=v\n",
+        ] {
+            let sorted = |t: String| {
+                let mut v: Vec<String> = t.lines().map(str::to_owned).collect();
+                v.sort();
+                v
+            };
+            assert_eq!(sorted(ours(text)), sorted(configparser(text)), "{text}");
+        }
+        let l = LayeredIni::merge(vec![doc("/x.ini", "[DEFAULT]\nk=v\n[A]\n")]);
+        assert!(l.section("DEFAULT").is_none(), "DEFAULT is not a section");
+        assert_eq!(
+            l.get("A", "k").unwrap().unwrap().value.as_deref(),
+            Some("v")
+        );
+        assert!(l.get("B", "k").is_none(), "no section, no defaults");
     }
 
     #[test]

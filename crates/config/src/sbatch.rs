@@ -9,7 +9,7 @@
 //! the first of two walls, and the one that gives the admin a message with a
 //! file and line.
 //!
-//! Precedence (CONTRACTS §4): per-workflow `k_job_<flag>` → GPU defaults (when
+//! Precedence (docs/contracts.md#the-job): per-workflow `k_job_<flag>` → GPU defaults (when
 //! the workflow uses a GPU) → `slurm_default_partition` → global
 //! `sbatch_<flag>`. The first level that sets a flag wins; GPU resource flags
 //! (`gres`, `gpus`, `gpus-per-*`) count as one group, so a workflow's `gpus`

@@ -13,6 +13,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use figment::providers::Serialized;
+use figment::value::Dict;
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::env::Environment;
@@ -26,26 +29,8 @@ pub const ENV_PREFIX: &str = "BIOMERO_STAGE_";
 /// The settings file used when none is named and it exists.
 pub const DEFAULT_SETTINGS_FILE: &str = "/etc/biomero-stage/biomero-stage.toml";
 
-/// NGFF version of the OME-Zarr that biomero-stage writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum NgffVersion {
-    /// NGFF 0.4 on Zarr v2: what OMERO's zarr pixel buffer and OMEZarrReader read.
-    #[serde(rename = "0.4")]
-    #[default]
-    V04,
-    /// NGFF 0.5 on Zarr v3.
-    #[serde(rename = "0.5")]
-    V05,
-}
-
-impl fmt::Display for NgffVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            NgffVersion::V04 => "0.4",
-            NgffVersion::V05 => "0.5",
-        })
-    }
-}
+/// NGFF version of the OME-Zarr that biomero-stage writes (one type with the engine's).
+pub use stage_common::NgffVersion;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -79,104 +64,134 @@ impl fmt::Display for Executor {
     }
 }
 
-/// biomero-stage's own settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StageSettings {
+/// Declares the settings struct: each field once, with its documentation, serde attributes,
+/// type and default; generates the struct, its `Default`, and the list of its keys.
+macro_rules! settings {
+    (
+        $(#[$smeta:meta])*
+        pub struct $S:ident {
+            $( $(#[$fmeta:meta])* $name:ident : $ty:ty = $default:expr, )*
+        }
+    ) => {
+        $(#[$smeta])*
+        pub struct $S { $( $(#[$fmeta])* pub $name: $ty, )* }
+
+        impl Default for $S {
+            fn default() -> Self {
+                $S { $( $name: $default, )* }
+            }
+        }
+
+        impl $S {
+            /// Every setting's key, in declaration order.
+            pub const KEYS: &'static [&'static str] = &[ $( stringify!($name) ),* ];
+        }
+    };
+}
+
+settings! {
+    /// biomero-stage's own settings: each one declared once, here, with its type, default and
+    /// documentation; `biomero-stage.toml` sets it by its name, `BIOMERO_STAGE_<NAME>` overrides it.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct StageSettings {
     /// Where the daemon keeps its state (queue database, descriptor cache, staging).
-    pub state_dir: PathBuf,
+    state_dir: PathBuf = PathBuf::from("/var/lib/biomero-stage"),
     /// Queue database URL (`sqlite://…` or `postgres://…`); default: a SQLite file in `state_dir`.
-    pub queue_url: Option<String>,
+    queue_url: Option<String> = None,
     /// Admin HTTP listen address.
-    pub admin_listen: String,
+    admin_listen: String = "127.0.0.1:8950".to_owned(),
     /// Bearer token for mutating admin calls.
-    pub admin_token: Option<String>,
+    admin_token: Option<String> = None,
     /// A file holding the bearer token (preferred over `admin_token`).
-    pub admin_token_file: Option<PathBuf>,
+    admin_token_file: Option<PathBuf> = None,
     /// Roots of the shared storage that inputs and results may live in.
-    pub data_roots: Vec<PathBuf>,
+    #[serde(deserialize_with = "path_list")]
+    data_roots: Vec<PathBuf> = vec![PathBuf::from("/data")],
     /// biomero-config.json with the group folder mappings (default: `$OMERO_BIOMERO_CONFIG_FILE`).
-    pub group_mappings_file: Option<PathBuf>,
+    group_mappings_file: Option<PathBuf> = None,
     /// The BIOMERO.importer integration (IMPORTER_ENABLED); the Zarr modes need it.
-    pub importer_enabled: bool,
+    importer_enabled: bool = false,
     /// PostgreSQL URL of BIOMERO.importer's database (default: `$INGEST_TRACKING_DB_URL`).
-    pub importer_database_url: Option<String>,
+    importer_database_url: Option<String> = None,
     /// NGFF version of staged OME-Zarr inputs.
-    pub ngff_version: NgffVersion,
+    ngff_version: NgffVersion = NgffVersion::V04,
     /// Stop at `uploaded` and publish the remote path (BIOMERO submits the job).
-    pub prep_only: bool,
+    prep_only: bool = false,
     /// Number of pipeline workers.
-    pub workers: u32,
+    workers: u32 = 2,
     /// An explicit slurm-config.ini read after BIOMERO's default locations.
-    pub slurm_config: Option<PathBuf>,
+    slurm_config: Option<PathBuf> = None,
     /// Read-only directories of shipped descriptors (`<host>/<owner>/<repo>/<tag>/<file>`).
-    pub descriptor_dirs: Vec<PathBuf>,
+    #[serde(deserialize_with = "path_list")]
+    descriptor_dirs: Vec<PathBuf> = Vec::new(),
     /// Descriptor cache directory (default `<state_dir>/descriptors`).
-    pub descriptor_cache: Option<PathBuf>,
+    descriptor_cache: Option<PathBuf> = None,
     /// Whether descriptors may be fetched from their repositories.
-    pub descriptor_fetch: bool,
+    descriptor_fetch: bool = true,
     /// Timeout of one descriptor request, in seconds.
-    pub descriptor_timeout_secs: u64,
+    descriptor_timeout_secs: u64 = 10,
     /// Log format.
-    pub log_format: LogFormat,
+    log_format: LogFormat = LogFormat::Text,
     /// Where inputs are staged before upload (default `<state_dir>/staging`).
-    pub staging_dir: Option<PathBuf>,
+    staging_dir: Option<PathBuf> = None,
     /// OMERO.web base URL (the JSON API is `<omero_url>/api/v0/`); unset: no OMERO source.
-    pub omero_url: Option<String>,
+    omero_url: Option<String> = None,
     /// The OMERO server id to log in to (OMERO.web's `servers/` list).
-    pub omero_server_id: u32,
+    omero_server_id: u32 = 1,
     /// The OMERO account biomero-stage reads with.
-    pub omero_user: Option<String>,
+    omero_user: Option<String> = None,
     /// Its password (prefer `omero_password_file` or `BIOMERO_STAGE_OMERO_PASSWORD`).
-    pub omero_password: Option<Secret>,
+    omero_password: Option<Secret> = None,
     /// A file holding the password (mode 600).
-    pub omero_password_file: Option<PathBuf>,
+    omero_password_file: Option<PathBuf> = None,
     /// omero-ms-pixel-buffer base URL (`<url>/tile/{image}/{z}/{c}/{t}`); unset: only on-disk Zarr.
-    pub pixel_buffer_url: Option<String>,
+    pixel_buffer_url: Option<String> = None,
     /// Tile requests in flight per image.
-    pub omero_concurrency: u32,
+    omero_concurrency: u32 = 8,
     /// Timeout of one OMERO request, in seconds.
-    pub omero_timeout_secs: u64,
+    omero_timeout_secs: u64 = 60,
     /// Tile edge in pixels for pixel-buffer requests.
-    pub omero_tile_size: u32,
+    omero_tile_size: u32 = 1024,
     /// An ssh config file to use instead of `~/.ssh/config` (the `[SSH] host` alias is looked up there).
-    pub ssh_config_file: Option<PathBuf>,
+    ssh_config_file: Option<PathBuf> = None,
     /// How long to wait for the SSH connection, in seconds.
-    pub ssh_connect_timeout_secs: u64,
+    ssh_connect_timeout_secs: u64 = 15,
     /// Where this host mounts `slurm_data_path`, when it does: transfers become local copies.
-    pub local_data_path: Option<PathBuf>,
+    local_data_path: Option<PathBuf> = None,
     /// How often running jobs are polled (one query for all of them), in seconds.
-    pub follow_poll_secs: u64,
+    follow_poll_secs: u64 = 10,
     /// Whether the cluster keeps job accounting (`sacct`); off: `squeue`/`scontrol` only.
-    pub slurm_accounting: bool,
+    slurm_accounting: bool = true,
     /// What runs jobs: `slurm` (sbatch over SSH) or `local` (the job script on this host,
     /// `slurm_data_path` and `slurm_script_path` being local folders).
-    pub executor: Executor,
+    executor: Executor = Executor::Slurm,
     /// Keep `biomero_<id>` and the job log on the cluster after the results are imported.
-    pub keep_remote_data: bool,
+    keep_remote_data: bool = false,
     /// The import mount holding the group folders: results are kept at
     /// `<results_dir>/<group folder>/.analyzed/<submission>/<YYYYMMDD_HHMMSS>/`
     /// (default: the first data root).
-    pub results_dir: Option<PathBuf>,
+    results_dir: Option<PathBuf> = None,
     /// `FROM=TO`: this daemon's mount of the results, then BIOMERO.importer's
     /// (`/srv/omero-data=/data`); unset when both see the same paths.
-    pub importer_path_map: Option<String>,
+    importer_path_map: Option<String> = None,
     /// Hand results to BIOMERO.importer; off: results are kept and the submission ends
     /// after `collect` (trials, the demo, sites that import by hand).
-    pub import_results: bool,
+    import_results: bool = true,
     /// Order only the label images of results that have them (BIOMERO's `Import_Only_Labels`).
-    pub import_only_labels: bool,
+    import_only_labels: bool = true,
     /// The NGFF version the site's OMERO reads; returned 0.5 Zarrs are re-encoded to 0.4 by default.
-    pub omero_ngff_version: NgffVersion,
+    omero_ngff_version: NgffVersion = NgffVersion::V04,
     /// Largest output of one job, in bytes; larger outputs are refused.
-    pub max_output_bytes: u64,
+    max_output_bytes: u64 = 1 << 40,
     /// Most files in the output of one job.
-    pub max_output_files: u64,
+    max_output_files: u64 = 2_000_000,
     /// How long an importer order may take before the submission fails, in seconds.
-    pub import_timeout_secs: u64,
+    import_timeout_secs: u64 = 3600,
     /// How often importer orders are looked at at first, in seconds (then less often as an
     /// import takes longer, at most once a minute).
-    pub import_poll_secs: u64,
+    import_poll_secs: u64 = 5,
+    }
 }
 
 /// A secret value: read from TOML or the environment, never printed or serialised.
@@ -205,57 +220,6 @@ impl fmt::Debug for Secret {
 impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str("***")
-    }
-}
-
-impl Default for StageSettings {
-    fn default() -> Self {
-        StageSettings {
-            state_dir: PathBuf::from("/var/lib/biomero-stage"),
-            queue_url: None,
-            admin_listen: "127.0.0.1:8950".to_owned(),
-            admin_token: None,
-            admin_token_file: None,
-            data_roots: vec![PathBuf::from("/data")],
-            group_mappings_file: None,
-            importer_enabled: false,
-            importer_database_url: None,
-            ngff_version: NgffVersion::V04,
-            prep_only: false,
-            workers: 2,
-            slurm_config: None,
-            descriptor_dirs: Vec::new(),
-            descriptor_cache: None,
-            descriptor_fetch: true,
-            descriptor_timeout_secs: 10,
-            log_format: LogFormat::Text,
-            staging_dir: None,
-            omero_url: None,
-            omero_server_id: 1,
-            omero_user: None,
-            omero_password: None,
-            omero_password_file: None,
-            pixel_buffer_url: None,
-            omero_concurrency: 8,
-            omero_timeout_secs: 60,
-            omero_tile_size: 1024,
-            ssh_config_file: None,
-            ssh_connect_timeout_secs: 15,
-            local_data_path: None,
-            follow_poll_secs: 10,
-            slurm_accounting: true,
-            executor: Executor::Slurm,
-            keep_remote_data: false,
-            results_dir: None,
-            importer_path_map: None,
-            import_results: true,
-            import_only_labels: true,
-            omero_ngff_version: NgffVersion::V04,
-            max_output_bytes: 1 << 40,
-            max_output_files: 2_000_000,
-            import_timeout_secs: 3600,
-            import_poll_secs: 5,
-        }
     }
 }
 
@@ -306,7 +270,9 @@ pub struct LoadedSettings {
 }
 
 impl StageSettings {
-    /// Reads `file` (or the default file when it exists), then applies `BIOMERO_STAGE_*`.
+    /// Reads `file` (or the default file when it exists), then applies `BIOMERO_STAGE_*`:
+    /// the built-in defaults, the file and each variable are layers of one figment,
+    /// extracted into the typed settings; `validate` then checks their meaning.
     pub fn load(file: Option<&Path>, env: &Environment) -> Result<LoadedSettings, SettingsError> {
         let chosen = match file {
             Some(f) => Some(f.to_path_buf()),
@@ -319,29 +285,36 @@ impl StageSettings {
                         .then(|| PathBuf::from(DEFAULT_SETTINGS_FILE))
                 }),
         };
-        let mut settings = match &chosen {
-            Some(path) => Self::from_file(path)?,
+        let defaults = match &chosen {
+            Some(_) => StageSettings::default(),
             None => StageSettings {
                 state_dir: default_state_dir(env),
                 ..StageSettings::default()
             },
         };
+        let mut figment = Figment::from(Serialized::defaults(defaults));
+        if let Some(path) = &chosen {
+            figment = figment.merge(Layer::file(path)?);
+        }
         let mut warnings = Vec::new();
         let mut overridden = Vec::new();
         for (var, value) in env.with_prefix(ENV_PREFIX) {
             let key = var[ENV_PREFIX.len()..].to_ascii_lowercase();
-            if key == "config" {
+            if key == "config" || value.trim().is_empty() {
                 continue;
             }
-            match settings.apply_env(&key, value, var) {
-                Ok(true) => overridden.push(var.to_owned()),
-                Ok(false) => warnings.push(Warning::at(
+            if Self::KEYS.contains(&key.as_str()) {
+                figment = figment.merge(Layer::variable(var, &key, value));
+                overridden.push(var.to_owned());
+            } else {
+                warnings.push(Warning::at(
                     Location::env(var),
                     format!("unknown setting `{key}`; ignored (check the spelling of {var})"),
-                )),
-                Err(e) => return Err(e),
+                ));
             }
         }
+        let mut settings: StageSettings =
+            figment.extract_lossy().map_err(|e| layer_error(&e, env))?;
         if env.get("BIOMERO_STAGE_IMPORTER_ENABLED").is_none()
             && let Some(v) = env.non_empty("IMPORTER_ENABLED")
         {
@@ -385,185 +358,12 @@ impl StageSettings {
         })
     }
 
-    /// Reads a settings file; relative paths become relative to its directory.
+    /// Reads a settings file alone (no environment); relative paths become relative to its directory.
     pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Unreadable {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let mut s: StageSettings = toml::from_str(&text).map_err(|e| SettingsError::Toml {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', "\n    "),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        fix(&mut s.state_dir);
-        s.data_roots.iter_mut().for_each(fix);
-        s.descriptor_dirs.iter_mut().for_each(fix);
-        for p in [
-            &mut s.admin_token_file,
-            &mut s.group_mappings_file,
-            &mut s.slurm_config,
-            &mut s.descriptor_cache,
-            &mut s.staging_dir,
-            &mut s.omero_password_file,
-            &mut s.ssh_config_file,
-            &mut s.local_data_path,
-            &mut s.results_dir,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            fix(p);
-        }
-        Ok(s)
-    }
-
-    /// Applies one `BIOMERO_STAGE_<KEY>` variable; `Ok(false)` for an unknown key.
-    fn apply_env(&mut self, key: &str, value: &str, var: &str) -> Result<bool, SettingsError> {
-        let invalid = |reason: &str| SettingsError::Invalid {
-            origin: Location::env(var).to_string(),
-            key: key.to_owned(),
-            value: value.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let opt = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_owned());
-        let opt_path = |v: &str| opt(v).map(PathBuf::from);
-        let paths = |v: &str| -> Vec<PathBuf> {
-            v.split(':')
-                .filter(|s| !s.trim().is_empty())
-                .map(PathBuf::from)
-                .collect()
-        };
-        let boolean = |v: &str| {
-            values::parse_bool(v).ok_or_else(|| invalid("not a boolean; use true or false"))
-        };
-        match key {
-            "state_dir" => self.state_dir = PathBuf::from(value),
-            "queue_url" => self.queue_url = opt(value),
-            "admin_listen" => self.admin_listen = value.trim().to_owned(),
-            "admin_token" => self.admin_token = opt(value),
-            "admin_token_file" => self.admin_token_file = opt_path(value),
-            "data_roots" => self.data_roots = paths(value),
-            "group_mappings_file" => self.group_mappings_file = opt_path(value),
-            "importer_enabled" => self.importer_enabled = boolean(value)?,
-            "importer_database_url" => self.importer_database_url = opt(value),
-            "ngff_version" => {
-                self.ngff_version = match value.trim() {
-                    "0.4" => NgffVersion::V04,
-                    "0.5" => NgffVersion::V05,
-                    _ => return Err(invalid("use 0.4 (what OMERO reads) or 0.5")),
-                }
-            }
-            "prep_only" => self.prep_only = boolean(value)?,
-            "workers" => {
-                self.workers = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("not a whole number"))?;
-            }
-            "slurm_config" => self.slurm_config = opt_path(value),
-            "descriptor_dirs" => self.descriptor_dirs = paths(value),
-            "descriptor_cache" => self.descriptor_cache = opt_path(value),
-            "descriptor_fetch" => self.descriptor_fetch = boolean(value)?,
-            "descriptor_timeout_secs" => {
-                self.descriptor_timeout_secs = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("not a whole number of seconds"))?;
-            }
-            "staging_dir" => self.staging_dir = opt_path(value),
-            "omero_url" => self.omero_url = opt(value),
-            "omero_server_id" => {
-                self.omero_server_id = value.trim().parse().map_err(|_| {
-                    invalid("not a whole number (the id in OMERO.web's servers/ list)")
-                })?;
-            }
-            "omero_user" => self.omero_user = opt(value),
-            "omero_password" => self.omero_password = opt(value).map(Secret),
-            "omero_password_file" => self.omero_password_file = opt_path(value),
-            "pixel_buffer_url" => self.pixel_buffer_url = opt(value),
-            "omero_concurrency" => {
-                self.omero_concurrency = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("not a whole number"))?;
-            }
-            "omero_timeout_secs" => {
-                self.omero_timeout_secs = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("not a whole number of seconds"))?;
-            }
-            "omero_tile_size" => {
-                self.omero_tile_size = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("not a whole number of pixels"))?;
-            }
-            "ssh_config_file" => self.ssh_config_file = opt_path(value),
-            "ssh_connect_timeout_secs" => {
-                self.ssh_connect_timeout_secs = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("not a whole number of seconds"))?;
-            }
-            "local_data_path" => self.local_data_path = opt_path(value),
-            "follow_poll_secs" => {
-                self.follow_poll_secs = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("not a whole number of seconds"))?;
-            }
-            "slurm_accounting" => self.slurm_accounting = boolean(value)?,
-            "keep_remote_data" => self.keep_remote_data = boolean(value)?,
-            "executor" => {
-                self.executor = match value.trim() {
-                    "slurm" => Executor::Slurm,
-                    "local" => Executor::Local,
-                    _ => return Err(invalid("use slurm (sbatch over SSH) or local (this host)")),
-                }
-            }
-            "import_results" => self.import_results = boolean(value)?,
-            "results_dir" => self.results_dir = opt_path(value),
-            "importer_path_map" => self.importer_path_map = opt(value),
-            "import_only_labels" => self.import_only_labels = boolean(value)?,
-            "omero_ngff_version" => {
-                self.omero_ngff_version = match value.trim() {
-                    "0.4" => NgffVersion::V04,
-                    "0.5" => NgffVersion::V05,
-                    _ => return Err(invalid("use 0.4 (OMERO's Zarr readers today) or 0.5")),
-                }
-            }
-            "max_output_bytes"
-            | "max_output_files"
-            | "import_timeout_secs"
-            | "import_poll_secs" => {
-                let n: u64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("not a whole number"))?;
-                match key {
-                    "max_output_bytes" => self.max_output_bytes = n,
-                    "max_output_files" => self.max_output_files = n,
-                    "import_timeout_secs" => self.import_timeout_secs = n,
-                    _ => self.import_poll_secs = n,
-                }
-            }
-            "log_format" => {
-                self.log_format = match value.trim() {
-                    "text" => LogFormat::Text,
-                    "json" => LogFormat::Json,
-                    _ => return Err(invalid("use text or json")),
-                }
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
+        Figment::from(Serialized::defaults(StageSettings::default()))
+            .merge(Layer::file(path)?)
+            .extract_lossy()
+            .map_err(|e| layer_error(&e, &Environment::default()))
     }
 
     fn validate(
@@ -767,6 +567,154 @@ impl StageSettings {
             None => Ok(self.admin_token.clone()),
         }
     }
+}
+
+/// Keys whose value is a path, made relative to the settings file's directory.
+const PATH_KEYS: [&str; 10] = [
+    "state_dir",
+    "admin_token_file",
+    "group_mappings_file",
+    "slurm_config",
+    "descriptor_cache",
+    "staging_dir",
+    "omero_password_file",
+    "ssh_config_file",
+    "local_data_path",
+    "results_dir",
+];
+/// Keys whose value is a list of paths, made relative the same way.
+const PATH_LIST_KEYS: [&str; 2] = ["data_roots", "descriptor_dirs"];
+
+/// One layer of the settings: the file, or one `BIOMERO_STAGE_*` variable.
+struct Layer {
+    /// Where its values come from (the file's path, or `environment variable NAME`).
+    name: String,
+    /// Its values.
+    dict: Dict,
+}
+
+impl Layer {
+    /// The settings file, checked first by the typed TOML reader (unknown keys and bad
+    /// values are errors with their line), its relative paths made relative to its folder.
+    fn file(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let toml_error = |e: toml::de::Error| SettingsError::Toml {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', "\n    "),
+        };
+        toml::from_str::<StageSettings>(&text).map_err(toml_error)?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(toml_error)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |v: &mut toml::Value| {
+            if let toml::Value::String(p) = v
+                && Path::new(p.as_str()).is_relative()
+            {
+                *p = base.join(&*p).display().to_string();
+            }
+        };
+        for key in PATH_KEYS {
+            table.get_mut(key).map(fix);
+        }
+        for key in PATH_LIST_KEYS {
+            if let Some(toml::Value::Array(items)) = table.get_mut(key) {
+                items.iter_mut().for_each(fix);
+            }
+        }
+        let dict = figment::value::Value::serialize(&table)
+            .ok()
+            .and_then(figment::value::Value::into_dict)
+            .unwrap_or_default();
+        Ok(Layer {
+            name: path.display().to_string(),
+            dict,
+        })
+    }
+
+    /// One variable: its text, typed when extracted (figment's lossy reading turns
+    /// `true`, `8` into a boolean or a number where the setting is one).
+    fn variable(var: &str, key: &str, value: &str) -> Self {
+        let mut dict = Dict::new();
+        dict.insert(
+            key.to_owned(),
+            figment::value::Value::from(value.trim().to_owned()),
+        );
+        Layer {
+            name: format!("environment variable {var}"),
+            dict,
+        }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
+    }
+
+    fn data(&self) -> Result<figment::value::Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// The settings error of a value a layer could not give its setting's type.
+fn layer_error(e: &figment::Error, env: &Environment) -> SettingsError {
+    use figment::error::Kind;
+    let key = e.path.join(".");
+    let source = e.metadata.as_ref().map(|m| m.name.to_string());
+    let var = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
+    let from_env = source.as_deref().is_some_and(|n| n.ends_with(&var));
+    let origin = if from_env {
+        Location::env(&var).to_string()
+    } else {
+        source.unwrap_or_else(|| "built-in default".to_owned())
+    };
+    let value = if from_env {
+        env.get(&var).unwrap_or_default().trim().to_owned()
+    } else {
+        String::new()
+    };
+    let reason = match &e.kind {
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+            if ["u8", "u16", "u32", "u64", "usize", "i32", "i64"]
+                .iter()
+                .any(|t| expected.contains(t))
+            {
+                "not a whole number".to_owned()
+            } else if expected.contains("bool") {
+                "not a boolean; use true or false".to_owned()
+            } else {
+                format!("expected {expected}")
+            }
+        }
+        Kind::UnknownVariant(_, allowed) => format!("use one of: {}", allowed.join(", ")),
+        other => other.to_string(),
+    };
+    SettingsError::Invalid {
+        origin,
+        key,
+        value,
+        reason,
+    }
+}
+
+/// A list of paths: a TOML array, or text separated by `:` like `PATH` (an environment variable).
+fn path_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Paths {
+        List(Vec<PathBuf>),
+        Text(String),
+    }
+    Ok(match Paths::deserialize(d)? {
+        Paths::List(v) => v,
+        Paths::Text(t) => t
+            .split(':')
+            .filter(|s| !s.trim().is_empty())
+            .map(PathBuf::from)
+            .collect(),
+    })
 }
 
 /// `$STATE_DIRECTORY` (systemd), else `$XDG_STATE_HOME/biomero-stage`, else `~/.local/state/biomero-stage`.

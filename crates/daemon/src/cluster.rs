@@ -4,32 +4,28 @@
 //! config file or the follow settings; plus what `init` and `check-setup`
 //! need from the workflow registry.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use stage_cluster::setup::{ConverterSetup, WorkflowSetup};
 use stage_cluster::slurm::status::StatusQuery;
 use stage_cluster::slurm::watch::Watcher;
-use stage_cluster::{ClusterError, Layout, Remote, SshTarget};
+use stage_cluster::strategy::Choice;
+use stage_cluster::{ClusterError, Executor, Layout, Remote, SshTarget, Strategies, Transport};
 use stage_config::live::Snapshot;
 use stage_config::registry::ResolvedWorkflow;
-use stage_config::settings::Executor;
 
 /// The cluster of the configuration in force.
 #[derive(Clone, Debug)]
 pub struct Cluster {
-    /// The SSH connection.
+    /// The SSH connection (init, check-setup).
     pub remote: Arc<Remote>,
-    /// Follows jobs, one query per poll for all of them.
-    pub watcher: Watcher,
     /// Where things live on the cluster.
     pub layout: Layout,
-    /// Where this host mounts `slurm_data_path`, if it does (with the local
-    /// executor, `slurm_data_path` itself).
-    pub local_data_path: Option<PathBuf>,
-    /// What runs jobs.
-    pub executor: Executor,
+    /// Moves the job's files (SSH tar, or a copy into the mounted data path).
+    pub transport: Arc<dyn Transport>,
+    /// Runs the job (Slurm, or a local process).
+    pub executor: Arc<dyn Executor>,
     /// The sacct window.
     pub since: String,
 }
@@ -71,34 +67,11 @@ pub fn sacct_since(snapshot: &Snapshot) -> String {
     }
 }
 
-impl Cluster {
-    /// `<local data path>/biomero_<id>`: the job's folder on this host, when the data path
-    /// is mounted here (or is local, with the local executor).
-    pub fn local_job_dir(&self, id: &str) -> Option<PathBuf> {
-        let mount = self.local_data_path.as_ref()?;
-        let rel = self.layout.job_dir(id);
-        let rel = rel
-            .strip_prefix(&self.layout.data_path)
-            .unwrap_or(&rel)
-            .trim_start_matches('/');
-        Some(mount.join(rel))
-    }
-}
-
 impl ClusterCache {
     /// The cluster of `snapshot` (connecting lazily: the first command connects).
     pub fn get(&self, snapshot: &Snapshot) -> Result<Cluster, ClusterError> {
         let s = &snapshot.settings.settings;
         let layout = Layout::from_slurm(&snapshot.slurm.slurm)?;
-        if s.executor == Executor::Local
-            && s.local_data_path.is_none()
-            && !layout.data_path.starts_with('/')
-        {
-            return Err(ClusterError::Invalid(format!(
-                "executor = \"local\" runs jobs on this host: slurm_data_path `{}` must be an absolute local folder (or set local_data_path)",
-                layout.data_path
-            )));
-        }
         let since = sacct_since(snapshot);
         let key: Key = (
             target(snapshot),
@@ -108,29 +81,36 @@ impl ClusterCache {
             },
             Duration::from_secs(s.follow_poll_secs),
         );
-        let mut c = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (remote, watcher) = match c.as_ref() {
-            Some((k, r, w)) if *k == key => (r.clone(), w.clone()),
-            _ => {
-                let remote = Arc::new(Remote::new(key.0.clone()));
-                let watcher = Watcher::spawn(remote.clone(), key.1.clone(), key.2);
-                *c = Some((key, remote.clone(), watcher.clone()));
-                (remote, watcher)
+        let (remote, watcher) = {
+            let mut c = self
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match c.as_ref() {
+                Some((k, r, w)) if *k == key => (r.clone(), w.clone()),
+                _ => {
+                    let remote = Arc::new(Remote::new(key.0.clone()));
+                    let watcher = Watcher::spawn(remote.clone(), key.1.clone(), key.2);
+                    *c = Some((key, remote.clone(), watcher.clone()));
+                    (remote, watcher)
+                }
             }
         };
-        let local_data_path = s
-            .local_data_path
-            .clone()
-            .or_else(|| (s.executor == Executor::Local).then(|| PathBuf::from(&layout.data_path)));
+        let Strategies {
+            transport,
+            executor,
+        } = Strategies::choose(&Choice {
+            executor: s.executor,
+            local_data_path: s.local_data_path.as_ref(),
+            layout: &layout,
+            remote: &remote,
+            watcher: &watcher,
+        })?;
         Ok(Cluster {
             remote,
-            watcher,
             layout,
-            local_data_path,
-            executor: s.executor,
+            transport,
+            executor,
             since,
         })
     }

@@ -379,3 +379,108 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
     );
     Ok(Accepted { id, doc })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use serde_json::json;
+    use stage_config::env::Environment;
+    use stage_config::live::{ConfigSources, load_snapshot};
+    use stage_config::registry::DescriptorRefresh;
+
+    use super::*;
+
+    /// The demo site's configuration: `threshold` (TIFF), `threshold_zarr` (Zarr),
+    /// `threshold_plate` (Zarr plate), descriptors pinned, nothing fetched.
+    async fn snapshot(dir: &Path) -> Snapshot {
+        let site = stage_demo::site::write_site(dir, Path::new("/bin/true"), 9).unwrap();
+        let sources = ConfigSources {
+            settings_file: Some(site.settings),
+            slurm_config: Some(site.slurm_config.clone()),
+            env: Environment::from_pairs([
+                ("HOME", dir.display().to_string()),
+                (
+                    "BIOMERO_SLURM_CONFIG_FILE",
+                    site.slurm_config.display().to_string(),
+                ),
+            ]),
+            fetch_override: None,
+        };
+        load_snapshot(&sources, DescriptorRefresh::CacheFirst, 1)
+            .await
+            .unwrap()
+    }
+
+    fn doc(v: serde_json::Value) -> SubmissionDoc {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn base(workflow: &str, input: &serde_json::Value) -> serde_json::Value {
+        json!({
+            "version": 1,
+            "workflow": workflow,
+            "inputs": input,
+            "user": { "name": "alice", "group": "demo" },
+        })
+    }
+
+    fn refusal(r: Result<Accepted, IntakeError>) -> String {
+        match r {
+            Err(IntakeError::Invalid(errors)) => errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_submission_is_accepted_or_refused_by_the_configuration_in_force() {
+        let d = tempfile::tempdir().unwrap();
+        let config = snapshot(d.path()).await;
+        let image = json!({ "omero": [{ "type": "Image", "id": 1 }] });
+        let plate = json!({ "omero": [{ "type": "Plate", "id": 2 }] });
+
+        let ok = validate(doc(base("threshold", &image)), &config).unwrap();
+        assert!(!ok.id.is_empty(), "an id is generated");
+        assert_eq!(ok.doc.id.as_deref(), Some(ok.id.as_str()));
+
+        let unknown = refusal(validate(doc(base("cellpose", &image)), &config));
+        assert!(unknown.starts_with("workflow:"), "{unknown}");
+
+        let wrong_kind = refusal(validate(
+            doc(base("threshold_plate", &image)),
+            &config,
+        ));
+        assert!(wrong_kind.contains("inputs"), "{wrong_kind}");
+        let plate_for_images = refusal(validate(doc(base("threshold_zarr", &plate)), &config));
+        assert!(plate_for_images.contains("inputs"), "{plate_for_images}");
+
+        let mut bad = base("threshold", &image);
+        bad["id"] = json!("../etc");
+        bad["user"]["name"] = json!("");
+        bad["parameters"] = json!({ "no_such_parameter": 1 });
+        let all = refusal(validate(doc(bad), &config));
+        for field in ["id:", "user.name:", "parameters.no_such_parameter"] {
+            assert!(
+                all.contains(field),
+                "every problem is named: {field} in {all}"
+            );
+        }
+
+        let mut typed = base("threshold", &image);
+        typed["parameters"] = json!({ "min_size": "many" });
+        assert!(refusal(validate(doc(typed), &config)).contains("parameters.min_size"));
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_submission_is_malformed() {
+        assert!(matches!(parse(b"{"), Err(IntakeError::Malformed(_))));
+        let e = parse(br#"{"version":1,"workflow":"w","inputs":{},"user":{"name":"a","group":"g"},"extra":1}"#);
+        assert!(matches!(e, Err(IntakeError::Malformed(m)) if m.contains("extra")));
+    }
+}

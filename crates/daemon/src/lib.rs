@@ -6,7 +6,6 @@
 
 pub mod cli;
 pub mod cluster;
-pub mod demo;
 pub mod http;
 pub mod importer;
 pub mod intake;

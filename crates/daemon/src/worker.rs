@@ -8,18 +8,21 @@
 //! fails with the last error. Shutdown stops claiming at once and lets the
 //! running step finish, or abandons it when the grace period ends (its lease
 //! is released so another worker can pick it up; steps are idempotent).
+//!
+//! The mapping of a step's outcome to the recorded transition is one pure
+//! function, [`decide`]; the loop around it is [`process`].
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stage_store::{Claim, StoreError, Transition};
+use stage_store::{Claim, Renewal, State, StoreError, Submission, Transition};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::metrics::{FailureLabels, StepLabel, StepLabels};
-use crate::pipeline::{self, Step, StepContext, StepOutcome};
-use crate::runtime::Runtime;
+use crate::pipeline::{self, FailureKind, Step, StepContext, StepOutcome};
+use crate::runtime::{Runtime, Timings};
 
 /// Runs one worker until `shutdown` is cancelled.
 pub async fn run(rt: Runtime, name: String, shutdown: CancellationToken) {
@@ -61,147 +64,187 @@ pub async fn run(rt: Runtime, name: String, shutdown: CancellationToken) {
 }
 
 /// The retry delay after `attempts` failures.
-pub fn backoff(rt: &Runtime, attempts: i32) -> std::time::Duration {
+pub fn backoff(timings: &Timings, attempts: i32) -> Duration {
     let factor = 2u32.saturating_pow(u32::try_from(attempts.clamp(0, 20)).unwrap_or(20));
-    rt.timings
+    timings
         .retry_base
         .saturating_mul(factor)
-        .min(rt.timings.retry_max)
+        .min(timings.retry_max)
 }
 
-/// What happened to the lease while a step ran.
-enum Heartbeat {
-    Fine,
-    Cancelled,
+/// What a claimed submission needs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing: it is done, or in a state no step runs from.
+    Nothing,
+    /// Its cancellation was requested: stop what runs for it and record it cancelled.
+    Cancel,
+    /// Run `step`, which leads to the state.
+    Run(Step, State),
+}
+
+/// What a claimed submission needs next.
+pub fn next(s: &Submission) -> Next {
+    if s.done {
+        Next::Nothing
+    } else if s.cancel_requested {
+        Next::Cancel
+    } else {
+        Step::after(s.state).map_or(Next::Nothing, |(step, to)| Next::Run(step, to))
+    }
+}
+
+/// What the heartbeat saw of the lease while a step ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseSeen {
+    /// Held throughout.
+    Held,
+    /// Held, and a cancellation was requested (the step was told to stop).
+    CancelRequested,
+    /// Lost to another holder (the step was told to stop; record nothing).
     Lost,
+}
+
+/// A counter the worker bumps for a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Nothing beyond the step's duration.
+    Nothing,
+    /// A retry of the step.
+    Retry,
+    /// A failure of the submission, by kind.
+    Failure(FailureKind),
+}
+
+/// What the worker records for a step's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The transition to record.
+    pub transition: Transition,
+    /// The counter to bump.
+    pub counted: Counted,
+}
+
+impl Decision {
+    /// The pipeline goes on with the next step in this claim.
+    pub fn continues(&self) -> bool {
+        self.transition.outcome == stage_store::Outcome::Succeeded && !self.transition.done
+    }
+}
+
+/// The transition a step's `outcome` leads to, after `attempts` earlier failed
+/// attempts of it: the whole state machine of one step, without I/O.
+pub fn decide(
+    step: Step,
+    next_state: State,
+    outcome: StepOutcome,
+    attempts: i32,
+    timings: &Timings,
+) -> Decision {
+    let name = step.name();
+    let (transition, counted) = match outcome {
+        StepOutcome::Done { result, last } => {
+            let mut t = Transition::succeeded(name, next_state, result);
+            t.done = last || next_state.is_terminal();
+            (t, Counted::Nothing)
+        }
+        StepOutcome::Transient { error } if attempts + 1 >= timings.max_attempts => (
+            Transition::failed(
+                name,
+                &format!("gave up after {} attempts: {error}", attempts + 1),
+                json!({ "error": error }),
+            ),
+            Counted::Failure(FailureKind::GaveUp),
+        ),
+        StepOutcome::Transient { error } => {
+            let delay = backoff(timings, attempts);
+            tracing::warn!(error = %error, retry_in = ?delay, "step failed, will retry");
+            let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            (Transition::retrying(name, &error, at), Counted::Retry)
+        }
+        StepOutcome::Failed {
+            kind,
+            reason,
+            detail,
+        } => {
+            tracing::error!(reason = %reason, kind = kind.as_str(), "submission failed");
+            (
+                Transition::failed(name, &reason, detail),
+                Counted::Failure(kind),
+            )
+        }
+        StepOutcome::Waiting { capability } => {
+            tracing::info!(waiting_for = %capability, "submission waits");
+            (Transition::waiting(name, &capability), Counted::Nothing)
+        }
+        StepOutcome::Later { detail, after } => {
+            let at = chrono::Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+            (Transition::progress(name, detail, at), Counted::Nothing)
+        }
+        StepOutcome::Cancelled => (Transition::cancelled(name), Counted::Nothing),
+    };
+    Decision {
+        transition,
+        counted,
+    }
 }
 
 /// Runs steps of a claimed submission until one does not complete.
 async fn process(rt: &Runtime, mut claim: Claim, shutdown: &CancellationToken) {
     loop {
-        let s = &claim.submission;
-        if s.done {
-            break;
-        }
-        if s.cancel_requested {
-            let ctx = StepContext {
-                runtime: rt.clone(),
-                cancel: CancellationToken::new(),
-            };
-            let mut t = Transition::cancelled("cancel");
-            let detail = pipeline::on_cancel(&ctx, s).await;
-            if !detail.is_null() {
-                t.detail = detail;
+        let (step, next_state) = match next(&claim.submission) {
+            Next::Nothing => break,
+            Next::Cancel => {
+                cancel_now(rt, &claim).await;
+                return;
             }
-            finish(rt, &claim, t).await;
-            return;
-        }
-        let Some((step, next_state)) = Step::after(s.state) else {
-            break;
+            Next::Run(step, to) => (step, to),
         };
-        let step_span = tracing::info_span!("step", step = step.name(), attempt = s.attempts + 1);
-        let (outcome, heartbeat, took) = run_step(rt, &claim, step, shutdown)
+        let attempts = claim.submission.attempts;
+        let step_span = tracing::info_span!("step", step = step.name(), attempt = attempts + 1);
+        let ran = run_step(rt, &claim, step, shutdown)
             .instrument(step_span)
             .await;
-        match heartbeat {
-            Heartbeat::Lost => {
+        match ran.lease {
+            LeaseSeen::Lost => {
                 tracing::warn!(
                     step = step.name(),
                     "lease lost while the step ran; abandoning it to the new holder"
                 );
                 return;
             }
-            Heartbeat::Cancelled if !matches!(outcome, StepOutcome::Done { .. }) => {
+            LeaseSeen::CancelRequested if !matches!(ran.outcome, StepOutcome::Done { .. }) => {
                 finish(rt, &claim, Transition::cancelled(step.name())).await;
                 return;
             }
             _ => {}
         }
-        let outcome = if shutdown.is_cancelled() && matches!(outcome, StepOutcome::Cancelled) {
+        if shutdown.is_cancelled() && ran.outcome == StepOutcome::Cancelled {
             // parked by shutdown: give the claim back untouched
             let _ = rt.store.release(&claim).await;
             return;
-        } else {
-            outcome
-        };
+        }
         rt.metrics
             .step_seconds
             .get_or_create(&StepLabels {
                 step: step.name().into(),
-                outcome: outcome_name(&outcome).into(),
+                outcome: ran.outcome.name().into(),
             })
-            .observe(took);
-        let transition = match outcome {
-            StepOutcome::Done { result, last } => {
-                let mut t = Transition::succeeded(step.name(), next_state, result);
-                t.done = last || next_state.is_terminal();
-                t
-            }
-            StepOutcome::Transient { error } => {
-                if s.attempts + 1 >= rt.timings.max_attempts {
-                    rt.metrics
-                        .failures
-                        .get_or_create(&FailureLabels {
-                            step: step.name().into(),
-                            reason: "gave_up".into(),
-                        })
-                        .inc();
-                    Transition::failed(
-                        step.name(),
-                        &format!("gave up after {} attempts: {error}", s.attempts + 1),
-                        json!({ "error": error }),
-                    )
-                } else {
-                    rt.metrics
-                        .retries
-                        .get_or_create(&StepLabel {
-                            step: step.name().into(),
-                        })
-                        .inc();
-                    let delay = backoff(rt, s.attempts);
-                    tracing::warn!(error = %error, retry_in = ?delay, "step failed, will retry");
-                    let at =
-                        chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                    Transition::retrying(step.name(), &error, at)
-                }
-            }
-            StepOutcome::Failed { reason, detail } => {
-                rt.metrics
-                    .failures
-                    .get_or_create(&FailureLabels {
-                        step: step.name().into(),
-                        reason: failure_kind(&reason).into(),
-                    })
-                    .inc();
-                tracing::error!(reason = %reason, "submission failed");
-                Transition::failed(step.name(), &reason, detail)
-            }
-            StepOutcome::Waiting { capability } => {
-                tracing::info!(waiting_for = %capability, "submission waits");
-                Transition::waiting(step.name(), &capability)
-            }
-            StepOutcome::Later { detail, after } => {
-                let at = chrono::Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
-                Transition::progress(step.name(), detail, at)
-            }
-            StepOutcome::Cancelled => Transition::cancelled(step.name()),
-        };
-        let continues = transition.outcome == stage_store::Outcome::Succeeded && !transition.done;
+            .observe(ran.seconds);
+        let decision = decide(step, next_state, ran.outcome, attempts, &rt.timings);
+        count(rt, step, decision.counted);
         // the last record of this run gives the claim back in the same transaction
-        let finishing = !continues || shutdown.is_cancelled();
+        let finishing = !decision.continues() || shutdown.is_cancelled();
         let recorded = if finishing {
-            rt.store.advance_and_release(&claim, &transition).await
+            rt.store
+                .advance_and_release(&claim, &decision.transition)
+                .await
         } else {
-            rt.store.advance(&claim, &transition).await
+            rt.store.advance(&claim, &decision.transition).await
         };
         match recorded {
             Ok(_) if finishing => return,
-            Ok(updated) => {
-                claim.submission = updated;
-                if shutdown.is_cancelled() {
-                    break;
-                }
-            }
+            Ok(updated) => claim.submission = updated,
             Err(StoreError::LeaseLost(_)) => {
                 tracing::warn!(
                     "lease lost before the step could be recorded; the new holder runs it again"
@@ -219,6 +262,45 @@ async fn process(rt: &Runtime, mut claim: Claim, shutdown: &CancellationToken) {
     }
 }
 
+/// Bumps the counter of a decision.
+fn count(rt: &Runtime, step: Step, counted: Counted) {
+    match counted {
+        Counted::Nothing => {}
+        Counted::Retry => {
+            rt.metrics
+                .retries
+                .get_or_create(&StepLabel {
+                    step: step.name().into(),
+                })
+                .inc();
+        }
+        Counted::Failure(kind) => {
+            rt.metrics
+                .failures
+                .get_or_create(&FailureLabels {
+                    step: step.name().into(),
+                    reason: kind.as_str().into(),
+                })
+                .inc();
+        }
+    }
+}
+
+/// A submission whose cancellation was asked for while no step ran: its job
+/// stopped, the cancellation recorded.
+async fn cancel_now(rt: &Runtime, claim: &Claim) {
+    let ctx = StepContext {
+        runtime: rt.clone(),
+        cancel: CancellationToken::new(),
+    };
+    let mut t = Transition::cancelled("cancel");
+    let detail = pipeline::on_cancel(&ctx, &claim.submission).await;
+    if !detail.is_null() {
+        t.detail = detail;
+    }
+    finish(rt, claim, t).await;
+}
+
 /// Records a last transition and gives the claim back in one transaction.
 async fn finish(rt: &Runtime, claim: &Claim, t: Transition) {
     if let Err(e) = rt.store.advance_and_release(claim, &t).await {
@@ -226,13 +308,15 @@ async fn finish(rt: &Runtime, claim: &Claim, t: Transition) {
     }
 }
 
-/// Runs one step with a heartbeat; returns its outcome, what the heartbeat saw, and its duration.
-async fn run_step(
-    rt: &Runtime,
-    claim: &Claim,
-    step: Step,
-    shutdown: &CancellationToken,
-) -> (StepOutcome, Heartbeat, f64) {
+/// How one step ran.
+struct Ran {
+    outcome: StepOutcome,
+    lease: LeaseSeen,
+    seconds: f64,
+}
+
+/// Runs one step with a heartbeat.
+async fn run_step(rt: &Runtime, claim: &Claim, step: Step, shutdown: &CancellationToken) -> Ran {
     let cancel = CancellationToken::new();
     let ctx = StepContext {
         runtime: rt.clone(),
@@ -240,7 +324,7 @@ async fn run_step(
     };
     let started = Instant::now();
     let beat_every = rt.timings.lease / 3;
-    let mut heartbeat = Heartbeat::Fine;
+    let mut lease = LeaseSeen::Held;
     let step_future = pipeline::run(step, &ctx, &claim.submission);
     tokio::pin!(step_future);
     let grace = async {
@@ -253,14 +337,14 @@ async fn run_step(
             outcome = &mut step_future => break outcome,
             () = tokio::time::sleep(beat_every) => {
                 match rt.store.renew(claim, rt.timings.lease).await {
-                    Ok(true) => {
-                        heartbeat = Heartbeat::Cancelled;
+                    Ok(Renewal::Held) => {}
+                    Ok(Renewal::CancelRequested) => {
+                        lease = LeaseSeen::CancelRequested;
                         cancel.cancel();
                     }
-                    Ok(false) => {}
-                    Err(StoreError::LeaseLost(_)) => {
+                    Ok(Renewal::Lost) => {
+                        lease = LeaseSeen::Lost;
                         cancel.cancel();
-                        heartbeat = Heartbeat::Lost;
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
                 }
@@ -272,25 +356,138 @@ async fn run_step(
             }
         }
     };
-    (outcome, heartbeat, started.elapsed().as_secs_f64())
-}
-
-fn outcome_name(o: &StepOutcome) -> &'static str {
-    match o {
-        StepOutcome::Done { .. } => "done",
-        StepOutcome::Transient { .. } => "retry",
-        StepOutcome::Failed { .. } => "failed",
-        StepOutcome::Waiting { .. } => "waiting",
-        StepOutcome::Later { .. } => "later",
-        StepOutcome::Cancelled => "cancelled",
+    Ran {
+        outcome,
+        lease,
+        seconds: started.elapsed().as_secs_f64(),
     }
 }
 
-/// A coarse kind for the failures metric.
-fn failure_kind(reason: &str) -> &'static str {
-    if reason.contains("refused") || reason.contains("not a valid submission") {
-        "invalid"
-    } else {
-        "step"
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use stage_store::Outcome;
+
+    fn timings() -> Timings {
+        Timings {
+            max_attempts: 3,
+            ..Timings::default()
+        }
+    }
+
+    #[test]
+    fn a_done_step_moves_on_and_the_last_one_ends_the_pipeline() {
+        let d = decide(
+            Step::Stage,
+            State::Staged,
+            StepOutcome::Done {
+                result: json!({ "outputs": 2 }),
+                last: false,
+            },
+            0,
+            &timings(),
+        );
+        assert_eq!(d.transition.outcome, Outcome::Succeeded);
+        assert_eq!(d.transition.state, Some(State::Staged));
+        assert!(d.continues());
+        let last = decide(
+            Step::Upload,
+            State::Uploaded,
+            StepOutcome::Done {
+                result: json!({}),
+                last: true,
+            },
+            0,
+            &timings(),
+        );
+        assert!(last.transition.done && !last.continues());
+        let imported = decide(
+            Step::Import,
+            State::Imported,
+            StepOutcome::Done {
+                result: json!({}),
+                last: false,
+            },
+            0,
+            &timings(),
+        );
+        assert!(imported.transition.done, "a terminal state ends it");
+    }
+
+    #[test]
+    fn transient_failures_retry_with_backoff_until_the_attempts_run_out() {
+        let t = timings();
+        let retry = decide(
+            Step::Upload,
+            State::Uploaded,
+            StepOutcome::Transient {
+                error: "connection refused".into(),
+            },
+            1,
+            &t,
+        );
+        assert_eq!(retry.transition.outcome, Outcome::Retrying);
+        assert_eq!(retry.counted, Counted::Retry);
+        assert!(!retry.continues());
+        let gave_up = decide(
+            Step::Upload,
+            State::Uploaded,
+            StepOutcome::Transient {
+                error: "connection refused".into(),
+            },
+            2,
+            &t,
+        );
+        assert_eq!(gave_up.transition.outcome, Outcome::Failed);
+        assert_eq!(gave_up.counted, Counted::Failure(FailureKind::GaveUp));
+        assert!(
+            gave_up
+                .transition
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("gave up after 3 attempts: connection refused")
+        );
+        assert_eq!(backoff(&t, 0), t.retry_base);
+        assert_eq!(backoff(&t, 1), t.retry_base * 2);
+        assert_eq!(backoff(&t, 30), t.retry_max, "capped");
+    }
+
+    #[test]
+    fn failures_are_counted_by_their_kind_not_their_words() {
+        let d = decide(
+            Step::Follow,
+            State::Finished,
+            StepOutcome::failed(FailureKind::Job, "refused by nobody: the job ended FAILED"),
+            0,
+            &timings(),
+        );
+        assert_eq!(d.transition.outcome, Outcome::Failed);
+        assert_eq!(d.counted, Counted::Failure(FailureKind::Job));
+        let waits = decide(
+            Step::Import,
+            State::Imported,
+            StepOutcome::Waiting {
+                capability: "importer_database_url".into(),
+            },
+            0,
+            &timings(),
+        );
+        assert_eq!(waits.transition.outcome, Outcome::Waiting);
+        assert_eq!(waits.counted, Counted::Nothing);
+        let later = decide(
+            Step::Follow,
+            State::Finished,
+            StepOutcome::Later {
+                detail: json!({ "progress": 40 }),
+                after: Duration::from_secs(5),
+            },
+            0,
+            &timings(),
+        );
+        assert_eq!(later.transition.outcome, Outcome::Progress);
+        assert!(later.transition.retry_at.is_some());
     }
 }

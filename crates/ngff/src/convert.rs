@@ -9,11 +9,11 @@
 //! maps every TIFF back to its source image, plate, well and field.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::axes::Sizes;
+use crate::double_buffer::double_buffered;
 use crate::dtype::PixelType;
 use crate::error::{NgffError, Result};
 use crate::image::{ImageReader, store_stem};
@@ -26,7 +26,7 @@ use crate::tiff::read::{TiffInfo, TiffPages, inspect};
 use crate::tiff::write::{TiffCompression, TiffLayout, TiffWriter};
 use crate::write::array::Compression;
 use crate::write::atomic::StagingDir;
-use crate::write::attrs::{ChannelSpec, DEFAULT_COLORS};
+use crate::write::attrs::ChannelSpec;
 use crate::write::image::{ImageSpec, ImageWriter};
 
 /// Options of Zarr → TIFF.
@@ -130,68 +130,56 @@ pub fn image_to_tiff(
     let bigtiff = writer.is_big();
     let mut reader = img.plane_reader(0, opts.cache_bytes)?;
     let page_bytes = plane_bytes * usize::from(spp);
-    let missing = std::thread::scope(|scope| -> Result<u64> {
-        let (full_tx, full_rx) = mpsc::sync_channel::<Result<Vec<u8>>>(1);
-        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-        for _ in 0..2 {
-            let _ = empty_tx.send(vec![0u8; page_bytes]);
-        }
-        let producer = scope.spawn(move || -> u64 {
-            let mut scratch = if rgb {
-                vec![0u8; plane_bytes]
-            } else {
-                Vec::new()
+    let planes: Vec<(u64, u64, u64)> = if rgb {
+        vec![(0, 0, 0)]
+    } else {
+        (0..s.t)
+            .flat_map(|t| (0..s.z).flat_map(move |z| (0..s.c).map(move |c| (t, z, c))))
+            .collect()
+    };
+    let expected = planes.len();
+    let mut planes = planes.into_iter();
+    let mut scratch = if rgb {
+        vec![0u8; plane_bytes]
+    } else {
+        Vec::new()
+    };
+    let mut written = 0;
+    double_buffered(
+        || vec![0u8; page_bytes],
+        |buf| {
+            let Some((t, z, c)) = planes.next() else {
+                return Ok(None);
             };
-            let mut plan: Vec<(u64, u64, u64)> = Vec::new();
             if rgb {
-                plan.push((0, 0, 0));
-            } else {
-                for t in 0..s.t {
-                    for z in 0..s.z {
-                        for c in 0..s.c {
-                            plan.push((t, z, c));
-                        }
+                // one interleaved YXC page from the channel planes
+                let n = usize::from(spp);
+                for ch in 0..s.c {
+                    reader.read_plane(0, ch, 0, &mut scratch)?;
+                    let chu = usize::try_from(ch).unwrap_or(0);
+                    for (i, px) in scratch.chunks_exact(es).enumerate() {
+                        let o = (i * n + chu) * es;
+                        buf[o..o + es].copy_from_slice(px);
                     }
                 }
+            } else {
+                reader.read_plane(t, c, z, buf)?;
             }
-            for (t, z, c) in plan {
-                let Ok(mut buf) = empty_rx.recv() else { break };
-                let r = if rgb {
-                    (|| {
-                        for ch in 0..s.c {
-                            reader.read_plane(0, ch, 0, &mut scratch)?;
-                            let chu = usize::try_from(ch).unwrap_or(0);
-                            let n = usize::from(spp);
-                            for (i, px) in scratch.chunks_exact(es).enumerate() {
-                                let o = (i * n + chu) * es;
-                                buf[o..o + es].copy_from_slice(px);
-                            }
-                        }
-                        Ok(())
-                    })()
-                } else {
-                    reader.read_plane(t, c, z, &mut buf)
-                };
-                let failed = r.is_err();
-                if full_tx.send(r.map(|()| buf)).is_err() || failed {
-                    break;
-                }
-            }
-            reader.missing_chunks
-        });
-        for _ in 0..(if rgb { 1 } else { s.planes() }) {
-            let page = full_rx.recv().map_err(|_| NgffError::Invalid {
-                message: "the plane reader stopped early".into(),
-            })??;
-            writer.write_page(&page)?;
+            Ok(Some(()))
+        },
+        |(), page| {
+            writer.write_page(page)?;
             progress.advance(if rgb { s.c } else { 1 });
-            let _ = empty_tx.send(page);
-        }
-        drop(empty_tx);
-        producer.join().map_err(|_| NgffError::Invalid {
-            message: "the plane reader panicked".into(),
-        })
-    })?;
+            written += 1;
+            Ok(())
+        },
+    )?;
+    if written != expected {
+        return Err(NgffError::Invalid {
+            message: "the plane reader stopped early".into(),
+        });
+    }
+    let missing = reader.missing_chunks;
     let file = writer.finish()?;
     let (axes, shape) = if rgb {
         ("YXC".to_owned(), vec![s.y, s.x, s.c])
@@ -373,12 +361,9 @@ pub fn stores_to_tiffs(
     Ok(manifest)
 }
 
-/// Writes JSON under a temporary name and renames it into place.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| NgffError::write(path, e))?;
-    let tmp = path.with_extension("json.partial");
-    std::fs::write(&tmp, bytes).map_err(|e| NgffError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| NgffError::io(path, e))
+/// Writes JSON atomically ([`stage_common::atomic`]), the error naming the file.
+pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    stage_common::atomic::write_json(path, value).map_err(|e| NgffError::io(path, e))
 }
 
 /// Options of TIFF → OME-Zarr.
@@ -433,17 +418,7 @@ pub fn spec_for_tiff(info: &TiffInfo, opts: &ZarrOptions) -> ImageSpec {
     let [x, y, z] = info.physical_um;
     spec.pixel_size_zyx = [z.unwrap_or(1.0), y.unwrap_or(1.0), x.unwrap_or(1.0)];
     spec.time_step = info.time_step_s.unwrap_or(1.0);
-    spec.channels = (0..usize::try_from(info.sizes.c).unwrap_or(0))
-        .map(|i| ChannelSpec {
-            label: info
-                .channels
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("C{i}")),
-            color: DEFAULT_COLORS[i % DEFAULT_COLORS.len()].to_owned(),
-            window: None,
-        })
-        .collect();
+    spec.channels = ChannelSpec::defaults(info.sizes.c, &info.channels);
     spec
 }
 
@@ -479,34 +454,14 @@ pub fn write_tiff_pages(
     let mut pages = TiffPages::open(info)?;
     let spp = usize::from(info.samples_per_pixel.max(1));
     let es = info.dtype.size();
-    std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = mpsc::sync_channel::<Result<(u64, Vec<u8>)>>(1);
-        let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
-        for _ in 0..2 {
-            let _ = back_tx.send(Vec::new());
-        }
-        scope.spawn(move || {
-            while let Ok(mut buf) = back_rx.recv() {
-                match pages.next_page(&mut buf) {
-                    Ok(Some(i)) => {
-                        if tx.send(Ok((i, buf))).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        break;
-                    }
-                }
-            }
-        });
-        let mut plane = Vec::new();
-        for r in rx {
-            let (i, page) = r?;
+    let mut plane = Vec::new();
+    double_buffered(
+        Vec::new,
+        |buf| pages.next_page(buf),
+        |i, page| {
             let (t, z, c0) = info.page_position(i);
             if spp == 1 {
-                writer.write_plane(t, c0, z, &page)?;
+                writer.write_plane(t, c0, z, page)?;
                 progress.advance(1);
             } else {
                 plane.resize(page.len() / spp, 0);
@@ -519,10 +474,9 @@ pub fn write_tiff_pages(
                     progress.advance(1);
                 }
             }
-            let _ = back_tx.send(page);
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 /// Converts TIFF files (or folders of `.tif`/`.tiff`) to `<out_dir>/<name>.ome.zarr`, several at once.

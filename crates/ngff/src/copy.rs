@@ -353,7 +353,7 @@ fn create_target_array(
             .map(<[String]>::to_vec)
             .unwrap_or_default(),
     };
-    let target = create_array(dst_root, dst_name, &layout, want.zarr_format())?;
+    let target = create_array(dst_root, dst_name, &layout, crate::node::zarr_format(want))?;
     Ok(ArrayJob {
         src: src.to_path_buf(),
         dst: dst.to_path_buf(),

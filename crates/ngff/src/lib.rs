@@ -12,6 +12,7 @@
 pub mod axes;
 pub mod convert;
 pub mod copy;
+mod double_buffer;
 pub mod dtype;
 pub mod error;
 pub mod image;
@@ -22,7 +23,6 @@ pub mod names;
 pub mod node;
 pub mod plate;
 pub mod progress;
-pub mod sample;
 pub mod tiff;
 pub mod write;
 

@@ -6,7 +6,6 @@
 //! hands out the OME attributes the same way for both, so the readers above
 //! never care which format they are looking at.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -25,48 +24,13 @@ pub enum ZarrFormat {
     V3,
 }
 
-/// NGFF (OME-Zarr) version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-pub enum NgffVersion {
-    /// 0.4 on Zarr v2: what OMERO's zarr pixel buffer and OMEZarrReader read.
-    #[serde(rename = "0.4")]
-    #[default]
-    V04,
-    /// 0.5 on Zarr v3.
-    #[serde(rename = "0.5")]
-    V05,
-}
+pub use stage_common::NgffVersion;
 
-impl NgffVersion {
-    /// The Zarr format this NGFF version is stored in.
-    pub fn zarr_format(self) -> ZarrFormat {
-        match self {
-            NgffVersion::V04 => ZarrFormat::V2,
-            NgffVersion::V05 => ZarrFormat::V3,
-        }
-    }
-
-    /// `"0.4"` or `"0.5"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NgffVersion::V04 => "0.4",
-            NgffVersion::V05 => "0.5",
-        }
-    }
-
-    /// Parses `"0.4"`/`"0.5"`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "0.4" => Some(NgffVersion::V04),
-            "0.5" => Some(NgffVersion::V05),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for NgffVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The Zarr format an NGFF version is stored in.
+pub fn zarr_format(v: NgffVersion) -> ZarrFormat {
+    match v {
+        NgffVersion::V04 => ZarrFormat::V2,
+        NgffVersion::V05 => ZarrFormat::V3,
     }
 }
 

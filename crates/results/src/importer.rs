@@ -1,4 +1,4 @@
-//! Orders for BIOMERO.importer (CONTRACTS §5), written the way its own
+//! Orders for BIOMERO.importer (docs/contracts.md#biomeroimporters-orders), written the way its own
 //! clients write them, and followed until the importer is done.
 //!
 //! `imports` is an append-only log: an order is a new row with stage

@@ -162,9 +162,5 @@ fn write_labels_list(dir: &Path, node: &Node, names: &[String]) -> Result<()> {
 
 /// Writes `doc` to `file` through a temporary file and a rename.
 pub(crate) fn write_json_replacing(file: &Path, doc: &Value) -> Result<()> {
-    let tmp = file.with_extension("biomero-stage.tmp");
-    let text = serde_json::to_vec_pretty(doc)
-        .map_err(|e| ResultsError::Invalid(format!("{}: {e}", file.display())))?;
-    std::fs::write(&tmp, text).map_err(|e| ResultsError::io(&tmp, e))?;
-    std::fs::rename(&tmp, file).map_err(|e| ResultsError::io(file, e))
+    stage_common::atomic::write_json(file, doc).map_err(|e| ResultsError::io(file, e))
 }

@@ -1,4 +1,4 @@
-//! Group folder mappings (`biomero-config.json`, CONTRACTS §6): which folder of
+//! Group folder mappings (`biomero-config.json`, docs/contracts.md#group-folder-mappings): which folder of
 //! the shared storage each OMERO group may read.
 //!
 //! ```json

@@ -3,7 +3,7 @@
 //! Inputs are resolved first (paths on the shared storage, OMERO objects),
 //! every one checked — a refusal names the input and stops planning before
 //! anything is staged — then each image or plate gets its output format from
-//! the workflow's modes (CONTRACTS §2): images become TIFFs or OME-Zarr images;
+//! the workflow's modes (docs/contracts.md#input-modes): images become TIFFs or OME-Zarr images;
 //! plates become one HCS OME-Zarr for plate workflows or are flattened to one
 //! TIFF per field (`<plate>_<well>_<field>.tif`) for TIFF workflows. Output
 //! names are filesystem-safe and unique in the folder.

@@ -22,7 +22,7 @@ use stage_ngff::tiff::ome_xml::{self, PhysicalForXml};
 use stage_ngff::tiff::write::{TiffLayout, TiffWriter};
 use stage_ngff::write::array::Compression;
 use stage_ngff::write::atomic::StagingDir;
-use stage_ngff::write::attrs::{AcquisitionSpec, ChannelSpec, DEFAULT_COLORS};
+use stage_ngff::write::attrs::{AcquisitionSpec, ChannelSpec};
 use stage_ngff::write::image::{ImageSpec, ImageWriter};
 use stage_ngff::write::plate::{PlateSpec, PlateWriter, WellSpec};
 use stage_ngff::{ImageReader, NgffError, NgffVersion, Sizes};
@@ -184,12 +184,12 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
         entries,
     };
     let path = root.join(MANIFEST_FILE);
-    stage_ngff::convert::write_json_atomic(&path, &manifest).map_err(|source| {
-        SourceError::Write {
+    stage_common::atomic::write_json(&path, &manifest)
+        .map_err(|e| NgffError::io(&path, e))
+        .map_err(|source| SourceError::Write {
             output: MANIFEST_FILE.into(),
             source: Box::new(source),
-        }
-    })?;
+        })?;
     Ok(manifest)
 }
 
@@ -350,17 +350,7 @@ fn image_spec(
     spec.compression = compression;
     let [z, y, x] = px.physical_zyx_um;
     spec.pixel_size_zyx = [z.unwrap_or(1.0), y.unwrap_or(1.0), x.unwrap_or(1.0)];
-    spec.channels = (0..usize::try_from(px.sizes.c).unwrap_or(0))
-        .map(|i| ChannelSpec {
-            label: px
-                .channels
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("C{i}")),
-            color: DEFAULT_COLORS[i % DEFAULT_COLORS.len()].to_owned(),
-            window: None,
-        })
-        .collect();
+    spec.channels = ChannelSpec::defaults(px.sizes.c, &px.channels);
     spec
 }
 

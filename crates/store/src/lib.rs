@@ -24,7 +24,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use error::{Result, StoreError};
-pub use model::{Claim, Event, ListFilter, NewSubmission, Outcome, State, Submission, Transition};
+pub use model::{
+    Claim, Event, ListFilter, NewSubmission, Outcome, Renewal, State, Submission, Transition,
+};
 
 /// The PostgreSQL notification channel.
 pub const NOTIFY_CHANNEL: &str = "biomero_stage";
@@ -146,11 +148,17 @@ impl Store {
         }
     }
 
-    /// Extends a claim's lease; returns whether cancellation was requested meanwhile.
-    pub async fn renew(&self, claim: &Claim, lease: Duration) -> Result<bool> {
-        match &self.backend {
+    /// Extends a claim's lease: still held, held with a cancellation requested meanwhile, or lost.
+    pub async fn renew(&self, claim: &Claim, lease: Duration) -> Result<Renewal> {
+        let renewed = match &self.backend {
             Backend::Sqlite(p) => sqlite::renew(p, claim, lease).await,
             Backend::Postgres(p) => postgres::renew(p, claim, lease).await,
+        };
+        match renewed {
+            Ok(false) => Ok(Renewal::Held),
+            Ok(true) => Ok(Renewal::CancelRequested),
+            Err(StoreError::LeaseLost(_)) => Ok(Renewal::Lost),
+            Err(e) => Err(e),
         }
     }
 

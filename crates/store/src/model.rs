@@ -331,3 +331,14 @@ pub struct ListFilter {
     /// At most this many, newest first.
     pub limit: i64,
 }
+
+/// What renewing a lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// The lease is ours for another period.
+    Held,
+    /// Still ours, and someone asked for the submission to be cancelled.
+    CancelRequested,
+    /// It expired and another holder may have it: stop and record nothing.
+    Lost,
+}

@@ -7,7 +7,7 @@
 //! is never retried on a dropped connection for the same reason; the next
 //! attempt looks the job up first.
 //!
-//! The job's environment (CONTRACTS §4) goes to sbatch as `env NAME=value …
+//! The job's environment (docs/contracts.md#the-job) goes to sbatch as `env NAME=value …
 //! sbatch --export=ALL …` — every value one quoted argument, whatever it
 //! contains — or, with `env_file_submission`, as a file of `export` lines
 //! (each value quoted) whose path is the script's first argument.

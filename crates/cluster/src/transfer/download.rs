@@ -15,6 +15,7 @@ use tokio_util::io::SyncIoBridge;
 
 use super::TransferReport;
 use super::listing::{self, Listing};
+use crate::blocking::blocking;
 use crate::error::{ClusterError, Result};
 use crate::ssh::Remote;
 
@@ -42,9 +43,7 @@ pub async fn download(r: &Remote, remote_dir: &str, local: &Path) -> Result<Tran
     }
     std::fs::create_dir_all(local).map_err(|e| ClusterError::io(local, e))?;
     let root = local.to_path_buf();
-    let here = tokio::task::spawn_blocking(move || listing::local(&root))
-        .await
-        .map_err(|e| ClusterError::Invalid(format!("listing failed: {e}")))??;
+    let here = blocking("listing the download", move || listing::local(&root)).await?;
     let wanted = there.missing_in(&here);
     let all = wanted.len() == there.files.len();
     if all {
@@ -65,9 +64,7 @@ pub async fn download(r: &Remote, remote_dir: &str, local: &Path) -> Result<Tran
         }
     }
     let root = local.to_path_buf();
-    let after = tokio::task::spawn_blocking(move || listing::local(&root))
-        .await
-        .map_err(|e| ClusterError::Invalid(format!("listing failed: {e}")))??;
+    let after = blocking("listing the download", move || listing::local(&root)).await?;
     let only_there = Listing {
         files: there.files.clone(),
         others: Vec::new(),

@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::TransferReport;
 use super::listing::{self, Listing};
+use crate::blocking::blocking;
 use crate::cksum::SummingReader;
 use crate::error::{ClusterError, Result};
 use crate::ssh::Remote;
@@ -70,7 +71,7 @@ const REMOVE: &str = r#"cd -- "$1" && shift && rm -f -- "$@""#;
 pub async fn upload(r: &Remote, local: &Path, remote_dir: &str) -> Result<TransferReport> {
     let started = Instant::now();
     let root = local.to_path_buf();
-    let files = blocking(move || listing::local_files(&root)).await?;
+    let files = blocking("listing the upload", move || listing::local_files(&root)).await?;
     if files.is_empty() {
         return Err(ClusterError::Invalid(format!(
             "{} is empty: there is nothing to upload",
@@ -86,7 +87,7 @@ pub async fn upload(r: &Remote, local: &Path, remote_dir: &str) -> Result<Transf
         )
     } else {
         let root = local.to_path_buf();
-        let here = blocking(move || listing::local(&root)).await?;
+        let here = blocking("listing the upload", move || listing::local(&root)).await?;
         let extra: Vec<String> = before
             .files
             .keys()
@@ -129,12 +130,6 @@ pub async fn upload(r: &Remote, local: &Path, remote_dir: &str) -> Result<Transf
         bytes_sent,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ClusterError::Invalid(format!("a transfer task failed: {e}")))?
 }
 
 /// Streams `files` (relative to `root`) as one tar archive into `remote_dir`; returns their sums.

@@ -9,52 +9,28 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Descriptor, DescriptorFormat, ParamType, Parameter, bool_field, list_field, str_field,
+    Descriptor, DescriptorFormat, Dialect, bool_field, entries, number_kind, parameter, str_field,
+    value_choices,
+};
+
+/// BIAFLOWS' names for a parameter's fields (every BIAFLOWS type is a parameter; the
+/// types are capitalised, `Number`, `Boolean`).
+const DIALECT: Dialect = Dialect {
+    list: "inputs",
+    id: "id",
+    label: "name",
+    default: "default-value",
+    flag: "command-line-flag",
+    kind: number_kind,
+    choices: value_choices,
 };
 
 pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
-    let mut parameters = Vec::new();
-    for (i, input) in list_field(map, "inputs")?.iter().enumerate() {
-        let Value::Object(input) = input else {
-            return Err(format!("inputs[{i}] is not a mapping"));
-        };
-        let id = str_field(input, "id");
-        if id.is_empty() {
-            return Err(format!("inputs[{i}] has no id"));
-        }
-        if id.starts_with("cytomine") || bool_field(input, "set-by-server") {
-            continue;
-        }
-        let default = input.get("default-value").filter(|v| !v.is_null()).cloned();
-        let kind = match str_field(input, "type").as_str() {
-            "Number" => match &default {
-                Some(Value::Number(n)) if n.is_f64() => ParamType::Float,
-                _ => ParamType::Integer,
-            },
-            "Integer" => ParamType::Integer,
-            "Float" => ParamType::Float,
-            "Boolean" => ParamType::Boolean,
-            _ => ParamType::String,
-        };
-        let flag = match input.get("command-line-flag").and_then(Value::as_str) {
-            Some(f) => f.replace("@id", &id),
-            None => format!("--{id}"),
-        };
-        let name = str_field(input, "name");
-        parameters.push(Parameter {
-            name: if name.is_empty() { id.clone() } else { name },
-            description: str_field(input, "description"),
-            kind,
-            default,
-            optional: bool_field(input, "optional"),
-            flag,
-            choices: input
-                .get("value-choices")
-                .and_then(Value::as_array)
-                .cloned(),
-            id,
-        });
-    }
+    let parameters = entries(map, &DIALECT)?
+        .into_iter()
+        .filter(|(id, input)| !id.starts_with("cytomine") && !bool_field(input, "set-by-server"))
+        .map(|(id, input)| parameter(id, input, &DIALECT))
+        .collect();
     let image = map.get("container-image").and_then(Value::as_object);
     Ok(Descriptor {
         format: DescriptorFormat::Biaflows,

@@ -10,9 +10,39 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Descriptor, DescriptorFormat, ImageInput, ParamType, Parameter, bool_field, list_field,
-    str_field, string_list,
+    Descriptor, DescriptorFormat, Dialect, ImageInput, ParamType, bool_field, entries, list_field,
+    parameter, str_field, string_list,
 };
+
+/// bilayers' names for a parameter's fields.
+const DIALECT: Dialect = Dialect {
+    list: "parameters",
+    id: "name",
+    label: "label",
+    default: "default",
+    flag: "cli_tag",
+    kind: bilayers_kind,
+    choices: options,
+};
+
+/// bilayers' types: `integer`, `float`, `checkbox`; the rest (`radio`, `textbox`, …) are text.
+fn bilayers_kind(ty: &str, _default: Option<&Value>) -> ParamType {
+    match ty {
+        "integer" => ParamType::Integer,
+        "float" => ParamType::Float,
+        "checkbox" | "boolean" => ParamType::Boolean,
+        _ => ParamType::String,
+    }
+}
+
+/// `radio` and `dropdown` options: their `value`s.
+fn options(param: &Map<String, Value>) -> Option<Vec<Value>> {
+    param.get("options").and_then(Value::as_array).map(|opts| {
+        opts.iter()
+            .filter_map(|o| o.get("value").cloned())
+            .collect()
+    })
+}
 
 pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
     let mut image_inputs = Vec::new();
@@ -28,46 +58,11 @@ pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
             });
         }
     }
-    let mut parameters = Vec::new();
-    for (i, param) in list_field(map, "parameters")?.iter().enumerate() {
-        let Value::Object(param) = param else {
-            return Err(format!("parameters[{i}] is not a mapping"));
-        };
-        let id = str_field(param, "name");
-        if id.is_empty() {
-            return Err(format!("parameters[{i}] has no name"));
-        }
-        if bool_field(param, "output_dir_set") {
-            continue;
-        }
-        let kind = match str_field(param, "type").to_ascii_lowercase().as_str() {
-            "integer" => ParamType::Integer,
-            "float" => ParamType::Float,
-            "checkbox" | "boolean" => ParamType::Boolean,
-            _ => ParamType::String,
-        };
-        let choices = param.get("options").and_then(Value::as_array).map(|opts| {
-            opts.iter()
-                .filter_map(|o| o.get("value").cloned())
-                .collect::<Vec<_>>()
-        });
-        let flag = str_field(param, "cli_tag");
-        let label = str_field(param, "label");
-        parameters.push(Parameter {
-            name: if label.is_empty() { id.clone() } else { label },
-            description: str_field(param, "description"),
-            kind,
-            default: param.get("default").filter(|v| !v.is_null()).cloned(),
-            optional: bool_field(param, "optional"),
-            flag: if flag.is_empty() {
-                format!("--{id}")
-            } else {
-                flag
-            },
-            choices,
-            id,
-        });
-    }
+    let parameters = entries(map, &DIALECT)?
+        .into_iter()
+        .filter(|(_, param)| !bool_field(param, "output_dir_set"))
+        .map(|(id, param)| parameter(id, param, &DIALECT))
+        .collect();
     let image = map.get("docker_image").and_then(Value::as_object);
     let container_image = image.and_then(|i| {
         let org = str_field(i, "org");

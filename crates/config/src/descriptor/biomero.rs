@@ -9,8 +9,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Descriptor, DescriptorFormat, ImageInput, ParamType, Parameter, bool_field, list_field,
-    str_field, string_list,
+    Descriptor, DescriptorFormat, Dialect, ImageInput, bool_field, entries, number_kind, parameter,
+    str_field, string_list, value_choices,
 };
 
 /// Input types that are data, not parameters.
@@ -23,58 +23,31 @@ const DATA_TYPES: [&str; 6] = [
     "directory",
 ];
 
+/// biomero-schema's names for a parameter's fields (BIAFLOWS' names, lower-case types).
+const DIALECT: Dialect = Dialect {
+    list: "inputs",
+    id: "id",
+    label: "name",
+    default: "default-value",
+    flag: "command-line-flag",
+    kind: number_kind,
+    choices: value_choices,
+};
+
 pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
     let mut parameters = Vec::new();
     let mut image_inputs = Vec::new();
-    for (i, input) in list_field(map, "inputs")?.iter().enumerate() {
-        let Value::Object(input) = input else {
-            return Err(format!("inputs[{i}] is not a mapping"));
-        };
-        let id = str_field(input, "id");
-        if id.is_empty() {
-            return Err(format!("inputs[{i}] has no id"));
-        }
+    for (id, input) in entries(map, &DIALECT)? {
         let ty = str_field(input, "type").to_ascii_lowercase();
         if ty == "image" {
             image_inputs.push(ImageInput {
-                id: id.clone(),
+                id,
                 formats: string_list(input.get("format")),
                 subtypes: string_list(input.get("sub-type")),
             });
-            continue;
+        } else if !DATA_TYPES.contains(&ty.as_str()) && !bool_field(input, "set-by-server") {
+            parameters.push(parameter(id, input, &DIALECT));
         }
-        if DATA_TYPES.contains(&ty.as_str()) || bool_field(input, "set-by-server") {
-            continue;
-        }
-        let default = input.get("default-value").filter(|v| !v.is_null()).cloned();
-        let kind = match ty.as_str() {
-            "integer" => ParamType::Integer,
-            "float" => ParamType::Float,
-            "boolean" => ParamType::Boolean,
-            "number" => match &default {
-                Some(Value::Number(n)) if n.is_f64() => ParamType::Float,
-                _ => ParamType::Integer,
-            },
-            _ => ParamType::String,
-        };
-        let flag = match input.get("command-line-flag").and_then(Value::as_str) {
-            Some(f) => f.replace("@id", &id),
-            None => format!("--{id}"),
-        };
-        let name = str_field(input, "name");
-        parameters.push(Parameter {
-            name: if name.is_empty() { id.clone() } else { name },
-            description: str_field(input, "description"),
-            kind,
-            default,
-            optional: bool_field(input, "optional"),
-            flag,
-            choices: input
-                .get("value-choices")
-                .and_then(Value::as_array)
-                .cloned(),
-            id,
-        });
     }
     let image = map.get("container-image").and_then(Value::as_object);
     Ok(Descriptor {

@@ -6,7 +6,7 @@
 //! input accepts. The format is detected the way BIOMERO detects it
 //! (`schema-version` prefix first, then the shape), each format is adapted into
 //! [`Descriptor`], and `requires_zarr` / `requires_plate` are derived from the
-//! image inputs (CONTRACTS §3). [`store`] finds descriptors: shipped files, an
+//! image inputs (docs/contracts.md#workflow-descriptors). [`store`] finds descriptors: shipped files, an
 //! on-disk cache, or the repository itself.
 
 mod biaflows;
@@ -409,6 +409,87 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
             })
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// How one descriptor format names the fields of a parameter.
+struct Dialect {
+    /// The list the entries are in (`inputs`, `parameters`).
+    list: &'static str,
+    /// The identifier (`id`, `name`).
+    id: &'static str,
+    /// The label shown to people (`name`, `label`); the id when absent.
+    label: &'static str,
+    /// The default value (`default-value`, `default`).
+    default: &'static str,
+    /// The command-line flag (`command-line-flag` with `@id`, `cli_tag`); `--<id>` when absent.
+    flag: &'static str,
+    /// The parameter's type from its `type` field (lower-cased) and default.
+    kind: fn(&str, Option<&Value>) -> ParamType,
+    /// The allowed values.
+    choices: fn(&serde_json::Map<String, Value>) -> Option<Vec<Value>>,
+}
+
+/// BIAFLOWS and biomero-schema: a `Number` is an integer unless its default is fractional.
+fn number_kind(ty: &str, default: Option<&Value>) -> ParamType {
+    match ty {
+        "integer" => ParamType::Integer,
+        "float" => ParamType::Float,
+        "boolean" | "checkbox" => ParamType::Boolean,
+        "number" => match default {
+            Some(Value::Number(n)) if n.is_f64() => ParamType::Float,
+            _ => ParamType::Integer,
+        },
+        _ => ParamType::String,
+    }
+}
+
+/// BIAFLOWS and biomero-schema: `value-choices`.
+fn value_choices(entry: &serde_json::Map<String, Value>) -> Option<Vec<Value>> {
+    entry
+        .get("value-choices")
+        .and_then(Value::as_array)
+        .cloned()
+}
+
+/// The entries of the dialect's list, each a mapping with a non-empty id.
+fn entries<'a>(
+    map: &'a serde_json::Map<String, Value>,
+    d: &Dialect,
+) -> Result<Vec<(String, &'a serde_json::Map<String, Value>)>, String> {
+    let mut out = Vec::new();
+    for (i, entry) in list_field(map, d.list)?.iter().enumerate() {
+        let Value::Object(entry) = entry else {
+            return Err(format!("{}[{i}] is not a mapping", d.list));
+        };
+        let id = str_field(entry, d.id);
+        if id.is_empty() {
+            return Err(format!("{}[{i}] has no {}", d.list, d.id));
+        }
+        out.push((id, entry));
+    }
+    Ok(out)
+}
+
+/// One parameter, read with the dialect's field names.
+fn parameter(id: String, entry: &serde_json::Map<String, Value>, d: &Dialect) -> Parameter {
+    let default = entry.get(d.default).filter(|v| !v.is_null()).cloned();
+    let ty = str_field(entry, "type").to_ascii_lowercase();
+    let flag = str_field(entry, d.flag);
+    let label = str_field(entry, d.label);
+    Parameter {
+        name: if label.is_empty() { id.clone() } else { label },
+        description: str_field(entry, "description"),
+        kind: (d.kind)(&ty, default.as_ref()),
+        default,
+        optional: bool_field(entry, "optional"),
+        flag: if flag.is_empty() {
+            format!("--{id}")
+        } else {
+            flag.replace("@id", &id)
+        },
+        choices: (d.choices)(entry),
+        id,
     }
 }
 

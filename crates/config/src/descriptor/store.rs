@@ -478,8 +478,8 @@ impl DescriptorStore {
                 .map_or(0, |d| d.as_secs()),
         };
         let meta_bytes = serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?;
-        write_atomic(&meta_path(&path), &meta_bytes)?;
-        write_atomic(&path, bytes)
+        stage_common::atomic::write(&meta_path(&path), &meta_bytes)?;
+        stage_common::atomic::write(&path, bytes)
     }
 }
 
@@ -487,19 +487,6 @@ fn meta_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".meta.json");
     PathBuf::from(s)
-}
-
-/// Writes a file so that readers see the old or the new content, never a part.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 async fn fetch(

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use stage_ngff::NgffVersion;
 use stage_ngff::convert::{self, TiffOptions, ZarrOptions};
-use stage_ngff::sample::{SampleSpec, write_samples};
 use stage_ngff::tiff::write::TiffCompression;
 use stage_ngff::write::array::Compression;
+use stage_sample::{SampleSpec, write_samples};
 
 use crate::progress::Bar;
 

@@ -74,10 +74,10 @@ impl GlobalArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole chain on this machine: sample data, the daemon on SQLite, one run per input mode
-    Demo(crate::demo::DemoArgs),
+    Demo(stage_demo::DemoArgs),
     /// The demo's workflow: segment data/in by threshold into data/out (run by its job script)
     #[command(hide = true)]
-    DemoThreshold(crate::demo::ThresholdArgs),
+    DemoThreshold(stage_demo::ThresholdArgs),
     /// Check, show and follow the configuration
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -157,9 +157,9 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Demo(a) => crate::demo::run(&a).await,
+            Command::Demo(a) => stage_demo::run(&a).await,
             Command::DemoThreshold(a) => {
-                tokio::task::spawn_blocking(move || crate::demo::run_threshold(&a)).await?
+                tokio::task::spawn_blocking(move || stage_demo::run_threshold(&a)).await?
             }
             Command::Config(c) => config_cmd::run(c, &cli.global).await,
             Command::Workflows(a) => workflows_cmd::run(a, &cli.global).await,

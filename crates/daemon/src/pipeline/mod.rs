@@ -13,6 +13,7 @@
 //! anything. A step that this build cannot run yet does not pretend: the
 //! submission waits, and its state says which capability is missing.
 
+pub mod record;
 pub mod steps;
 
 use serde_json::Value;
@@ -20,6 +21,7 @@ use stage_store::{State, Submission};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::Runtime;
+use record::StepRecord as _;
 
 /// The steps, in order, with the state each one leads to.
 pub const STEPS: [(Step, State, State); 7] = [
@@ -91,6 +93,8 @@ pub enum StepOutcome {
     },
     /// A permanent failure: the submission fails with this reason.
     Failed {
+        /// What kind of failure (for metrics and the event log).
+        kind: FailureKind,
         /// A reason a person can act on.
         reason: String,
         /// Details for the event log.
@@ -111,6 +115,80 @@ pub enum StepOutcome {
     },
     /// The step stopped because the submission was cancelled.
     Cancelled,
+}
+
+impl StepOutcome {
+    /// A permanent failure of `kind` with `reason` and no details.
+    pub fn failed(kind: FailureKind, reason: impl Into<String>) -> Self {
+        StepOutcome::Failed {
+            kind,
+            reason: reason.into(),
+            detail: Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    /// The same outcome with `detail` for the event log (a failure's, or progress').
+    #[must_use]
+    pub fn with_detail(self, detail: Value) -> Self {
+        match self {
+            StepOutcome::Failed { kind, reason, .. } => StepOutcome::Failed {
+                kind,
+                reason,
+                detail,
+            },
+            StepOutcome::Later { after, .. } => StepOutcome::Later { detail, after },
+            other => other,
+        }
+    }
+
+    /// The outcome's name in metrics (`done`, `retry`, `failed`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepOutcome::Done { .. } => "done",
+            StepOutcome::Transient { .. } => "retry",
+            StepOutcome::Failed { .. } => "failed",
+            StepOutcome::Waiting { .. } => "waiting",
+            StepOutcome::Later { .. } => "later",
+            StepOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Why a submission failed, by the kind of error (the `reason` label of the failures metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The submission does not fit the configuration in force (refused as at intake).
+    Invalid,
+    /// An earlier step's record is missing or unreadable.
+    Record,
+    /// The inputs cannot be resolved or staged.
+    Input,
+    /// The cluster refused something (a transfer, sbatch, a path).
+    Cluster,
+    /// The job ended without completing.
+    Job,
+    /// The job's outputs cannot be kept (empty, unsafe, over the limits).
+    Results,
+    /// BIOMERO.importer failed, timed out, or has nowhere to import to.
+    Import,
+    /// A transient failure that kept failing until the attempts ran out.
+    GaveUp,
+}
+
+impl FailureKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Invalid => "invalid",
+            FailureKind::Record => "record",
+            FailureKind::Input => "input",
+            FailureKind::Cluster => "cluster",
+            FailureKind::Job => "job",
+            FailureKind::Results => "results",
+            FailureKind::Import => "import",
+            FailureKind::GaveUp => "gave_up",
+        }
+    }
 }
 
 /// What a running step may use.
@@ -136,24 +214,19 @@ pub async fn run(step: Step, ctx: &StepContext, submission: &Submission) -> Step
 }
 
 /// What must happen on the cluster when a submission is cancelled outside a
-/// running step (a job in the queue is `scancel`led); the detail for the event.
+/// running step (a job in the queue is stopped); the detail for the event.
 pub async fn on_cancel(ctx: &StepContext, submission: &Submission) -> Value {
     if submission.state != State::Submitted {
         return Value::Null;
     }
-    let Some(job_id) = submission
-        .data
-        .get("submit")
-        .and_then(|d| d.get("job_id"))
-        .and_then(Value::as_u64)
-    else {
+    let Ok(job) = steps::submit::SubmitRecord::read(submission) else {
         return Value::Null;
     };
-    match steps::follow::scancel(ctx, &submission.id, job_id).await {
-        Ok(()) => serde_json::json!({ "scancel": job_id }),
+    match steps::follow::stop(ctx, &submission.id, job.job_id).await {
+        Ok(()) => serde_json::json!({ "scancel": job.job_id }),
         Err(e) => {
-            tracing::warn!(job_id, error = %e, "cannot scancel the job");
-            serde_json::json!({ "scancel": job_id, "error": e.to_string() })
+            tracing::warn!(job_id = job.job_id, error = %e, "cannot stop the job");
+            serde_json::json!({ "scancel": job.job_id, "error": e.to_string() })
         }
     }
 }

@@ -27,6 +27,20 @@ pub const DEFAULT_COLORS: [&str; 7] = [
     "0000FF", "00FF00", "FF0000", "FF00FF", "00FFFF", "FFFF00", "FFFFFF",
 ];
 
+impl ChannelSpec {
+    /// `count` channels named after `labels` (`C<i>` where a name is missing), in the
+    /// default colours, without a display window.
+    pub fn defaults(count: u64, labels: &[String]) -> Vec<ChannelSpec> {
+        (0..usize::try_from(count).unwrap_or(0))
+            .map(|i| ChannelSpec {
+                label: labels.get(i).cloned().unwrap_or_else(|| format!("C{i}")),
+                color: DEFAULT_COLORS[i % DEFAULT_COLORS.len()].to_owned(),
+                window: None,
+            })
+            .collect()
+    }
+}
+
 /// The `multiscales` (+ `omero`) attributes of a 5D TCZYX image.
 pub fn image_attrs(
     name: &str,

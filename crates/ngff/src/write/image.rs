@@ -168,7 +168,7 @@ impl ImageWriter {
             );
         }
         attrs::write_group(dir, &group, spec.version)?;
-        let format = spec.version.zarr_format();
+        let format = crate::node::zarr_format(spec.version);
         let mut levels = Vec::with_capacity(paths.len());
         for (k, path) in paths.iter().enumerate() {
             let ls = spec.level_sizes(u32::try_from(k).unwrap_or(0));

@@ -10,17 +10,18 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use serde_json::{Value, json};
-use stage_cluster::ClusterError;
-use stage_cluster::transfer::{TransferReport, download, local};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use stage_cluster::transfer::TransferReport;
 use stage_results::keep::{self, KeepRequest, MANIFEST, ResultManifest};
 use stage_results::safety::Limits;
 use stage_source::Plan;
 use stage_source::stage::INPUTS_DIR;
 use stage_store::Submission;
 
-use super::super::{StepContext, StepOutcome};
-use super::{cluster_outcome, failed, results_outcome, unless_cancelled};
+use super::super::record::StepRecord;
+use super::super::{FailureKind, Step, StepContext, StepOutcome};
+use super::{cluster_outcome, results_outcome, unless_cancelled};
 use crate::intake::SubmissionDoc;
 use crate::metrics::DirectionLabel;
 
@@ -49,9 +50,12 @@ pub(crate) fn analyzed_dir(
         Ok(Some(m)) => match m.folder(group) {
             Some(g) => g.folder.clone(),
             None => {
-                return Err(failed(format!(
-                    "OMERO group `{group}` has no folder in the group mappings: its results cannot be kept; map the group in the Importer Admin tab (biomero-config.json)"
-                )));
+                return Err(StepOutcome::failed(
+                    FailureKind::Results,
+                    format!(
+                        "OMERO group `{group}` has no folder in the group mappings: its results cannot be kept; map the group in the Importer Admin tab (biomero-config.json)"
+                    ),
+                ));
             }
         },
         Ok(None) => {
@@ -59,9 +63,12 @@ pub(crate) fn analyzed_dir(
             if p.components().count() != 1
                 || !matches!(p.components().next(), Some(Component::Normal(_)))
             {
-                return Err(failed(format!(
-                    "OMERO group name `{group}` cannot be a folder name; configure group_mappings_file"
-                )));
+                return Err(StepOutcome::failed(
+                    FailureKind::Results,
+                    format!(
+                        "OMERO group name `{group}` cannot be a folder name; configure group_mappings_file"
+                    ),
+                ));
             }
             p
         }
@@ -70,32 +77,69 @@ pub(crate) fn analyzed_dir(
     Ok(base.join(folder).join(".analyzed").join(id))
 }
 
-/// The recorded result of a kept manifest.
-fn done(m: &ResultManifest, transfer: &Value) -> StepOutcome {
-    use stage_results::classify::ItemKind as K;
-    let count = |k| m.items_of(k).count();
-    StepOutcome::Done {
-        result: json!({
-            "kept": m.dir,
-            "manifest": m.dir.join(MANIFEST),
-            "files": m.files.len(),
-            "bytes": m.bytes,
-            "plates": count(K::Plate),
-            "zarr_images": count(K::ZarrImage),
-            "image_files": count(K::ImageFile),
-            "attachments": count(K::Attachment),
-            "labels": m.items.iter().map(|i| i.labels.len()).sum::<usize>(),
-            "notes": m.notes,
-            "transfer": transfer,
-        }),
-        last: false,
+/// What the collect step keeps: where the results were kept and what they hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectRecord {
+    /// `<results_dir>/<group folder>/.analyzed/<id>/<stamp>`.
+    pub kept: PathBuf,
+    /// The result manifest in it (what the import step orders).
+    pub manifest: PathBuf,
+    /// Files kept.
+    pub files: usize,
+    /// Bytes kept.
+    pub bytes: u64,
+    /// HCS plates among them.
+    pub plates: usize,
+    /// OME-Zarr images.
+    pub zarr_images: usize,
+    /// Image files (TIFF, …).
+    pub image_files: usize,
+    /// Other files, attached rather than imported.
+    pub attachments: usize,
+    /// Label images.
+    pub labels: usize,
+    /// What the checks noted.
+    pub notes: Vec<String>,
+    /// What the download did (none when a rerun found the results kept).
+    pub transfer: Option<TransferReport>,
+    /// Why the submission ends here, when `import_results` is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl StepRecord for CollectRecord {
+    const STEP: Step = Step::Collect;
+}
+
+impl CollectRecord {
+    /// The record of a kept manifest.
+    fn of(m: &ResultManifest, transfer: Option<TransferReport>) -> Self {
+        use stage_results::classify::ItemKind as K;
+        let count = |k| m.items_of(k).count();
+        CollectRecord {
+            kept: m.dir.clone(),
+            manifest: m.dir.join(MANIFEST),
+            files: m.files.len(),
+            bytes: m.bytes,
+            plates: count(K::Plate),
+            zarr_images: count(K::ZarrImage),
+            image_files: count(K::ImageFile),
+            attachments: count(K::Attachment),
+            labels: m.items.iter().map(|i| i.labels.len()).sum(),
+            notes: m.notes.clone(),
+            transfer,
+            note: None,
+        }
     }
 }
 
 /// Runs the step; with `import_results` off the submission ends here, its
 /// results kept and the job's folders removed as after an import.
 pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
-    let outcome = collect(ctx, s).await;
+    let record = match collect(ctx, s).await {
+        Ok(r) => r,
+        Err(o) => return o,
+    };
     let import = ctx
         .runtime
         .config
@@ -103,82 +147,39 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         .settings
         .settings
         .import_results;
-    match outcome {
-        StepOutcome::Done { mut result, .. } if !import => {
-            if let Ok(doc) = super::document(s) {
-                super::import::cleanup(ctx, s, &doc).await;
-            }
-            result["note"] = json!("import_results is off: the results are kept, not imported");
-            tracing::info!(kept = %result["kept"], "results kept; import_results is off");
-            StepOutcome::Done { result, last: true }
-        }
-        other => other,
+    if import {
+        return record.done(false);
     }
+    if let Ok(doc) = super::document(s) {
+        super::import::cleanup(ctx, s, &doc).await;
+    }
+    tracing::info!(kept = %record.kept.display(), "results kept; import_results is off");
+    CollectRecord {
+        note: Some("import_results is off: the results are kept, not imported".into()),
+        ..record
+    }
+    .done(true)
 }
 
-async fn collect(ctx: &StepContext, s: &Submission) -> StepOutcome {
-    let doc = match super::document(s) {
-        Ok(d) => d,
-        Err(o) => return o,
-    };
-    let analyzed = match analyzed_dir(ctx, &doc, &s.id) {
-        Ok(d) => d,
-        Err(o) => return o,
-    };
+async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, StepOutcome> {
+    let doc = super::document(s)?;
+    let analyzed = analyzed_dir(ctx, &doc, &s.id)?;
     // a rerun after the result was kept: nothing to download again
     match keep::find_kept(&analyzed, &s.id) {
-        Ok(Some(m)) => return done(&m, &Value::Null),
+        Ok(Some(m)) => return Ok(CollectRecord::of(&m, None)),
         Ok(None) => {}
-        Err(e) => return results_outcome(&e),
+        Err(e) => return Err(results_outcome(&e)),
     }
-    let cluster = match super::cluster(ctx) {
-        Ok(c) => c,
-        Err(o) => return o,
-    };
+    let plan = Plan::read(s)?;
+    let cluster = super::cluster(ctx)?;
     let config = ctx.runtime.config.current();
     let settings = &config.settings.settings;
     let target = outputs_dir(&settings.staging_dir(), &s.id);
-    let layout = &cluster.layout;
-    let remote_out = layout.outputs(&s.id);
-    let result: Result<TransferReport, ClusterError> =
-        if let Some(job) = cluster.local_job_dir(&s.id) {
-            let from = job.join("data/out");
-            let to = target.clone();
-            let task = tokio::task::spawn_blocking(move || {
-                let empty = std::fs::read_dir(&from)
-                    .map_err(|e| ClusterError::Io {
-                        path: from.clone(),
-                        source: e,
-                    })?
-                    .next()
-                    .is_none();
-                if empty {
-                    return Err(ClusterError::EmptyOutput(from.display().to_string()));
-                }
-                local::copy_tree(&from, &to)
-            });
-            unless_cancelled(ctx, async {
-                task.await
-                    .map_err(|e| ClusterError::Invalid(format!("the copy task failed: {e}")))?
-            })
-            .await
-        } else {
-            unless_cancelled(
-                ctx,
-                download::download(&cluster.remote, &remote_out, &target),
-            )
-            .await
-        };
-    let report = match result {
-        Ok(r) => r,
-        Err(e @ ClusterError::EmptyOutput(_)) => {
-            return StepOutcome::Failed {
-                reason: e.to_string(),
-                detail: json!({ "outputs": remote_out }),
-            };
-        }
-        Err(e) => return cluster_outcome(&e),
-    };
+    let report = unless_cancelled(ctx, cluster.transport.download(&s.id, &target))
+        .await
+        .map_err(|e| {
+            cluster_outcome(&e).with_detail(json!({ "outputs": cluster.layout.outputs(&s.id) }))
+        })?;
     ctx.runtime
         .metrics
         .bytes
@@ -190,31 +191,21 @@ async fn collect(ctx: &StepContext, s: &Submission) -> StepOutcome {
         files = report.files,
         bytes = report.bytes,
         seconds = report.seconds,
+        method = %report.method,
         "outputs downloaded"
     );
-    let plan: Option<Plan> = s
-        .data
-        .get("plan")
-        .and_then(|p| serde_json::from_value(p.clone()).ok());
     let staged = settings.staging_dir().join(&s.id).join(INPUTS_DIR);
-    let staged_inputs: Vec<String> = plan
-        .as_ref()
-        .map(|p| p.outputs().map(str::to_owned).collect())
-        .unwrap_or_default();
-    let expect_images = plan.as_ref().is_some_and(|p| {
-        !p.plates.is_empty()
-            || p.images
-                .iter()
-                .any(|i| i.format != stage_source::plan::OutputFormat::Tiff)
-    });
+    let staged_inputs: Vec<String> = plan.outputs().map(str::to_owned).collect();
+    let expect_images = !plan.plates.is_empty()
+        || plan
+            .images
+            .iter()
+            .any(|i| i.format != stage_source::plan::OutputFormat::Tiff);
     let limits = Limits {
         max_bytes: settings.max_output_bytes,
         max_files: settings.max_output_files,
     };
-    let omero_ngff = match settings.omero_ngff_version {
-        stage_config::settings::NgffVersion::V04 => stage_ngff::NgffVersion::V04,
-        stage_config::settings::NgffVersion::V05 => stage_ngff::NgffVersion::V05,
-    };
+    let omero_ngff = settings.omero_ngff_version;
     let (id, workflow) = (s.id.clone(), doc.workflow.clone());
     let kept = tokio::task::spawn_blocking(move || {
         keep::keep(&KeepRequest {
@@ -236,11 +227,11 @@ async fn collect(ctx: &StepContext, s: &Submission) -> StepOutcome {
                 tracing::warn!(note = %n, "results");
             }
             tracing::info!(dir = %m.dir.display(), files = m.files.len(), "results kept");
-            done(&m, &serde_json::to_value(&report).unwrap_or(Value::Null))
+            Ok(CollectRecord::of(&m, Some(report)))
         }
-        Ok(Err(e)) => results_outcome(&e),
-        Err(e) => StepOutcome::Transient {
+        Ok(Err(e)) => Err(results_outcome(&e)),
+        Err(e) => Err(StepOutcome::Transient {
             error: format!("keeping the results stopped: {e}"),
-        },
+        }),
     }
 }

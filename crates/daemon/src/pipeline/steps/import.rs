@@ -1,6 +1,6 @@
 //! The `import` step: the kept results handed to BIOMERO.importer.
 //!
-//! Orders go into the importer's `imports` table (CONTRACTS §5) — one per
+//! Orders go into the importer's `imports` table (docs/contracts.md#biomeroimporters-orders) — one per
 //! result set: plates to a Screen, images to a Dataset, label images instead
 //! of what holds them when `import_only_labels` is on — with paths as the
 //! importer sees them (`importer_path_map`). Their uuids are derived from the
@@ -16,15 +16,55 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use stage_results::importer::{self, Order, OrderRules, PathMap};
 use stage_results::keep::ResultManifest;
 use stage_source::Plan;
 use stage_store::Submission;
 
-use super::super::{StepContext, StepOutcome};
-use super::{failed, results_outcome};
+use super::super::record::StepRecord;
+use super::super::{FailureKind, Step, StepContext, StepOutcome};
+use super::collect::CollectRecord;
+use super::results_outcome;
+use super::submit::SubmitRecord;
 use crate::intake::{ResultsTarget, SubmissionDoc};
+
+/// One order's latest stage, as the import step last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderStage {
+    /// The order's uuid.
+    pub uuid: String,
+    /// What it imports (`images`, `plates`, `labels`).
+    pub set: String,
+    /// Files in it.
+    pub files: usize,
+    /// BIOMERO.importer's stage (`Import Completed`).
+    pub stage: String,
+}
+
+/// What the import step keeps: the orders placed and how they ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// Where the results are kept.
+    pub kept: PathBuf,
+    /// The orders placed in BIOMERO.importer's table.
+    pub orders: Vec<Order>,
+    /// Their final stages.
+    #[serde(default)]
+    pub stages: Vec<OrderStage>,
+    /// Why nothing was ordered, when nothing was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl StepRecord for ImportRecord {
+    const STEP: Step = Step::Import;
+}
+
+fn failed(reason: String) -> StepOutcome {
+    StepOutcome::failed(FailureKind::Import, reason)
+}
 
 /// The Dataset and Screen results go to: the submission's `results`, else the
 /// single Dataset / Screen the inputs came from.
@@ -62,8 +102,7 @@ fn destinations(
 }
 
 fn manifest(s: &Submission) -> Result<ResultManifest, StepOutcome> {
-    let path = super::recorded(s, "collect", "manifest")?;
-    let path = PathBuf::from(path.as_str().unwrap_or_default());
+    let path = CollectRecord::read(s)?.manifest;
     let text = std::fs::read(&path).map_err(|e| {
         failed(format!(
             "the result manifest {} cannot be read ({e}); the kept results were moved or removed",
@@ -102,11 +141,11 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
             ),
         };
     };
-    let plan: Option<Plan> = s
-        .data
-        .get("plan")
-        .and_then(|p| serde_json::from_value(p.clone()).ok());
-    let (dataset, screen) = match destinations(&doc, plan.as_ref()) {
+    let plan = match Plan::read(s) {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    let (dataset, screen) = match destinations(&doc, Some(&plan)) {
         Ok(d) => d,
         Err(reason) => return failed(reason),
     };
@@ -135,10 +174,13 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     if orders.is_empty() {
         tracing::info!(dir = %m.dir.display(), "the results hold no images: nothing to import");
         cleanup(ctx, s, &doc).await;
-        return StepOutcome::Done {
-            result: json!({ "kept": m.dir, "orders": [], "note": "the results hold no images; they are kept, nothing was imported" }),
-            last: false,
-        };
+        return ImportRecord {
+            kept: m.dir.clone(),
+            orders: Vec::new(),
+            stages: Vec::new(),
+            note: Some("the results hold no images; they are kept, nothing was imported".into()),
+        }
+        .done(false);
     }
     let pool = match ctx.runtime.importer.pool(&url) {
         Ok(p) => p,
@@ -163,46 +205,50 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
             Err(e) => return results_outcome(&e),
         }
     }
-    let summary: Vec<Value> = states
+    let summary: Vec<OrderStage> = states
         .iter()
-        .map(|(o, st)| json!({ "uuid": o.uuid, "set": o.set, "files": o.files.len(), "stage": st.stage }))
+        .map(|(o, st)| OrderStage {
+            uuid: o.uuid.clone(),
+            set: o.set.clone(),
+            files: o.files.len(),
+            stage: st.stage.clone(),
+        })
         .collect();
     if let Some((o, st)) = states
         .iter()
         .find(|(_, st)| st.stage == importer::STAGE_FAILED)
     {
-        return StepOutcome::Failed {
-            reason: format!(
-                "BIOMERO.importer failed order {} ({} {}): {}",
-                o.uuid,
-                o.files.len(),
-                o.set,
-                st.description.as_deref().unwrap_or("no description given")
-            ),
-            detail: json!({ "orders": summary }),
-        };
+        return failed(format!(
+            "BIOMERO.importer failed order {} ({} {}): {}",
+            o.uuid,
+            o.files.len(),
+            o.set,
+            st.description.as_deref().unwrap_or("no description given")
+        ))
+        .with_detail(json!({ "orders": summary }));
     }
     if states
         .iter()
         .all(|(_, st)| st.stage == importer::STAGE_COMPLETED)
     {
         cleanup(ctx, s, &doc).await;
-        return StepOutcome::Done {
-            result: json!({ "kept": m.dir, "orders": orders_json(&orders), "stages": summary }),
-            last: false,
-        };
+        return ImportRecord {
+            kept: m.dir.clone(),
+            orders,
+            stages: summary,
+            note: None,
+        }
+        .done(false);
     }
     if let Some((o, st)) = states
         .iter()
         .find(|(_, st)| st.age_secs > settings.import_timeout_secs)
     {
-        return StepOutcome::Failed {
-            reason: format!(
-                "BIOMERO.importer has not finished order {} after {} s (still `{}`, import_timeout_secs = {}); is BIOMERO.importer running against this database?",
-                o.uuid, st.age_secs, st.stage, settings.import_timeout_secs
-            ),
-            detail: json!({ "orders": summary }),
-        };
+        return failed(format!(
+            "BIOMERO.importer has not finished order {} after {} s (still `{}`, import_timeout_secs = {}); is BIOMERO.importer running against this database?",
+            o.uuid, st.age_secs, st.stage, settings.import_timeout_secs
+        ))
+        .with_detail(json!({ "orders": summary }));
     }
     // look often at first, then less often as an import takes longer (at most once a
     // minute), so a long import leaves tens of progress events, not thousands
@@ -214,10 +260,6 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     }
 }
 
-fn orders_json(orders: &[Order]) -> Value {
-    serde_json::to_value(orders).unwrap_or(Value::Null)
-}
-
 /// After a successful import: the job's folder and log on the cluster (unless
 /// kept) and the local staging folder go. Failures are warnings: the results are safe.
 pub(crate) async fn cleanup(ctx: &StepContext, s: &Submission, doc: &SubmissionDoc) {
@@ -225,29 +267,8 @@ pub(crate) async fn cleanup(ctx: &StepContext, s: &Submission, doc: &SubmissionD
     let settings = &config.settings.settings;
     let keep = doc.options.keep_remote_data || settings.keep_remote_data;
     if !keep && let Ok(cluster) = super::cluster(ctx) {
-        let layout = &cluster.layout;
-        let job_log = s
-            .data
-            .get("submit")
-            .and_then(|d| d.get("job_id"))
-            .and_then(Value::as_u64)
-            .map(stage_cluster::Layout::job_log);
-        let r = if let Some(dir) = cluster.local_job_dir(&s.id) {
-            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-        } else {
-            let mut args = vec!["-rf".into(), "--".into(), layout.job_dir(&s.id)];
-            args.extend(job_log);
-            cluster
-                .remote
-                .run("rm", &args)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        };
-        if let Err(e) = r {
+        let job_id = SubmitRecord::read(s).ok().map(|r| r.job_id);
+        if let Err(e) = cluster.transport.remove(&s.id, job_id).await {
             tracing::warn!(error = %e, "cannot remove the job's folder on the cluster");
         }
     }

@@ -1,4 +1,5 @@
-//! One module per pipeline step.
+//! One module per pipeline step, each with the record it keeps
+//! ([`super::record`]), and the mapping of the crates' errors to step outcomes.
 
 pub mod collect;
 pub mod follow;
@@ -8,36 +9,27 @@ pub mod stage;
 pub mod submit;
 pub mod upload;
 
-use serde_json::{Value, json};
 use stage_cluster::ClusterError;
 use stage_source::SourceError;
 use stage_store::Submission;
 
 use crate::intake::SubmissionDoc;
 
-use super::StepOutcome;
+use super::{FailureKind, StepOutcome};
 
-/// A permanent failure with `reason` and no details.
-pub(crate) fn failed(reason: String) -> StepOutcome {
-    StepOutcome::Failed {
-        reason,
-        detail: json!({}),
-    }
-}
-
-/// Retried later when `transient`, else a permanent failure, with `message`.
-pub(crate) fn retry_or_fail(transient: bool, message: String) -> StepOutcome {
+/// Retried later when `transient`, else a permanent failure of `kind`, with `message`.
+pub(crate) fn retry_or_fail(transient: bool, kind: FailureKind, message: String) -> StepOutcome {
     if transient {
         StepOutcome::Transient { error: message }
     } else {
-        failed(message)
+        StepOutcome::failed(kind, message)
     }
 }
 
 /// The outcome of a results error: retry what may pass (the importer's
 /// database unreachable), fail the rest.
 pub(crate) fn results_outcome(e: &stage_results::ResultsError) -> StepOutcome {
-    retry_or_fail(e.is_transient(), e.to_string())
+    retry_or_fail(e.is_transient(), FailureKind::Results, e.to_string())
 }
 
 /// The outcome of a step that failed with a source error: retry what may pass,
@@ -49,7 +41,7 @@ pub(crate) fn source_outcome(e: &SourceError) -> StepOutcome {
             capability: what.clone(),
         }
     } else {
-        retry_or_fail(e.is_transient(), e.to_string())
+        retry_or_fail(e.is_transient(), FailureKind::Input, e.to_string())
     }
 }
 
@@ -57,35 +49,20 @@ pub(crate) fn source_outcome(e: &SourceError) -> StepOutcome {
 /// pass (a dropped connection, an unreachable host), fail the rest with the
 /// cluster's own message.
 pub(crate) fn cluster_outcome(e: &ClusterError) -> StepOutcome {
-    if matches!(e, ClusterError::Cancelled) {
-        StepOutcome::Cancelled
-    } else {
-        retry_or_fail(e.is_transient(), e.to_string())
+    match e {
+        ClusterError::Cancelled => StepOutcome::Cancelled,
+        ClusterError::EmptyOutput(_) => StepOutcome::failed(FailureKind::Results, e.to_string()),
+        _ => retry_or_fail(e.is_transient(), FailureKind::Cluster, e.to_string()),
     }
-}
-
-/// A value an earlier step recorded under `data[step][field]`.
-pub(crate) fn recorded<'a>(
-    s: &'a Submission,
-    step: &str,
-    field: &str,
-) -> Result<&'a Value, StepOutcome> {
-    s.data
-        .get(step)
-        .and_then(|d| d.get(field))
-        .ok_or_else(|| StepOutcome::Failed {
-            reason: format!(
-                "the `{step}` step recorded no `{field}`; the submission's history is incomplete"
-            ),
-            detail: json!({}),
-        })
 }
 
 /// The submission document as stored.
 pub(crate) fn document(s: &Submission) -> Result<SubmissionDoc, StepOutcome> {
-    serde_json::from_value::<SubmissionDoc>(s.request.clone()).map_err(|e| StepOutcome::Failed {
-        reason: format!("the stored request is not a valid submission: {e}"),
-        detail: json!({}),
+    serde_json::from_value::<SubmissionDoc>(s.request.clone()).map_err(|e| {
+        StepOutcome::failed(
+            FailureKind::Invalid,
+            format!("the stored request is not a valid submission: {e}"),
+        )
     })
 }
 
@@ -107,4 +84,9 @@ pub(crate) async fn unless_cancelled<T>(
         r = fut => r,
         () = ctx.cancel.cancelled() => Err(ClusterError::Cancelled),
     }
+}
+
+/// A job log's tail as one line (`a | b | c`), for a failure reason.
+pub(crate) fn one_line(tail: &str) -> String {
+    tail.trim().lines().collect::<Vec<_>>().join(" | ")
 }

@@ -4,47 +4,40 @@
 //! Submissions that came through the API or the CLI were checked at intake;
 //! rows inserted by other programs are checked here first, with the same
 //! rules, and fail with the same messages. The plan (what will be staged,
-//! from where, under which names) is the step's result, so the stage step of
-//! a restarted daemon executes exactly the plan that was recorded.
+//! from where, under which names) is the step's record
+//! ([`stage_source::Plan`]), so the stage step of a restarted daemon executes
+//! exactly the plan that was recorded.
 
 use serde_json::json;
 use stage_store::Submission;
 
-use super::super::{StepContext, StepOutcome};
+use super::super::record::StepRecord as _;
+use super::super::{FailureKind, StepContext, StepOutcome};
 use crate::intake;
 
 /// Runs the step.
 pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let config = ctx.runtime.config.current();
-    let doc = match serde_json::from_value::<intake::SubmissionDoc>(s.request.clone()) {
-        Ok(mut d) => {
-            d.id = Some(s.id.clone());
-            d
-        }
-        Err(e) => {
-            return StepOutcome::Failed {
-                reason: format!("the stored request is not a valid submission: {e}"),
-                detail: json!({}),
-            };
-        }
+    let mut doc = match super::document(s) {
+        Ok(d) => d,
+        Err(o) => return o,
     };
+    doc.id = Some(s.id.clone());
     let accepted = match intake::validate(doc, &config) {
         Ok(a) => a,
         Err(e) => {
-            return StepOutcome::Failed {
-                reason: e.to_string(),
-                detail: json!({ "generation": config.generation }),
-            };
+            return StepOutcome::failed(FailureKind::Invalid, e.to_string())
+                .with_detail(json!({ "generation": config.generation }));
         }
     };
     let Some(wf) = config.registry.get(&accepted.doc.workflow) else {
-        return StepOutcome::Failed {
-            reason: format!(
+        return StepOutcome::failed(
+            FailureKind::Invalid,
+            format!(
                 "workflow `{}` is no longer configured",
                 accepted.doc.workflow
             ),
-            detail: json!({}),
-        };
+        );
     };
     let settings = &config.settings.settings;
     let sources = match ctx.runtime.sources.sources(settings) {
@@ -63,16 +56,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
             for n in &plan.notes {
                 tracing::warn!(note = %n, "plan note");
             }
-            match serde_json::to_value(&plan) {
-                Ok(result) => StepOutcome::Done {
-                    result,
-                    last: false,
-                },
-                Err(e) => StepOutcome::Failed {
-                    reason: format!("the plan cannot be recorded: {e}"),
-                    detail: json!({}),
-                },
-            }
+            plan.done(false)
         }
         Err(e) => super::source_outcome(&e),
     }

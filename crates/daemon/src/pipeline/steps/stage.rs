@@ -6,39 +6,45 @@
 //! continues with the next output after restart. A cancellation stops
 //! between planes.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use stage_ngff::convert::TiffOptions;
 use stage_ngff::write::array::Compression;
 use stage_source::Plan;
 use stage_source::stage::{INPUTS_DIR, MANIFEST_FILE, StageContext};
 use stage_store::Submission;
 
-use super::super::{StepContext, StepOutcome};
+use super::super::record::StepRecord;
+use super::super::{Step, StepContext, StepOutcome};
 use crate::metrics::DirectionLabel;
+
+/// What the stage step keeps: where the staged inputs are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// `<staging_dir>/<id>`.
+    pub root: PathBuf,
+    /// `<root>/data/in`: what the upload sends.
+    pub inputs: PathBuf,
+    /// `<root>/stage-manifest.json`.
+    pub manifest: PathBuf,
+    /// Outputs staged.
+    pub outputs: usize,
+    /// Pixel bytes planned.
+    pub bytes: u64,
+}
+
+impl StepRecord for StageRecord {
+    const STEP: Step = Step::Stage;
+}
 
 /// Runs the step.
 pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
-    let plan: Plan = match s
-        .data
-        .get("plan")
-        .map(|p| serde_json::from_value(p.clone()))
-    {
-        Some(Ok(p)) => p,
-        Some(Err(e)) => {
-            return StepOutcome::Failed {
-                reason: format!("the recorded plan cannot be read: {e}"),
-                detail: json!({}),
-            };
-        }
-        None => {
-            return StepOutcome::Failed {
-                reason: "no plan was recorded for this submission".into(),
-                detail: json!({}),
-            };
-        }
+    let plan = match Plan::read(s) {
+        Ok(p) => p,
+        Err(o) => return o,
     };
     let config = ctx.runtime.config.current();
     let settings = &config.settings.settings;
@@ -78,16 +84,14 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
                     direction: "staged".into(),
                 })
                 .inc_by(fresh);
-            StepOutcome::Done {
-                result: json!({
-                    "root": root,
-                    "inputs": root.join(INPUTS_DIR),
-                    "manifest": root.join(MANIFEST_FILE),
-                    "outputs": manifest.entries.len(),
-                    "bytes": plan.bytes,
-                }),
-                last: false,
+            StageRecord {
+                inputs: root.join(INPUTS_DIR),
+                manifest: root.join(MANIFEST_FILE),
+                root,
+                outputs: manifest.entries.len(),
+                bytes: plan.bytes,
             }
+            .done(false)
         }
         Err(stage_source::SourceError::Cancelled) => StepOutcome::Cancelled,
         Err(e) => super::source_outcome(&e),

@@ -1,5 +1,5 @@
 //! The `submit` step: `sbatch` the workflow's job script with BIOMERO's job
-//! environment (CONTRACTS §4) and the SBATCH parameters in their precedence
+//! environment (docs/contracts.md, "The job") and the SBATCH parameters in their precedence
 //! order, exactly once.
 //!
 //! The job is named after the submission; before `sbatch` runs, Slurm is asked
@@ -7,16 +7,17 @@
 //! the job id finds its job after restart instead of submitting a second one.
 //! The job id (and the environment it got) is this step's recorded result.
 
-use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 
-use stage_cluster::slurm::submit::{JobSpec, Submitted, submit};
-use stage_cluster::{ClusterError, Layout, local_job};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use stage_cluster::Layout;
+use stage_cluster::slurm::submit::JobSpec;
 use stage_config::registry::ResolvedWorkflow;
-use stage_config::settings::Executor;
 use stage_store::Submission;
 
-use super::super::{StepContext, StepOutcome};
+use super::super::record::StepRecord;
+use super::super::{FailureKind, Step, StepContext, StepOutcome};
 use super::{cluster_outcome, unless_cancelled};
 use crate::cluster::workflow_setup;
 use crate::intake;
@@ -39,7 +40,7 @@ pub fn job_name(workflow: &str, id: &str, created: chrono::DateTime<chrono::Utc>
     format!("omero-job-{key}-{id}-{}", created.format("%Y%m%d%H%M%S%3f"))
 }
 
-/// The job's environment (CONTRACTS §4).
+/// The job's environment (docs/contracts.md, "The job").
 pub fn environment(
     layout: &Layout,
     wf: &ResolvedWorkflow,
@@ -70,6 +71,35 @@ pub fn environment(
     Ok(env)
 }
 
+/// What the submit step keeps: the job, how it was started, where its log is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitRecord {
+    /// The job id (Slurm's, or the local job's process id).
+    pub job_id: u64,
+    /// Found already started (a daemon restarted between start and record).
+    pub adopted: bool,
+    /// The job name.
+    pub job_name: String,
+    /// The job script.
+    pub script: String,
+    /// sbatch options, in precedence order.
+    pub sbatch: Vec<String>,
+    /// The job's environment.
+    pub env: BTreeMap<String, String>,
+    /// The environment file passed as `$1`, with `env_file_submission`.
+    pub env_file: Option<String>,
+    /// The job's log.
+    pub log: String,
+    /// What ran it (`slurm`, `local`).
+    pub executor: String,
+    /// When it was submitted (a job the scheduler forgot is given up 15 minutes after).
+    pub submitted_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl StepRecord for SubmitRecord {
+    const STEP: Step = Step::Submit;
+}
+
 /// Runs the step.
 pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let config = ctx.runtime.config.current();
@@ -80,17 +110,15 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let accepted = match intake::validate(doc, &config) {
         Ok(a) => a,
         Err(e) => {
-            return StepOutcome::Failed {
-                reason: e.to_string(),
-                detail: json!({ "generation": config.generation }),
-            };
+            return StepOutcome::failed(FailureKind::Invalid, e.to_string())
+                .with_detail(json!({ "generation": config.generation }));
         }
     };
     let Some(wf) = config.registry.get(&s.workflow) else {
-        return StepOutcome::Failed {
-            reason: format!("workflow `{}` is no longer configured", s.workflow),
-            detail: json!({}),
-        };
+        return StepOutcome::failed(
+            FailureKind::Invalid,
+            format!("workflow `{}` is no longer configured", s.workflow),
+        );
     };
     let cluster = match super::cluster(ctx) {
         Ok(c) => c,
@@ -112,7 +140,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         name: job_name(&wf.key, &s.id, s.created_at),
         script: layout.script(&wf.job_script),
         sbatch_args: wf.sbatch_args(),
-        env: env.clone(),
+        env,
         env_file: slurm
             .env_file_submission
             .value
@@ -122,48 +150,28 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let since = (s.created_at - chrono::Duration::minutes(10))
         .format("%Y-%m-%dT%H:%M:%S")
         .to_string();
-    let local = cluster
-        .local_job_dir(&s.id)
-        .filter(|_| cluster.executor == Executor::Local);
-    let submitted = if let Some(job_dir) = local.clone() {
-        let script = PathBuf::from(&spec.script);
-        let env = spec.env.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            local_job::submit(&job_dir, &script, &env).map(|j| Submitted {
-                job_id: j.job_id,
-                adopted: j.adopted,
-            })
-        });
-        unless_cancelled(ctx, async {
-            task.await
-                .map_err(|e| ClusterError::Invalid(format!("the local job task failed: {e}")))?
-        })
-        .await
-    } else {
-        unless_cancelled(ctx, submit(&cluster.remote, &spec, &since)).await
+    let executor = &cluster.executor;
+    let job = match unless_cancelled(ctx, executor.submit(&s.id, &spec, &since)).await {
+        Ok(j) => j,
+        Err(e) => return cluster_outcome(&e),
     };
-    match submitted {
-        Ok(job) => {
-            tracing::info!(job_id = job.job_id, adopted = job.adopted, "job submitted");
-            StepOutcome::Done {
-                result: json!({
-                    "job_id": job.job_id,
-                    "adopted": job.adopted,
-                    "job_name": spec.name,
-                    "script": spec.script,
-                    "sbatch": spec.sbatch_args,
-                    "env": env.into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<String, Value>>(),
-                    "env_file": spec.env_file,
-                    "log": local.as_ref().map_or_else(
-                        || Layout::job_log(job.job_id),
-                        |dir| local_job::log_path(dir).display().to_string(),
-                    ),
-                    "executor": cluster.executor.to_string(),
-                    "submitted_at": chrono::Utc::now(),
-                }),
-                last: false,
-            }
-        }
-        Err(e) => cluster_outcome(&e),
+    tracing::info!(
+        job_id = job.job_id,
+        adopted = job.adopted,
+        executor = executor.name(),
+        "job submitted"
+    );
+    SubmitRecord {
+        job_id: job.job_id,
+        adopted: job.adopted,
+        log: executor.log_path(&s.id, job.job_id),
+        executor: executor.name().to_owned(),
+        job_name: spec.name,
+        script: spec.script,
+        sbatch: spec.sbatch_args,
+        env: spec.env.into_iter().collect(),
+        env_file: spec.env_file,
+        submitted_at: chrono::Utc::now(),
     }
+    .done(false)
 }

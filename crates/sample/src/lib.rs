@@ -23,17 +23,16 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::axes::Sizes;
-use crate::convert::write_json_atomic;
-use crate::dtype::PixelType;
-use crate::error::Result;
-use crate::node::NgffVersion;
-use crate::tiff::ome_xml::{self, PhysicalForXml};
-use crate::tiff::write::{TiffCompression, TiffLayout, TiffWriter};
-use crate::write::atomic::StagingDir;
-use crate::write::attrs::{AcquisitionSpec, ChannelSpec, DEFAULT_COLORS};
-use crate::write::image::{ImageSpec, ImageWriter};
-use crate::write::plate::{PlateSpec, PlateWriter, WellSpec, label_image};
+use stage_ngff::axes::Sizes;
+use stage_ngff::dtype::PixelType;
+use stage_ngff::error::Result;
+use stage_ngff::node::NgffVersion;
+use stage_ngff::tiff::ome_xml::{self, PhysicalForXml};
+use stage_ngff::tiff::write::{TiffCompression, TiffLayout, TiffWriter};
+use stage_ngff::write::atomic::StagingDir;
+use stage_ngff::write::attrs::{AcquisitionSpec, ChannelSpec, DEFAULT_COLORS};
+use stage_ngff::write::image::{ImageSpec, ImageWriter};
+use stage_ngff::write::plate::{PlateSpec, PlateWriter, WellSpec, label_image};
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,7 +357,7 @@ fn write_tiff(path: &Path, name: &str, spec: &SampleSpec, seed: u64) -> Result<(
 
 /// Writes the plate, the images (and TIFFs) and `MANIFEST.json` into `out`.
 pub fn write_samples(out: &Path, spec: &SampleSpec) -> Result<SampleManifest> {
-    std::fs::create_dir_all(out).map_err(|e| crate::error::NgffError::io(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| stage_ngff::error::NgffError::io(out, e))?;
     let rows: Vec<String> = (0..spec.rows)
         .map(|r| char::from(b'A' + (r % 26) as u8).to_string())
         .collect();
@@ -436,7 +435,7 @@ pub fn write_samples(out: &Path, spec: &SampleSpec) -> Result<SampleManifest> {
             if spec.tiffs {
                 let tdir = out.join("tiffs");
                 std::fs::create_dir_all(&tdir)
-                    .map_err(|e| crate::error::NgffError::io(&tdir, e))?;
+                    .map_err(|e| stage_ngff::error::NgffError::io(&tdir, e))?;
                 write_tiff(&tdir.join(format!("{name}.ome.tif")), &name, spec, seed)?;
             }
             Ok(SampleImage {
@@ -460,7 +459,9 @@ pub fn write_samples(out: &Path, spec: &SampleSpec) -> Result<SampleManifest> {
         plate: plate_name.into(),
         images,
     };
-    write_json_atomic(&out.join("MANIFEST.json"), &manifest)?;
+    let path = out.join("MANIFEST.json");
+    stage_common::atomic::write_json(&path, &manifest)
+        .map_err(|e| stage_ngff::error::NgffError::io(&path, e))?;
     Ok(manifest)
 }
 

@@ -198,7 +198,7 @@ pub fn run(input: &Path, output: &Path, min_size: usize) -> anyhow::Result<Thres
         }
         println!("threshold: {name} done {}%", (i + 1) * 100 / total.max(1));
     }
-    stage_ngff::convert::write_json_atomic(&output.join(REPORT), &report)?;
+    stage_common::atomic::write_json(&output.join(REPORT), &report)?;
     Ok(report)
 }
 

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use serde_json::Value;
 use stage_store::{State, Store, Submission};
 
 /// `demo` options.
@@ -298,8 +297,21 @@ async fn follow(
     }
 }
 
-fn text(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+/// What the demo reads of the collect step's record (the daemon's `CollectRecord`).
+#[derive(serde::Deserialize)]
+struct Kept {
+    kept: PathBuf,
+}
+
+/// What the demo reads of the stage step's record (the daemon's `StageRecord`).
+#[derive(serde::Deserialize)]
+struct Staged {
+    outputs: usize,
+}
+
+/// A step's record as the admin API shows it, read through the demo's view of it.
+fn record<T: serde::de::DeserializeOwned>(s: &Submission, step: &str) -> Option<T> {
+    serde_json::from_value(s.data.get(step)?.clone()).ok()
 }
 
 /// The cells the sample's labels hold in its plate, or in its single images.
@@ -330,7 +342,7 @@ fn summary(site: &site::Site, ended: &[(String, Submission)]) -> bool {
     for (mode, s) in ended {
         let succeeded = s.done && s.state == State::Collected;
         ok &= succeeded;
-        let kept = s.data["collect"]["kept"].as_str().map(PathBuf::from);
+        let kept = record::<Kept>(s, "collect").map(|r| r.kept);
         let objects = kept
             .as_ref()
             .and_then(|k| std::fs::read(k.join(threshold::REPORT)).ok())
@@ -351,7 +363,10 @@ fn summary(site: &site::Site, ended: &[(String, Submission)]) -> bool {
             } else {
                 format!("{} ✗ {}", s.state, s.error.clone().unwrap_or_default())
             },
-            format!("{} input(s)", text(&s.data["stage"]["outputs"])),
+            format!(
+                "{} input(s)",
+                record::<Staged>(s, "stage").map_or(0, |r| r.outputs)
+            ),
             objects,
             sample_cells(site, mode == "zarr-plate").to_string(),
             kept.map(|k| k.display().to_string()).unwrap_or_default(),

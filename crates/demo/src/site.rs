@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde_json::json;
-use stage_ngff::sample::{SampleManifest, SampleSpec, write_samples};
+use stage_sample::{SampleManifest, SampleSpec, write_samples};
 
 /// The demo's job script, with `@BIOMERO_STAGE_BIN@` to fill in.
-const JOB_SCRIPT: &str = include_str!("../../../../config/demo/threshold.sh");
+const JOB_SCRIPT: &str = include_str!("../../../config/demo/threshold.sh");
 /// The BIAFLOWS descriptor of the TIFF workflow.
-const DESCRIPTOR: &str = include_str!("../../../../config/demo/descriptor.json");
+const DESCRIPTOR: &str = include_str!("../../../config/demo/descriptor.json");
 /// The biomero-0.1 descriptor of the Zarr workflows.
-const DESCRIPTOR_ZARR: &str = include_str!("../../../../config/demo/descriptor-zarr.json");
+const DESCRIPTOR_ZARR: &str = include_str!("../../../config/demo/descriptor-zarr.json");
 /// The workflows' repositories (their descriptors are the pinned copies above).
 const REPOS: [(&str, &str); 2] = [
     ("W_Threshold", DESCRIPTOR),

@@ -1,0 +1,40 @@
+//! How a job's files reach its folder on the cluster and come back: the
+//! transport strategy, chosen once per configuration ([`crate::strategy`]).
+//!
+//! - [`SshTar`]: tar over one SSH channel, resumable and verified (the default);
+//! - [`MountedCopy`]: a local copy, when this host mounts `slurm_data_path`
+//!   (`local_data_path`, or the data path itself with the local executor).
+//!
+//! A new transport (rsync, a object store) is one new file implementing [`Transport`].
+
+mod mounted;
+mod ssh_tar;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+
+pub use mounted::MountedCopy;
+pub use ssh_tar::SshTar;
+
+use crate::error::Result;
+use crate::transfer::TransferReport;
+
+/// Moves a job's files between this host and its folder on the cluster.
+#[async_trait]
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// How it moves files (`tar-over-ssh`, `local-copy`).
+    fn method(&self) -> &'static str;
+
+    /// The staged inputs at `inputs` into the job folder's `data/in` of
+    /// submission `id`, with `data/out` and `data/gt` created beside them.
+    /// Resumable: what arrived intact before is not sent again.
+    async fn upload(&self, id: &str, inputs: &Path) -> Result<TransferReport>;
+
+    /// The job folder's `data/out` of submission `id` into `target`.
+    /// An empty `data/out` is [`crate::ClusterError::EmptyOutput`].
+    async fn download(&self, id: &str, target: &Path) -> Result<TransferReport>;
+
+    /// Removes the job folder of submission `id` and, with `job_id`, the job's log.
+    async fn remove(&self, id: &str, job_id: Option<u64>) -> Result<()>;
+}

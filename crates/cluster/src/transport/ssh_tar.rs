@@ -1,0 +1,50 @@
+//! The default transport: tar over one SSH channel ([`crate::transfer`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::Transport;
+use crate::error::Result;
+use crate::layout::Layout;
+use crate::ssh::Remote;
+use crate::transfer::{TransferReport, download, upload};
+
+/// Tar over SSH to the cluster's `slurm_data_path`.
+#[derive(Debug, Clone)]
+pub struct SshTar {
+    /// The connection.
+    pub remote: Arc<Remote>,
+    /// Where things live on the cluster.
+    pub layout: Layout,
+}
+
+#[async_trait]
+impl Transport for SshTar {
+    fn method(&self) -> &'static str {
+        "tar-over-ssh"
+    }
+
+    async fn upload(&self, id: &str, inputs: &Path) -> Result<TransferReport> {
+        let l = &self.layout;
+        let report = upload::upload(&self.remote, inputs, &l.inputs(id)).await?;
+        self.remote
+            .run(
+                "mkdir",
+                &["-p".into(), "--".into(), l.outputs(id), l.ground_truth(id)],
+            )
+            .await?;
+        Ok(report)
+    }
+
+    async fn download(&self, id: &str, target: &Path) -> Result<TransferReport> {
+        download::download(&self.remote, &self.layout.outputs(id), target).await
+    }
+
+    async fn remove(&self, id: &str, job_id: Option<u64>) -> Result<()> {
+        let mut args = vec!["-rf".into(), "--".into(), self.layout.job_dir(id)];
+        args.extend(job_id.map(Layout::job_log));
+        self.remote.run("rm", &args).await.map(|_| ())
+    }
+}
