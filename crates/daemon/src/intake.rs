@@ -452,10 +452,7 @@ mod tests {
         let unknown = refusal(validate(doc(base("cellpose", &image)), &config));
         assert!(unknown.starts_with("workflow:"), "{unknown}");
 
-        let wrong_kind = refusal(validate(
-            doc(base("threshold_plate", &image)),
-            &config,
-        ));
+        let wrong_kind = refusal(validate(doc(base("threshold_plate", &image)), &config));
         assert!(wrong_kind.contains("inputs"), "{wrong_kind}");
         let plate_for_images = refusal(validate(doc(base("threshold_zarr", &plate)), &config));
         assert!(plate_for_images.contains("inputs"), "{plate_for_images}");

@@ -50,6 +50,16 @@ pub struct DirectionLabel {
     pub direction: String,
 }
 
+/// Adds `bytes` moved in `direction` (`staged`, `uploaded`, `downloaded`).
+pub fn count_bytes(metrics: &Metrics, direction: &str, bytes: u64) {
+    metrics
+        .bytes
+        .get_or_create(&DirectionLabel {
+            direction: direction.into(),
+        })
+        .inc_by(bytes);
+}
+
 /// All metrics.
 #[derive(Debug)]
 pub struct Metrics {

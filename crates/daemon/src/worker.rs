@@ -377,42 +377,22 @@ mod tests {
         }
     }
 
+    /// The decision for a done `step`.
+    fn done(step: Step, to: State, last: bool) -> Decision {
+        let result = json!({ "outputs": 2 });
+        decide(step, to, StepOutcome::Done { result, last }, 0, &timings())
+    }
+
     #[test]
     fn a_done_step_moves_on_and_the_last_one_ends_the_pipeline() {
-        let d = decide(
-            Step::Stage,
-            State::Staged,
-            StepOutcome::Done {
-                result: json!({ "outputs": 2 }),
-                last: false,
-            },
-            0,
-            &timings(),
-        );
+        let d = done(Step::Stage, State::Staged, false);
         assert_eq!(d.transition.outcome, Outcome::Succeeded);
         assert_eq!(d.transition.state, Some(State::Staged));
+        assert_eq!(d.transition.detail, json!({ "outputs": 2 }));
         assert!(d.continues());
-        let last = decide(
-            Step::Upload,
-            State::Uploaded,
-            StepOutcome::Done {
-                result: json!({}),
-                last: true,
-            },
-            0,
-            &timings(),
-        );
+        let last = done(Step::Upload, State::Uploaded, true);
         assert!(last.transition.done && !last.continues());
-        let imported = decide(
-            Step::Import,
-            State::Imported,
-            StepOutcome::Done {
-                result: json!({}),
-                last: false,
-            },
-            0,
-            &timings(),
-        );
+        let imported = done(Step::Import, State::Imported, false);
         assert!(imported.transition.done, "a terminal state ends it");
     }
 

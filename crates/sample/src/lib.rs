@@ -94,6 +94,25 @@ pub struct SampleImage {
     pub labels: Option<SampleLabels>,
 }
 
+impl SampleImage {
+    /// A generated uint16 image of `spec`'s shape at `path`, with its checksums.
+    fn of(spec: &SampleSpec, path: String, sha256: String, labels: SampleLabels) -> Self {
+        SampleImage {
+            path,
+            shape: [
+                1,
+                u64::from(spec.channels),
+                u64::from(spec.z),
+                u64::from(spec.size),
+                u64::from(spec.size),
+            ],
+            dtype: PixelType::Uint16,
+            sha256,
+            labels: Some(labels),
+        }
+    }
+}
+
 /// A generated label image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleLabels {
@@ -407,19 +426,12 @@ pub fn write_samples(out: &Path, spec: &SampleSpec) -> Result<SampleManifest> {
             let dir = plate.field_dir(*r, *c, f);
             let name = format!("{}{}_f{f}", rows[*r], columns[*c]);
             let (sha, labels) = write_one(&dir, &name, spec, spec.seed ^ splitmix(*id))?;
-            Ok(SampleImage {
-                path: format!("{plate_name}/{}/{}/{f}", rows[*r], columns[*c]),
-                shape: [
-                    1,
-                    u64::from(spec.channels),
-                    u64::from(spec.z),
-                    u64::from(spec.size),
-                    u64::from(spec.size),
-                ],
-                dtype: PixelType::Uint16,
-                sha256: sha,
-                labels: Some(labels),
-            })
+            Ok(SampleImage::of(
+                spec,
+                format!("{plate_name}/{}/{}/{f}", rows[*r], columns[*c]),
+                sha,
+                labels,
+            ))
         })
         .collect::<Result<_>>()?;
     staging.commit()?;
@@ -438,19 +450,7 @@ pub fn write_samples(out: &Path, spec: &SampleSpec) -> Result<SampleManifest> {
                     .map_err(|e| stage_ngff::error::NgffError::io(&tdir, e))?;
                 write_tiff(&tdir.join(format!("{name}.ome.tif")), &name, spec, seed)?;
             }
-            Ok(SampleImage {
-                path: rel,
-                shape: [
-                    1,
-                    u64::from(spec.channels),
-                    u64::from(spec.z),
-                    u64::from(spec.size),
-                    u64::from(spec.size),
-                ],
-                dtype: PixelType::Uint16,
-                sha256: sha,
-                labels: Some(labels),
-            })
+            Ok(SampleImage::of(spec, rel, sha, labels))
         })
         .collect::<Result<_>>()?;
     images.extend(singles);

@@ -16,6 +16,7 @@
 mod error;
 pub mod model;
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;

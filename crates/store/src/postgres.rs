@@ -3,28 +3,14 @@
 //! database never hold the same submission; database time (`now()`) for
 //! every lease, so the daemons' clocks do not matter.
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
 use crate::error::{Result, StoreError};
-use crate::model::{
-    Claim, Event, ListFilter, NewSubmission, Outcome, State, Submission, Transition,
-};
-
-/// `SELECT <all submission columns> FROM biomero_stage_submissions <tail>` as a `&'static str`.
-macro_rules! select_submissions {
-    ($tail:literal) => {
-        concat!(
-            "SELECT id, workflow, request, state, done, waiting_for, error, attempts, next_attempt_at, cancel_requested, data, created_at, updated_at FROM biomero_stage_submissions ",
-            $tail
-        )
-    };
-}
+use crate::model::{Claim, Event, ListFilter, NewSubmission, State, Submission, Transition};
+use crate::rows::{self, select_events, select_submissions};
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -40,36 +26,12 @@ pub(crate) async fn connect(url: &str) -> Result<PgPool> {
     Ok(pool)
 }
 
-fn row_to_submission(r: &PgRow) -> Result<Submission> {
-    let id: String = r.try_get("id")?;
-    let state: String = r.try_get("state")?;
-    Ok(Submission {
-        workflow: r.try_get("workflow")?,
-        request: r.try_get::<Value, _>("request")?,
-        state: State::from_str(&state).map_err(|message| StoreError::Corrupt {
-            id: id.clone(),
-            what: "state",
-            message,
-        })?,
-        done: r.try_get("done")?,
-        waiting_for: r.try_get("waiting_for")?,
-        error: r.try_get("error")?,
-        attempts: r.try_get("attempts")?,
-        next_attempt_at: r.try_get("next_attempt_at")?,
-        cancel_requested: r.try_get("cancel_requested")?,
-        data: r.try_get::<Value, _>("data")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        id,
-    })
-}
-
 pub(crate) async fn get(p: &PgPool, id: &str) -> Result<Option<Submission>> {
     let r = sqlx::query(select_submissions!("WHERE id = $1"))
         .bind(id)
         .fetch_optional(p)
         .await?;
-    r.as_ref().map(row_to_submission).transpose()
+    r.as_ref().map(rows::submission).transpose()
 }
 
 pub(crate) async fn insert(p: &PgPool, new: &NewSubmission) -> Result<(Submission, bool)> {
@@ -101,7 +63,7 @@ pub(crate) async fn insert(p: &PgPool, new: &NewSubmission) -> Result<(Submissio
 }
 
 pub(crate) async fn list(p: &PgPool, f: &ListFilter) -> Result<Vec<Submission>> {
-    let limit = if f.limit > 0 { f.limit } else { 100 };
+    let limit = rows::list_limit(f);
     let rows = match f.state {
         Some(st) => {
             sqlx::query(select_submissions!(
@@ -119,35 +81,15 @@ pub(crate) async fn list(p: &PgPool, f: &ListFilter) -> Result<Vec<Submission>> 
                 .await?
         }
     };
-    rows.iter().map(row_to_submission).collect()
+    rows.iter().map(rows::submission).collect()
 }
 
 pub(crate) async fn events(p: &PgPool, id: &str) -> Result<Vec<Event>> {
-    let rows = sqlx::query(
-        "SELECT seq, step, outcome, state, detail, at FROM biomero_stage_events WHERE submission_id = $1 ORDER BY seq",
-    )
-    .bind(id)
-    .fetch_all(p)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let corrupt = |what: &'static str, message: String| StoreError::Corrupt {
-                id: id.to_owned(),
-                what,
-                message,
-            };
-            Ok(Event {
-                seq: r.try_get("seq")?,
-                step: r.try_get("step")?,
-                outcome: Outcome::from_str(&r.try_get::<String, _>("outcome")?)
-                    .map_err(|e| corrupt("outcome", e))?,
-                state: State::from_str(&r.try_get::<String, _>("state")?)
-                    .map_err(|e| corrupt("state", e))?,
-                detail: r.try_get("detail")?,
-                at: r.try_get::<DateTime<Utc>, _>("at")?,
-            })
-        })
-        .collect()
+    let rows = sqlx::query(select_events!("$1"))
+        .bind(id)
+        .fetch_all(p)
+        .await?;
+    rows.iter().map(|r| rows::event(id, r)).collect()
 }
 
 pub(crate) async fn claim(
@@ -198,7 +140,7 @@ pub(crate) async fn claim(
         };
         if row.try_get::<Option<String>, _>("id")?.is_some() {
             return Ok(Some(Claim {
-                submission: row_to_submission(&row)?,
+                submission: rows::submission(&row)?,
                 token: token.to_owned(),
                 owner: owner.to_owned(),
             }));
@@ -288,7 +230,7 @@ async fn advance_in(p: &PgPool, c: &Claim, t: &Transition, release: bool) -> Res
     .fetch_optional(p)
     .await?;
     match row {
-        Some(row) => row_to_submission(&row),
+        Some(row) => rows::submission(&row),
         None => Err(StoreError::LeaseLost(c.submission.id.clone())),
     }
 }
@@ -349,7 +291,7 @@ pub(crate) async fn request_cancel(p: &PgPool, id: &str) -> Result<Submission> {
     let Some(row) = row else {
         return Err(StoreError::NotFound(id.to_owned()));
     };
-    let s = row_to_submission(&row)?;
+    let s = rows::submission(&row)?;
     if s.done {
         return Err(StoreError::AlreadyFinished {
             id: id.to_owned(),
@@ -397,10 +339,7 @@ pub(crate) async fn counts(p: &PgPool) -> Result<Vec<(State, i64)>> {
         sqlx::query_as("SELECT state, COUNT(*) FROM biomero_stage_submissions GROUP BY state")
             .fetch_all(p)
             .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(s, n)| State::from_str(&s).ok().map(|s| (s, n)))
-        .collect())
+    Ok(rows::state_counts(rows))
 }
 
 pub(crate) async fn depth(p: &PgPool) -> Result<i64> {

@@ -5,16 +5,15 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::{Result, StoreError};
 use crate::model::{
     Claim, Event, ListFilter, NewSubmission, Outcome, State, Submission, Transition,
 };
+use crate::rows::{self, select_events, select_submissions};
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -22,10 +21,6 @@ fn now_ms() -> i64 {
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
-}
-
-fn time(v: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
 fn lease_ms(d: Duration) -> i64 {
@@ -96,51 +91,12 @@ fn is_locked(e: &StoreError) -> bool {
     e.to_string().contains("database is locked")
 }
 
-fn row_to_submission(r: &SqliteRow) -> Result<Submission> {
-    let id: String = r.try_get("id")?;
-    let corrupt = |what: &'static str, message: String| StoreError::Corrupt {
-        id: id.clone(),
-        what,
-        message,
-    };
-    let request: String = r.try_get("request")?;
-    let data: String = r.try_get("data")?;
-    let state: String = r.try_get("state")?;
-    Ok(Submission {
-        workflow: r.try_get("workflow")?,
-        request: serde_json::from_str(&request).map_err(|e| corrupt("request", e.to_string()))?,
-        state: State::from_str(&state).map_err(|e| corrupt("state", e))?,
-        done: r.try_get::<i64, _>("done")? != 0,
-        waiting_for: r.try_get("waiting_for")?,
-        error: r.try_get("error")?,
-        attempts: r
-            .try_get::<i64, _>("attempts")
-            .map(|a| i32::try_from(a).unwrap_or(i32::MAX))?,
-        next_attempt_at: time(r.try_get("next_attempt_at")?),
-        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
-        data: serde_json::from_str(&data).map_err(|e| corrupt("data", e.to_string()))?,
-        created_at: time(r.try_get("created_at")?),
-        updated_at: time(r.try_get("updated_at")?),
-        id: id.clone(),
-    })
-}
-
-/// `SELECT <all submission columns> FROM biomero_stage_submissions <tail>` as a `&'static str`.
-macro_rules! select_submissions {
-    ($tail:literal) => {
-        concat!(
-            "SELECT id, workflow, request, state, done, waiting_for, error, attempts, next_attempt_at, cancel_requested, data, created_at, updated_at FROM biomero_stage_submissions ",
-            $tail
-        )
-    };
-}
-
 pub(crate) async fn get(p: &SqlitePool, id: &str) -> Result<Option<Submission>> {
     let r = sqlx::query(select_submissions!("WHERE id = ?"))
         .bind(id)
         .fetch_optional(p)
         .await?;
-    r.as_ref().map(row_to_submission).transpose()
+    r.as_ref().map(rows::submission).transpose()
 }
 
 pub(crate) async fn insert(p: &SqlitePool, new: &NewSubmission) -> Result<(Submission, bool)> {
@@ -178,7 +134,7 @@ pub(crate) async fn insert(p: &SqlitePool, new: &NewSubmission) -> Result<(Submi
 }
 
 pub(crate) async fn list(p: &SqlitePool, f: &ListFilter) -> Result<Vec<Submission>> {
-    let limit = if f.limit > 0 { f.limit } else { 100 };
+    let limit = rows::list_limit(f);
     let rows = match f.state {
         Some(st) => {
             sqlx::query(select_submissions!(
@@ -196,39 +152,15 @@ pub(crate) async fn list(p: &SqlitePool, f: &ListFilter) -> Result<Vec<Submissio
                 .await?
         }
     };
-    rows.iter().map(row_to_submission).collect()
+    rows.iter().map(rows::submission).collect()
 }
 
 pub(crate) async fn events(p: &SqlitePool, id: &str) -> Result<Vec<Event>> {
-    let rows = sqlx::query(
-        "SELECT seq, step, outcome, state, detail, at FROM biomero_stage_events WHERE submission_id = ? ORDER BY seq",
-    )
-    .bind(id)
-    .fetch_all(p)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let corrupt = |what: &'static str, message: String| StoreError::Corrupt {
-                id: id.to_owned(),
-                what,
-                message,
-            };
-            let detail: String = r.try_get("detail")?;
-            Ok(Event {
-                seq: r
-                    .try_get::<i64, _>("seq")
-                    .map(|s| i32::try_from(s).unwrap_or(i32::MAX))?,
-                step: r.try_get("step")?,
-                outcome: Outcome::from_str(&r.try_get::<String, _>("outcome")?)
-                    .map_err(|e| corrupt("outcome", e))?,
-                state: State::from_str(&r.try_get::<String, _>("state")?)
-                    .map_err(|e| corrupt("state", e))?,
-                detail: serde_json::from_str(&detail)
-                    .map_err(|e| corrupt("detail", e.to_string()))?,
-                at: time(r.try_get("at")?),
-            })
-        })
-        .collect()
+    let rows = sqlx::query(select_events!("?"))
+        .bind(id)
+        .fetch_all(p)
+        .await?;
+    rows.iter().map(|r| rows::event(id, r)).collect()
 }
 
 pub(crate) async fn claim(
@@ -274,7 +206,7 @@ pub(crate) async fn claim(
         .bind(&id)
         .fetch_one(&mut *tx)
         .await?;
-    let submission = row_to_submission(&row)?;
+    let submission = rows::submission(&row)?;
     tx.commit().await?;
     Ok(Some(Claim {
         submission,
@@ -346,7 +278,7 @@ async fn advance_in(
         .bind(&c.submission.id)
         .fetch_one(&mut *tx)
         .await?;
-    let current = row_to_submission(&row)?;
+    let current = rows::submission(&row)?;
     let state = t.state.unwrap_or(current.state);
     let data = crate::merged_data(&current.data, t);
     let attempts = match t.outcome {
@@ -389,7 +321,7 @@ async fn advance_in(
         .bind(&c.submission.id)
         .fetch_one(&mut *tx)
         .await?;
-    let s = row_to_submission(&row)?;
+    let s = rows::submission(&row)?;
     if release {
         sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND token = ?")
             .bind(&c.submission.id)
@@ -462,7 +394,7 @@ pub(crate) async fn request_cancel(p: &SqlitePool, id: &str) -> Result<Submissio
     let Some(row) = row else {
         return Err(StoreError::NotFound(id.to_owned()));
     };
-    let s = row_to_submission(&row)?;
+    let s = rows::submission(&row)?;
     if s.done {
         return Err(StoreError::AlreadyFinished {
             id: id.to_owned(),
@@ -509,10 +441,7 @@ pub(crate) async fn counts(p: &SqlitePool) -> Result<Vec<(State, i64)>> {
         sqlx::query_as("SELECT state, COUNT(*) FROM biomero_stage_submissions GROUP BY state")
             .fetch_all(p)
             .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(s, n)| State::from_str(&s).ok().map(|s| (s, n)))
-        .collect())
+    Ok(rows::state_counts(rows))
 }
 
 pub(crate) async fn depth(p: &SqlitePool) -> Result<i64> {

@@ -9,27 +9,14 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Descriptor, DescriptorFormat, Dialect, bool_field, entries, number_kind, parameter, str_field,
-    value_choices,
-};
-
-/// BIAFLOWS' names for a parameter's fields (every BIAFLOWS type is a parameter; the
-/// types are capitalised, `Number`, `Boolean`).
-const DIALECT: Dialect = Dialect {
-    list: "inputs",
-    id: "id",
-    label: "name",
-    default: "default-value",
-    flag: "command-line-flag",
-    kind: number_kind,
-    choices: value_choices,
+    BIAFLOWS_FIELDS, Descriptor, DescriptorFormat, bool_field, entries, parameter, str_field,
 };
 
 pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
-    let parameters = entries(map, &DIALECT)?
+    let parameters = entries(map, &BIAFLOWS_FIELDS)?
         .into_iter()
         .filter(|(id, input)| !id.starts_with("cytomine") && !bool_field(input, "set-by-server"))
-        .map(|(id, input)| parameter(id, input, &DIALECT))
+        .map(|(id, input)| parameter(id, input, &BIAFLOWS_FIELDS))
         .collect();
     let image = map.get("container-image").and_then(Value::as_object);
     Ok(Descriptor {

@@ -9,8 +9,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Descriptor, DescriptorFormat, Dialect, ImageInput, bool_field, entries, number_kind, parameter,
-    str_field, string_list, value_choices,
+    BIAFLOWS_FIELDS, Descriptor, DescriptorFormat, ImageInput, bool_field, entries, parameter,
+    str_field, string_list,
 };
 
 /// Input types that are data, not parameters.
@@ -23,21 +23,10 @@ const DATA_TYPES: [&str; 6] = [
     "directory",
 ];
 
-/// biomero-schema's names for a parameter's fields (BIAFLOWS' names, lower-case types).
-const DIALECT: Dialect = Dialect {
-    list: "inputs",
-    id: "id",
-    label: "name",
-    default: "default-value",
-    flag: "command-line-flag",
-    kind: number_kind,
-    choices: value_choices,
-};
-
 pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
     let mut parameters = Vec::new();
     let mut image_inputs = Vec::new();
-    for (id, input) in entries(map, &DIALECT)? {
+    for (id, input) in entries(map, &BIAFLOWS_FIELDS)? {
         let ty = str_field(input, "type").to_ascii_lowercase();
         if ty == "image" {
             image_inputs.push(ImageInput {
@@ -46,7 +35,7 @@ pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
                 subtypes: string_list(input.get("sub-type")),
             });
         } else if !DATA_TYPES.contains(&ty.as_str()) && !bool_field(input, "set-by-server") {
-            parameters.push(parameter(id, input, &DIALECT));
+            parameters.push(parameter(id, input, &BIAFLOWS_FIELDS));
         }
     }
     let image = map.get("container-image").and_then(Value::as_object);

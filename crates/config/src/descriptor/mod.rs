@@ -317,7 +317,7 @@ fn parse_document(bytes: &[u8], source_name: &str) -> Result<Value, DescriptorEr
         Ok(v) => return Ok(v),
         Err(e) => e.to_string(),
     };
-    match serde_norway::from_slice::<Value>(bytes) {
+    match serde_saphyr::from_slice::<Value>(bytes) {
         Ok(v) => Ok(v),
         Err(e) => Err(DescriptorError::NotJsonOrYaml {
             source_name: source_name.to_owned(),
@@ -429,6 +429,18 @@ struct Dialect {
     /// The allowed values.
     choices: fn(&serde_json::Map<String, Value>) -> Option<Vec<Value>>,
 }
+
+/// BIAFLOWS' names for a parameter's fields, which biomero-schema keeps (types are matched
+/// case-insensitively: BIAFLOWS writes `Number`, biomero-schema `number`).
+const BIAFLOWS_FIELDS: Dialect = Dialect {
+    list: "inputs",
+    id: "id",
+    label: "name",
+    default: "default-value",
+    flag: "command-line-flag",
+    kind: number_kind,
+    choices: value_choices,
+};
 
 /// BIAFLOWS and biomero-schema: a `Number` is an integer unless its default is fractional.
 fn number_kind(ty: &str, default: Option<&Value>) -> ParamType {

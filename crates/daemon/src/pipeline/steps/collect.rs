@@ -23,7 +23,7 @@ use super::super::record::StepRecord;
 use super::super::{FailureKind, Step, StepContext, StepOutcome};
 use super::{cluster_outcome, results_outcome, unless_cancelled};
 use crate::intake::SubmissionDoc;
-use crate::metrics::DirectionLabel;
+use crate::metrics::count_bytes;
 
 /// Where the outputs of submission `id` are downloaded locally.
 pub fn outputs_dir(staging: &Path, id: &str) -> PathBuf {
@@ -180,13 +180,7 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
         .map_err(|e| {
             cluster_outcome(&e).with_detail(json!({ "outputs": cluster.layout.outputs(&s.id) }))
         })?;
-    ctx.runtime
-        .metrics
-        .bytes
-        .get_or_create(&DirectionLabel {
-            direction: "downloaded".into(),
-        })
-        .inc_by(report.bytes_sent);
+    count_bytes(&ctx.runtime.metrics, "downloaded", report.bytes_sent);
     tracing::info!(
         files = report.files,
         bytes = report.bytes,

@@ -19,7 +19,7 @@ use stage_store::Submission;
 
 use super::super::record::StepRecord;
 use super::super::{Step, StepContext, StepOutcome};
-use crate::metrics::DirectionLabel;
+use crate::metrics::count_bytes;
 
 /// What the stage step keeps: where the staged inputs are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,13 +77,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
                 .filter(|e| e.how != stage_source::stage::How::AlreadyStaged)
                 .map(|e| e.bytes)
                 .sum();
-            ctx.runtime
-                .metrics
-                .bytes
-                .get_or_create(&DirectionLabel {
-                    direction: "staged".into(),
-                })
-                .inc_by(fresh);
+            count_bytes(&ctx.runtime.metrics, "staged", fresh);
             StageRecord {
                 inputs: root.join(INPUTS_DIR),
                 manifest: root.join(MANIFEST_FILE),

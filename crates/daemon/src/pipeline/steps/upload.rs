@@ -13,7 +13,7 @@ use super::super::record::StepRecord;
 use super::super::{Step, StepContext, StepOutcome};
 use super::stage::StageRecord;
 use super::{cluster_outcome, unless_cancelled};
-use crate::metrics::DirectionLabel;
+use crate::metrics::count_bytes;
 
 /// What the upload step keeps: where the inputs are on the cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,13 +56,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         Ok(r) => r,
         Err(e) => return cluster_outcome(&e),
     };
-    ctx.runtime
-        .metrics
-        .bytes
-        .get_or_create(&DirectionLabel {
-            direction: "uploaded".into(),
-        })
-        .inc_by(report.bytes_sent);
+    count_bytes(&ctx.runtime.metrics, "uploaded", report.bytes_sent);
     tracing::info!(
         files = report.files,
         sent = report.files_sent,
