@@ -94,18 +94,25 @@ pub struct SampleImage {
     pub labels: Option<SampleLabels>,
 }
 
+impl SampleSpec {
+    /// The TCZYX sizes of every generated image.
+    fn sizes(&self) -> Sizes {
+        Sizes {
+            t: 1,
+            c: u64::from(self.channels),
+            z: u64::from(self.z),
+            y: u64::from(self.size),
+            x: u64::from(self.size),
+        }
+    }
+}
+
 impl SampleImage {
     /// A generated uint16 image of `spec`'s shape at `path`, with its checksums.
     fn of(spec: &SampleSpec, path: String, sha256: String, labels: SampleLabels) -> Self {
         SampleImage {
             path,
-            shape: [
-                1,
-                u64::from(spec.channels),
-                u64::from(spec.z),
-                u64::from(spec.size),
-                u64::from(spec.size),
-            ],
+            shape: spec.sizes().tczyx(),
             dtype: PixelType::Uint16,
             sha256,
             labels: Some(labels),
@@ -282,13 +289,7 @@ fn write_one(
     spec: &SampleSpec,
     seed: u64,
 ) -> Result<(String, SampleLabels)> {
-    let sizes = Sizes {
-        t: 1,
-        c: u64::from(spec.channels),
-        z: u64::from(spec.z),
-        y: u64::from(spec.size),
-        x: u64::from(spec.size),
-    };
+    let sizes = spec.sizes();
     let (planes, labels, objects) = image_planes(seed, sizes);
     let mut is = ImageSpec::new(name, sizes, PixelType::Uint16, spec.version);
     is.levels = spec.levels;
@@ -333,13 +334,7 @@ fn write_one(
 }
 
 fn write_tiff(path: &Path, name: &str, spec: &SampleSpec, seed: u64) -> Result<()> {
-    let sizes = Sizes {
-        t: 1,
-        c: u64::from(spec.channels),
-        z: u64::from(spec.z),
-        y: u64::from(spec.size),
-        x: u64::from(spec.size),
-    };
+    let sizes = spec.sizes();
     let (planes, _, _) = image_planes(seed, sizes);
     let channels: Vec<String> = (0..spec.channels).map(|c| format!("ch{c}")).collect();
     let phys = PhysicalForXml {
