@@ -32,11 +32,16 @@ pub struct Cluster {
 
 type Key = (SshTarget, StatusQuery, Duration);
 
-/// Connections built from settings, cached while those settings stay the same.
+/// Connections built from settings, cached while those settings stay the same, and the
+/// cluster (with its strategies) chosen once per configuration.
 #[derive(Default)]
 pub struct ClusterCache {
     inner: Mutex<Option<(Key, Arc<Remote>, Watcher)>>,
+    chosen: Mutex<Option<(Loaded, Cluster)>>,
 }
+
+/// Which configuration a cluster was chosen for: its generation and load time.
+type Loaded = (u64, std::time::SystemTime);
 
 impl std::fmt::Debug for ClusterCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,8 +73,25 @@ pub fn sacct_since(snapshot: &Snapshot) -> String {
 }
 
 impl ClusterCache {
-    /// The cluster of `snapshot` (connecting lazily: the first command connects).
+    /// The cluster of `snapshot` (connecting lazily: the first command connects); its
+    /// transport and executor are chosen the first time a configuration is asked about.
     pub fn get(&self, snapshot: &Snapshot) -> Result<Cluster, ClusterError> {
+        let loaded: Loaded = (snapshot.generation, snapshot.loaded_at);
+        let mut chosen = self
+            .chosen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, c)) = chosen.as_ref()
+            && *at == loaded
+        {
+            return Ok(c.clone());
+        }
+        let cluster = self.choose(snapshot)?;
+        *chosen = Some((loaded, cluster.clone()));
+        Ok(cluster)
+    }
+
+    fn choose(&self, snapshot: &Snapshot) -> Result<Cluster, ClusterError> {
         let s = &snapshot.settings.settings;
         let layout = Layout::from_slurm(&snapshot.slurm.slurm)?;
         let since = sacct_since(snapshot);

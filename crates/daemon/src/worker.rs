@@ -470,4 +470,119 @@ mod tests {
         assert_eq!(later.transition.outcome, Outcome::Progress);
         assert!(later.transition.retry_at.is_some());
     }
+
+    /// A daemon's runtime on the demo site: SQLite queue, local executor, no importer.
+    async fn runtime(dir: &std::path::Path) -> (Runtime, stage_demo::site::Site) {
+        use stage_config::env::Environment;
+        use stage_config::live::ConfigSources;
+        let site = stage_demo::site::write_site(dir, std::path::Path::new("/bin/true"), 9).unwrap();
+        let live = stage_config::LiveConfig::load(ConfigSources {
+            settings_file: Some(site.settings.clone()),
+            slurm_config: Some(site.slurm_config.clone()),
+            env: Environment::from_pairs([
+                ("HOME", dir.display().to_string()),
+                (
+                    "BIOMERO_SLURM_CONFIG_FILE",
+                    site.slurm_config.display().to_string(),
+                ),
+            ]),
+            fetch_override: None,
+        })
+        .await
+        .unwrap();
+        let url = live.current().settings.settings.queue_url();
+        let rt = Runtime {
+            config: live,
+            store: stage_store::Store::connect(&url).await.unwrap(),
+            metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+            timings: Timings {
+                lease: Duration::from_secs(6),
+                poll: Duration::from_millis(100),
+                retry_base: Duration::from_millis(100),
+                ..Timings::default()
+            },
+            workers_running: std::sync::Arc::default(),
+            workers_configured: 1,
+            sources: std::sync::Arc::default(),
+            cluster: std::sync::Arc::default(),
+            importer: std::sync::Arc::default(),
+        };
+        (rt, site)
+    }
+
+    /// The demo site's job script, replaced by `body`.
+    fn job_script(site: &stage_demo::site::Site, body: &str) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let p = site.dir.join("cluster/scripts/threshold.sh");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Queues the demo's TIFF submission `id` and waits until the pipeline is done with it.
+    async fn run_to_the_end(rt: &Runtime, site: &stage_demo::site::Site, id: &str) -> Submission {
+        let request = stage_demo::site::submission(site, id, "tiff", "threshold");
+        rt.store
+            .insert(&stage_store::NewSubmission {
+                id: id.into(),
+                workflow: "threshold".into(),
+                request,
+            })
+            .await
+            .unwrap();
+        for _ in 0..600 {
+            let s = rt.store.get(id).await.unwrap().unwrap();
+            if s.done {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{id} did not finish in 60 s");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_runs_every_step_once_and_fails_a_failed_job_by_its_kind() {
+        use crate::pipeline::record::StepRecord as _;
+        use crate::pipeline::steps::collect::CollectRecord;
+        let d = tempfile::tempdir().unwrap();
+        let (rt, site) = runtime(d.path()).await;
+        let shutdown = CancellationToken::new();
+        let worker = tokio::spawn(run(rt.clone(), "w".into(), shutdown.clone()));
+
+        // a workflow that returns its inputs: every step once, the results kept
+        job_script(
+            &site,
+            r#"cp "$DATA_PATH"/data/in/* "$DATA_PATH"/data/out/ && echo 100%"#,
+        );
+        let s = run_to_the_end(&rt, &site, "copies").await;
+        assert_eq!(s.state, State::Collected, "{:?}", s.error);
+        let kept = CollectRecord::read(&s).unwrap();
+        assert_eq!(kept.image_files, 2);
+        assert!(kept.manifest.is_file());
+        let events = rt.store.events("copies").await.unwrap();
+        for step in ["plan", "stage", "upload", "submit", "follow", "collect"] {
+            let succeeded = events
+                .iter()
+                .filter(|e| e.step == step && e.outcome == Outcome::Succeeded)
+                .count();
+            assert_eq!(succeeded, 1, "{step}: {events:#?}");
+        }
+
+        // a job that fails: the submission fails at follow, counted as a job failure
+        job_script(&site, "echo 'out of memory' >&2; exit 3");
+        let s = run_to_the_end(&rt, &site, "fails").await;
+        assert_eq!(s.state, State::Failed);
+        let error = s.error.unwrap();
+        assert!(
+            error.contains("exit code 3") && error.contains("out of memory"),
+            "{error}"
+        );
+        let metrics = rt.metrics.encode();
+        assert!(
+            metrics.contains(r#"step="follow",reason="job""#),
+            "{metrics}"
+        );
+
+        shutdown.cancel();
+        worker.await.unwrap();
+    }
 }
