@@ -1,7 +1,9 @@
 //! Atomic file writes: the bytes go to a hidden temporary file beside the
-//! target (same folder, so the same file system), are flushed to disk, and
-//! the temporary file is renamed over the target. A reader, or a daemon
-//! restarted after a kill, sees the old file or the new one, never a part.
+//! target (same folder, so the same file system), and the temporary file is
+//! renamed over the target. A reader, or a daemon restarted after a kill, sees
+//! the old file or the new one, never a part. (No fsync: a kill cannot lose a
+//! renamed file, and the steps that write these files are rerun after a host
+//! crash anyway.)
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -25,9 +27,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     let tmp = temporary(path);
     let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        std::fs::File::create(&tmp)?.write_all(bytes)?;
         std::fs::rename(&tmp, path)
     })();
     if written.is_err() {
