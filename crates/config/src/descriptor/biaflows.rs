@@ -9,7 +9,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    BIAFLOWS_FIELDS, Descriptor, DescriptorFormat, bool_field, entries, parameter, str_field,
+    BIAFLOWS_FIELDS, Descriptor, DescriptorFormat, biaflows_descriptor, bool_field, entries,
+    parameter,
 };
 
 pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
@@ -18,25 +19,12 @@ pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
         .filter(|(id, input)| !id.starts_with("cytomine") && !bool_field(input, "set-by-server"))
         .map(|(id, input)| parameter(id, input, &BIAFLOWS_FIELDS))
         .collect();
-    let image = map.get("container-image").and_then(Value::as_object);
-    Ok(Descriptor {
-        format: DescriptorFormat::Biaflows,
-        schema_version: None,
-        name: str_field(map, "name"),
-        description: str_field(map, "description"),
-        container_image: image
-            .map(|i| str_field(i, "image"))
-            .filter(|s| !s.is_empty()),
-        command_line: map
-            .get("command-line")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+    Ok(biaflows_descriptor(
+        map,
+        DescriptorFormat::Biaflows,
         parameters,
-        image_inputs: Vec::new(),
-        requires_zarr: false,
-        requires_plate: false,
-        notes: Vec::new(),
-    })
+        Vec::new(),
+    ))
 }
 
 #[cfg(test)]

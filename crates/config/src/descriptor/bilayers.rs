@@ -10,8 +10,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Descriptor, DescriptorFormat, Dialect, ImageInput, ParamType, bool_field, entries, list_field,
-    parameter, str_field, string_list,
+    Descriptor, DescriptorFormat, Dialect, Header, ImageInput, ParamType, bool_field, entries,
+    list_field, parameter, str_field, string_list,
 };
 
 /// bilayers' names for a parameter's fields.
@@ -80,28 +80,26 @@ pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
         .and_then(Value::as_array)
         .and_then(|c| c.first())
         .and_then(Value::as_object);
-    Ok(Descriptor {
-        format: DescriptorFormat::Bilayers,
-        schema_version: None,
-        name: citation
-            .map(|c| str_field(c, "name"))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| str_field(map, "algorithm_folder_name")),
-        description: citation
-            .map(|c| str_field(c, "description"))
-            .unwrap_or_default(),
-        container_image,
-        command_line: map
-            .get("exec_function")
-            .and_then(|e| e.get("cli_command"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+    Ok(Descriptor::adapted(
+        DescriptorFormat::Bilayers,
+        Header {
+            name: citation
+                .map(|c| str_field(c, "name"))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| str_field(map, "algorithm_folder_name")),
+            description: citation
+                .map(|c| str_field(c, "description"))
+                .unwrap_or_default(),
+            container_image,
+            command_line: map
+                .get("exec_function")
+                .and_then(|e| e.get("cli_command"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        },
         parameters,
         image_inputs,
-        requires_zarr: false,
-        requires_plate: false,
-        notes: Vec::new(),
-    })
+    ))
 }
 
 #[cfg(test)]

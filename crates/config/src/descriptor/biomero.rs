@@ -9,8 +9,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    BIAFLOWS_FIELDS, Descriptor, DescriptorFormat, ImageInput, bool_field, entries, parameter,
-    str_field, string_list,
+    BIAFLOWS_FIELDS, Descriptor, DescriptorFormat, ImageInput, biaflows_descriptor, bool_field,
+    entries, parameter, str_field, string_list,
 };
 
 /// Input types that are data, not parameters.
@@ -38,25 +38,12 @@ pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
             parameters.push(parameter(id, input, &BIAFLOWS_FIELDS));
         }
     }
-    let image = map.get("container-image").and_then(Value::as_object);
-    Ok(Descriptor {
-        format: DescriptorFormat::BiomeroSchema,
-        schema_version: None,
-        name: str_field(map, "name"),
-        description: str_field(map, "description"),
-        container_image: image
-            .map(|i| str_field(i, "image"))
-            .filter(|s| !s.is_empty()),
-        command_line: map
-            .get("command-line")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+    Ok(biaflows_descriptor(
+        map,
+        DescriptorFormat::BiomeroSchema,
         parameters,
         image_inputs,
-        requires_zarr: false,
-        requires_plate: false,
-        notes: Vec::new(),
-    })
+    ))
 }
 
 #[cfg(test)]

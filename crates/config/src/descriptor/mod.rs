@@ -412,6 +412,69 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// What a descriptor says about itself, whatever its format.
+struct Header {
+    /// The workflow's name.
+    name: String,
+    /// Its description.
+    description: String,
+    /// Its container image (`org/name`), when declared.
+    container_image: Option<String>,
+    /// Its command line, when declared.
+    command_line: Option<String>,
+}
+
+impl Descriptor {
+    /// An adapted descriptor; its requirements (Zarr, plate) are derived by `parse`.
+    fn adapted(
+        format: DescriptorFormat,
+        header: Header,
+        parameters: Vec<Parameter>,
+        image_inputs: Vec<ImageInput>,
+    ) -> Self {
+        Descriptor {
+            format,
+            schema_version: None,
+            name: header.name,
+            description: header.description,
+            container_image: header.container_image,
+            command_line: header.command_line,
+            parameters,
+            image_inputs,
+            requires_zarr: false,
+            requires_plate: false,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// A BIAFLOWS-shaped descriptor (BIAFLOWS, biomero-schema): `name`, `description`,
+/// `container-image.image`, `command-line`.
+fn biaflows_descriptor(
+    map: &serde_json::Map<String, Value>,
+    format: DescriptorFormat,
+    parameters: Vec<Parameter>,
+    image_inputs: Vec<ImageInput>,
+) -> Descriptor {
+    let image = map.get("container-image").and_then(Value::as_object);
+    Descriptor::adapted(
+        format,
+        Header {
+            name: str_field(map, "name"),
+            description: str_field(map, "description"),
+            container_image: image
+                .map(|i| str_field(i, "image"))
+                .filter(|s| !s.is_empty()),
+            command_line: map
+                .get("command-line")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        },
+        parameters,
+        image_inputs,
+    )
+}
+
 /// How one descriptor format names the fields of a parameter.
 struct Dialect {
     /// The list the entries are in (`inputs`, `parameters`).
