@@ -387,8 +387,7 @@ mod tests {
     use std::path::Path;
 
     use serde_json::json;
-    use stage_config::env::Environment;
-    use stage_config::live::{ConfigSources, load_snapshot};
+    use stage_config::live::load_snapshot;
     use stage_config::registry::DescriptorRefresh;
 
     use super::*;
@@ -396,19 +395,7 @@ mod tests {
     /// The demo site's configuration: `threshold` (TIFF), `threshold_zarr` (Zarr),
     /// `threshold_plate` (Zarr plate), descriptors pinned, nothing fetched.
     async fn snapshot(dir: &Path) -> Snapshot {
-        let site = stage_demo::site::write_site(dir, Path::new("/bin/true"), 9).unwrap();
-        let sources = ConfigSources {
-            settings_file: Some(site.settings),
-            slurm_config: Some(site.slurm_config.clone()),
-            env: Environment::from_pairs([
-                ("HOME", dir.display().to_string()),
-                (
-                    "BIOMERO_SLURM_CONFIG_FILE",
-                    site.slurm_config.display().to_string(),
-                ),
-            ]),
-            fetch_override: None,
-        };
+        let (_, sources) = crate::test_site::demo_site(dir);
         load_snapshot(&sources, DescriptorRefresh::CacheFirst, 1)
             .await
             .unwrap()

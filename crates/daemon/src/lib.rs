@@ -17,4 +17,6 @@ pub mod report;
 pub mod runtime;
 pub mod serve;
 pub mod sources;
+#[cfg(test)]
+mod test_site;
 pub mod worker;

@@ -473,23 +473,8 @@ mod tests {
 
     /// A daemon's runtime on the demo site: SQLite queue, local executor, no importer.
     async fn runtime(dir: &std::path::Path) -> (Runtime, stage_demo::site::Site) {
-        use stage_config::env::Environment;
-        use stage_config::live::ConfigSources;
-        let site = stage_demo::site::write_site(dir, std::path::Path::new("/bin/true"), 9).unwrap();
-        let live = stage_config::LiveConfig::load(ConfigSources {
-            settings_file: Some(site.settings.clone()),
-            slurm_config: Some(site.slurm_config.clone()),
-            env: Environment::from_pairs([
-                ("HOME", dir.display().to_string()),
-                (
-                    "BIOMERO_SLURM_CONFIG_FILE",
-                    site.slurm_config.display().to_string(),
-                ),
-            ]),
-            fetch_override: None,
-        })
-        .await
-        .unwrap();
+        let (site, sources) = crate::test_site::demo_site(dir);
+        let live = stage_config::LiveConfig::load(sources).await.unwrap();
         let url = live.current().settings.settings.queue_url();
         let rt = Runtime {
             config: live,

@@ -10,8 +10,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Descriptor, DescriptorFormat, Dialect, Header, ImageInput, ParamType, bool_field, entries,
-    list_field, parameter, str_field, string_list,
+    Descriptor, DescriptorFormat, Dialect, Header, ImageInput, bool_field, entries, list_field,
+    number_kind, parameter, str_field, string_list,
 };
 
 /// bilayers' names for a parameter's fields.
@@ -21,19 +21,9 @@ const DIALECT: Dialect = Dialect {
     label: "label",
     default: "default",
     flag: "cli_tag",
-    kind: bilayers_kind,
+    kind: number_kind,
     choices: options,
 };
-
-/// bilayers' types: `integer`, `float`, `checkbox`; the rest (`radio`, `textbox`, …) are text.
-fn bilayers_kind(ty: &str, _default: Option<&Value>) -> ParamType {
-    match ty {
-        "integer" => ParamType::Integer,
-        "float" => ParamType::Float,
-        "checkbox" | "boolean" => ParamType::Boolean,
-        _ => ParamType::String,
-    }
-}
 
 /// `radio` and `dropdown` options: their `value`s.
 fn options(param: &Map<String, Value>) -> Option<Vec<Value>> {

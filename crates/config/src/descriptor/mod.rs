@@ -505,7 +505,9 @@ const BIAFLOWS_FIELDS: Dialect = Dialect {
     choices: value_choices,
 };
 
-/// BIAFLOWS and biomero-schema: a `Number` is an integer unless its default is fractional.
+/// A parameter's type from its (lower-cased) `type`: `integer`, `float`, `boolean` or
+/// bilayers' `checkbox`; BIAFLOWS' `Number` is an integer unless its default is fractional;
+/// the rest (`String`, bilayers' `radio`, `textbox`, …) are text.
 fn number_kind(ty: &str, default: Option<&Value>) -> ParamType {
     match ty {
         "integer" => ParamType::Integer,

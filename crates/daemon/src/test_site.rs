@@ -1,0 +1,30 @@
+//! The demo site as the daemon's unit tests use it: written into a temporary
+//! folder, with the configuration sources a daemon on it reads (no file
+//! outside the folder, descriptors pinned, nothing fetched).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use stage_config::env::Environment;
+use stage_config::live::ConfigSources;
+use stage_demo::site::Site;
+
+/// Writes the demo site into `dir`: `threshold` (TIFF), `threshold_zarr` (Zarr),
+/// `threshold_plate` (Zarr plate) on a SQLite queue with the local executor.
+pub(crate) fn demo_site(dir: &Path) -> (Site, ConfigSources) {
+    let site = stage_demo::site::write_site(dir, Path::new("/bin/true"), 9).unwrap();
+    let sources = ConfigSources {
+        settings_file: Some(site.settings.clone()),
+        slurm_config: Some(site.slurm_config.clone()),
+        env: Environment::from_pairs([
+            ("HOME", dir.display().to_string()),
+            (
+                "BIOMERO_SLURM_CONFIG_FILE",
+                site.slurm_config.display().to_string(),
+            ),
+        ]),
+        fetch_override: None,
+    };
+    (site, sources)
+}
