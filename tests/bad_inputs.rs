@@ -145,7 +145,7 @@ fn config_cases(s: &Site, out: &mut Vec<Outcome>) {
         &str,
         fn(String) -> String,
         &'static [&'static str],
-    ); 14] = [
+    ); 22] = [
         (
             "a misspelt key",
             "workerz",
@@ -259,6 +259,80 @@ fn config_cases(s: &Site, out: &mut Vec<Outcome>) {
             },
             &["mem=lots", "15G"],
         ),
+        (
+            "an empty admin token",
+            "admin_token",
+            "\"\"",
+            same,
+            &["admin_token", "empty", "admin_token_file"],
+        ),
+        (
+            "an admin token of blanks",
+            "admin_token",
+            "\"   \"",
+            same,
+            &["admin_token", "empty"],
+        ),
+        (
+            "a million workers",
+            "workers",
+            "1000000",
+            same,
+            &["workers", "at most 64"],
+        ),
+        (
+            "a job script outside slurm_script_path",
+            "",
+            "",
+            |t| {
+                t.replace(
+                    "threshold_job = threshold.sh\n",
+                    "threshold_job = ../../../elsewhere/evil.sh\n",
+                )
+            },
+            &["threshold_job", "inside its folder"],
+        ),
+        (
+            "an absolute job script",
+            "",
+            "",
+            |t| {
+                t.replace(
+                    "threshold_job = threshold.sh\n",
+                    "threshold_job = /tmp/evil.sh\n",
+                )
+            },
+            &["threshold_job", "absolute"],
+        ),
+        (
+            "a workflow key `..`",
+            "",
+            "",
+            |t| t.replace("threshold = threshold\n", "threshold = threshold\n.. = x\n"),
+            &["`..`", "starts with `.`"],
+        ),
+        (
+            "a container folder that climbs out",
+            "",
+            "",
+            |t| t.replace("threshold = threshold\n", "threshold = ../../x\n"),
+            &["threshold", "inside its folder"],
+        ),
+        (
+            "an interpolation bomb",
+            "",
+            "",
+            |t| {
+                let mut bomb = String::new();
+                for level in 0..10 {
+                    let refs = format!("%(bomb{})s", level + 1).repeat(8);
+                    bomb.push_str(&format!("bomb{level} = {refs}\n"));
+                }
+                bomb.push_str("bomb10 = xxxxxxxxxxxxxxxx\n");
+                t.replace("[WORKFLOWS]\n", &format!("[WORKFLOWS]\n{bomb}"))
+            },
+            &["bomb", "expands to more than"],
+        ),
     ];
     for (case, key, value, edit, expect) in cases {
         let (code, message) = s.config_check(key, value, edit);
@@ -368,6 +442,42 @@ fn submission_cases(s: &Site, out: &mut Vec<Outcome>) {
             Box::new(|d| d["id"] = json!("../etc")),
             &["id"],
         ),
+        (
+            "the id `..`",
+            "tiff",
+            Box::new(|d| d["id"] = json!("..")),
+            &["id", "start with '.'"],
+        ),
+        (
+            "the id `.`",
+            "tiff",
+            Box::new(|d| d["id"] = json!(".")),
+            &["id", "start with '.'"],
+        ),
+        (
+            "a hidden id",
+            "tiff",
+            Box::new(|d| d["id"] = json!(".hidden")),
+            &["id", "start with '.'"],
+        ),
+        (
+            "a user name of a million characters",
+            "tiff",
+            Box::new(|d| d["user"]["name"] = json!("u".repeat(1_000_000 - 100))),
+            &["user.name", "at most 255"],
+        ),
+        (
+            "a parameter value of 200 KB",
+            "tiff",
+            Box::new(|d| d["parameters"]["min_size"] = json!(format!("{}20", "0".repeat(200_000)))),
+            &["min_size", "4096 bytes"],
+        ),
+        (
+            "a document of 10 MB",
+            "tiff",
+            Box::new(|d| d["user"]["name"] = json!("u".repeat(10_000_000))),
+            &["10000", "at most 1048576 bytes"],
+        ),
     ];
     // inputs are resolved by `plan` (the daemon's first step) before any work
     let plans: Vec<(&'static str, &str, Edit, &'static [&'static str])> = vec![
@@ -410,6 +520,25 @@ fn submission_cases(s: &Site, out: &mut Vec<Outcome>) {
             expect,
         });
     }
+    // the same id with other content: the first is queued, the second refused naming the change
+    let with_id = |id: &'static str, min_size: u32| {
+        move |d: &mut Value| {
+            d["id"] = json!(id);
+            d["parameters"]["min_size"] = json!(min_size);
+        }
+    };
+    let (code, message) = s.submit("submit", "tiff", with_id("twice-1", 20));
+    assert_eq!(code, 0, "{message}");
+    let (code, again) = s.submit("submit", "tiff", with_id("twice-1", 20));
+    assert!(code == 0 && again.contains("already submitted"), "{again}");
+    let (code, message) = s.submit("submit", "tiff", with_id("twice-1", 21));
+    out.push(Outcome {
+        area: "submission",
+        case: "the same id with other content",
+        refused: code != 0,
+        message,
+        expect: &["twice-1", "other content", "parameters.min_size"],
+    });
     // not JSON at all
     let file = s.dir.join("not-json.json");
     std::fs::write(&file, "{\"version\": 1, \"id\": ").unwrap();
@@ -426,6 +555,71 @@ fn submission_cases(s: &Site, out: &mut Vec<Outcome>) {
         message,
         expect: &["not a valid document", "line 1"],
     });
+}
+
+/// Secrets in the settings never reach output: each case runs a command that prints the
+/// setting (in an error or a status line) and passes when the secret is absent and the
+/// redaction marker is there. `refused` here means "the secret was held back".
+fn secret_cases(s: &Site, out: &mut Vec<Outcome>) {
+    const SECRET: &str = "Hunter2-S3cret";
+    let cases: [(&'static str, &str, String); 5] = [
+        (
+            "a queue password in the user info (status)",
+            "status",
+            format!("postgres://stage:{SECRET}@127.0.0.1:1/q"),
+        ),
+        (
+            "a queue password as a query parameter (status)",
+            "status",
+            format!("postgres://stage@127.0.0.1:1/q?password={SECRET}&sslmode=disable"),
+        ),
+        (
+            "a queue password in the user info (serve)",
+            "serve",
+            format!("postgresql://stage:{SECRET}@127.0.0.1:1/q"),
+        ),
+        (
+            "a queue password in a refused URL (config check)",
+            "config check",
+            format!("mysql://stage:{SECRET}@db/q"),
+        ),
+        (
+            "an importer password in a refused URL (config check)",
+            "config check importer",
+            format!("mysql://imp:{SECRET}@db/i"),
+        ),
+    ];
+    for (case, command, url) in cases {
+        let key = if command.ends_with("importer") {
+            "importer_database_url"
+        } else {
+            "queue_url"
+        };
+        let n = free_port();
+        let settings = s.dir.join(format!("secret-{n}.toml"));
+        let text = std::fs::read_to_string(s.settings()).unwrap();
+        let mut text: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} =")))
+            .collect();
+        let line = format!("{key} = \"{url}\"");
+        text.push(&line);
+        let text = text.join("\n") + "\n";
+        std::fs::write(&settings, text).unwrap();
+        let args: Vec<&str> = match command {
+            "status" => vec!["status"],
+            "serve" => vec!["serve"],
+            _ => vec!["config", "check"],
+        };
+        let (code, message) = s.run(&settings, &s.ini(), &args, &[]);
+        out.push(Outcome {
+            area: "secrets",
+            case,
+            refused: code != 0 && !message.contains(SECRET),
+            message,
+            expect: &["***"],
+        });
+    }
 }
 
 fn data_cases(s: &Site, out: &mut Vec<Outcome>) {
@@ -564,8 +758,13 @@ fn first_chunk(array: &Path) -> PathBuf {
 }
 
 /// Job scripts that return bad outputs: (workflow, Zarr workflow?, script body).
-const OUTPUT_JOBS: [(&str, bool, &str); 7] = [
+const OUTPUT_JOBS: [(&str, bool, &str); 8] = [
     ("out_empty", false, "exit 0"),
+    (
+        "out_hardlink",
+        false,
+        "ln \"$0\" \"$DATA_PATH/data/out/copy.txt\"",
+    ),
     (
         "out_symlink",
         false,
@@ -657,8 +856,13 @@ fn output_cases(s: &Site, out: &mut Vec<Outcome>) {
         .join("images/image_00.ome.zarr")
         .display()
         .to_string();
-    let expect: [(&str, &'static str, &'static [&'static str]); 8] = [
+    let expect: [(&str, &'static str, &'static [&'static str]); 9] = [
         ("out_empty", "a job that wrote nothing", &["wrote nothing"]),
+        (
+            "out_hardlink",
+            "a hard link to a file outside a local job's folder",
+            &["copy.txt", "hard link", "outside the job's folder"],
+        ),
         (
             "out_symlink",
             "a symlink in the output",
@@ -744,6 +948,7 @@ fn every_bad_input_is_refused_with_a_message_that_names_it() {
     let mut outcomes = Vec::new();
     config_cases(&s, &mut outcomes);
     submission_cases(&s, &mut outcomes);
+    secret_cases(&s, &mut outcomes);
     data_cases(&s, &mut outcomes);
     output_cases(&s, &mut outcomes);
     let mut drill = Drill::new("bad inputs refused with their message");

@@ -20,7 +20,15 @@ fn submission(id: &str) -> Value {
 async fn wait_for<F: Fn(&Value) -> bool>(http: &reqwest::Client, url: &str, ok: F) -> Value {
     let started = Instant::now();
     loop {
-        let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        let v: Value = http
+            .get(url)
+            .bearer_auth("test-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if ok(&v) {
             return v;
         }
@@ -122,6 +130,40 @@ async fn scenario(queue_url: &str) {
     let r = post(submission("a1"), Some("test-token")).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["created"], false);
+    // the same id with other content is a conflict that names what differs
+    let mut other = submission("a1");
+    other["parameters"]["diameter"] = json!(45);
+    other["user"]["name"] = json!("mallory");
+    let r = post(other, Some("test-token")).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "id_conflict", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("parameters.diameter") && message.contains("user.name"),
+        "{message}"
+    );
+    // reads need the token too; the scheme is matched whatever its case (RFC 7235)
+    let a1 = format!("{base}/api/v1/submissions/a1");
+    assert_eq!(http.get(&a1).send().await.unwrap().status(), 401);
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = http
+            .get(&a1)
+            .header("Authorization", format!("{scheme} test-token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    assert_eq!(
+        http.get(&a1)
+            .header("Authorization", "Basic test-token")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 
     // the pipeline runs what exists and says what it waits for
     let v = wait_for(&http, &format!("{base}/api/v1/submissions/a1"), |v| {
@@ -135,6 +177,16 @@ async fn scenario(queue_url: &str) {
         .map(|e| (e["step"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
         .collect();
     assert_eq!(steps, [("intake", "accepted"), ("plan", "waiting")]);
+    // a reload from a file change (no SIGHUP) re-checks what waits on the configuration:
+    // the submission is planned again, and waits again because its cause remains
+    let before_edit = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(&settings, format!("{before_edit}\n# edited\n")).unwrap();
+    wait_for(&http, &format!("{base}/api/v1/submissions/a1"), |v| {
+        v["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().filter(|e| e["outcome"] == "waiting").count() >= 2)
+    })
+    .await;
 
     // the CLI sees and changes the same queue
     let out = command(dir.path())
@@ -163,8 +215,8 @@ async fn scenario(queue_url: &str) {
         serde_json::from_str::<Value>(&stdout).unwrap()["created"],
         true
     );
-    // refused submissions: exit 1 and every problem on stderr
-    let refused = |doc: &Value| {
+    // `submit FILE` of a document: (exit code, stdout, stderr)
+    let submit = |doc: &Value| {
         std::fs::write(&file, doc.to_string()).unwrap();
         let out = command(dir.path())
             .args([
@@ -175,7 +227,23 @@ async fn scenario(queue_url: &str) {
             ])
             .output()
             .unwrap();
-        let (code, _, stderr) = text(&out);
+        text(&out)
+    };
+    // the same document again is the same submission; other content under its id is refused
+    let (code, stdout, _) = submit(&submission("cli-1"));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("already submitted"), "{stdout}");
+    let mut changed = submission("cli-1");
+    changed["parameters"]["diameter"] = json!(12);
+    let (code, _, stderr) = submit(&changed);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("other content") && stderr.contains("parameters.diameter"),
+        "{stderr}"
+    );
+    // refused submissions: exit 1 and every problem on stderr
+    let refused = |doc: &Value| {
+        let (code, _, stderr) = submit(doc);
         assert_eq!(code, 1, "{stderr}");
         stderr
     };
@@ -222,6 +290,7 @@ async fn scenario(queue_url: &str) {
     assert_eq!(r.status(), 409);
     assert_eq!(
         http.get(format!("{base}/api/v1/submissions/nope"))
+            .bearer_auth("test-token")
             .send()
             .await
             .unwrap()
@@ -251,6 +320,7 @@ async fn scenario(queue_url: &str) {
     // SIGHUP reloads the configuration
     let before = http
         .get(format!("{base}/api/v1/workflows"))
+        .bearer_auth("test-token")
         .send()
         .await
         .unwrap()
@@ -326,4 +396,102 @@ async fn without_an_admin_token_changes_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("admin_token_file"));
+    // reads without a token: served on loopback
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/submissions", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(d);
+
+    // listening beyond this host without a token, the API is closed to reads too
+    let port = free_port();
+    let text = std::fs::read_to_string(&settings).unwrap();
+    let open = dir.path().join("open.toml");
+    let listen = format!("admin_listen = \"0.0.0.0:{port}\"");
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("admin_listen") {
+                listen.as_str()
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&open, text).unwrap();
+    let d = Daemon::start(dir.path(), &open, port, &[], &[]);
+    for path in [
+        "/api/v1/submissions",
+        "/api/v1/workflows",
+        "/api/v1/check-setup",
+    ] {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", d.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        assert!(r.text().await.unwrap().contains("admin_token_file"));
+    }
+    // health, readiness and metrics hold no user data and stay open
+    for path in ["/healthz", "/metrics"] {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", d.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
+
+/// A client that opens a connection and never finishes its headers is disconnected
+/// (slowloris); the endpoint keeps answering everyone else meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_headers_never_end_is_disconnected() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let settings = write_daemon_settings(
+        dir.path(),
+        &format!("sqlite://{}", dir.path().join("q.sqlite").display()),
+        port,
+        "",
+    );
+    let d = Daemon::start(dir.path(), &settings, port, &[], &[]);
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        idle.push(c);
+    }
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "others are served while half-requests wait"
+    );
+    for mut c in idle {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_mins(1), c.read(&mut buf))
+            .await
+            .expect("the half-finished request is closed by the server")
+            .unwrap_or(0);
+        // closed (0 bytes) or answered with an error status before closing
+        assert!(
+            n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 4"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
 }

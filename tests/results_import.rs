@@ -48,6 +48,7 @@ struct Job {
     dir: tempfile::TempDir,
     out: PathBuf,
     staged: PathBuf,
+    root: PathBuf,
     analyzed: PathBuf,
 }
 
@@ -57,17 +58,20 @@ fn job(id: &str) -> Job {
     let staged = dir.path().join("staging").join(id).join("data/in");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&staged).unwrap();
-    let analyzed = dir.path().join("data/lab-a/.analyzed").join(id);
+    let root = dir.path().join("data");
+    let analyzed = root.join("lab-a/.analyzed").join(id);
     Job {
         dir,
         out,
         staged,
+        root,
         analyzed,
     }
 }
 
 fn request<'a>(j: &'a Job, id: &'a str, inputs: &[&str], expect_images: bool) -> KeepRequest<'a> {
     KeepRequest {
+        root: &j.root,
         outputs: &j.out,
         analyzed: &j.analyzed,
         submission: id,
@@ -521,5 +525,100 @@ fn a_keep_killed_after_linking_the_download_is_done_again_from_the_untouched_dow
         1,
         "{:?}",
         leftovers(&j.analyzed)
+    );
+}
+
+/// Results are kept only through real folders under the results root: whichever folder on
+/// the way (the group folder, `.analyzed`, the submission's folder) is replaced by a link to
+/// somewhere else, or a mapping climbs out with `..`, nothing is written there and the
+/// refusal names the folder at fault.
+#[test]
+fn results_are_never_kept_through_a_link_or_outside_the_results_root() {
+    for at in ["lab-a", "lab-a/.analyzed", "lab-a/.analyzed/s-link"] {
+        let j = job("s-link");
+        std::fs::write(j.out.join("result.csv"), "a,b\n1,2\n").unwrap();
+        let elsewhere = j.dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let link = j.root.join(at);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let e = keep(&request(&j, "s-link", &[], false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&link.display().to_string()) && e.contains("symbolic link"),
+            "{at}: {e}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "{at}: nothing written through the link"
+        );
+    }
+    // a destination that climbs out of the root lexically
+    let j = job("s-up");
+    std::fs::write(j.out.join("result.csv"), "a\n").unwrap();
+    let up = j.root.join("lab-a/../../outside/.analyzed/s-up");
+    let mut req = request(&j, "s-up", &[], false);
+    req.analyzed = &up;
+    let e = keep(&req).unwrap_err().to_string();
+    assert!(e.contains("not a plain folder name"), "{e}");
+    assert!(!j.dir.path().join("outside").exists());
+    // and one that is not under the root at all
+    let other = j.dir.path().join("other/.analyzed/s-up");
+    req.analyzed = &other;
+    let e = keep(&req).unwrap_err().to_string();
+    assert!(e.contains("not under the results folder"), "{e}");
+}
+
+/// A returned store whose metadata names members outside it (a labels list entry, a plate's
+/// well path, a well's field path) is refused before it is kept, naming the entry; readers
+/// that follow those paths would otherwise leave the store.
+#[test]
+fn returned_metadata_that_points_outside_its_store_is_refused() {
+    let patch = |file: &Path, edit: &dyn Fn(&mut Value)| {
+        let mut v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        edit(&mut v);
+        std::fs::write(file, serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    let image_cases: [(&str, Value); 3] = [
+        ("../../../../etc", serde_json::json!(["../../../../etc"])),
+        ("x/../../y", serde_json::json!(["0", "x/../../y"])),
+        ("/abs", serde_json::json!(["/abs"])),
+    ];
+    for (bad, list) in image_cases {
+        let id = "res-meta-1";
+        let j = job(id);
+        let store = j.out.join("image_00_seg.ome.zarr");
+        sample_into(
+            &spec(NgffVersion::V04, 1, 1),
+            "images/image_00.ome.zarr",
+            &store,
+        );
+        patch(&store.join("labels/.zattrs"), &|v| {
+            v["labels"] = list.clone();
+        });
+        let e = keep(&request(&j, id, &["image_00.tif"], true))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("`{bad}`")) && e.contains("labels"),
+            "{e}"
+        );
+        assert!(leftovers(&j.analyzed).is_empty(), "{bad}");
+    }
+    let j = job("res-meta-2");
+    let store = j.out.join("plate.ome.zarr");
+    sample_into(&spec(NgffVersion::V04, 2, 0), "plate.ome.zarr", &store);
+    patch(&store.join(".zattrs"), &|v| {
+        v["plate"]["wells"][0]["path"] = serde_json::json!("../A/1");
+    });
+    let e = keep(&request(&j, "res-meta-2", &["plate.ome.zarr"], true))
+        .unwrap_err()
+        .to_string();
+    // the plate reader (or the metadata check) refuses it, naming the entry
+    assert!(
+        e.contains("`../A/1`") && e.contains("plate.ome.zarr"),
+        "{e}"
     );
 }

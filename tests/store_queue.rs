@@ -157,6 +157,37 @@ async fn steps_advance_the_projection_and_keep_their_results() {
             ],
             "{name}"
         );
+        // the list, by state and in all
+        store.insert(&new("s2")).await.unwrap();
+        let ids = |list: Vec<stage_store::Submission>| -> Vec<String> {
+            list.into_iter().map(|s| s.id).collect()
+        };
+        let by_state = |state| ListFilter {
+            state: Some(state),
+            ..ListFilter::default()
+        };
+        assert_eq!(
+            ids(store.list(&by_state(State::Failed)).await.unwrap()),
+            ["s1"],
+            "{name}"
+        );
+        assert_eq!(
+            ids(store.list(&by_state(State::Received)).await.unwrap()),
+            ["s2"],
+            "{name}"
+        );
+        assert!(
+            store
+                .list(&by_state(State::Imported))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            ids(store.list(&ListFilter::default()).await.unwrap()).len(),
+            2,
+            "{name}"
+        );
     }
 }
 

@@ -264,7 +264,12 @@ pub fn write_daemon_settings(dir: &Path, queue_url: &str, port: u16, extra: &str
 /// `GET <base><path>` as JSON (`Null` when it fails).
 pub fn http_get(base: &str, path: &str) -> serde_json::Value {
     let out = Command::new("curl")
-        .args(["-sS", &format!("{base}{path}")])
+        .args([
+            "-sS",
+            "-H",
+            "Authorization: Bearer test-token",
+            &format!("{base}{path}"),
+        ])
         .output()
         .unwrap_or_else(|e| panic!("cannot run curl: {e}"));
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)

@@ -91,9 +91,8 @@ impl ClusterError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClusterError::Connect { transient, .. } => *transient,
-            ClusterError::Dropped { .. }
-            | ClusterError::Io { .. }
-            | ClusterError::Unavailable(_) => true,
+            ClusterError::Dropped { .. } | ClusterError::Unavailable(_) => true,
+            ClusterError::Io { source, .. } => !never_works(source.kind()),
             ClusterError::Remote { code, .. } => *code == 255 || *code < 0,
             _ => false,
         }
@@ -107,5 +106,47 @@ impl ClusterError {
     }
 }
 
+/// Whether an operating-system error says the same call will fail again, whenever it is
+/// tried: an argument list or file too large, a name or argument the system refuses.
+fn never_works(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        kind,
+        K::ArgumentListTooLong
+            | K::InvalidInput
+            | K::InvalidFilename
+            | K::FileTooLarge
+            | K::Unsupported
+    )
+}
+
 /// Result with [`ClusterError`].
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterError;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn errors_that_will_never_work_are_not_retried() {
+        let io = |kind| ClusterError::io("/x", Error::from(kind));
+        for kind in [
+            ErrorKind::ArgumentListTooLong,
+            ErrorKind::InvalidInput,
+            ErrorKind::FileTooLarge,
+        ] {
+            assert!(!io(kind).is_transient(), "{kind:?}");
+        }
+        for kind in [
+            ErrorKind::StorageFull,
+            ErrorKind::TimedOut,
+            ErrorKind::NotFound,
+            ErrorKind::ConnectionReset,
+        ] {
+            assert!(io(kind).is_transient(), "{kind:?}");
+        }
+        // E2BIG as the kernel reports it when a job's environment is too large
+        assert!(!ClusterError::io("/x", Error::from_raw_os_error(7)).is_transient());
+    }
+}

@@ -184,9 +184,47 @@ fn alive(pid: u64) -> bool {
     }
 }
 
-/// Where the job in `job_dir` is.
+/// The live processes of process group `pgid` (the job's wrapper leads its group).
+fn group_members(pgid: u64) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map(|(_, rest)| rest.split_whitespace().collect())
+                    .unwrap_or_default();
+                matches!(fields.as_slice(), [state, _, pgrp, ..]
+                    if *state != "Z" && *state != "X" && pgrp.parse::<u64>() == Ok(pgid))
+            })
+        })
+        .collect()
+}
+
+/// Where the job in `job_dir` is. A job has ended only when its whole process group has:
+/// a script that exits while something it started still runs (a forked child writing into
+/// `data/out`) has that group killed, and counts as running until the group is gone, so
+/// its outputs never change after it is collected.
 pub fn state(job_dir: &Path) -> Result<LocalState> {
     if let Some(code) = exit_code(job_dir)? {
+        if let Some(p) = pid(job_dir)? {
+            let left = group_members(p);
+            if !left.is_empty() {
+                tracing::warn!(
+                    job = p,
+                    processes = left.len(),
+                    "the local job's script ended but processes it started still run; stopping them"
+                );
+                let _ = Command::new("/bin/sh")
+                    .args(["-c", "kill -s KILL -- -\"$0\"", &p.to_string()])
+                    .status();
+                return Ok(LocalState::Running);
+            }
+        }
         return Ok(LocalState::Exited(code));
     }
     match pid(job_dir)? {
@@ -280,6 +318,27 @@ mod tests {
             "run /x/y\n"
         );
         assert_eq!(tail(&job, 1), "half 50%");
+    }
+
+    #[test]
+    fn a_job_ends_only_with_everything_it_started() {
+        let d = tempfile::tempdir().unwrap();
+        let job = d.path().join("forks");
+        std::fs::create_dir_all(job.join("out")).unwrap();
+        // the script exits 0 at once; its child would write into the outputs 2 s later
+        let s = script(
+            d.path(),
+            "(sleep 2; echo late > out/late.txt) &\necho started > out/first.txt\nexit 0",
+        );
+        let j = submit(&job, &s, &[]).unwrap();
+        assert_eq!(wait_end(&job), LocalState::Exited(0));
+        assert!(group_members(j.job_id).is_empty(), "the child was stopped");
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(job.join("out/first.txt").exists());
+        assert!(
+            !job.join("out/late.txt").exists(),
+            "nothing is written after the job ended"
+        );
     }
 
     #[test]

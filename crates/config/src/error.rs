@@ -137,7 +137,7 @@ pub enum ConfigError {
     },
     /// A workflow key that OMERO.biomero would not accept.
     #[error(
-        "{at}: workflow key `{key}` {reason}; workflow names hold only letters, digits, '_', '-' and '.' (no spaces)"
+        "{at}: workflow key `{key}` {reason}; workflow names hold only letters, digits, '_', '-' and '.' (no spaces) and do not start with '.'"
     )]
     InvalidWorkflowKey {
         /// The line.

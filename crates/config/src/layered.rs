@@ -124,7 +124,13 @@ impl LayeredSection {
     ) -> Result<Located<Option<String>>, ConfigError> {
         let value = match &entry.raw {
             None => None,
-            Some(raw) => Some(self.interpolate(&entry.key, raw, &entry.at, 0)?),
+            Some(raw) => {
+                let mut budget = Budget {
+                    bytes: MAX_INTERPOLATED_BYTES,
+                    references: MAX_INTERPOLATION_REFERENCES,
+                };
+                Some(self.interpolate(&entry.key, raw, &entry.at, 0, &mut budget)?)
+            }
         };
         Ok(Located::new(value, entry.at.clone()))
     }
@@ -135,6 +141,7 @@ impl LayeredSection {
         raw: &str,
         at: &Location,
         depth: u32,
+        budget: &mut Budget,
     ) -> Result<String, ConfigError> {
         let err = |message: String| ConfigError::Interpolation {
             at: at.clone(),
@@ -147,10 +154,20 @@ impl LayeredSection {
                     .into(),
             ));
         }
-        let mut out = String::with_capacity(raw.len());
+        let too_big = || {
+            err(format!(
+                "interpolation expands to more than {MAX_INTERPOLATED_BYTES} bytes or {MAX_INTERPOLATION_REFERENCES} references (nested %(name)s that repeat one another?); simplify the value"
+            ))
+        };
+        let mut out = String::new();
         let mut rest = raw;
+        let push = |out: &mut String, text: &str, budget: &mut Budget| {
+            budget.bytes = budget.bytes.checked_sub(text.len()).ok_or_else(too_big)?;
+            out.push_str(text);
+            Ok::<(), ConfigError>(())
+        };
         while let Some(i) = rest.find('%') {
-            out.push_str(&rest[..i]);
+            push(&mut out, &rest[..i], budget)?;
             rest = &rest[i..];
             if let Some(r) = rest.strip_prefix("%%") {
                 out.push('%');
@@ -168,8 +185,11 @@ impl LayeredSection {
                         self.name
                     )));
                 };
+                budget.references = budget.references.checked_sub(1).ok_or_else(too_big)?;
                 let value = target.raw.as_deref().unwrap_or("");
-                out.push_str(&self.interpolate(&name, value, at, depth + 1)?);
+                // the nested call spends from the same budget for what it pushes
+                let expanded = self.interpolate(&name, value, at, depth + 1, budget)?;
+                out.push_str(&expanded);
                 rest = &r[end + 2..];
             } else {
                 return Err(err(format!(
@@ -178,9 +198,22 @@ impl LayeredSection {
                 )));
             }
         }
-        out.push_str(rest);
+        push(&mut out, rest, budget)?;
         Ok(out)
     }
+}
+
+/// The most bytes one value may expand to: far more than any path or option needs.
+pub const MAX_INTERPOLATED_BYTES: usize = 64 * 1024;
+/// The most `%(name)s` references one value may expand, nested ones included.
+pub const MAX_INTERPOLATION_REFERENCES: usize = 10_000;
+
+/// What one value's interpolation may still spend.
+struct Budget {
+    /// Bytes of output left.
+    bytes: usize,
+    /// References left.
+    references: usize,
 }
 
 #[cfg(test)]
@@ -298,5 +331,36 @@ except Exception as e:
     fn interpolation_loops_are_reported() {
         let l = LayeredIni::merge(vec![doc("/x.ini", "[S]\na=%(b)s\nb=%(a)s\n")]);
         assert!(l.get("S", "a").unwrap().is_err());
+    }
+
+    /// Values that reference one another several times each grow exponentially within
+    /// configparser's ten levels; the expansion stops at its byte and reference budgets.
+    #[test]
+    fn interpolation_bombs_stop_at_their_budget() {
+        for (fan_out, leaf) in [(8, "xxxxxxxxxxxxxxxx"), (4, "x"), (10, "")] {
+            let mut text = String::from("[S]\n");
+            for level in 0..10 {
+                let refs = format!("%(k{})s", level + 1).repeat(fan_out);
+                text.push_str(&format!("k{level} = {refs}\n"));
+            }
+            text.push_str(&format!("k10 = {leaf}\n"));
+            assert!(text.len() < 1600, "{}", text.len());
+            let l = LayeredIni::merge(vec![doc("/bomb.ini", &text)]);
+            // the error points at the line of the value asked for
+            let e = l.get("S", "k0").unwrap().unwrap_err().to_string();
+            assert!(
+                e.contains("/bomb.ini:2") && e.contains("expands to more than"),
+                "{e}"
+            );
+        }
+        // an ordinary chain stays within it
+        let l = LayeredIni::merge(vec![doc(
+            "/ok.ini",
+            "[S]\nroot=/data\nin=%(root)s/in\nout=%(in)s/../out\n",
+        )]);
+        assert_eq!(
+            l.get("S", "out").unwrap().unwrap().value.as_deref(),
+            Some("/data/in/../out")
+        );
     }
 }

@@ -391,6 +391,29 @@ impl StageSettings {
                 "at least one worker is needed",
             ));
         }
+        if self.workers > MAX_WORKERS {
+            return Err(invalid(
+                "workers",
+                self.workers.to_string(),
+                &format!(
+                    "at most {MAX_WORKERS} workers: each holds a database connection and staging buffers, and the cluster is the bottleneck well before that (2 to 8 is typical)"
+                ),
+            ));
+        }
+        if let Some(token) = &self.admin_token {
+            if token.trim().is_empty() {
+                return Err(invalid(
+                    "admin_token",
+                    "(empty)".into(),
+                    "an empty token would let anyone change the queue; set a token of at least 16 characters (better: admin_token_file), or remove the key to disable changes through the API",
+                ));
+            }
+            if token.trim().len() < MIN_TOKEN_LEN {
+                warnings.push(Warning::general(format!(
+                    "admin_token is shorter than {MIN_TOKEN_LEN} characters and can be guessed; use e.g. `openssl rand -hex 32` in admin_token_file"
+                )));
+            }
+        }
         for (key, v) in [
             ("ssh_connect_timeout_secs", self.ssh_connect_timeout_secs),
             ("follow_poll_secs", self.follow_poll_secs),
@@ -451,7 +474,7 @@ impl StageSettings {
         {
             return Err(invalid(
                 "queue_url",
-                url.clone(),
+                stage_common::redact_url(url),
                 "use sqlite://PATH or postgres://USER@HOST/DB",
             ));
         }
@@ -492,7 +515,7 @@ impl StageSettings {
         {
             return Err(invalid(
                 "importer_database_url",
-                url.clone(),
+                stage_common::redact_url(url),
                 "use postgres://USER@HOST/DB (BIOMERO.importer's INGEST_TRACKING_DB_URL)",
             ));
         }
@@ -558,16 +581,34 @@ impl StageSettings {
     /// The admin token: from `admin_token_file` if set, else `admin_token`.
     pub fn admin_token(&self) -> Result<Option<String>, SettingsError> {
         match &self.admin_token_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map(|t| Some(t.trim().to_owned()).filter(|t| !t.is_empty()))
-                .map_err(|e| SettingsError::Unreadable {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                }),
-            None => Ok(self.admin_token.clone()),
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| SettingsError::Unreadable {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(SettingsError::Unreadable {
+                        path: path.clone(),
+                        reason: "the admin token file is empty; write a token of at least 16 characters into it (e.g. `openssl rand -hex 32`)".into(),
+                    });
+                }
+                Ok(Some(token.to_owned()))
+            }
+            None => Ok(self
+                .admin_token
+                .as_ref()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())),
         }
     }
 }
+
+/// The most pipeline workers a daemon runs.
+pub const MAX_WORKERS: u32 = 64;
+/// Admin tokens shorter than this are warned about.
+const MIN_TOKEN_LEN: usize = 16;
 
 /// Keys whose value is a path, made relative to the settings file's directory.
 const PATH_KEYS: [&str; 10] = [

@@ -46,9 +46,62 @@ pub fn non_empty(v: Located<Option<String>>) -> Option<Located<String>> {
     }
 }
 
+/// Checks that `value` names a place *under* a configured folder: relative, without `..`,
+/// `.` or empty components, and without control characters. Used for each workflow's
+/// container folder (`k=`, under `slurm_images_path`) and job script (`k_job=`, under
+/// `slurm_script_path`), which must never reach outside their folder.
+pub fn confined_relative(key: &str, value: &str, at: &Location) -> Result<(), ConfigError> {
+    let reason = if value.starts_with('/') || value.starts_with('~') {
+        Some("is absolute; give a path relative to its folder")
+    } else if value.chars().any(char::is_control) {
+        Some("has control characters")
+    } else if value
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        Some("has an empty, `.` or `..` component; it must stay inside its folder")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ConfigError::InvalidValue {
+            at: at.clone(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confined_paths_stay_inside_their_folder() {
+        let at = Location::Default;
+        for ok in ["cellpose", "jobs/cellpose.sh", "a.b/c-d_e.sh"] {
+            assert!(confined_relative("k_job", ok, &at).is_ok(), "{ok}");
+        }
+        for bad in [
+            "../../../elsewhere/evil.sh",
+            "jobs/../../x.sh",
+            "/abs/evil.sh",
+            "~/evil.sh",
+            "..",
+            ".",
+            "a//b",
+            "a/",
+            "a\nb",
+        ] {
+            let bad = bad.replace("\\n", "\n");
+            let e = confined_relative("k_job", &bad, &at)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("k_job"), "{e}");
+        }
+    }
 
     #[test]
     fn booleans_follow_biomero() {

@@ -105,6 +105,9 @@ fn classify(key: &str) -> KeyRole<'_> {
 fn check_workflow_key(key: &str, at: &Location) -> Result<(), ConfigError> {
     let reason = if key.is_empty() {
         Some("is empty".to_owned())
+    } else if key.starts_with('.') {
+        // the key names folders (images, results); `.`, `..` and hidden names would escape or hide
+        Some("starts with `.`".to_owned())
     } else {
         key.chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
@@ -189,12 +192,20 @@ pub fn read(
                         )
                         .for_workflow(name),
                     );
+                } else if let Err(e) = values::confined_relative(&key, text.trim(), &at) {
+                    errors.push(e);
                 } else {
                     entry.folder = Some(Located::new(text.trim().to_owned(), at));
                 }
             }
             KeyRole::Repo(_) => entry.repo = values::non_empty(value),
-            KeyRole::Job(_) => entry.job = values::non_empty(value),
+            KeyRole::Job(_) => match values::non_empty(value) {
+                Some(job) => match values::confined_relative(&key, &job.value, &job.at) {
+                    Ok(()) => entry.job = Some(job),
+                    Err(e) => errors.push(e),
+                },
+                None => entry.job = None,
+            },
             KeyRole::JobParam(_, flag) => match SbatchParam::parse(flag, &text, at) {
                 Ok(p) => entry.job_params.push(p),
                 Err(e) => errors.push(e),

@@ -16,6 +16,19 @@ use stage_config::{InputMode, Snapshot};
 /// The submission format version this build reads.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The largest submission document, on every intake (HTTP body, CLI file, a row's request).
+pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+/// The longest OMERO user, group or container name, in characters (OMERO's columns hold 255).
+pub const MAX_NAME_CHARS: usize = 255;
+/// The longest parameter value as the job receives it (an environment variable), in bytes.
+pub const MAX_PARAMETER_BYTES: usize = 4096;
+/// The most parameters in one submission.
+pub const MAX_PARAMETERS: usize = 256;
+/// The most inputs (OMERO objects and paths together) in one submission.
+pub const MAX_INPUTS: usize = 10_000;
+/// The longest input path, in bytes (Linux's `PATH_MAX`).
+pub const MAX_PATH_BYTES: usize = 4096;
+
 /// An OMERO object selected as input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +153,82 @@ pub enum IntakeError {
     /// Well-formed, but wrong for this configuration.
     #[error("the submission was refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
+    /// The id is taken by a submission with other content.
+    #[error(
+        "submission `{id}` was already submitted with other content ({}); nothing was queued: give the new submission its own id, or send exactly the same document again",
+        .differs.join(", ")
+    )]
+    Conflict {
+        /// The id.
+        id: String,
+        /// The fields whose values differ (`workflow`, `parameters.diameter`, …).
+        differs: Vec<String>,
+    },
+}
+
+/// Why a submission could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// Refused: the id is taken by other content.
+    #[error(transparent)]
+    Refused(#[from] IntakeError),
+    /// The queue could not be reached.
+    #[error(transparent)]
+    Store(#[from] stage_store::StoreError),
+}
+
+/// Queues an accepted submission: `(submission, true)` when it is new. The same id with
+/// the same content is the same submission, queued once (`false`); the same id with other
+/// content is refused as [`IntakeError::Conflict`], naming what differs.
+pub async fn enqueue(
+    store: &stage_store::Store,
+    accepted: Accepted,
+) -> Result<(stage_store::Submission, bool), EnqueueError> {
+    let request =
+        serde_json::to_value(&accepted.doc).map_err(|e| IntakeError::Malformed(e.to_string()))?;
+    let new = stage_store::NewSubmission {
+        id: accepted.id,
+        workflow: accepted.doc.workflow.clone(),
+        request,
+    };
+    let (s, created) = store.insert(&new).await?;
+    if !created {
+        let mut differs = Vec::new();
+        differences(&s.request, &new.request, "", &mut differs);
+        if !differs.is_empty() {
+            return Err(IntakeError::Conflict { id: s.id, differs }.into());
+        }
+    }
+    Ok((s, created))
+}
+
+/// The fields (dotted paths, two levels deep) whose values differ between `old` and `new`.
+fn differences(old: &Value, new: &Value, prefix: &str, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) if prefix.matches('.').count() < 2 => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                let null = Value::Null;
+                differences(
+                    a.get(k).unwrap_or(&null),
+                    b.get(k).unwrap_or(&null),
+                    &path,
+                    out,
+                );
+            }
+        }
+        (a, b) if a != b => out.push(if prefix.is_empty() {
+            "the document".to_owned()
+        } else {
+            prefix.to_owned()
+        }),
+        _ => {}
+    }
 }
 
 /// A submission that passed every check, ready to queue.
@@ -165,9 +254,41 @@ fn plain(s: &str) -> bool {
     !s.trim().is_empty() && !s.chars().any(char::is_control)
 }
 
-/// Parses bytes as a submission document.
+/// Checks a name (user, group, container) for emptiness, control characters and length.
+fn check_name(field: &str, what: &str, value: &str, errors: &mut Vec<FieldError>) {
+    if !plain(value) {
+        errors.push(err(
+            field,
+            format!("the {what} is empty or has control characters"),
+        ));
+    } else if value.chars().count() > MAX_NAME_CHARS {
+        errors.push(err(
+            field,
+            format!(
+                "the {what} has {} characters; OMERO names have at most {MAX_NAME_CHARS}",
+                value.chars().count()
+            ),
+        ));
+    }
+}
+
+/// Parses bytes as a submission document, refusing one larger than [`MAX_DOCUMENT_BYTES`].
 pub fn parse(bytes: &[u8]) -> Result<SubmissionDoc, IntakeError> {
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(IntakeError::Malformed(format!(
+            "the document is {} bytes; a submission is at most {MAX_DOCUMENT_BYTES} bytes (1 MiB)",
+            bytes.len()
+        )));
+    }
     serde_json::from_slice(bytes).map_err(|e| IntakeError::Malformed(e.to_string()))
+}
+
+/// The length of a parameter value as the job's environment holds it.
+fn env_value_len(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        other => other.to_string().len(),
+    }
 }
 
 /// Checks a document against the configuration in force.
@@ -184,31 +305,47 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
     }
     let id = match &doc.id {
         Some(id) => {
+            // the id names folders (staging, `biomero_<id>` on the cluster): no `.`, `..` or hidden names
             if id.is_empty()
                 || id.len() > 64
+                || id.starts_with('.')
                 || !id
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             {
                 errors.push(err(
                     "id",
-                    "an id has 1 to 64 letters, digits, '-', '_' or '.'",
+                    "an id has 1 to 64 letters, digits, '-', '_' or '.', and does not start with '.'",
                 ));
             }
             id.clone()
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    if !plain(&doc.user.name) {
+    check_name("user.name", "OMERO user name", &doc.user.name, &mut errors);
+    check_name(
+        "user.group",
+        "OMERO group name",
+        &doc.user.group,
+        &mut errors,
+    );
+    if let Some(ResultsTarget::New { name, .. }) = &doc.results {
+        check_name("results.name", "container name", name, &mut errors);
+    }
+    let inputs = doc.inputs.omero.len() + doc.inputs.paths.len();
+    if inputs > MAX_INPUTS {
         errors.push(err(
-            "user.name",
-            "the OMERO user name is empty or has control characters",
+            "inputs",
+            format!("{inputs} inputs; a submission has at most {MAX_INPUTS}: split it, or select their Dataset or Plate"),
         ));
     }
-    if !plain(&doc.user.group) {
+    if doc.parameters.len() > MAX_PARAMETERS {
         errors.push(err(
-            "user.group",
-            "the OMERO group name is empty or has control characters",
+            "parameters",
+            format!(
+                "{} parameters; a submission has at most {MAX_PARAMETERS}",
+                doc.parameters.len()
+            ),
         ));
     }
     if doc.inputs.omero.is_empty() && doc.inputs.paths.is_empty() {
@@ -239,6 +376,14 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
             errors.push(err(
                 format!("inputs.paths[{i}]"),
                 "paths are absolute paths on the shared storage",
+            ));
+        } else if p.len() > MAX_PATH_BYTES {
+            errors.push(err(
+                format!("inputs.paths[{i}]"),
+                format!(
+                    "the path is {} bytes; paths have at most {MAX_PATH_BYTES}",
+                    p.len()
+                ),
             ));
         }
     }
@@ -349,6 +494,14 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
                             ),
                         ));
                     }
+                    // as sent and as the job would see it: both within the limit
+                    Some(_) if env_value_len(v) > MAX_PARAMETER_BYTES => errors.push(err(
+                        format!("parameters.{k}"),
+                        format!(
+                            "the value is {} bytes; the job receives parameters as environment variables of at most {MAX_PARAMETER_BYTES} bytes",
+                            env_value_len(v)
+                        ),
+                    )),
                     Some(p) => match p.check_value(v) {
                         Ok(v) => {
                             typed.insert(k.clone(), v);

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod progress;
+pub mod queue_identity;
 pub mod report;
 pub mod runtime;
 pub mod serve;

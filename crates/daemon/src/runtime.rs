@@ -66,6 +66,8 @@ pub struct Runtime {
     pub cluster: Arc<ClusterCache>,
     /// The connection pool to BIOMERO.importer's database, kept between steps.
     pub importer: Arc<ImporterCache>,
+    /// The address the admin endpoint listens on (`None` when it does not).
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Runtime {

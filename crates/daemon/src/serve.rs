@@ -34,6 +34,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
     let store = Store::connect(&url)
         .await
         .with_context(|| format!("cannot open the queue at {}", stage_store::redact(&url)))?;
+    crate::queue_identity::check(&store, &settings.state_dir).await?;
     let resumed = store.resume_waiting().await?;
     if resumed > 0 {
         tracing::info!(
@@ -41,6 +42,9 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
             "submissions that waited for a capability are runnable again"
         );
     }
+    let listener = tokio::net::TcpListener::bind(&settings.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin_listen)", settings.admin_listen))?;
     let workers = usize::try_from(settings.workers).unwrap_or(1).max(1);
     let rt = Runtime {
         config: live.clone(),
@@ -52,10 +56,8 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
         sources: Arc::new(crate::sources::SourceCache::default()),
         cluster: Arc::new(crate::cluster::ClusterCache::default()),
         importer: Arc::new(crate::importer::ImporterCache::default()),
+        admin_addr: listener.local_addr().ok(),
     };
-    let listener = tokio::net::TcpListener::bind(&settings.admin_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (admin_listen)", settings.admin_listen))?;
     let shutdown = CancellationToken::new();
     let _watcher = live.spawn_watcher(Duration::from_secs(2))?;
 
@@ -67,6 +69,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
     }
     let http = tokio::spawn(crate::http::serve(rt.clone(), listener, shutdown.clone()));
     let reaper = tokio::spawn(reap_loop(rt.clone(), shutdown.clone()));
+    let resumer = tokio::spawn(resume_on_reload(rt.clone(), shutdown.clone()));
     let watchdog = tokio::spawn(watchdog_loop(rt.clone(), shutdown.clone()));
 
     let _ = sd_notify::notify(&[
@@ -85,10 +88,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
             _ = hup.recv() => {
                 let _ = sd_notify::notify(&[NotifyState::Reloading]);
                 match live.reload().await {
-                    Ok(g) => {
-                        tracing::info!(generation = g, "reloaded on SIGHUP");
-                        let _ = store.resume_waiting().await;
-                    }
+                    Ok(g) => tracing::info!(generation = g, "reloaded on SIGHUP"),
                     Err(e) => tracing::error!(error = %e, "reload on SIGHUP failed; the previous configuration stays"),
                 }
                 let _ = sd_notify::notify(&[NotifyState::Ready]);
@@ -110,9 +110,40 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
     }
     let _ = http.await;
     reaper.abort();
+    resumer.abort();
     watchdog.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// After every reload that brings a new generation, whatever triggered it (a file change,
+/// SIGHUP, the API), makes what waited on the configuration runnable again: the next claim
+/// re-checks it against the new generation, and it waits again if its cause remains.
+async fn resume_on_reload(rt: Runtime, shutdown: CancellationToken) {
+    let mut changes = rt.config.subscribe();
+    let mut seen = changes.borrow().generation;
+    loop {
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+        let generation = changes.borrow_and_update().generation;
+        if generation == seen {
+            continue; // a failed reload: the configuration in force did not change
+        }
+        seen = generation;
+        match rt.store.resume_waiting().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                generation,
+                resumed = n,
+                "configuration reloaded: submissions that waited on it are runnable again"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resume waiting submissions after a reload");
+            }
+        }
+    }
 }
 
 async fn reap_loop(rt: Runtime, shutdown: CancellationToken) {

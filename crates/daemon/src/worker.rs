@@ -491,6 +491,7 @@ mod tests {
             sources: std::sync::Arc::default(),
             cluster: std::sync::Arc::default(),
             importer: std::sync::Arc::default(),
+            admin_addr: None,
         };
         (rt, site)
     }

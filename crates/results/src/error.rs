@@ -55,6 +55,14 @@ pub enum ResultsError {
     /// A setting or a recorded value is unusable.
     #[error("{0}")]
     Invalid(String),
+    /// The folder results would be kept in reaches outside the results root.
+    #[error("results cannot be kept in {}: {reason}", path.display())]
+    Escapes {
+        /// The folder (or the component of it at fault).
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
 }
 
 impl ResultsError {

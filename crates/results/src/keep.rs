@@ -77,7 +77,9 @@ impl ResultManifest {
 pub struct KeepRequest<'a> {
     /// The downloaded `data/out`.
     pub outputs: &'a Path,
-    /// `<group folder>/.analyzed/<submission>`.
+    /// The folder holding the group folders (`results_dir`): nothing is kept outside it.
+    pub root: &'a Path,
+    /// `<group folder>/.analyzed/<submission>`, under `root`.
     pub analyzed: &'a Path,
     /// The submission id.
     pub submission: &'a str,
@@ -124,6 +126,7 @@ pub fn find_kept(analyzed: &Path, submission: &str) -> Result<Option<ResultManif
 
 /// Checks, assembles and keeps the outputs (see the module doc).
 pub fn keep(req: &KeepRequest<'_>) -> Result<ResultManifest> {
+    safety::confined_destination(req.root, req.analyzed)?;
     if let Some(m) = find_kept(req.analyzed, req.submission)? {
         return Ok(m);
     }
@@ -140,6 +143,8 @@ pub fn keep(req: &KeepRequest<'_>) -> Result<ResultManifest> {
         )));
     }
     std::fs::create_dir_all(req.analyzed).map_err(|e| ResultsError::io(req.analyzed, e))?;
+    // again, now that every folder exists: a link swapped in meanwhile is caught here
+    safety::confined_destination(req.root, req.analyzed)?;
     let now = chrono::Utc::now();
     let stamp = now.format("%Y%m%d_%H%M%S").to_string();
     let partial = req.analyzed.join(format!(".{stamp}.partial"));

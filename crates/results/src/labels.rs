@@ -37,6 +37,7 @@ fn visit(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
         return Ok(());
     }
     let node = Node::open(dir).map_err(|e| zarr_err(dir, e))?;
+    check_member_paths(dir, &node)?;
     match node.kind() {
         NodeKind::Array => return Ok(()),
         NodeKind::Labels => {
@@ -53,6 +54,79 @@ fn visit(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
     children.sort();
     for c in children {
         visit(&c, found)?;
+    }
+    Ok(())
+}
+
+/// Whether `entry` names a member of its group the way NGFF means it: `parts` plain names
+/// (no `.`, `..`, empty, absolute or backslashed part), so a reader that follows it stays
+/// inside the store.
+fn plain_member(entry: &str, parts: usize) -> bool {
+    let split: Vec<&str> = entry.split('/').collect();
+    split.len() == parts
+        && split.iter().all(|p| {
+            !p.is_empty()
+                && *p != "."
+                && *p != ".."
+                && !p.contains('\\')
+                && !p.chars().any(char::is_control)
+        })
+}
+
+/// Refuses a returned group whose metadata points readers outside it: a `labels` list entry,
+/// a plate's well path (`row/column`), a well's field path or a multiscale's dataset path
+/// that is not a plain member name. OMERO, BIOMERO.importer and ome-zarr readers follow
+/// these paths as written.
+fn check_member_paths(dir: &Path, node: &Node) -> Result<()> {
+    let ome = &node.ome;
+    let strings = |v: Option<&Value>, key: Option<&str>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| match key {
+                        Some(k) => e.get(k),
+                        None => Some(e),
+                    })
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut checks: Vec<(&str, Vec<String>, usize)> = vec![
+        ("labels", strings(ome.get("labels"), None), 1),
+        (
+            "plate.wells[].path",
+            strings(ome.get("plate").and_then(|p| p.get("wells")), Some("path")),
+            2,
+        ),
+        (
+            "well.images[].path",
+            strings(ome.get("well").and_then(|w| w.get("images")), Some("path")),
+            1,
+        ),
+    ];
+    for m in ome
+        .get("multiscales")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        checks.push((
+            "multiscales[].datasets[].path",
+            strings(m.get("datasets"), Some("path")),
+            1,
+        ));
+    }
+    for (what, entries, parts) in checks {
+        if let Some(bad) = entries.iter().find(|e| !plain_member(e, parts)) {
+            return Err(ResultsError::Unsafe {
+                path: dir.display().to_string(),
+                reason: format!(
+                    "its {what} holds `{bad}`, which does not name a member of the group (plain names only, no `..` or absolute paths); the workflow must write NGFF metadata that stays inside the store"
+                ),
+            });
+        }
     }
     Ok(())
 }

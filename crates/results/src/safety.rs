@@ -197,6 +197,65 @@ fn walk(
     Ok(())
 }
 
+/// Checks that `dest` lies under `root` through real folders only: every component of
+/// `dest` below `root` is a plain name (no `..`, no absolute part), and each that exists is a
+/// directory, not a symbolic link. A group member who replaces `.analyzed` (or any folder on
+/// the way) with a link can otherwise make the daemon write results wherever the link points.
+/// Components that do not exist yet are created by the caller, who checks again afterwards.
+pub fn confined_destination(root: &Path, dest: &Path) -> Result<()> {
+    use std::path::Component;
+    let escapes = |path: &Path, reason: String| ResultsError::Escapes {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let rel = dest.strip_prefix(root).map_err(|_| {
+        escapes(
+            dest,
+            format!("it is not under the results folder {}", root.display()),
+        )
+    })?;
+    let mut names = Vec::new();
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(escapes(
+                dest,
+                format!(
+                    "`{}` is not a plain folder name; check the group mappings",
+                    c.as_os_str().to_string_lossy()
+                ),
+            ));
+        };
+        names.push(name);
+    }
+    let mut at = root.to_path_buf();
+    for name in names {
+        at.push(name);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&at)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                return Err(escapes(
+                    &at,
+                    format!(
+                        "it is a symbolic link (to `{target}`); results are never written through links: replace it with a real folder"
+                    ),
+                ));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(escapes(
+                    &at,
+                    "it is not a folder; move it away so the results folder can be made".into(),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(ResultsError::io(&at, e)),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

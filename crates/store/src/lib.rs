@@ -13,10 +13,30 @@
 //! [`Store::reap`] returns expired leases to the queue. Any program may insert
 //! a submission row; on PostgreSQL a trigger sends `NOTIFY biomero_stage`.
 
+/// Runs `$body` once for whichever pool `$store` has, with `$pool` bound to it
+/// and `$d` to its [`Dialect`](shared::Dialect): one text, type-checked against both backends.
+macro_rules! on_either {
+    ($store:expr, |$pool:ident, $d:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite($pool) => {
+                #[allow(unused_variables)]
+                let $d = $crate::shared::Dialect::SQLITE;
+                $body
+            }
+            $crate::Backend::Postgres($pool) => {
+                #[allow(unused_variables)]
+                let $d = $crate::shared::Dialect::POSTGRES;
+                $body
+            }
+        }
+    };
+}
+
 mod error;
 pub mod model;
 mod postgres;
 mod rows;
+mod shared;
 mod sqlite;
 
 use std::sync::Arc;
@@ -31,6 +51,21 @@ pub use model::{
 
 /// The PostgreSQL notification channel.
 pub const NOTIFY_CHANNEL: &str = "biomero_stage";
+
+/// What each backend writes in its own SQL, because there the SQL really
+/// differs: claims, leases and the fencing of every step's record.
+trait Leasing {
+    /// Claims one runnable submission under a new lease `token`.
+    async fn claim(&self, owner: &str, token: &str, lease: Duration) -> Result<Option<Claim>>;
+    /// Extends the lease; `true` when a cancellation was requested meanwhile.
+    async fn renew(&self, c: &Claim, lease: Duration) -> Result<bool>;
+    /// Records a transition if the lease holds, and gives the lease back when `release`.
+    async fn advance(&self, c: &Claim, t: &Transition, release: bool) -> Result<Submission>;
+    /// Gives the lease back.
+    async fn release(&self, c: &Claim) -> Result<()>;
+    /// Removes expired leases, recording each; returns how many.
+    async fn reap(&self) -> Result<u64>;
+}
 
 #[derive(Clone)]
 enum Backend {
@@ -54,18 +89,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// The URL without its password.
+/// The URL without its password (in the user info or a query parameter).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    stage_common::redact_url(url)
 }
 
 impl Store {
@@ -76,7 +102,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(postgres::connect(url).await?)
         } else {
-            return Err(StoreError::Url(url.to_owned()));
+            return Err(StoreError::Url(redact(url)));
         };
         Ok(Store {
             backend,
@@ -95,67 +121,15 @@ impl Store {
         redact(&self.url)
     }
 
-    /// A round trip to the database.
-    pub async fn ping(&self) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
-            Backend::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
-        }
-        .map_err(StoreError::from)
-    }
-
-    /// Enqueues a submission; a second submission with the same id returns the first (`false`).
-    pub async fn insert(&self, new: &NewSubmission) -> Result<(Submission, bool)> {
-        let r = match &self.backend {
-            Backend::Sqlite(p) => sqlite::insert(p, new).await,
-            Backend::Postgres(p) => postgres::insert(p, new).await,
-        }?;
-        if r.1 {
-            self.wake.notify_waiters();
-        }
-        Ok(r)
-    }
-
-    /// A submission by id.
-    pub async fn get(&self, id: &str) -> Result<Option<Submission>> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::get(p, id).await,
-            Backend::Postgres(p) => postgres::get(p, id).await,
-        }
-    }
-
-    /// Submissions, newest first.
-    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Submission>> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::list(p, filter).await,
-            Backend::Postgres(p) => postgres::list(p, filter).await,
-        }
-    }
-
-    /// A submission's history, oldest first.
-    pub async fn events(&self, id: &str) -> Result<Vec<Event>> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::events(p, id).await,
-            Backend::Postgres(p) => postgres::events(p, id).await,
-        }
-    }
-
     /// Claims one runnable submission for `owner` for `lease`.
     pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Claim>> {
         let token = uuid::Uuid::new_v4().to_string();
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::claim(p, owner, &token, lease).await,
-            Backend::Postgres(p) => postgres::claim(p, owner, &token, lease).await,
-        }
+        on_either!(self, |p, _d| p.claim(owner, &token, lease).await)
     }
 
     /// Extends a claim's lease: still held, held with a cancellation requested meanwhile, or lost.
     pub async fn renew(&self, claim: &Claim, lease: Duration) -> Result<Renewal> {
-        let renewed = match &self.backend {
-            Backend::Sqlite(p) => sqlite::renew(p, claim, lease).await,
-            Backend::Postgres(p) => postgres::renew(p, claim, lease).await,
-        };
-        match renewed {
+        match on_either!(self, |p, _d| p.renew(claim, lease).await) {
             Ok(false) => Ok(Renewal::Held),
             Ok(true) => Ok(Renewal::CancelRequested),
             Err(StoreError::LeaseLost(_)) => Ok(Renewal::Lost),
@@ -165,78 +139,28 @@ impl Store {
 
     /// Records a step's outcome and updates the submission, if the claim still holds.
     pub async fn advance(&self, claim: &Claim, t: &Transition) -> Result<Submission> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::advance(p, claim, t).await,
-            Backend::Postgres(p) => postgres::advance(p, claim, t).await,
-        }
+        on_either!(self, |p, _d| p.advance(claim, t, false).await)
     }
 
     /// Records a step's outcome and gives the claim back, in one transaction.
     pub async fn advance_and_release(&self, claim: &Claim, t: &Transition) -> Result<Submission> {
-        let s = match &self.backend {
-            Backend::Sqlite(p) => sqlite::advance_and_release(p, claim, t).await,
-            Backend::Postgres(p) => postgres::advance_and_release(p, claim, t).await,
-        }?;
+        let s = on_either!(self, |p, _d| p.advance(claim, t, true).await)?;
         self.wake.notify_waiters();
         Ok(s)
     }
 
     /// Gives a claim back (the submission becomes claimable again at once).
     pub async fn release(&self, claim: &Claim) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::release(p, claim).await,
-            Backend::Postgres(p) => postgres::release(p, claim).await,
-        }
+        on_either!(self, |p, _d| p.release(claim).await)
     }
 
     /// Removes expired leases (recording a `lease_expired` event); returns how many.
     pub async fn reap(&self) -> Result<u64> {
-        let n = match &self.backend {
-            Backend::Sqlite(p) => sqlite::reap(p).await,
-            Backend::Postgres(p) => postgres::reap(p).await,
-        }?;
+        let n = on_either!(self, |p, _d| p.reap().await)?;
         if n > 0 {
             self.wake.notify_waiters();
         }
         Ok(n)
-    }
-
-    /// Asks for a submission to be cancelled (the worker that holds it, or the next to claim it, stops it).
-    pub async fn request_cancel(&self, id: &str) -> Result<Submission> {
-        let s = match &self.backend {
-            Backend::Sqlite(p) => sqlite::request_cancel(p, id).await,
-            Backend::Postgres(p) => postgres::request_cancel(p, id).await,
-        }?;
-        self.wake.notify_waiters();
-        Ok(s)
-    }
-
-    /// Makes submissions that waited for a capability runnable again (after an upgrade or reload).
-    pub async fn resume_waiting(&self) -> Result<u64> {
-        let n = match &self.backend {
-            Backend::Sqlite(p) => sqlite::resume_waiting(p).await,
-            Backend::Postgres(p) => postgres::resume_waiting(p).await,
-        }?;
-        if n > 0 {
-            self.wake.notify_waiters();
-        }
-        Ok(n)
-    }
-
-    /// Number of submissions in each state.
-    pub async fn counts_by_state(&self) -> Result<Vec<(State, i64)>> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::counts(p).await,
-            Backend::Postgres(p) => postgres::counts(p).await,
-        }
-    }
-
-    /// Submissions that could be claimed now.
-    pub async fn queue_depth(&self) -> Result<i64> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::depth(p).await,
-            Backend::Postgres(p) => postgres::depth(p).await,
-        }
     }
 
     /// Waits until something may be claimable: a notification (PostgreSQL
@@ -298,21 +222,4 @@ pub(crate) fn merged_data(data: &Value, t: &Transition) -> Value {
         d.insert(t.step.clone(), t.detail.clone());
     }
     Value::Object(d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_not_shown() {
-        assert_eq!(
-            redact("postgres://biomero:secret@db:5432/x"),
-            "postgres://biomero:***@db:5432/x"
-        );
-        assert_eq!(
-            redact("sqlite:///var/lib/q.sqlite"),
-            "sqlite:///var/lib/q.sqlite"
-        );
-    }
 }

@@ -9,11 +9,10 @@ use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::Leasing;
 use crate::error::{Result, StoreError};
-use crate::model::{
-    Claim, Event, ListFilter, NewSubmission, Outcome, State, Submission, Transition,
-};
-use crate::rows::{self, select_events, select_submissions};
+use crate::model::{Claim, Outcome, Submission, Transition};
+use crate::rows::{self, select_submissions};
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -91,365 +90,205 @@ fn is_locked(e: &StoreError) -> bool {
     e.to_string().contains("database is locked")
 }
 
-pub(crate) async fn get(p: &SqlitePool, id: &str) -> Result<Option<Submission>> {
-    let r = sqlx::query(select_submissions!("WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(p)
-        .await?;
-    r.as_ref().map(rows::submission).transpose()
-}
-
-pub(crate) async fn insert(p: &SqlitePool, new: &NewSubmission) -> Result<(Submission, bool)> {
-    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-    let now = now_ms();
-    let inserted = sqlx::query(
-        "INSERT INTO biomero_stage_submissions (id, workflow, request, state, next_attempt_at, claimable_at, created_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&new.id)
-    .bind(&new.workflow)
-    .bind(new.request.to_string())
-    .bind(now)
-    .bind(now)
-    .bind(now)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted {
-        sqlx::query(
-            "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, 1, 'intake', 'accepted', 'received', ?, ?)",
+impl Leasing for SqlitePool {
+    async fn claim(&self, owner: &str, token: &str, lease: Duration) -> Result<Option<Claim>> {
+        // SQLite has one writer at a time (BEGIN IMMEDIATE), so select-then-lease
+        // is atomic. As on PostgreSQL, a claimed submission's claimable_at moves to
+        // its lease expiry, so the ordered index scan skips held rows and an expired
+        // lease makes its submission claimable by itself.
+        let mut tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT s.id FROM biomero_stage_submissions s WHERE s.done = 0 AND s.waiting_for IS NULL AND s.claimable_at <= ? AND NOT EXISTS (SELECT 1 FROM biomero_stage_leases l WHERE l.submission_id = s.id AND l.expires_at > ?) ORDER BY s.claimable_at, s.created_at LIMIT 1",
         )
-        .bind(&new.id)
-        .bind(serde_json::json!({ "workflow": new.workflow }).to_string())
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let until = now + lease_ms(lease);
+        sqlx::query(
+            "INSERT INTO biomero_stage_leases (submission_id, owner, token, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (submission_id) DO UPDATE SET owner = excluded.owner, token = excluded.token, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+        )
+        .bind(&id)
+        .bind(owner)
+        .bind(token)
+        .bind(now)
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE biomero_stage_submissions SET claimable_at = ? WHERE id = ?")
+            .bind(until)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(select_submissions!("WHERE id = ?"))
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let submission = rows::submission(&row)?;
+        tx.commit().await?;
+        Ok(Some(Claim {
+            submission,
+            token: token.to_owned(),
+            owner: owner.to_owned(),
+        }))
+    }
+
+    async fn renew(&self, c: &Claim, lease: Duration) -> Result<bool> {
+        let mut tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        let until = now + lease_ms(lease);
+        let n = sqlx::query(
+            "UPDATE biomero_stage_leases SET expires_at = ? WHERE submission_id = ? AND token = ? AND expires_at > ?",
+        )
+        .bind(until)
+        .bind(&c.submission.id)
+        .bind(&c.token)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::LeaseLost(c.submission.id.clone()));
+        }
+        let cancel: i64 = sqlx::query_scalar(
+            "UPDATE biomero_stage_submissions SET claimable_at = MAX(next_attempt_at, ?) WHERE id = ? RETURNING cancel_requested",
+        )
+        .bind(until)
+        .bind(&c.submission.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(cancel != 0)
+    }
+
+    async fn advance(&self, c: &Claim, t: &Transition, release: bool) -> Result<Submission> {
+        let mut tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        let held_until: Option<i64> = sqlx::query_scalar(
+            "SELECT expires_at FROM biomero_stage_leases WHERE submission_id = ? AND token = ? AND expires_at > ?",
+        )
+        .bind(&c.submission.id)
+        .bind(&c.token)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(held_until) = held_until else {
+            return Err(StoreError::LeaseLost(c.submission.id.clone()));
+        };
+        let row = sqlx::query(select_submissions!("WHERE id = ?"))
+            .bind(&c.submission.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let current = rows::submission(&row)?;
+        let state = t.state.unwrap_or(current.state);
+        let data = crate::merged_data(&current.data, t);
+        let attempts = match t.outcome {
+            Outcome::Retrying => current.attempts + 1,
+            Outcome::Succeeded => 0,
+            _ => current.attempts,
+        };
+        // while the claim is kept, the row stays out of the claimable range until the lease expires
+        let next = t.retry_at.map_or(now, ms);
+        let claimable = if release { next } else { next.max(held_until) };
+        sqlx::query(
+            "UPDATE biomero_stage_submissions SET state = ?, done = ?, waiting_for = ?, error = COALESCE(?, CASE WHEN ? THEN NULL ELSE error END), attempts = ?, next_attempt_at = ?, claimable_at = ?, data = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(state.as_str())
+        .bind(t.done)
+        .bind(&t.waiting_for)
+        .bind(&t.error)
+        .bind(t.outcome == Outcome::Succeeded)
+        .bind(i64::from(attempts))
+        .bind(next)
+        .bind(claimable)
+        .bind(data.to_string())
+        .bind(now)
+        .bind(&c.submission.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = ?), ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.submission.id)
+        .bind(&c.submission.id)
+        .bind(&t.step)
+        .bind(t.outcome.as_str())
+        .bind(state.as_str())
+        .bind(t.detail.to_string())
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    }
-    tx.commit().await?;
-    let s = get(p, &new.id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(new.id.clone()))?;
-    Ok((s, inserted))
-}
-
-pub(crate) async fn list(p: &SqlitePool, f: &ListFilter) -> Result<Vec<Submission>> {
-    let limit = rows::list_limit(f);
-    let rows = match f.state {
-        Some(st) => {
-            sqlx::query(select_submissions!(
-                "WHERE state = ? ORDER BY created_at DESC, id LIMIT ?"
-            ))
-            .bind(st.as_str())
-            .bind(limit)
-            .fetch_all(p)
-            .await?
-        }
-        None => {
-            sqlx::query(select_submissions!("ORDER BY created_at DESC, id LIMIT ?"))
-                .bind(limit)
-                .fetch_all(p)
-                .await?
-        }
-    };
-    rows.iter().map(rows::submission).collect()
-}
-
-pub(crate) async fn events(p: &SqlitePool, id: &str) -> Result<Vec<Event>> {
-    let rows = sqlx::query(select_events!("?"))
-        .bind(id)
-        .fetch_all(p)
-        .await?;
-    rows.iter().map(|r| rows::event(id, r)).collect()
-}
-
-pub(crate) async fn claim(
-    p: &SqlitePool,
-    owner: &str,
-    token: &str,
-    lease: Duration,
-) -> Result<Option<Claim>> {
-    // SQLite has one writer at a time (BEGIN IMMEDIATE), so select-then-lease
-    // is atomic. As on PostgreSQL, a claimed submission's claimable_at moves to
-    // its lease expiry, so the ordered index scan skips held rows and an expired
-    // lease makes its submission claimable by itself.
-    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-    let now = now_ms();
-    let id: Option<String> = sqlx::query_scalar(
-        "SELECT s.id FROM biomero_stage_submissions s WHERE s.done = 0 AND s.waiting_for IS NULL AND s.claimable_at <= ? AND NOT EXISTS (SELECT 1 FROM biomero_stage_leases l WHERE l.submission_id = s.id AND l.expires_at > ?) ORDER BY s.claimable_at, s.created_at LIMIT 1",
-    )
-    .bind(now)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(id) = id else {
-        tx.commit().await?;
-        return Ok(None);
-    };
-    let until = now + lease_ms(lease);
-    sqlx::query(
-        "INSERT INTO biomero_stage_leases (submission_id, owner, token, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (submission_id) DO UPDATE SET owner = excluded.owner, token = excluded.token, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
-    )
-    .bind(&id)
-    .bind(owner)
-    .bind(token)
-    .bind(now)
-    .bind(until)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE biomero_stage_submissions SET claimable_at = ? WHERE id = ?")
-        .bind(until)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    let row = sqlx::query(select_submissions!("WHERE id = ?"))
-        .bind(&id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let submission = rows::submission(&row)?;
-    tx.commit().await?;
-    Ok(Some(Claim {
-        submission,
-        token: token.to_owned(),
-        owner: owner.to_owned(),
-    }))
-}
-
-pub(crate) async fn renew(p: &SqlitePool, c: &Claim, lease: Duration) -> Result<bool> {
-    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-    let now = now_ms();
-    let until = now + lease_ms(lease);
-    let n = sqlx::query(
-        "UPDATE biomero_stage_leases SET expires_at = ? WHERE submission_id = ? AND token = ? AND expires_at > ?",
-    )
-    .bind(until)
-    .bind(&c.submission.id)
-    .bind(&c.token)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(StoreError::LeaseLost(c.submission.id.clone()));
-    }
-    let cancel: i64 = sqlx::query_scalar(
-        "UPDATE biomero_stage_submissions SET claimable_at = MAX(next_attempt_at, ?) WHERE id = ? RETURNING cancel_requested",
-    )
-    .bind(until)
-    .bind(&c.submission.id)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(cancel != 0)
-}
-
-pub(crate) async fn advance(p: &SqlitePool, c: &Claim, t: &Transition) -> Result<Submission> {
-    advance_in(p, c, t, false).await
-}
-
-pub(crate) async fn advance_and_release(
-    p: &SqlitePool,
-    c: &Claim,
-    t: &Transition,
-) -> Result<Submission> {
-    advance_in(p, c, t, true).await
-}
-
-async fn advance_in(
-    p: &SqlitePool,
-    c: &Claim,
-    t: &Transition,
-    release: bool,
-) -> Result<Submission> {
-    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-    let now = now_ms();
-    let held_until: Option<i64> = sqlx::query_scalar(
-        "SELECT expires_at FROM biomero_stage_leases WHERE submission_id = ? AND token = ? AND expires_at > ?",
-    )
-    .bind(&c.submission.id)
-    .bind(&c.token)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(held_until) = held_until else {
-        return Err(StoreError::LeaseLost(c.submission.id.clone()));
-    };
-    let row = sqlx::query(select_submissions!("WHERE id = ?"))
-        .bind(&c.submission.id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let current = rows::submission(&row)?;
-    let state = t.state.unwrap_or(current.state);
-    let data = crate::merged_data(&current.data, t);
-    let attempts = match t.outcome {
-        Outcome::Retrying => current.attempts + 1,
-        Outcome::Succeeded => 0,
-        _ => current.attempts,
-    };
-    // while the claim is kept, the row stays out of the claimable range until the lease expires
-    let next = t.retry_at.map_or(now, ms);
-    let claimable = if release { next } else { next.max(held_until) };
-    sqlx::query(
-        "UPDATE biomero_stage_submissions SET state = ?, done = ?, waiting_for = ?, error = COALESCE(?, CASE WHEN ? THEN NULL ELSE error END), attempts = ?, next_attempt_at = ?, claimable_at = ?, data = ?, updated_at = ? WHERE id = ?",
-    )
-    .bind(state.as_str())
-    .bind(t.done)
-    .bind(&t.waiting_for)
-    .bind(&t.error)
-    .bind(t.outcome == Outcome::Succeeded)
-    .bind(i64::from(attempts))
-    .bind(next)
-    .bind(claimable)
-    .bind(data.to_string())
-    .bind(now)
-    .bind(&c.submission.id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = ?), ?, ?, ?, ?, ?)",
-    )
-    .bind(&c.submission.id)
-    .bind(&c.submission.id)
-    .bind(&t.step)
-    .bind(t.outcome.as_str())
-    .bind(state.as_str())
-    .bind(t.detail.to_string())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let row = sqlx::query(select_submissions!("WHERE id = ?"))
-        .bind(&c.submission.id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let s = rows::submission(&row)?;
-    if release {
-        sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND token = ?")
+        let row = sqlx::query(select_submissions!("WHERE id = ?"))
             .bind(&c.submission.id)
-            .bind(&c.token)
+            .fetch_one(&mut *tx)
+            .await?;
+        let s = rows::submission(&row)?;
+        if release {
+            sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND token = ?")
+                .bind(&c.submission.id)
+                .bind(&c.token)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    async fn release(&self, c: &Claim) -> Result<()> {
+        // the row becomes claimable at its next_attempt_at (now, unless a retry backoff is pending)
+        let mut tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        let released =
+            sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND token = ?")
+                .bind(&c.submission.id)
+                .bind(&c.token)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if released > 0 {
+            sqlx::query(
+                "UPDATE biomero_stage_submissions SET claimable_at = next_attempt_at WHERE id = ?",
+            )
+            .bind(&c.submission.id)
             .execute(&mut *tx)
             .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
-    tx.commit().await?;
-    Ok(s)
-}
 
-pub(crate) async fn release(p: &SqlitePool, c: &Claim) -> Result<()> {
-    // the row becomes claimable at its next_attempt_at (now, unless a retry backoff is pending)
-    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-    let released =
-        sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND token = ?")
-            .bind(&c.submission.id)
-            .bind(&c.token)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-    if released > 0 {
-        sqlx::query(
-            "UPDATE biomero_stage_submissions SET claimable_at = next_attempt_at WHERE id = ?",
+    async fn reap(&self) -> Result<u64> {
+        let mut tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        let expired: Vec<(String, String)> = sqlx::query_as(
+            "SELECT l.submission_id, s.state FROM biomero_stage_leases l JOIN biomero_stage_submissions s ON s.id = l.submission_id WHERE l.expires_at <= ?",
         )
-        .bind(&c.submission.id)
-        .execute(&mut *tx)
+        .bind(now)
+        .fetch_all(&mut *tx)
         .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(crate) async fn reap(p: &SqlitePool) -> Result<u64> {
-    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-    let now = now_ms();
-    let expired: Vec<(String, String)> = sqlx::query_as(
-        "SELECT l.submission_id, s.state FROM biomero_stage_leases l JOIN biomero_stage_submissions s ON s.id = l.submission_id WHERE l.expires_at <= ?",
-    )
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
-    for (id, state) in &expired {
-        sqlx::query("DELETE FROM biomero_stage_leases WHERE submission_id = ? AND expires_at <= ?")
+        for (id, state) in &expired {
+            sqlx::query(
+                "DELETE FROM biomero_stage_leases WHERE submission_id = ? AND expires_at <= ?",
+            )
             .bind(id)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = ?), 'lease', 'lease_expired', ?, '{}', ?)",
-        )
-        .bind(id)
-        .bind(id)
-        .bind(state)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(expired.len() as u64)
-}
-
-pub(crate) async fn request_cancel(p: &SqlitePool, id: &str) -> Result<Submission> {
-    let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-    let now = now_ms();
-    let row = sqlx::query(select_submissions!("WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else {
-        return Err(StoreError::NotFound(id.to_owned()));
-    };
-    let s = rows::submission(&row)?;
-    if s.done {
-        return Err(StoreError::AlreadyFinished {
-            id: id.to_owned(),
-            state: s.state.to_string(),
-        });
-    }
-    if !s.cancel_requested {
-        sqlx::query(
-            // a held submission stays with its holder, who sees the request when it renews
-            "UPDATE biomero_stage_submissions SET cancel_requested = 1, waiting_for = NULL, next_attempt_at = ?, claimable_at = MAX(?, COALESCE((SELECT expires_at FROM biomero_stage_leases WHERE submission_id = biomero_stage_submissions.id), 0)), updated_at = ? WHERE id = ?",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = ?), 'cancel', 'cancel_requested', ?, '{}', ?)",
-        )
-        .bind(id)
-        .bind(id)
-        .bind(s.state.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    get(p, id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(id.to_owned()))
-}
-
-pub(crate) async fn resume_waiting(p: &SqlitePool) -> Result<u64> {
-    Ok(sqlx::query("UPDATE biomero_stage_submissions SET waiting_for = NULL, next_attempt_at = ?1, claimable_at = ?1 WHERE waiting_for IS NOT NULL AND done = 0")
-        .bind(now_ms())
-        .execute(p)
-        .await?
-        .rows_affected())
-}
-
-pub(crate) async fn counts(p: &SqlitePool) -> Result<Vec<(State, i64)>> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT state, COUNT(*) FROM biomero_stage_submissions GROUP BY state")
-            .fetch_all(p)
+            sqlx::query(
+                "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = ?), 'lease', 'lease_expired', ?, '{}', ?)",
+            )
+            .bind(id)
+            .bind(id)
+            .bind(state)
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
-    Ok(rows::state_counts(rows))
-}
-
-pub(crate) async fn depth(p: &SqlitePool) -> Result<i64> {
-    let now = now_ms();
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM biomero_stage_submissions WHERE done = 0 AND waiting_for IS NULL AND claimable_at <= ?",
-    )
-    .bind(now)
-    .fetch_one(p)
-    .await?)
+        }
+        tx.commit().await?;
+        Ok(expired.len() as u64)
+    }
 }

@@ -11,6 +11,8 @@ use crate::error::{ClusterError, Result};
 /// Copies the tree at `from` into `to` (files already there and equal are kept), then verifies.
 pub fn copy_tree(from: &Path, to: &Path) -> Result<TransferReport> {
     let started = Instant::now();
+    // a copy killed midway leaves its temporary files; they are no part of the tree
+    sweep_partials(to)?;
     let want = listing::local(from)?;
     if want.files.is_empty() {
         return Err(ClusterError::Invalid(format!(
@@ -47,9 +49,67 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<TransferReport> {
     })
 }
 
+/// Whether `name` is a temporary file of [`copy_tree`] (`.<name>.partial-<pid>`).
+fn is_partial(name: &str) -> bool {
+    name.starts_with('.')
+        && name.rsplit_once(".partial-").is_some_and(|(stem, pid)| {
+            stem.len() > 1 && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// Removes the temporary files an interrupted [`copy_tree`] left under `root`.
+fn sweep_partials(root: &Path) -> Result<()> {
+    if !root.is_dir() {
+        return Ok(());
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| ClusterError::io(&d, e))? {
+            let e = e.map_err(|e| ClusterError::io(&d, e))?;
+            let ft = e.file_type().map_err(|er| ClusterError::io(e.path(), er))?;
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if e.file_name().to_str().is_some_and(is_partial) {
+                std::fs::remove_file(e.path()).map_err(|er| ClusterError::io(e.path(), er))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_killed_midway_leaves_no_temporary_file_in_the_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let (from, to) = (d.path().join("from"), d.path().join("to"));
+        std::fs::create_dir_all(from.join("a")).unwrap();
+        std::fs::write(from.join("a/x.tif"), b"12345").unwrap();
+        // what a kill -9 between copy and rename leaves behind (another process id)
+        std::fs::create_dir_all(to.join("a")).unwrap();
+        std::fs::write(to.join("a/.x.tif.partial-4242"), b"123").unwrap();
+        std::fs::write(to.join(".y.partial-1"), b"1").unwrap();
+        let r = copy_tree(&from, &to).unwrap();
+        assert_eq!(r.files, 1);
+        let mut left: Vec<String> = listing::local_files(&to)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a/x.tif"]);
+        // names that only look alike stay
+        for keep in [
+            ".partial-12",
+            "x.partial-12",
+            ".x.partial-",
+            ".x.partial-1a",
+        ] {
+            assert!(!is_partial(keep), "{keep}");
+        }
+    }
 
     #[test]
     fn a_local_copy_resumes_and_verifies() {

@@ -55,6 +55,7 @@ impl Transport for MountedCopy {
             if empty {
                 return Err(ClusterError::EmptyOutput(from.display().to_string()));
             }
+            refuse_hard_links(&from)?;
             local::copy_tree(&from, &to)
         })
         .await
@@ -74,4 +75,45 @@ impl Transport for MountedCopy {
         )
         .await
     }
+}
+
+/// Refuses outputs that are hard links to files outside the job's folder. A copy makes each
+/// one a file of its own, so the check on the copy (`stage-results`' safety scan) could no
+/// longer see that the job linked a file it does not own (another user's data, a secret)
+/// into its outputs; over SSH, tar carries the link and that scan refuses it. A link between
+/// two names inside the job's folder (an output sharing an input's unchanged file) is the
+/// job's own data and is kept. Symbolic links and special files are refused by the listing.
+fn refuse_hard_links(outputs: &Path) -> Result<()> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .map(|m| ((m.dev(), m.ino()), m.nlink()))
+            .map_err(|e| ClusterError::io(path, e))
+    };
+    let mut linked: Vec<(String, (u64, u64), u64)> = Vec::new();
+    for (rel, _) in crate::transfer::listing::local_files(outputs)? {
+        let (key, nlink) = inode(&outputs.join(&rel))?;
+        if nlink > 1 {
+            linked.push((rel, key, nlink));
+        }
+    }
+    if linked.is_empty() {
+        return Ok(());
+    }
+    // every name of each linked file that lies inside the job's folder (`<job>/data/out/..`)
+    let job = outputs.parent().and_then(Path::parent).unwrap_or(outputs);
+    let mut names: HashMap<(u64, u64), u64> = HashMap::new();
+    for (rel, _) in crate::transfer::listing::local_files(job)? {
+        let (key, _) = inode(&job.join(&rel))?;
+        *names.entry(key).or_default() += 1;
+    }
+    for (rel, key, nlink) in linked {
+        if names.get(&key).copied().unwrap_or(0) < nlink {
+            return Err(ClusterError::Invalid(format!(
+                "the job's output is refused: {rel}: is a hard link to a file outside the job's folder ({nlink} names for one file); outputs must be files of their own"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -361,6 +361,13 @@ fn check_parameter(p: &Parameter) -> Result<(), String> {
             p.id
         ));
     }
+    if let Some(why) = reserved_variable(&p.env_name()) {
+        return Err(format!(
+            "parameter `{}` would set the job's `{}`, which {why}; rename the parameter in the descriptor",
+            p.id,
+            p.env_name()
+        ));
+    }
     let flag_ok = p.flag.starts_with('-')
         && p.flag
             .chars()
@@ -372,6 +379,59 @@ fn check_parameter(p: &Parameter) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The variables biomero-stage sets for every job (docs/contracts.md#the-job).
+pub const JOB_VARIABLES: [&str; 7] = [
+    "DATA_PATH",
+    "IMAGE_PATH",
+    "IMAGE_VERSION",
+    "SINGULARITY_IMAGE",
+    "SCRIPT_PATH",
+    "APPTAINER_BINDPATH",
+    "GPU_FLAG",
+];
+
+/// System variables a job's shell, loader or scheduler reads, which no parameter may set.
+const SYSTEM_VARIABLES: [&str; 14] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "SHELL",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "PWD",
+    "TMPDIR",
+    "LANG",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "CDPATH",
+    "PS4",
+];
+
+/// Prefixes of variables the loader, Slurm and the container runtime read.
+const SYSTEM_PREFIXES: [&str; 6] = [
+    "LD_",
+    "SLURM_",
+    "SBATCH_",
+    "APPTAINER",
+    "SINGULARITY",
+    "BASH_FUNC_",
+];
+
+/// Why a parameter may not set the environment variable `name` (upper case), if it may not.
+pub fn reserved_variable(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    if JOB_VARIABLES.contains(&upper.as_str()) {
+        Some("biomero-stage sets for every job")
+    } else if SYSTEM_VARIABLES.contains(&upper.as_str()) {
+        Some("the job's shell and programs rely on")
+    } else if SYSTEM_PREFIXES.iter().any(|p| upper.starts_with(p)) {
+        Some("belongs to the loader, Slurm or the container runtime")
+    } else {
+        None
+    }
 }
 
 /// Reads a string field, or a default.
@@ -600,6 +660,48 @@ mod tests {
             parse(bilayers, "c").unwrap().format,
             DescriptorFormat::Bilayers
         );
+    }
+
+    /// No parameter may set a variable the job, its shell, the loader, Slurm or the
+    /// container runtime relies on, whatever the case of its id and whatever the dialect.
+    #[test]
+    fn parameters_named_like_job_or_system_variables_are_refused() {
+        let biaflows = |id: &str| {
+            format!(
+                r#"{{"schema-version":"cytomine-0.1","name":"x","container-image":{{"image":"a/b","type":"singularity"}},"inputs":[{{"id":"{id}","type":"String","command-line-flag":"--{id}","value-key":"@ID","default-value":"v"}}]}}"#
+            )
+        };
+        let reserved = JOB_VARIABLES.iter().map(|v| v.to_ascii_lowercase()).chain(
+            [
+                "path",
+                "Path",
+                "home",
+                "ld_preload",
+                "LD_LIBRARY_PATH",
+                "slurm_job_id",
+                "apptainer_bind",
+                "singularityenv_x",
+                "bash_env",
+                "ifs",
+                "pythonpath",
+            ]
+            .map(String::from),
+        );
+        for id in reserved {
+            let e = parse(biaflows(&id).as_bytes(), "d.json")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("parameter `{id}`")) && e.contains("rename"),
+                "{e}"
+            );
+        }
+        for id in ["diameter", "data_dir", "path_prefix", "model_path"] {
+            assert!(parse(biaflows(id).as_bytes(), "d.json").is_ok(), "{id}");
+        }
+        let bilayers = b"docker_image:\n  org: o\n  name: n\ninputs: []\nparameters:\n  - name: data_path\n    type: textbox\n    cli_tag: --data_path\n    default: x\n";
+        let e = parse(bilayers, "config.yaml").unwrap_err().to_string();
+        assert!(e.contains("DATA_PATH"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use stage_config::live::load_snapshot;
 use stage_config::registry::DescriptorRefresh;
-use stage_store::{ListFilter, NewSubmission, Store};
+use stage_store::{ListFilter, Store};
 
 use super::GlobalArgs;
 use crate::intake;
@@ -98,7 +98,9 @@ pub(super) async fn submit(a: &SubmitArgs, global: &GlobalArgs) -> anyhow::Resul
             if a.json {
                 let fields = match &e {
                     intake::IntakeError::Invalid(f) => json!(f),
-                    intake::IntakeError::Malformed(_) => json!([]),
+                    intake::IntakeError::Malformed(_) | intake::IntakeError::Conflict { .. } => {
+                        json!([])
+                    }
                 };
                 println!(
                     "{}",
@@ -111,14 +113,21 @@ pub(super) async fn submit(a: &SubmitArgs, global: &GlobalArgs) -> anyhow::Resul
         }
     };
     let store = open_store(global).await?;
-    let request = serde_json::to_value(&accepted.doc)?;
-    let (s, created) = store
-        .insert(&NewSubmission {
-            id: accepted.id,
-            workflow: accepted.doc.workflow.clone(),
-            request,
-        })
-        .await?;
+    let (s, created) = match intake::enqueue(&store, accepted).await {
+        Ok(r) => r,
+        Err(intake::EnqueueError::Refused(e)) => {
+            if a.json {
+                println!(
+                    "{}",
+                    json!({"ok": false, "error": e.to_string(), "fields": []})
+                );
+            } else {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(intake::EnqueueError::Store(e)) => return Err(e.into()),
+    };
     if a.json {
         println!(
             "{}",

@@ -2,30 +2,37 @@
 //!
 //! `GET /healthz`, `/readyz`, `/metrics`; `GET/POST /api/v1/submissions`,
 //! `GET /api/v1/submissions/{id}`, `POST /api/v1/submissions/{id}/cancel`,
-//! `GET /api/v1/workflows`, `GET /api/v1/check-setup`. Calls that change something need
-//! `Authorization: Bearer <admin token>`; without a configured token they are
-//! refused. Request bodies are limited to 1 MiB. Every error is JSON of one
-//! shape: `{"error": {"code": …, "message": …, "fields": [{field, message}]}}`.
+//! `GET /api/v1/workflows`, `GET /api/v1/check-setup`. Every `/api/v1` call needs
+//! `Authorization: Bearer <admin token>` when a token is configured; without one,
+//! changes are refused and reads are served only on a loopback address. Health,
+//! readiness and metrics hold no user data and stay open. Request bodies are
+//! limited to 1 MiB, headers must arrive within 10 s and a request ends within
+//! 60 s. Every error is JSON of one shape:
+//! `{"error": {"code": …, "message": …, "fields": [{field, message}]}}`.
 
 mod health;
 mod setup;
 mod submissions;
 
-use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::intake::FieldError;
 use crate::runtime::Runtime;
 
-/// The largest request body accepted.
-pub const BODY_LIMIT: usize = 1 << 20;
+/// The largest request body accepted: a submission's limit, as on every intake.
+pub const BODY_LIMIT: usize = crate::intake::MAX_DOCUMENT_BYTES;
 
 /// An API error with its status.
 #[derive(Debug)]
@@ -77,36 +84,51 @@ impl From<stage_store::StoreError> for ApiError {
 impl From<crate::intake::IntakeError> for ApiError {
     fn from(e: crate::intake::IntakeError) -> Self {
         match e {
-            crate::intake::IntakeError::Malformed(m) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "malformed", m)
+            crate::intake::IntakeError::Malformed(ref m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed", m.clone())
             }
-            crate::intake::IntakeError::Invalid(fields) => ApiError {
+            crate::intake::IntakeError::Invalid(ref fields) => ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "invalid_submission",
                 message: "the submission was refused; see fields".into(),
-                fields,
+                fields: fields.clone(),
             },
+            crate::intake::IntakeError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "id_conflict", e.to_string())
+            }
         }
     }
 }
 
-/// Checks the bearer token of a mutating call.
-pub(crate) fn authorize(rt: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
-    let config = rt.config.current();
-    let expected = config.settings.settings.admin_token().ok().flatten();
-    let Some(expected) = expected else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "no_admin_token",
-            "no admin token is configured, so changes through the API are disabled; set admin_token_file",
-        ));
-    };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into() {
+impl From<crate::intake::EnqueueError> for ApiError {
+    fn from(e: crate::intake::EnqueueError) -> Self {
+        match e {
+            crate::intake::EnqueueError::Refused(e) => e.into(),
+            crate::intake::EnqueueError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is matched
+/// without regard to case (RFC 7235 §2.1).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether the request carries `expected` as its bearer token (compared in constant time).
+fn holds(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    let given = bearer(headers).unwrap_or("");
+    if !expected.is_empty()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            expected.as_bytes(),
+        ))
+    {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -117,12 +139,67 @@ pub(crate) fn authorize(rt: &Runtime, headers: &HeaderMap) -> Result<(), ApiErro
     }
 }
 
+/// The admin token in force, or the refusal when it cannot be read.
+fn admin_token(rt: &Runtime) -> Result<Option<String>, ApiError> {
+    rt.config.current().settings.settings.admin_token().map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "admin_token_unreadable",
+            format!("the admin token cannot be read ({e}), so the API refuses every call that needs it"),
+        )
+    })
+}
+
+/// Checks the bearer token of a call that changes something: always needed.
+pub(crate) fn authorize(rt: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
+    match admin_token(rt)? {
+        Some(expected) => holds(headers, &expected),
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no_admin_token",
+            "no admin token is configured, so changes through the API are disabled; set admin_token_file",
+        )),
+    }
+}
+
+/// Checks a read of the API (submissions hold user names and paths): the token when one is
+/// configured; without one, reads are served only on a loopback address.
+pub(crate) fn authorize_read(rt: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
+    match admin_token(rt)? {
+        Some(expected) => holds(headers, &expected),
+        None if rt.admin_addr.is_none_or(|a| a.ip().is_loopback()) => Ok(()),
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no_admin_token",
+            "the admin endpoint listens beyond this host and no admin token is configured, so the API is closed; set admin_token_file",
+        )),
+    }
+}
+
+/// Lets an API call through when its token allows it: reads by [`authorize_read`], every
+/// other method by [`authorize`].
+async fn guard(State(rt): State<Runtime>, req: Request, next: Next) -> Response {
+    let allowed = if matches!(*req.method(), Method::GET | Method::HEAD) {
+        authorize_read(&rt, req.headers())
+    } else {
+        authorize(&rt, req.headers())
+    };
+    match allowed {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// How long a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take, body and answer included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_mins(1);
+/// The most connections served at once; more are closed as they arrive.
+pub const MAX_CONNECTIONS: usize = 256;
+
 /// The router.
 pub fn router(rt: Runtime) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+    let api = Router::new()
         .route(
             "/api/v1/submissions",
             get(submissions::list).post(submissions::create),
@@ -131,22 +208,73 @@ pub fn router(rt: Runtime) -> Router {
         .route("/api/v1/submissions/{id}/cancel", post(submissions::cancel))
         .route("/api/v1/workflows", get(submissions::workflows))
         .route("/api/v1/check-setup", get(setup::check_setup))
+        .route_layer(middleware::from_fn_with_state(rt.clone(), guard));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .merge(api)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(rt)
 }
 
-/// Serves the admin endpoint on `listener` until `shutdown`.
+/// Serves the admin endpoint on `listener` until `shutdown`: HTTP/1.1, headers within
+/// [`HEADER_READ_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once; on shutdown, requests in
+/// flight are finished (for up to [`REQUEST_TIMEOUT`]).
 pub async fn serve(
     rt: Runtime,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let addr: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(addr = ?addr, "admin endpoint listening");
-    axum::serve(listener, router(rt))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin endpoint listening");
+    }
+    let app = router(rt);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // out of file descriptors and the like: pause instead of spinning
+                    tracing::warn!(error = %e, "admin endpoint cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(%peer, limit = MAX_CONNECTIONS, "admin endpoint at its connection limit; closing a new connection");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let conn =
+            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "admin connection ended");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(REQUEST_TIMEOUT, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!("admin requests still running at shutdown were dropped");
+    }
+    Ok(())
 }

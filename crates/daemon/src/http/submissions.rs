@@ -3,13 +3,13 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stage_store::{ListFilter, NewSubmission};
+use stage_store::ListFilter;
 
-use super::{ApiError, authorize};
+use super::ApiError;
 use crate::intake;
 use crate::runtime::Runtime;
 
@@ -43,22 +43,11 @@ pub(crate) async fn list(
 
 pub(crate) async fn create(
     State(rt): State<Runtime>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&rt, &headers)?;
     let doc = intake::parse(&body)?;
     let accepted = intake::validate(doc, &rt.config.current())?;
-    let request = serde_json::to_value(&accepted.doc)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let (s, created) = rt
-        .store
-        .insert(&NewSubmission {
-            id: accepted.id,
-            workflow: accepted.doc.workflow.clone(),
-            request,
-        })
-        .await?;
+    let (s, created) = intake::enqueue(&rt.store, accepted).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -84,10 +73,8 @@ pub(crate) async fn get(
 
 pub(crate) async fn cancel(
     State(rt): State<Runtime>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&rt, &headers)?;
     let s = rt.store.request_cancel(&id).await?;
     Ok(Json(json!({ "submission": s })))
 }

@@ -89,6 +89,73 @@ fn open(path: &Path) -> Result<Decoder<BufReader<File>>> {
         .map_err(|e| tiff_err(path, format!("not a readable TIFF: {e}")))
 }
 
+/// The most pages one TIFF image may have (planes: channels × z × t).
+pub const MAX_PAGES: u64 = 100_000;
+/// How many times its stored size a compressed page may expand to: above any real codec's
+/// ratio on microscopy data (deflate peaks near 1,032:1), so a page that claims more is a lie.
+pub const MAX_EXPANSION: u64 = 4096;
+
+/// Checks that page `page` (the decoder's current one) holds the data its size claims,
+/// before anything is allocated for it: every strip or tile lies inside the file, an
+/// uncompressed page stores all `page_bytes`, a compressed one at least 1/[`MAX_EXPANSION`].
+fn check_page_data(
+    d: &mut Decoder<BufReader<File>>,
+    path: &Path,
+    page: u64,
+    page_bytes: u64,
+    file_len: u64,
+) -> Result<()> {
+    let tags = |d: &mut Decoder<BufReader<File>>, tag: Tag| {
+        d.find_tag_unsigned_vec::<u64>(tag)
+            .map_err(|e| tiff_err(path, format!("page {page}: {e}")))
+    };
+    let (offsets, counts) = match tags(d, Tag::StripOffsets)? {
+        Some(o) => (o, tags(d, Tag::StripByteCounts)?.unwrap_or_default()),
+        None => (
+            tags(d, Tag::TileOffsets)?.unwrap_or_default(),
+            tags(d, Tag::TileByteCounts)?.unwrap_or_default(),
+        ),
+    };
+    if offsets.is_empty() || offsets.len() != counts.len() {
+        return Err(tiff_err(
+            path,
+            format!(
+                "page {page}: its strip or tile offsets and byte counts do not match; the file is damaged"
+            ),
+        ));
+    }
+    let mut stored: u64 = 0;
+    for (o, c) in offsets.iter().zip(&counts) {
+        if o.saturating_add(*c) > file_len {
+            return Err(tiff_err(
+                path,
+                format!(
+                    "page {page}: its data at byte {o} (+{c}) lies beyond the end of the file ({file_len} bytes); the file is cut short"
+                ),
+            ));
+        }
+        stored = stored.saturating_add(*c);
+    }
+    let compression: u16 = d
+        .find_tag_unsigned(Tag::Compression)
+        .map_err(|e| tiff_err(path, format!("page {page}: {e}")))?
+        .unwrap_or(1);
+    let short = if compression == 1 {
+        stored < page_bytes
+    } else {
+        stored.saturating_mul(MAX_EXPANSION) < page_bytes
+    };
+    if short {
+        return Err(tiff_err(
+            path,
+            format!(
+                "page {page}: the strip data is {stored} bytes, shorter than the {page_bytes} bytes the page claims (compression {compression}); the file is cut short or its tags are wrong"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn stem(path: &Path) -> String {
     let n = path
         .file_name()
@@ -129,6 +196,14 @@ pub fn inspect(path: &Path) -> Result<TiffInfo> {
         .flatten()
         .and_then(|v| v.into_string().ok())
         .unwrap_or_default();
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| NgffError::io(path, e))?
+        .len();
+    let page_bytes = u64::from(width)
+        .saturating_mul(u64::from(height))
+        .saturating_mul(u64::try_from(dtype.size()).unwrap_or(u64::MAX))
+        .saturating_mul(u64::from(spp.max(1)));
+    check_page_data(&mut d, path, 0, page_bytes, file_len)?;
     let mut pages: u64 = 1;
     while d.more_images() {
         d.next_image().map_err(|e| tiff_err(path, e))?;
@@ -136,6 +211,15 @@ pub fn inspect(path: &Path) -> Result<TiffInfo> {
         if (w, h) != (width, height) {
             break; // a thumbnail or another series: not part of this image
         }
+        if pages >= MAX_PAGES {
+            return Err(tiff_err(
+                path,
+                format!(
+                    "has more than {MAX_PAGES} pages of {width}×{height}; an image of that many planes is not staged from one TIFF (split it, or convert it to OME-Zarr first)"
+                ),
+            ));
+        }
+        check_page_data(&mut d, path, pages, page_bytes, file_len)?;
         pages += 1;
     }
     let (y, x) = (u64::from(height), u64::from(width));
@@ -326,6 +410,79 @@ impl TiffPages {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A little-endian classic TIFF of one page: `entries` as (tag, type, value) with one value each.
+    fn tiff_bytes(entries: &[(u16, u16, u32)], trailing: usize) -> Vec<u8> {
+        let mut b = b"II*\0".to_vec();
+        b.extend_from_slice(&8u32.to_le_bytes());
+        b.extend_from_slice(&u16::try_from(entries.len()).unwrap().to_le_bytes());
+        for (tag, ty, value) in entries {
+            b.extend_from_slice(&tag.to_le_bytes());
+            b.extend_from_slice(&ty.to_le_bytes());
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&value.to_le_bytes());
+        }
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.resize(b.len() + trailing, 7);
+        b
+    }
+
+    /// Files whose tags claim more pixels than they hold are refused by their metadata,
+    /// before a page is allocated, with what is short and by how much.
+    #[test]
+    fn a_tiff_that_claims_more_than_it_holds_is_refused_before_reading() {
+        const LONG: u16 = 4;
+        const SHORT: u16 = 3;
+        let d = tempfile::tempdir().unwrap();
+        let page = |w: u32, h: u32, offset: u32, count: u32, compression: u32| {
+            vec![
+                (256, LONG, w),
+                (257, LONG, h),
+                (258, SHORT, 16),
+                (259, SHORT, compression),
+                (262, SHORT, 1),
+                (273, LONG, offset),
+                (277, SHORT, 1),
+                (278, LONG, h),
+                (279, LONG, count),
+            ]
+        };
+        let cases = [
+            // 130 bytes that declare 60000² 16-bit pixels (7.2 GB), uncompressed
+            (
+                "huge.tif",
+                page(60_000, 60_000, 122, 8, 1),
+                8,
+                "shorter than the 7200000000 bytes",
+            ),
+            // the same, "compressed" with deflate: still far beyond any real ratio
+            (
+                "deflate.tif",
+                page(60_000, 60_000, 122, 8, 8),
+                8,
+                "compression 8",
+            ),
+            // a strip that starts inside the file and runs past its end
+            (
+                "cut.tif",
+                page(4, 4, 122, 32, 1),
+                8,
+                "beyond the end of the file",
+            ),
+        ];
+        for (name, entries, trailing, words) in cases {
+            let p = d.path().join(name);
+            std::fs::write(&p, tiff_bytes(&entries, trailing)).unwrap();
+            assert!(std::fs::metadata(&p).unwrap().len() < 200);
+            let e = inspect(&p).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(words), "{name}: {e}");
+        }
+        // a page that holds exactly what it claims is read
+        let p = d.path().join("ok.tif");
+        std::fs::write(&p, tiff_bytes(&page(4, 2, 122, 16, 1), 16)).unwrap();
+        let info = inspect(&p).unwrap();
+        assert_eq!((info.sizes.y, info.sizes.x, info.pages), (2, 4, 1));
+    }
 
     #[test]
     fn tifffile_and_imagej_descriptions_give_axes() {

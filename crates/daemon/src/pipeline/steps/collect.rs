@@ -30,13 +30,24 @@ pub fn outputs_dir(staging: &Path, id: &str) -> PathBuf {
     staging.join(id).join("data").join("out")
 }
 
+/// Where a submission's results are kept, and the folder they may never leave.
+#[derive(Debug, Clone)]
+pub(crate) struct ResultsFolder {
+    /// `results_dir`: the folder holding the group folders.
+    pub(crate) root: PathBuf,
+    /// `<root>/<group folder>/.analyzed/<id>`.
+    pub(crate) analyzed: PathBuf,
+}
+
 /// `<results_dir>/<group folder>/.analyzed/<id>`: the group folder from the
-/// group mappings, or the group's name when no mappings file is configured.
+/// group mappings, or the group's name when no mappings file is configured. Refused when
+/// it would leave `results_dir` (an absolute or `..` mapping, a folder on the way that is
+/// a symbolic link).
 pub(crate) fn analyzed_dir(
     ctx: &StepContext,
     doc: &SubmissionDoc,
     id: &str,
-) -> Result<PathBuf, StepOutcome> {
+) -> Result<ResultsFolder, StepOutcome> {
     let config = ctx.runtime.config.current();
     let settings = &config.settings.settings;
     let Some(base) = settings.results_dir() else {
@@ -74,7 +85,13 @@ pub(crate) fn analyzed_dir(
         }
         Err(e) => return Err(super::source_outcome(&e)),
     };
-    Ok(base.join(folder).join(".analyzed").join(id))
+    let analyzed = base.join(folder).join(".analyzed").join(id);
+    stage_results::safety::confined_destination(&base, &analyzed)
+        .map_err(|e| results_outcome(&e))?;
+    Ok(ResultsFolder {
+        root: base,
+        analyzed,
+    })
 }
 
 /// What the collect step keeps: where the results were kept and what they hold.
@@ -163,7 +180,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
 
 async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, StepOutcome> {
     let doc = super::document(s)?;
-    let analyzed = analyzed_dir(ctx, &doc, &s.id)?;
+    let ResultsFolder { root, analyzed } = analyzed_dir(ctx, &doc, &s.id)?;
     // a rerun after the result was kept: nothing to download again
     match keep::find_kept(&analyzed, &s.id) {
         Ok(Some(m)) => return Ok(CollectRecord::of(&m, None)),
@@ -203,6 +220,7 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
     let (id, workflow) = (s.id.clone(), doc.workflow.clone());
     let kept = tokio::task::spawn_blocking(move || {
         keep::keep(&KeepRequest {
+            root: &root,
             outputs: &target,
             analyzed: &analyzed,
             submission: &id,
