@@ -758,8 +758,13 @@ fn first_chunk(array: &Path) -> PathBuf {
 }
 
 /// Job scripts that return bad outputs: (workflow, Zarr workflow?, script body).
-const OUTPUT_JOBS: [(&str, bool, &str); 8] = [
+const OUTPUT_JOBS: [(&str, bool, &str); 9] = [
     ("out_empty", false, "exit 0"),
+    (
+        "out_big",
+        false,
+        "truncate -s 2G \"$DATA_PATH/data/out/big.bin\"",
+    ),
     (
         "out_hardlink",
         false,
@@ -841,7 +846,7 @@ fn output_cases(s: &Site, out: &mut Vec<Outcome>) {
         })
         .collect::<Vec<_>>()
         .join("\n")
-        + "\nmax_output_files = 30\n";
+        + "\nmax_output_files = 30\nmax_output_bytes = 100000000\n";
     std::fs::write(s.settings(), settings).unwrap();
     let ini = s.ini().display().to_string();
     let d = Daemon::start(
@@ -856,8 +861,13 @@ fn output_cases(s: &Site, out: &mut Vec<Outcome>) {
         .join("images/image_00.ome.zarr")
         .display()
         .to_string();
-    let expect: [(&str, &'static str, &'static [&'static str]); 9] = [
+    let expect: [(&str, &'static str, &'static [&'static str]); 10] = [
         ("out_empty", "a job that wrote nothing", &["wrote nothing"]),
+        (
+            "out_big",
+            "a 2 GB (sparse) output, above max_output_bytes",
+            &["max_output_bytes", "before it is downloaded"],
+        ),
         (
             "out_hardlink",
             "a hard link to a file outside a local job's folder",
@@ -937,6 +947,13 @@ fn output_cases(s: &Site, out: &mut Vec<Outcome>) {
                 0,
                 "{id}: a refused output was kept in {}",
                 kept.display()
+            );
+            // nor does any of it stay in staging
+            let staged = s.dir.join(format!("state/staging/{id}/data/out"));
+            assert!(
+                !staged.exists(),
+                "{id}: a refused output stayed in {}",
+                staged.display()
             );
         }
     }

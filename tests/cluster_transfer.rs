@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use stage_cluster::slurm::status::{JobState, StatusQuery, statuses};
 use stage_cluster::slurm::submit::{JobSpec, submit};
 use stage_cluster::slurm::watch::Watcher;
-use stage_cluster::transfer::{download, upload};
+use stage_cluster::transfer::{OutputLimits, download, upload};
 use stage_cluster::{ClusterError, Remote, SshTarget};
 use stage_tests::cluster::{Lab, kill_ssh_master, lab};
 use stage_tests::drills::Drill;
@@ -154,7 +154,7 @@ fn a_transfer_cut_by_a_dead_ssh_master_resumes_and_verifies() {
         let task = tokio::spawn({
             let r = r.clone();
             let (back, target) = (back.clone(), target.clone());
-            async move { download::download(&r, &target, &back).await }
+            async move { download::download(&r, &target, &back, &OutputLimits::NONE).await }
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
         kill_ssh_master(&ctl);
@@ -162,7 +162,9 @@ fn a_transfer_cut_by_a_dead_ssh_master_resumes_and_verifies() {
     });
     let e = cut_down.expect_err("the download finished before the cut; make the tree bigger");
     assert!(e.is_transient(), "{e}");
-    let again = rt.block_on(download::download(&r, &target, &back)).unwrap();
+    let again = rt
+        .block_on(download::download(&r, &target, &back, &OutputLimits::NONE))
+        .unwrap();
     same_trees(&src, &back);
     assert_eq!(again.files, 1501);
     drill.trial(true);
@@ -182,6 +184,7 @@ fn downloads_refuse_an_empty_folder_and_symlinks() {
             &r,
             &format!("{rel}/out"),
             &tmp.path().join("a"),
+            &OutputLimits::NONE,
         ))
         .unwrap_err();
     assert!(matches!(e, ClusterError::EmptyOutput(_)), "{e}");
@@ -193,10 +196,47 @@ fn downloads_refuse_an_empty_folder_and_symlinks() {
             &r,
             &format!("{rel}/out"),
             &tmp.path().join("b"),
+            &OutputLimits::NONE,
         ))
         .unwrap_err();
     assert!(e.to_string().contains("symlinks or special files"), "{e}");
     assert!(!tmp.path().join("b/passwd").exists());
+    // an output beyond the limits is refused from the listing: nothing lands here
+    std::fs::remove_file(abs.join("out/passwd")).unwrap();
+    std::fs::write(abs.join("out/big.bin"), vec![7u8; 100_000]).unwrap();
+    lab.chown(&abs);
+    for (limits, words) in [
+        (
+            OutputLimits {
+                max_bytes: 50_000,
+                max_files: 10,
+            },
+            "max_output_bytes = 50000",
+        ),
+        (
+            OutputLimits {
+                max_bytes: u64::MAX,
+                max_files: 1,
+            },
+            "2 files",
+        ),
+    ] {
+        let target = tmp.path().join("c");
+        let e = rt
+            .block_on(download::download(
+                &r,
+                &format!("{rel}/out"),
+                &target,
+                &limits,
+            ))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(words) && e.contains("before it is downloaded"),
+            "{e}"
+        );
+        assert!(!target.exists(), "nothing was fetched");
+    }
 }
 
 #[test]

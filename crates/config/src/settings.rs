@@ -186,6 +186,8 @@ settings! {
     max_output_bytes: u64 = 1 << 40,
     /// Most files in the output of one job.
     max_output_files: u64 = 2_000_000,
+    /// Largest pixel data one submission may write into staging (TIFFs, conversions), in bytes.
+    max_stage_bytes: u64 = 1 << 41,
     /// How long an importer order may take before the submission fails, in seconds.
     import_timeout_secs: u64 = 3600,
     /// How often importer orders are looked at at first, in seconds (then less often as an
@@ -500,6 +502,7 @@ impl StageSettings {
         }
         for (key, v) in [
             ("max_output_bytes", self.max_output_bytes),
+            ("max_stage_bytes", self.max_stage_bytes),
             ("max_output_files", self.max_output_files),
             ("import_timeout_secs", self.import_timeout_secs),
             ("import_poll_secs", self.import_poll_secs),

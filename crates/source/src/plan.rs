@@ -207,6 +207,25 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Pixel bytes staging writes (full resolution, uncompressed): every TIFF, every image or
+    /// plate assembled from OMERO or converted from a TIFF. Zarr stores passed through are
+    /// linked or copied as they are stored, and not counted.
+    pub fn written_bytes(&self) -> u64 {
+        let images = self
+            .images
+            .iter()
+            .filter(|i| {
+                !(i.format == OutputFormat::Zarr && matches!(i.source, PixelSource::Zarr { .. }))
+            })
+            .map(|i| i.bytes);
+        let plates = self
+            .plates
+            .iter()
+            .filter(|p| !matches!(p.source, PlateSource::Zarr { .. }))
+            .map(|p| p.bytes);
+        images.chain(plates).fold(0, u64::saturating_add)
+    }
+
     /// Output names, in plan order.
     pub fn outputs(&self) -> impl Iterator<Item = &str> {
         self.images

@@ -13,8 +13,8 @@ use std::time::Instant;
 use openssh::Stdio;
 use tokio_util::io::SyncIoBridge;
 
-use super::TransferReport;
 use super::listing::{self, Listing};
+use super::{OutputLimits, TransferReport};
 use crate::blocking::blocking;
 use crate::error::{ClusterError, Result};
 use crate::ssh::Remote;
@@ -23,7 +23,13 @@ const TAR_ALL: &str = r#"cd -- "$1" && exec tar -cf - ."#;
 const TAR_SOME: &str = r#"cd -- "$1" && shift && exec tar -cf - -- "$@""#;
 
 /// Downloads the files of `remote_dir` into `local` (created if needed).
-pub async fn download(r: &Remote, remote_dir: &str, local: &Path) -> Result<TransferReport> {
+/// Refused before anything is fetched when the listing exceeds `limits`.
+pub async fn download(
+    r: &Remote,
+    remote_dir: &str,
+    local: &Path,
+    limits: &OutputLimits,
+) -> Result<TransferReport> {
     let started = Instant::now();
     let there = listing::remote(r, remote_dir).await?;
     if !there.others.is_empty() {
@@ -41,6 +47,11 @@ pub async fn download(r: &Remote, remote_dir: &str, local: &Path) -> Result<Tran
             r.host()
         )));
     }
+    limits.check(
+        &format!("{}:{remote_dir}", r.host()),
+        there.files.len() as u64,
+        there.bytes(),
+    )?;
     std::fs::create_dir_all(local).map_err(|e| ClusterError::io(local, e))?;
     let root = local.to_path_buf();
     let here = blocking("listing the download", move || listing::local(&root)).await?;

@@ -18,6 +18,50 @@ use serde::{Deserialize, Serialize};
 
 pub use listing::Listing;
 
+use crate::error::{ClusterError, Result};
+
+/// The most a job's output may hold (`max_output_bytes`, `max_output_files`), checked
+/// against the far side's listing before anything is transferred, so an oversized output
+/// never lands in staging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Bytes.
+    pub max_bytes: u64,
+    /// Files.
+    pub max_files: u64,
+}
+
+impl OutputLimits {
+    /// No limit.
+    pub const NONE: OutputLimits = OutputLimits {
+        max_bytes: u64::MAX,
+        max_files: u64::MAX,
+    };
+
+    /// Refuses `files` files of `bytes` bytes in `what` when they exceed a limit.
+    pub fn check(&self, what: &str, files: u64, bytes: u64) -> Result<()> {
+        let over = if files > self.max_files {
+            Some(format!(
+                "{files} files in {what} (max_output_files = {})",
+                self.max_files
+            ))
+        } else if bytes > self.max_bytes {
+            Some(format!(
+                "{bytes} bytes in {what} (max_output_bytes = {})",
+                self.max_bytes
+            ))
+        } else {
+            None
+        };
+        match over {
+            Some(over) => Err(ClusterError::Invalid(format!(
+                "the job's output is refused before it is downloaded: {over}; raise the limit in biomero-stage.toml if this output is expected"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What a transfer did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransferReport {

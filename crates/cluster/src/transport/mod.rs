@@ -18,7 +18,7 @@ pub use mounted::MountedCopy;
 pub use ssh_tar::SshTar;
 
 use crate::error::Result;
-use crate::transfer::TransferReport;
+use crate::transfer::{OutputLimits, TransferReport};
 
 /// Moves a job's files between this host and its folder on the cluster.
 #[async_trait]
@@ -32,8 +32,14 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     async fn upload(&self, id: &str, inputs: &Path) -> Result<TransferReport>;
 
     /// The job folder's `data/out` of submission `id` into `target`.
-    /// An empty `data/out` is [`crate::ClusterError::EmptyOutput`].
-    async fn download(&self, id: &str, target: &Path) -> Result<TransferReport>;
+    /// An empty `data/out` is [`crate::ClusterError::EmptyOutput`]; one beyond `limits` is
+    /// refused before anything is transferred.
+    async fn download(
+        &self,
+        id: &str,
+        target: &Path,
+        limits: &OutputLimits,
+    ) -> Result<TransferReport>;
 
     /// Removes the job folder of submission `id` and, with `job_id`, the job's log.
     async fn remove(&self, id: &str, job_id: Option<u64>) -> Result<()>;

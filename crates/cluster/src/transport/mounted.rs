@@ -9,7 +9,7 @@ use super::Transport;
 use crate::blocking::blocking;
 use crate::error::{ClusterError, Result};
 use crate::layout::Layout;
-use crate::transfer::{TransferReport, local};
+use crate::transfer::{OutputLimits, TransferReport, local};
 
 /// A local copy into the mounted data path.
 #[derive(Debug, Clone)]
@@ -45,8 +45,14 @@ impl Transport for MountedCopy {
         .await
     }
 
-    async fn download(&self, id: &str, target: &Path) -> Result<TransferReport> {
+    async fn download(
+        &self,
+        id: &str,
+        target: &Path,
+        limits: &OutputLimits,
+    ) -> Result<TransferReport> {
         let (from, to) = (self.job_dir(id).join("data/out"), target.to_path_buf());
+        let limits = *limits;
         blocking("the copy from the data path", move || {
             let empty = std::fs::read_dir(&from)
                 .map_err(|e| ClusterError::io(&from, e))?
@@ -55,6 +61,12 @@ impl Transport for MountedCopy {
             if empty {
                 return Err(ClusterError::EmptyOutput(from.display().to_string()));
             }
+            let files = crate::transfer::listing::local_files(&from)?;
+            limits.check(
+                &from.display().to_string(),
+                files.len() as u64,
+                files.iter().map(|(_, b)| b).sum(),
+            )?;
             refuse_hard_links(&from)?;
             local::copy_tree(&from, &to)
         })

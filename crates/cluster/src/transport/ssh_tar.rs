@@ -9,7 +9,7 @@ use super::Transport;
 use crate::error::Result;
 use crate::layout::Layout;
 use crate::ssh::Remote;
-use crate::transfer::{TransferReport, download, upload};
+use crate::transfer::{OutputLimits, TransferReport, download, upload};
 
 /// Tar over SSH to the cluster's `slurm_data_path`.
 #[derive(Debug, Clone)]
@@ -38,8 +38,13 @@ impl Transport for SshTar {
         Ok(report)
     }
 
-    async fn download(&self, id: &str, target: &Path) -> Result<TransferReport> {
-        download::download(&self.remote, &self.layout.outputs(id), target).await
+    async fn download(
+        &self,
+        id: &str,
+        target: &Path,
+        limits: &OutputLimits,
+    ) -> Result<TransferReport> {
+        download::download(&self.remote, &self.layout.outputs(id), target, limits).await
     }
 
     async fn remove(&self, id: &str, job_id: Option<u64>) -> Result<()> {

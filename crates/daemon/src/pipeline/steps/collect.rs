@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use stage_cluster::transfer::TransferReport;
+use stage_cluster::transfer::{OutputLimits, TransferReport};
 use stage_results::keep::{self, KeepRequest, MANIFEST, ResultManifest};
 use stage_results::safety::Limits;
 use stage_source::Plan;
@@ -192,9 +192,16 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
     let config = ctx.runtime.config.current();
     let settings = &config.settings.settings;
     let target = outputs_dir(&settings.staging_dir(), &s.id);
-    let report = unless_cancelled(ctx, cluster.transport.download(&s.id, &target))
+    let far_limits = OutputLimits {
+        max_bytes: settings.max_output_bytes,
+        max_files: settings.max_output_files,
+    };
+    let report = unless_cancelled(ctx, cluster.transport.download(&s.id, &target, &far_limits))
         .await
         .map_err(|e| {
+            if !e.is_transient() {
+                discard_download(&target);
+            }
             cluster_outcome(&e).with_detail(json!({ "outputs": cluster.layout.outputs(&s.id) }))
         })?;
     count_bytes(&ctx.runtime.metrics, "downloaded", report.bytes_sent);
@@ -218,6 +225,7 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
     };
     let omero_ngff = settings.omero_ngff_version;
     let (id, workflow) = (s.id.clone(), doc.workflow.clone());
+    let target_for_cleanup = target.clone();
     let kept = tokio::task::spawn_blocking(move || {
         keep::keep(&KeepRequest {
             root: &root,
@@ -241,9 +249,24 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
             tracing::info!(dir = %m.dir.display(), files = m.files.len(), "results kept");
             Ok(CollectRecord::of(&m, Some(report)))
         }
-        Ok(Err(e)) => Err(results_outcome(&e)),
+        Ok(Err(e)) => {
+            // a refused output is never kept, and its download does not stay in staging
+            if !e.is_transient() {
+                discard_download(&target_for_cleanup);
+            }
+            Err(results_outcome(&e))
+        }
         Err(e) => Err(StepOutcome::Transient {
             error: format!("keeping the results stopped: {e}"),
         }),
+    }
+}
+
+/// Removes the download of a refused output from staging (nothing of it is kept).
+fn discard_download(target: &std::path::Path) {
+    if let Err(e) = std::fs::remove_dir_all(target)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %target.display(), error = %e, "cannot remove a refused download");
     }
 }

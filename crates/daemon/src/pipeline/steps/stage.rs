@@ -60,6 +60,9 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let root = settings.staging_dir().join(&s.id);
+    if let Err(o) = room_for(&plan, &root, settings.max_stage_bytes) {
+        return o;
+    }
     let stage_ctx = StageContext {
         omero,
         progress: Arc::new(()),
@@ -89,5 +92,148 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         }
         Err(stage_source::SourceError::Cancelled) => StepOutcome::Cancelled,
         Err(e) => super::source_outcome(&e),
+    }
+}
+
+/// `bytes` for a person: `1.5 GiB`.
+fn human(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let b = bytes as f64;
+    let gib = b / f64::from(1u32 << 30);
+    if gib >= 1.0 {
+        format!("{gib:.1} GiB")
+    } else {
+        format!("{:.1} MiB", b / f64::from(1u32 << 20))
+    }
+}
+
+/// Refuses a plan whose written pixels exceed `max_stage_bytes` (a plausibility limit: a small
+/// store that claims terabytes), or the free space of the staging folder (what an interrupted
+/// run already wrote counted as available), with both figures.
+fn room_for(plan: &Plan, root: &std::path::Path, max: u64) -> Result<(), StepOutcome> {
+    let needed = plan.written_bytes();
+    if needed > max {
+        return Err(StepOutcome::failed(
+            super::super::FailureKind::Input,
+            format!(
+                "staging would write {} ({needed} bytes) of pixels, above max_stage_bytes = {} ({max} bytes); check the inputs' sizes (`biomero-stage plan`), or raise max_stage_bytes if this is expected",
+                human(needed),
+                human(max)
+            ),
+        ));
+    }
+    // the nearest existing folder on the way to `root` tells the filesystem
+    let mut probe = root.to_path_buf();
+    while !probe.exists() {
+        if !probe.pop() {
+            return Ok(());
+        }
+    }
+    let Ok(fs) = rustix::fs::statvfs(&probe) else {
+        return Ok(());
+    };
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    let already = staged_bytes(&root.join(INPUTS_DIR));
+    if needed > free.saturating_add(already) {
+        return Err(StepOutcome::Transient {
+            error: format!(
+                "staging would write {} ({needed} bytes) but {} has {} free ({free} bytes); free space there or move staging_dir",
+                human(needed),
+                probe.display(),
+                human(free)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Bytes already under `dir` (an interrupted run's outputs).
+fn staged_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total = total.saturating_add(m.len()),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use stage_source::plan::{Origin, OutputFormat, PixelSource, PlannedImage};
+
+    use super::*;
+
+    fn plan(format: OutputFormat, source: PixelSource, bytes: u64) -> Plan {
+        Plan {
+            version: stage_source::plan::PLAN_VERSION,
+            ngff_version: "0.4".into(),
+            images: vec![PlannedImage {
+                output: "x".into(),
+                format,
+                name: "x".into(),
+                source,
+                origin: Origin::default(),
+                bytes,
+            }],
+            plates: Vec::new(),
+            bytes,
+            notes: Vec::new(),
+        }
+    }
+
+    /// A small store that claims 2,000,000 MiB of pixels is refused before staging writes
+    /// anything: above the maximum as a failure, above the free space as a retry, both with
+    /// the figures; a store passed through as it is stored is not counted.
+    #[test]
+    fn a_plan_that_would_write_more_than_allowed_or_free_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let claimed = 2_000_000u64 << 20;
+        let tiff = plan(
+            OutputFormat::Tiff,
+            PixelSource::Zarr {
+                path: "/data/x.zarr".into(),
+            },
+            claimed,
+        );
+        let root = d.path().join("staging/s1");
+        match room_for(&tiff, &root, 1 << 40) {
+            Err(StepOutcome::Failed {
+                reason: message, ..
+            }) => {
+                assert!(
+                    message.contains("max_stage_bytes") && message.contains("1953.1 GiB"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match room_for(&tiff, &root, u64::MAX) {
+            Err(StepOutcome::Transient { error }) => {
+                assert!(
+                    error.contains("free") && error.contains("1953.1 GiB"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let passed_through = plan(
+            OutputFormat::Zarr,
+            PixelSource::Zarr {
+                path: "/data/x.zarr".into(),
+            },
+            claimed,
+        );
+        assert!(room_for(&passed_through, &root, 1 << 40).is_ok());
     }
 }
