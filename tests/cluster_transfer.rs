@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use stage_cluster::slurm::status::{JobState, StatusQuery, statuses};
 use stage_cluster::slurm::submit::{JobSpec, submit};
 use stage_cluster::slurm::watch::Watcher;
-use stage_cluster::transfer::{OutputLimits, download, upload};
+use stage_cluster::transfer::{OutputLimits, download, listing, upload};
 use stage_cluster::{ClusterError, Remote, SshTarget};
 use stage_tests::cluster::{Lab, kill_ssh_master, lab};
 use stage_tests::drills::Drill;
@@ -201,8 +201,25 @@ fn downloads_refuse_an_empty_folder_and_symlinks() {
         .unwrap_err();
     assert!(e.to_string().contains("symlinks or special files"), "{e}");
     assert!(!tmp.path().join("b/passwd").exists());
-    // an output beyond the limits is refused from the listing: nothing lands here
+    // hard links: between two names in the folder, the folder's own; to a file elsewhere, not
     std::fs::remove_file(abs.join("out/passwd")).unwrap();
+    std::fs::create_dir_all(abs.join("in")).unwrap();
+    std::fs::write(abs.join("in/input.tif"), b"pixels").unwrap();
+    std::fs::hard_link(abs.join("in/input.tif"), abs.join("out/same as input.tif")).unwrap();
+    let elsewhere = tmp.path().join("elsewhere.txt");
+    std::fs::write(&elsewhere, b"secret").unwrap();
+    std::fs::hard_link(&elsewhere, abs.join("out/copy.txt")).unwrap();
+    lab.chown(&abs);
+    let linked = rt.block_on(listing::remote_links(&r, &rel)).unwrap();
+    assert_eq!(linked.len(), 3, "{linked:?}");
+    let outside: Vec<&str> = listing::linked_from_outside(&linked, "out")
+        .into_iter()
+        .map(|l| l.path.as_str())
+        .collect();
+    assert_eq!(outside, ["out/copy.txt"]);
+    std::fs::remove_file(abs.join("out/copy.txt")).unwrap();
+    std::fs::remove_file(abs.join("out/same as input.tif")).unwrap();
+    // an output beyond the limits is refused from the listing: nothing lands here
     std::fs::write(abs.join("out/big.bin"), vec![7u8; 100_000]).unwrap();
     lab.chown(&abs);
     for (limits, words) in [

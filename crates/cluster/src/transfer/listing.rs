@@ -117,6 +117,67 @@ pub async fn remote(r: &Remote, dir: &str) -> Result<Listing> {
     })
 }
 
+/// Every multiply-linked file under the job folder: `INODE NLINK ./path` (POSIX `find` and
+/// `ls -ldi`; the inode and link count are the first and third fields).
+const LINKS: &str = r#"[ -d "$1" ] || exit 0
+cd -- "$1" || exit 1
+find . -type f -links +1 -exec sh -c 'for f; do set -- $(ls -ldi -- "$f"); printf "%s %s %s\n" "$1" "$3" "$f"; done' sh {} + || exit 1"#;
+
+/// A file with more than one name: its inode, its link count and one of its paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    /// The path, relative to the listed folder.
+    pub path: String,
+    /// The inode (with the device, when known: all names in one folder share the device).
+    pub inode: u64,
+    /// How many names the file has.
+    pub nlink: u64,
+}
+
+/// The files under `outputs` (relative to `job`, e.g. `data/out`) that are hard links to a
+/// file with a name outside `job`: every name of each file is counted among `linked` (all
+/// multiply-linked files of the job folder), and one with fewer names there than links is
+/// linked from elsewhere.
+pub fn linked_from_outside<'a>(linked: &'a [Linked], outputs: &str) -> Vec<&'a Linked> {
+    let mut names: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for l in linked {
+        *names.entry(l.inode).or_default() += 1;
+    }
+    let prefix = format!("{}/", outputs.trim_end_matches('/'));
+    linked
+        .iter()
+        .filter(|l| l.path.starts_with(&prefix))
+        .filter(|l| names.get(&l.inode).copied().unwrap_or(0) < l.nlink)
+        .collect()
+}
+
+/// The multiply-linked files of the cluster's folder `dir` (empty when it does not exist).
+pub async fn remote_links(r: &Remote, dir: &str) -> Result<Vec<Linked>> {
+    let out = r.script(LINKS, &[dir.to_owned()]).await?;
+    let mut linked = Vec::new();
+    for line in out.lines().filter(|l| !l.is_empty()) {
+        let mut it = line.splitn(3, ' ');
+        let parsed = match (it.next(), it.next(), it.next()) {
+            (Some(i), Some(n), Some(p)) => {
+                i.parse().ok().zip(n.parse().ok()).zip(p.strip_prefix("./"))
+            }
+            _ => None,
+        };
+        let Some(((inode, nlink), path)) = parsed else {
+            return Err(ClusterError::Parse {
+                command: format!("find {dir} -links +1"),
+                reason: format!("unexpected line `{line}`"),
+            });
+        };
+        linked.push(Linked {
+            path: path.to_owned(),
+            inode,
+            nlink,
+        });
+    }
+    Ok(linked)
+}
+
 /// Parses `cksum` lines (`CRC SIZE ./path`) and `OTHER ./path` lines.
 pub fn parse(out: &str) -> std::result::Result<Listing, String> {
     let mut l = Listing::default();
@@ -188,5 +249,33 @@ mod tests {
             e.contains("2 of 2 files differ") && e.contains("(missing)"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    #[test]
+    fn links_between_names_inside_the_job_are_its_own_and_others_are_not() {
+        let l = |path: &str, inode, nlink| Linked {
+            path: path.into(),
+            inode,
+            nlink,
+        };
+        let linked = [
+            // an output sharing an input's file: both names in the job folder
+            l("data/in/a.zarr/.zattrs", 1, 2),
+            l("data/out/a.zarr/.zattrs", 1, 2),
+            // an output linked to a file elsewhere: one of two names here
+            l("data/out/secret.txt", 2, 2),
+            // an input linked from the storage: not an output
+            l("data/in/b.tif", 3, 2),
+        ];
+        let outside: Vec<&str> = linked_from_outside(&linked, "data/out")
+            .into_iter()
+            .map(|l| l.path.as_str())
+            .collect();
+        assert_eq!(outside, ["data/out/secret.txt"]);
     }
 }

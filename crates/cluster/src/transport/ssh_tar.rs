@@ -6,10 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::Transport;
-use crate::error::Result;
+use crate::error::{ClusterError, Result};
 use crate::layout::Layout;
 use crate::ssh::Remote;
-use crate::transfer::{OutputLimits, TransferReport, download, upload};
+use crate::transfer::{OutputLimits, TransferReport, download, listing, upload};
 
 /// Tar over SSH to the cluster's `slurm_data_path`.
 #[derive(Debug, Clone)]
@@ -44,6 +44,16 @@ impl Transport for SshTar {
         target: &Path,
         limits: &OutputLimits,
     ) -> Result<TransferReport> {
+        // tar sends a hard link to a file outside the job folder as a plain file under its
+        // one name in the archive: refuse it from the cluster's own listing first
+        let linked = listing::remote_links(&self.remote, &self.layout.job_dir(id)).await?;
+        if let Some(l) = listing::linked_from_outside(&linked, "data/out").first() {
+            return Err(ClusterError::Invalid(format!(
+                "the job's output is refused: {}: is a hard link to a file outside the job's folder ({} names for one file); outputs must be files of their own",
+                l.path.trim_start_matches("data/out/"),
+                l.nlink
+            )));
+        }
         download::download(&self.remote, &self.layout.outputs(id), target, limits).await
     }
 
