@@ -80,6 +80,24 @@ def cmd_orders(url, uuids):
     print(json.dumps(out))
 
 
+def logged(t, order, stage, tries=60):
+    """Records `stage` for `order`, trying again while the database restarts. The importer's
+    own `db_log_ingestion_event` (biomero-importer 1.x) returns None, the event lost, on errors
+    it does not count as connection issues, such as "the database system is shutting down";
+    an order handled while PostgreSQL restarts must still reach its stage."""
+    for attempt in range(tries):
+        try:
+            row = t.db_log_ingestion_event(order, stage)
+            if row is not None:
+                return row
+            error = "db_log_ingestion_event returned None (the event was not recorded)"
+        except Exception as e:
+            error = str(e)[:200]
+        print(json.dumps({"log_error": error, "stage": stage, "attempt": attempt + 1}), flush=True)
+        time.sleep(1)
+    raise RuntimeError(f"cannot record {stage} for {order['UUID']}")
+
+
 def cmd_serve(url, seconds, fail_destination, reason):
     t = tracker(url)
     T = it.IngestionTracking
@@ -100,7 +118,7 @@ def cmd_serve(url, seconds, fail_destination, reason):
             if d["UUID"] in processed:
                 continue
             processed.add(d["UUID"])
-            t.db_log_ingestion_event(d, it.STAGE_INGEST_STARTED)
+            logged(t, d, it.STAGE_INGEST_STARTED)
             try:
                 info = uom.UploadOrderManager.from_order_record(dict(d), {}).get_order_info()
                 missing = [f for f in info["Files"] if not os.path.exists(f)]
@@ -108,12 +126,12 @@ def cmd_serve(url, seconds, fail_destination, reason):
                     raise ValueError(f"files not found: {missing}")
                 if fail_destination is not None and int(info["DestinationID"]) == fail_destination:
                     raise ValueError(reason)
-                t.db_log_ingestion_event(d, it.STAGE_IMPORTED)
+                logged(t, d, it.STAGE_IMPORTED)
                 print(json.dumps({"uuid": d["UUID"], "stage": it.STAGE_IMPORTED, "files": info["Files"]}), flush=True)
             except Exception as e:
                 failed = dict(d)
                 failed["Description"] = f"Import failed for data package {d['UUID']}: {e}"
-                t.db_log_ingestion_event(failed, it.STAGE_INGEST_FAILED)
+                logged(t, failed, it.STAGE_INGEST_FAILED)
                 print(json.dumps({"uuid": d["UUID"], "stage": it.STAGE_INGEST_FAILED, "error": str(e)}), flush=True)
         time.sleep(0.3)
 
