@@ -67,7 +67,7 @@ impl Transport for MountedCopy {
                 files.len() as u64,
                 files.iter().map(|(_, b)| b).sum(),
             )?;
-            refuse_hard_links(&from)?;
+            refuse_hard_links(&from, &files)?;
             local::copy_tree(&from, &to)
         })
         .await
@@ -95,7 +95,7 @@ impl Transport for MountedCopy {
 /// into its outputs; over SSH, tar carries the link and that scan refuses it. A link between
 /// two names inside the job's folder (an output sharing an input's unchanged file) is the
 /// job's own data and is kept. Symbolic links and special files are refused by the listing.
-fn refuse_hard_links(outputs: &Path) -> Result<()> {
+fn refuse_hard_links(outputs: &Path, files: &[(String, u64)]) -> Result<()> {
     use std::collections::HashMap;
     use std::os::unix::fs::MetadataExt as _;
     let inode = |path: &Path| {
@@ -104,10 +104,10 @@ fn refuse_hard_links(outputs: &Path) -> Result<()> {
             .map_err(|e| ClusterError::io(path, e))
     };
     let mut linked: Vec<(String, (u64, u64), u64)> = Vec::new();
-    for (rel, _) in crate::transfer::listing::local_files(outputs)? {
-        let (key, nlink) = inode(&outputs.join(&rel))?;
+    for (rel, _) in files {
+        let (key, nlink) = inode(&outputs.join(rel))?;
         if nlink > 1 {
-            linked.push((rel, key, nlink));
+            linked.push((rel.clone(), key, nlink));
         }
     }
     if linked.is_empty() {
