@@ -367,8 +367,8 @@ async fn the_admin_api_and_cli_work_on_postgres() {
     scenario(&fresh_pg_database("stage_api")).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_an_admin_token_changes_are_refused() {
+/// A daemon's settings on a SQLite queue in a new folder: (folder, admin port, settings file).
+fn sqlite_site() -> (tempfile::TempDir, u16, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let settings = write_daemon_settings(
@@ -377,6 +377,12 @@ async fn without_an_admin_token_changes_are_refused() {
         port,
         "",
     );
+    (dir, port, settings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_admin_token_changes_are_refused() {
+    let (dir, port, settings) = sqlite_site();
     let text = std::fs::read_to_string(&settings).unwrap();
     std::fs::write(
         &settings,
@@ -452,14 +458,7 @@ async fn without_an_admin_token_changes_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_headers_never_end_is_disconnected() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let settings = write_daemon_settings(
-        dir.path(),
-        &format!("sqlite://{}", dir.path().join("q.sqlite").display()),
-        port,
-        "",
-    );
+    let (dir, port, settings) = sqlite_site();
     let d = Daemon::start(dir.path(), &settings, port, &[], &[]);
     let mut idle = Vec::new();
     for _ in 0..20 {
