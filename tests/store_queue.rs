@@ -188,6 +188,20 @@ async fn steps_advance_the_projection_and_keep_their_results() {
             2,
             "{name}"
         );
+        // a run's submissions are the ids after `<run>-` (the range of the primary key); the API keeps `<run>-<digits>`
+        for id in ["r7-1", "r7-2", "r7-x-1", "r70-1", "r7.1"] {
+            store.insert(&new(id)).await.unwrap();
+        }
+        let mut of_run = ids(store
+            .list(&ListFilter {
+                run: Some("r7".into()),
+                limit: 100,
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap());
+        of_run.sort();
+        assert_eq!(of_run, ["r7-1", "r7-2", "r7-x-1"], "{name}");
     }
 }
 

@@ -328,9 +328,15 @@ pub struct Faults {
     pub refused: AtomicU64,
 }
 
+/// A Dataset or Screen created through `m/save/`: (kind, id, name, group id).
+type Created = (String, i64, String, i64);
+
 struct ServerState {
     world: World,
     sessions: Mutex<HashMap<String, String>>,
+    /// Users' own OMERO sessions: uuid → their eventContext.
+    user_sessions: Mutex<HashMap<String, Value>>,
+    created: Mutex<Vec<Created>>,
     csrf: Mutex<Vec<String>>,
     faults: Arc<Faults>,
     counter: AtomicU64,
@@ -353,6 +359,8 @@ impl TestOmero {
         let state = Arc::new(ServerState {
             world,
             sessions: Mutex::new(HashMap::new()),
+            user_sessions: Mutex::new(HashMap::new()),
+            created: Mutex::new(Vec::new()),
             csrf: Mutex::new(Vec::new()),
             faults: faults.clone(),
             counter: AtomicU64::new(0),
@@ -390,6 +398,38 @@ impl TestOmero {
         if let Ok(mut s) = self.state.sessions.lock() {
             s.clear();
         }
+        if let Ok(mut s) = self.state.user_sessions.lock() {
+            s.clear();
+        }
+    }
+
+    /// Opens an OMERO session for a user, as OMERO does when a script job starts:
+    /// `(user id, name)` acting in `(group id, name)`, a member of `member_of`.
+    /// Returns its key.
+    pub fn open_user_session(
+        &self,
+        (user_id, user): (i64, &str),
+        (group_id, group): (i64, &str),
+        member_of: &[i64],
+    ) -> String {
+        let n = self.state.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let key = format!("5e55{n:04}-{user_id:04}-4000-8000-{group_id:012}");
+        let ctx = json!({"userName": user, "eventId": -1, "sessionUuid": key, "eventType": "User",
+            "userId": user_id, "sessionId": n, "groupName": group, "isAdmin": false,
+            "memberOfGroups": member_of, "leaderOfGroups": [], "groupId": group_id});
+        if let Ok(mut s) = self.state.user_sessions.lock() {
+            s.insert(key.clone(), ctx);
+        }
+        key
+    }
+
+    /// The Datasets and Screens created through `m/save/`: (kind, id, name, group id).
+    pub fn created(&self) -> Vec<(String, i64, String, i64)> {
+        self.state
+            .created
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -609,6 +649,26 @@ async fn handle(
                 "Login failed. Reason: unknown server",
             );
         }
+        // a session key as user name and password joins that session (omero.client.joinSession)
+        let joined = form
+            .get("username")
+            .filter(|u| form.get("password") == Some(*u))
+            .and_then(|u| st.user_sessions.lock().ok()?.get(u.as_str()).cloned());
+        if let Some(ctx) = joined {
+            let sid = format!("sid{n:08}");
+            let uuid = ctx["sessionUuid"].as_str().unwrap_or_default().to_owned();
+            if let Ok(mut s) = st.sessions.lock() {
+                s.insert(sid.clone(), uuid);
+            }
+            let mut r = json_response(
+                StatusCode::OK,
+                &json!({"success": true, "eventContext": ctx}),
+            );
+            if let Ok(v) = format!("sessionid={sid}; HttpOnly; Path=/").parse() {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            return r;
+        }
         if form.get("username").map(String::as_str) != Some(USER)
             || form.get("password").map(String::as_str) != Some(PASSWORD)
         {
@@ -730,6 +790,119 @@ async fn handle(
             StatusCode::OK,
             &json!({"annotations": anns, "experimenters": []}),
         );
+    }
+    let created = st.created.lock().map(|c| c.clone()).unwrap_or_default();
+    let container = |kind: &str, id: i64, name: &str, gid: i64| {
+        let group = if gid == 5 { "Lab A" } else { "Lab B" };
+        json!({"@id": id, "@type": format!("{SCHEMA}#{kind}"), "Name": name, "omero:details": details(group)})
+    };
+    let gid_of = |group: &str| if group == "Lab A" { 5 } else { 6 };
+    if path == "/api/v0/m/save/" {
+        // omeroweb/api/views.py SaveView: POST creates a Project, Dataset or Screen (201)
+        if method != Method::POST {
+            return message(StatusCode::METHOD_NOT_ALLOWED, "POST to create");
+        }
+        let sent = headers.get("X-CSRFToken").and_then(|v| v.to_str().ok());
+        if sent.is_none() || sent != cookie(&headers, "csrftoken").as_deref() {
+            return message(
+                StatusCode::FORBIDDEN,
+                "CSRF verification failed. Request aborted.",
+            );
+        }
+        let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
+            return message(StatusCode::BAD_REQUEST, "Invalid JSON");
+        };
+        let Some(kind) = obj["@type"]
+            .as_str()
+            .and_then(|t| t.split_once('#'))
+            .map(|(_, k)| k.to_owned())
+        else {
+            return message(StatusCode::BAD_REQUEST, "Need to specify @type attribute");
+        };
+        if !["Project", "Dataset", "Screen"].contains(&kind.as_str()) {
+            return message(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("Creation of {kind} not supported"),
+            );
+        }
+        if obj.get("@id").is_some() {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Object has '@id' attribute. Use PUT to update objects",
+            );
+        }
+        let Some(gid) = q
+            .iter()
+            .find(|(k, _)| k == "group")
+            .and_then(|(_, v)| v.parse::<i64>().ok())
+        else {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Specify Group in omero:details or query parameters ?group=:id",
+            );
+        };
+        let id = 5000 + i64::try_from(created.len()).unwrap_or(0);
+        let name = obj["Name"].as_str().unwrap_or_default().to_owned();
+        if let Ok(mut c) = st.created.lock() {
+            c.push((kind.clone(), id, name.clone(), gid));
+        }
+        return json_response(
+            StatusCode::CREATED,
+            &json!({"data": container(&kind, id, &name, gid)}),
+        );
+    }
+    if let ["api", "v0", "m", kind @ ("datasets" | "screens")] = segs.as_slice() {
+        let (type_name, world_items) = if *kind == "datasets" {
+            (
+                "Dataset",
+                w.datasets
+                    .iter()
+                    .map(|(id, (n, g, _))| (*id, n.clone(), gid_of(g)))
+                    .collect::<Vec<_>>(),
+            )
+        } else {
+            (
+                "Screen",
+                w.screens
+                    .iter()
+                    .map(|(id, (n, g, _))| (*id, n.clone(), gid_of(g)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let group = q
+            .iter()
+            .find(|(k, _)| k == "group")
+            .and_then(|(_, v)| v.parse::<i64>().ok());
+        let mut items: Vec<(i64, String, i64)> = world_items;
+        items.extend(
+            created
+                .iter()
+                .filter(|c| c.0 == type_name)
+                .map(|c| (c.1, c.2.clone(), c.3)),
+        );
+        items.sort_by_key(|i| i.0);
+        let items = items
+            .into_iter()
+            .filter(|i| group.is_none_or(|g| g == i.2))
+            .map(|(id, n, g)| container(type_name, id, &n, g))
+            .collect();
+        return list(items, &q, max_limit);
+    }
+    if let ["api", "v0", "m", kind @ ("datasets" | "screens"), id] = segs.as_slice() {
+        let type_name = if *kind == "datasets" {
+            "Dataset"
+        } else {
+            "Screen"
+        };
+        if let Some(c) = created
+            .iter()
+            .find(|c| c.0 == type_name && Some(c.1) == id_of(id))
+        {
+            return json_response(
+                StatusCode::OK,
+                &json!({"data": container(type_name, c.1, &c.2, c.3)}),
+            );
+        }
     }
     match segs.as_slice() {
         ["api", "v0", "m", "images", id] => match id_of(id).and_then(|i| w.images.get(&i)) {

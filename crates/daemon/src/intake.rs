@@ -103,6 +103,12 @@ pub struct Options {
     /// Keep the remote data folder and job log after a successful import.
     #[serde(default)]
     pub keep_remote_data: bool,
+    /// The NGFF version Zarr inputs are staged as (default: the daemon's `ngff_version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ngff_version: Option<stage_common::NgffVersion>,
+    /// The user asked to be mailed when the run ends (BIOMERO's `E-mail`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub email: bool,
 }
 
 /// A submission as sent to biomero-stage (format version 1).
@@ -132,6 +138,12 @@ pub struct SubmissionDoc {
     /// Options.
     #[serde(default)]
     pub options: Options,
+    /// The BIOMERO run this submission is part of (one per workflow and batch of a run request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// What the run request asked for that this submission does not do, each saying why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 /// One problem with a submission.

@@ -132,6 +132,10 @@ pub fn request(doc: &SubmissionDoc, modes: ModeDecision, settings: &StageSetting
         inputs,
         group: doc.user.group.clone(),
         modes,
-        ngff_version: settings.ngff_version.to_string(),
+        ngff_version: doc
+            .options
+            .ngff_version
+            .unwrap_or(settings.ngff_version)
+            .to_string(),
     }
 }

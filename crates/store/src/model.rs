@@ -330,6 +330,8 @@ pub struct ListFilter {
     pub state: Option<State>,
     /// At most this many, newest first.
     pub limit: i64,
+    /// Only the submissions of this run (ids `<run>-<n>`).
+    pub run: Option<String>,
 }
 
 /// What renewing a lease found.

@@ -108,12 +108,18 @@ impl Store {
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Submission>> {
         let limit = rows::list_limit(filter);
         let state = filter.state.map(State::as_str);
+        // a run's submissions are `<run>-<n>`: the ids strictly between `<run>-` and `<run>.`
+        // ('.' follows '-'), a range of the primary key on both backends
+        let from = filter.run.as_ref().map(|r| format!("{r}-"));
+        let to = filter.run.as_ref().map(|r| format!("{r}."));
         on_either!(self, |p, _d| {
             let rows = sqlx::query(select_submissions!(
-                "WHERE ($1 IS NULL OR state = $1) ORDER BY created_at DESC, id LIMIT $2"
+                "WHERE ($1 IS NULL OR state = $1) AND ($3 IS NULL OR (id > $3 AND id < $4)) ORDER BY created_at DESC, id LIMIT $2"
             ))
             .bind(state)
             .bind(limit)
+            .bind(from.clone())
+            .bind(to.clone())
             .fetch_all(p)
             .await?;
             rows.iter().map(rows::submission).collect()

@@ -4,6 +4,7 @@
 //! module and returns an exit code; errors reaching this level are printed
 //! once, with their chain, and give exit code 1.
 
+mod biomero_cmd;
 mod cluster_cmd;
 mod config_cmd;
 mod data_cmd;
@@ -98,6 +99,8 @@ enum Command {
     Serve(queue_cmd::ServeArgs),
     /// Validate a submission (JSON file, or - for stdin) and queue it
     Submit(queue_cmd::SubmitArgs),
+    /// Queue a BIOMERO run request (script inputs as JSON, the user's OMERO session)
+    BiomeroRun(biomero_cmd::BiomeroRunArgs),
     /// Show submissions, or one submission's history
     Status(queue_cmd::StatusArgs),
     /// Ask for a submission to be cancelled
@@ -174,6 +177,7 @@ pub fn main() -> ExitCode {
             Command::Stage(a) => stage_cmd::stage(&a, &cli.global).await,
             Command::Serve(a) => queue_cmd::serve(&a, &cli.global).await,
             Command::Submit(a) => queue_cmd::submit(&a, &cli.global).await,
+            Command::BiomeroRun(a) => biomero_cmd::run(&a, &cli.global).await,
             Command::Status(a) => queue_cmd::status(&a, &cli.global).await,
             Command::Cancel(a) => queue_cmd::cancel(&a, &cli.global).await,
             Command::Init(a) => cluster_cmd::init(&a, &cli.global).await,

@@ -77,7 +77,7 @@ pub(super) async fn serve(a: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-async fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
+pub(super) async fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
     let sources = global.sources();
     let settings =
         stage_config::StageSettings::load(sources.settings_file.as_deref(), &sources.env)?;
@@ -206,6 +206,7 @@ pub(super) async fn status(a: &StatusArgs, global: &GlobalArgs) -> anyhow::Resul
         .list(&ListFilter {
             state,
             limit: a.limit,
+            run: None,
         })
         .await?;
     if a.json {

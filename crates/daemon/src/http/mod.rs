@@ -2,7 +2,9 @@
 //!
 //! `GET /healthz`, `/readyz`, `/metrics`; `GET/POST /api/v1/submissions`,
 //! `GET /api/v1/submissions/{id}`, `POST /api/v1/submissions/{id}/cancel`,
-//! `GET /api/v1/workflows`, `GET /api/v1/check-setup`. Every `/api/v1` call needs
+//! `GET /api/v1/workflows`, `GET /api/v1/check-setup`; `POST /api/v1/biomero/runs`
+//! (BIOMERO run requests, with the user's `X-OMERO-Session-Key`), `GET
+//! /api/v1/biomero/runs/{run}` and `POST /api/v1/biomero/runs/{run}/cancel`. Every `/api/v1` call needs
 //! `Authorization: Bearer <admin token>` when a token is configured; without one,
 //! changes are refused and reads are served only on a loopback address. Health,
 //! readiness and metrics hold no user data and stay open. Request bodies are
@@ -11,6 +13,7 @@
 //! `{"error": {"code": …, "message": …, "fields": [{field, message}]}}`.
 
 mod health;
+pub mod runs;
 mod setup;
 mod submissions;
 
@@ -207,6 +210,9 @@ pub fn router(rt: Runtime) -> Router {
         .route("/api/v1/submissions/{id}", get(submissions::get))
         .route("/api/v1/submissions/{id}/cancel", post(submissions::cancel))
         .route("/api/v1/workflows", get(submissions::workflows))
+        .route("/api/v1/biomero/runs", post(runs::create))
+        .route("/api/v1/biomero/runs/{run}", get(runs::get))
+        .route("/api/v1/biomero/runs/{run}/cancel", post(runs::cancel))
         .route("/api/v1/check-setup", get(setup::check_setup))
         .route_layer(middleware::from_fn_with_state(rt.clone(), guard));
     Router::new()

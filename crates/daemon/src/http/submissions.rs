@@ -36,6 +36,7 @@ pub(crate) async fn list(
         .list(&ListFilter {
             state,
             limit: q.limit.unwrap_or(100).clamp(1, 1000),
+            run: None,
         })
         .await?;
     Ok(Json(json!({ "submissions": list })))

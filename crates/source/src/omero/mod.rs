@@ -5,7 +5,9 @@
 pub mod client;
 pub mod model;
 pub mod resolve;
+pub mod session;
 pub mod tiles;
 
 pub use client::{OmeroClient, OmeroConfig};
 pub use resolve::{OmeroSource, Unit};
+pub use session::{Container, ContainerKind, EventContext, SessionError, UserSession};

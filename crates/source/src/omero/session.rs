@@ -1,0 +1,446 @@
+//! A user's own OMERO session, joined through OMERO.web: who the user is, and
+//! the containers they act on.
+//!
+//! An OMERO session key is a capability: OMERO joins the session of whoever
+//! presents its uuid as both user name and password (`omero.client.joinSession`
+//! is `createSession(key, key)`). OMERO.web's JSON API login (`POST
+//! api/v0/login/`, form `server`, `username`, `password`, CSRF token from
+//! `api/v0/token/`) passes both to OMERO and answers the joined session's
+//! `eventContext` (`userId`, `userName`, `groupId`, `groupName`,
+//! `memberOfGroups`, `isAdmin`, …; `omeroweb/webgateway/views.py`,
+//! `LoginView.handle_logged_in`). That answer is the only identity biomero-stage
+//! trusts: it comes from OMERO, never from a request body.
+//!
+//! The joined Django session then acts as the user: Datasets and Screens are
+//! listed with `GET api/v0/m/datasets/?group=` and created with `POST
+//! api/v0/m/save/?group=` (`omeroweb/api/views.py`, `SaveView`: Project,
+//! Dataset and Screen; 201 with the saved object in `data`). The key is held as
+//! a [`Secret`] and never appears in an error or a log; the session is never
+//! closed here (closing it would end the user's own session).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use stage_config::settings::Secret;
+
+use super::client::MAX_PAGE;
+
+const SCHEMA: &str = "http://www.openmicroscopy.org/Schemas/OME/2016-06";
+
+/// Who a session belongs to and which group it acts in, as OMERO says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventContext {
+    /// OMERO user id.
+    pub user_id: i64,
+    /// OMERO user name.
+    pub user_name: String,
+    /// The group the session acts in.
+    pub group_id: i64,
+    /// Its name.
+    pub group_name: String,
+    /// Every group the user is a member of.
+    pub member_of_groups: Vec<i64>,
+    /// Whether the user is an OMERO administrator.
+    pub is_admin: bool,
+}
+
+/// A container results can be imported into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerKind {
+    /// An OMERO Dataset (images).
+    Dataset,
+    /// An OMERO Screen (plates).
+    Screen,
+}
+
+impl ContainerKind {
+    /// `Dataset` or `Screen`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContainerKind::Dataset => "Dataset",
+            ContainerKind::Screen => "Screen",
+        }
+    }
+
+    fn list_path(self) -> &'static str {
+        match self {
+            ContainerKind::Dataset => "datasets",
+            ContainerKind::Screen => "screens",
+        }
+    }
+}
+
+/// A Dataset or Screen as OMERO.web shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// Dataset or Screen.
+    pub kind: ContainerKind,
+    /// Its id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// The group it belongs to.
+    pub group_id: i64,
+}
+
+/// Why a session could not be joined or used.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// OMERO does not know the key (never issued, expired or closed).
+    #[error(
+        "OMERO refused the session ({reason}); the session is missing, expired or closed: start the run again from OMERO"
+    )]
+    Refused {
+        /// OMERO.web's message.
+        reason: String,
+    },
+    /// OMERO.web could not be reached or failed.
+    #[error("{url}: {reason}")]
+    Unavailable {
+        /// The URL.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
+    /// OMERO.web answered something other than its documented shape.
+    #[error("{url}: unexpected answer: {reason}")]
+    Protocol {
+        /// The URL.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The container does not exist, or the user cannot see it.
+    #[error("{kind} {id} does not exist or is not visible to this user")]
+    NotFound {
+        /// Dataset or Screen.
+        kind: &'static str,
+        /// Its id.
+        id: i64,
+    },
+}
+
+/// A joined OMERO session acting as its user.
+#[derive(Debug)]
+pub struct UserSession {
+    http: reqwest::Client,
+    base: String,
+    csrf: String,
+    context: EventContext,
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "cannot connect".into()
+    } else {
+        e.to_string()
+    }
+}
+
+fn unavailable(url: &str, e: &reqwest::Error) -> SessionError {
+    SessionError::Unavailable {
+        url: url.to_owned(),
+        reason: describe(e),
+    }
+}
+
+fn protocol(url: &str, reason: impl std::fmt::Display) -> SessionError {
+    SessionError::Protocol {
+        url: url.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads OMERO.web's `eventContext` object.
+pub fn parse_event_context(v: &Value) -> Option<EventContext> {
+    Some(EventContext {
+        user_id: v["userId"].as_i64()?,
+        user_name: v["userName"].as_str()?.to_owned(),
+        group_id: v["groupId"].as_i64()?,
+        group_name: v["groupName"].as_str()?.to_owned(),
+        member_of_groups: v["memberOfGroups"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect(),
+        is_admin: v["isAdmin"].as_bool().unwrap_or(false),
+    })
+}
+
+fn container_of(kind: ContainerKind, v: &Value) -> Option<Container> {
+    Some(Container {
+        kind,
+        id: v["@id"].as_i64()?,
+        name: v["Name"].as_str().unwrap_or_default().to_owned(),
+        group_id: v["omero:details"]["group"]["@id"].as_i64()?,
+    })
+}
+
+impl UserSession {
+    /// Joins the session `key` through OMERO.web at `url` (server `server_id`).
+    pub async fn join(
+        url: &str,
+        server_id: u32,
+        key: &Secret,
+        timeout: Duration,
+    ) -> Result<Self, SessionError> {
+        let base = url.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("biomero-stage/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| protocol(&base, format!("cannot create the HTTP client: {e}")))?;
+        let token_url = format!("{base}/api/v0/token/");
+        let token: Value = http
+            .get(&token_url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| unavailable(&token_url, &e))?
+            .json()
+            .await
+            .map_err(|e| protocol(&token_url, e))?;
+        let csrf = token["data"]
+            .as_str()
+            .ok_or_else(|| protocol(&token_url, "no CSRF token in `data`"))?
+            .to_owned();
+        let login = format!("{base}/api/v0/login/");
+        let server = server_id.to_string();
+        let r = http
+            .post(&login)
+            .header("X-CSRFToken", &csrf)
+            .header(reqwest::header::REFERER, format!("{base}/"))
+            .form(&[
+                ("server", server.as_str()),
+                ("username", key.expose()),
+                ("password", key.expose()),
+            ])
+            .send()
+            .await
+            .map_err(|e| unavailable(&login, &e))?;
+        let status = r.status();
+        if status.is_server_error() {
+            return Err(SessionError::Unavailable {
+                url: login,
+                reason: format!("OMERO.web answered {status}"),
+            });
+        }
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() || body["success"] != true {
+            return Err(SessionError::Refused {
+                reason: body["message"]
+                    .as_str()
+                    .map_or_else(|| format!("OMERO.web answered {status}"), ToOwned::to_owned),
+            });
+        }
+        let context = parse_event_context(&body["eventContext"])
+            .ok_or_else(|| protocol(&login, "no complete `eventContext` in the login answer"))?;
+        // the joined session is the presented one, or OMERO logged in someone else
+        if body["eventContext"]["sessionUuid"].as_str() != Some(key.expose()) {
+            return Err(SessionError::Refused {
+                reason: "OMERO answered with another session than the one presented".into(),
+            });
+        }
+        Ok(UserSession {
+            http,
+            base,
+            csrf,
+            context,
+        })
+    }
+
+    /// Who the session belongs to.
+    pub fn context(&self) -> &EventContext {
+        &self.context
+    }
+
+    /// `GET api/v0/<path>`: `None` when OMERO.web answers 404.
+    async fn get(&self, path: &str) -> Result<Option<Value>, SessionError> {
+        let url = format!("{}/api/v0/{path}", self.base);
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unavailable(&url, &e))?;
+        match r.status() {
+            s if s.is_success() => r.json().await.map(Some).map_err(|e| protocol(&url, e)),
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Err(SessionError::Refused {
+                reason: "the session ended while in use".into(),
+            }),
+            s => Err(SessionError::Unavailable {
+                url,
+                reason: format!("OMERO.web answered {s}"),
+            }),
+        }
+    }
+
+    /// The Dataset or Screen `id`, as this user sees it.
+    pub async fn container(&self, kind: ContainerKind, id: i64) -> Result<Container, SessionError> {
+        let path = format!("m/{}/{id}/", kind.list_path());
+        match self.get(&path).await? {
+            Some(v) => {
+                container_of(kind, &v["data"]).ok_or_else(|| protocol(&path, "no object in `data`"))
+            }
+            None => Err(SessionError::NotFound {
+                kind: kind.name(),
+                id,
+            }),
+        }
+    }
+
+    /// Every item of a JSON API list, page by page (`path` carries its own query).
+    async fn list(&self, path: &str) -> Result<Vec<Value>, SessionError> {
+        let mut out = Vec::new();
+        let mut offset = 0u64;
+        let sep = if path.contains('?') { '&' } else { '?' };
+        loop {
+            let page = format!("{path}{sep}limit={MAX_PAGE}&offset={offset}");
+            let Some(v) = self.get(&page).await? else {
+                return Err(protocol(&page, "not found"));
+            };
+            let Some(Value::Array(items)) = v.get("data") else {
+                return Err(protocol(&page, "no list in `data`"));
+            };
+            let n = items.len() as u64;
+            out.extend(items.iter().cloned());
+            let total = v["meta"]["totalCount"].as_u64().unwrap_or(offset + n);
+            offset += n;
+            if n == 0 || offset >= total {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Every Dataset or Screen of the session's group.
+    pub async fn containers(&self, kind: ContainerKind) -> Result<Vec<Container>, SessionError> {
+        let items = self
+            .list(&format!(
+                "m/{}/?group={}",
+                kind.list_path(),
+                self.context.group_id
+            ))
+            .await?;
+        Ok(items.iter().filter_map(|i| container_of(kind, i)).collect())
+    }
+
+    /// The ids of a Dataset's images, as this user sees them.
+    pub async fn dataset_images(&self, id: i64) -> Result<Vec<i64>, SessionError> {
+        self.container(ContainerKind::Dataset, id).await?;
+        let items = self.list(&format!("m/datasets/{id}/images/")).await?;
+        Ok(items.iter().filter_map(|i| i["@id"].as_i64()).collect())
+    }
+
+    /// The ids of a Plate's fields (every well sample's image), well by well.
+    pub async fn plate_images(&self, id: i64) -> Result<Vec<i64>, SessionError> {
+        let path = format!("m/plates/{id}/");
+        if self.get(&path).await?.is_none() {
+            return Err(SessionError::NotFound { kind: "Plate", id });
+        }
+        let wells = self.list(&format!("m/plates/{id}/wells/")).await?;
+        Ok(wells
+            .iter()
+            .flat_map(|w| w["WellSamples"].as_array().cloned().unwrap_or_default())
+            .filter_map(|ws| ws["Image"]["@id"].as_i64())
+            .collect())
+    }
+
+    /// The container named `name` in the session's group, as BIOMERO finds it
+    /// (`conn.getObjects(type, attributes={"name": name})`, first match), or a new
+    /// one when there is none or `duplicate` asks for a new one. `(container, created)`.
+    pub async fn find_or_create(
+        &self,
+        kind: ContainerKind,
+        name: &str,
+        duplicate: bool,
+        description: &str,
+    ) -> Result<(Container, bool), SessionError> {
+        if !duplicate {
+            let mut found: Vec<Container> = self
+                .containers(kind)
+                .await?
+                .into_iter()
+                .filter(|c| c.name == name && c.group_id == self.context.group_id)
+                .collect();
+            found.sort_by_key(|c| c.id);
+            if let Some(c) = found.into_iter().next() {
+                return Ok((c, false));
+            }
+        }
+        let url = format!(
+            "{}/api/v0/m/save/?group={}",
+            self.base, self.context.group_id
+        );
+        let body = json!({
+            "@type": format!("{SCHEMA}#{}", kind.name()),
+            "Name": name,
+            "Description": description,
+        });
+        let r = self
+            .http
+            .post(&url)
+            .header("X-CSRFToken", &self.csrf)
+            .header(reqwest::header::REFERER, format!("{}/", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| unavailable(&url, &e))?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if status != StatusCode::CREATED && !status.is_success() {
+            return Err(protocol(
+                &url,
+                format!(
+                    "creating {} `{name}` answered {status}{}",
+                    kind.name(),
+                    v["message"]
+                        .as_str()
+                        .map_or_else(String::new, |m| format!(": {m}"))
+                ),
+            ));
+        }
+        let c = container_of(kind, &v["data"])
+            .ok_or_else(|| protocol(&url, "no saved object in `data`"))?;
+        tracing::info!(kind = kind.name(), id = c.id, name, "created in OMERO");
+        Ok((c, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_event_context_is_read_from_omero_webs_login_answer() {
+        // the shape of LoginView.handle_logged_in (omeroweb/webgateway/views.py)
+        let v = json!({"sessionId": 7, "sessionUuid": "k", "userId": 3, "userName": "alice",
+            "groupId": 5, "groupName": "Lab A", "isAdmin": false, "eventId": -1,
+            "eventType": "User", "memberOfGroups": [5, 1], "leaderOfGroups": []});
+        let c = parse_event_context(&v).unwrap();
+        assert_eq!(
+            (c.user_name.as_str(), c.group_id, c.member_of_groups),
+            ("alice", 5, vec![5, 1])
+        );
+        assert!(parse_event_context(&json!({"userName": "alice"})).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_omero_is_unavailable_and_the_key_is_not_in_the_error() {
+        let key = Secret::new("0f0f0f0f-dead-beef-0000-123456789abc");
+        let e = UserSession::join("http://127.0.0.1:1", 1, &key, Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SessionError::Unavailable { .. }), "{e}");
+        assert!(!e.to_string().contains(key.expose()));
+        assert!(!format!("{e:?}").contains(key.expose()));
+    }
+}

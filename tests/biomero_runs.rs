@@ -1,0 +1,460 @@
+//! BIOMERO run requests reach the daemon as OMERO.biomero 1.6.1's
+//! `run_workflow_script` builds them: the identity comes from the user's OMERO
+//! session (joined through the OMERO stand-in exactly as OMERO.web's login
+//! joins one), the inputs become one submission per workflow and batch, the
+//! destination is found or created as the user, and every refusal names its key
+//! and queues nothing.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use stage_tests::omero::{PASSWORD, TestOmero, USER, ids, standard_world};
+use stage_tests::{Daemon, free_port, http_get, write_daemon_settings};
+
+struct Site {
+    dir: tempfile::TempDir,
+    omero: TestOmero,
+    settings: PathBuf,
+    port: u16,
+}
+
+fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let (world, data) = standard_world(&dir.path().join("data"), 64);
+    let omero = TestOmero::start(world);
+    let mappings = dir.path().join("biomero-config.json");
+    std::fs::write(
+        &mappings,
+        r#"{"group_mappings": {"5": {"folder": "lab-a", "groupName": "Lab A"}}}"#,
+    )
+    .unwrap();
+    let port = free_port();
+    let queue = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("queue.sqlite").display()
+    );
+    // no cluster: the pipeline stops at the upload; these tests are about intake
+    let ssh_config = dir.path().join("ssh_config");
+    std::fs::write(
+        &ssh_config,
+        "Host slurm\n  HostName 127.0.0.1\n  Port 1\n  BatchMode yes\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "data_roots = [\"{root}\"]\ngroup_mappings_file = \"{mappings}\"\nomero_url = \"{url}\"\nomero_user = \"{USER}\"\npixel_buffer_url = \"{url}\"\nssh_config_file = \"{ssh}\"\n",
+        root = data.root.display(),
+        mappings = mappings.display(),
+        url = omero.url,
+        ssh = ssh_config.display(),
+    );
+    let settings = write_daemon_settings(dir.path(), &queue, port, &extra);
+    Site {
+        dir,
+        omero,
+        settings,
+        port,
+    }
+}
+
+/// `POST /api/v1/biomero/runs` with the admin token and, when given, the session key: (status, body).
+fn post_run(base: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
+    let mut args = vec![
+        "-sS".to_owned(),
+        "-w".into(),
+        "\n%{http_code}".into(),
+        "-H".into(),
+        "Authorization: Bearer test-token".into(),
+        "-H".into(),
+        "Content-Type: application/json".into(),
+        "--data-binary".into(),
+        body.to_string(),
+    ];
+    if let Some(k) = key {
+        args.extend(["-H".into(), format!("X-OMERO-Session-Key: {k}")]);
+    }
+    args.push(format!("{base}/api/v1/biomero/runs"));
+    let out = Command::new("curl").args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (json_text, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.trim().parse().unwrap(),
+        serde_json::from_str(json_text).unwrap_or(Value::Null),
+    )
+}
+
+/// The inputs OMERO.biomero 1.6.1's `run_workflow_script` builds for `workflow`
+/// (omero_biomero/analyzer_views.py, line by line): every fixed key it always
+/// sends, with the frontend's values, then the caller's.
+fn omero_biomero_inputs(
+    workflow: &str,
+    version: &str,
+    data_type: &str,
+    ids: &[i64],
+    extra: &Value,
+) -> Value {
+    let mut i = json!({
+        workflow: true,
+        format!("{workflow}_Version"): version,
+        "IDs": ids,
+        "Data_Type": data_type,
+        "E-mail": false,
+        "Use_ZARR_Format": false,
+        "OME-Zarr_version": "0.4",
+        "Select how to import your results (one or more)": true,
+        "1) Zip attachment to parent": false,
+        "2) Attach to original images": false,
+        "3a) Import into NEW Dataset": "--NO THANK YOU--",
+        "3a) Import into NEW Screen": "--NO THANK YOU--",
+        "3b) Allow duplicate dataset (name)?": false,
+        "3c) Rename the imported images": "--NO THANK YOU--",
+        "4) Upload result CSVs as OMERO tables": false,
+        "5) Attach individual non-image output files": false,
+        "6a) Create ROIs from label images": false,
+        "6b) Label image pattern": "",
+        "6c) ROI shape": "Polygon",
+        "6g) ROI color override": "",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        i[k] = v.clone();
+    }
+    i
+}
+
+fn request(inputs: &Value) -> Value {
+    json!({"version": 1, "script": "SLURM_Run_Workflow.py", "inputs": inputs})
+}
+
+fn queued(d: &Daemon) -> usize {
+    http_get(&d.base, "/api/v1/submissions?limit=1000")["submissions"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[test]
+fn omero_biomero_runs_become_submissions_of_the_sessions_user() {
+    let s = site();
+    let d = Daemon::start(
+        s.dir.path(),
+        &s.settings,
+        s.port,
+        &["--poll-ms", "200"],
+        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
+    );
+    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+
+    // a Dataset's images to a TIFF workflow, into a new Dataset by name
+    let inputs = omero_biomero_inputs(
+        "cellpose",
+        "v1.4.0",
+        "Image",
+        &[ids::IMG_EXTERNAL, ids::IMG_ANNOTATED],
+        &json!({"cellpose_|_diameter": 20, "3a) Import into NEW Dataset": "cellpose results", "Cleanup?": true}),
+    );
+    let (code, r) = post_run(&d.base, &request(&inputs), Some(&alice));
+    assert_eq!(code, 201, "{r}");
+    let run = &r["run"];
+    assert_eq!(
+        (run["user"].as_str(), run["group"].as_str()),
+        (Some("alice"), Some("Lab A")),
+        "{r}"
+    );
+    let subs = run["submissions"].as_array().unwrap();
+    assert_eq!(subs.len(), 1, "{r}");
+    let created = s.omero.created();
+    assert_eq!(
+        created.len(),
+        1,
+        "the Dataset is created as the user: {created:?}"
+    );
+    assert_eq!(
+        (created[0].0.as_str(), created[0].2.as_str(), created[0].3),
+        ("Dataset", "cellpose results", 5)
+    );
+    let id = subs[0][0].as_str().unwrap();
+    let doc = &http_get(&d.base, &format!("/api/v1/submissions/{id}"))["submission"]["request"];
+    assert_eq!(
+        doc["user"],
+        json!({"name": "alice", "group": "Lab A"}),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["results"],
+        json!({"type": "Dataset", "id": created[0].1}),
+        "{doc}"
+    );
+    assert_eq!(doc["parameters"], json!({"diameter": 20}), "{doc}");
+    assert_eq!(
+        doc["inputs"]["omero"][1],
+        json!({"type": "Image", "id": ids::IMG_ANNOTATED})
+    );
+    assert_eq!(doc["run"], run["run"]);
+
+    // the same name again in another run: the existing Dataset is reused
+    let (code, r2) = post_run(&d.base, &request(&inputs), Some(&alice));
+    assert_eq!(code, 201, "{r2}");
+    assert_eq!(
+        s.omero.created().len(),
+        1,
+        "reused, as BIOMERO does without 3b)"
+    );
+
+    // the same run id sent again (a retried script) is the same run, queued once
+    let again = json!({"version": 1, "run": run["run"], "script": "SLURM_Run_Workflow.py",
+        "inputs": omero_biomero_inputs("cellpose", "v1.4.0", "Image", &[ids::IMG_EXTERNAL, ids::IMG_ANNOTATED],
+            &json!({"cellpose_|_diameter": 20, "3a) Import into NEW Dataset": "cellpose results", "Cleanup?": true}))});
+    let (code, r3) = post_run(&d.base, &again, Some(&alice));
+    assert_eq!(code, 200, "{r3}");
+    assert_eq!(r3["run"]["submissions"][0][2], false);
+
+    // a Plate to a Zarr plate workflow, into a Screen by id
+    let (code, r) = post_run(
+        &d.base,
+        &request(&omero_biomero_inputs(
+            "plate-threshold",
+            "v0.1.4",
+            "Plate",
+            &[ids::PLATE_ZARR],
+            &json!({"Use_ZARR_Format": true, "Screen_ID": ids::SCREEN}),
+        )),
+        Some(&alice),
+    );
+    assert_eq!(code, 201, "{r}");
+    let id = r["run"]["submissions"][0][0].as_str().unwrap().to_owned();
+    let doc = &http_get(&d.base, &format!("/api/v1/submissions/{id}"))["submission"]["request"];
+    assert_eq!(
+        doc["results"],
+        json!({"type": "Screen", "id": ids::SCREEN}),
+        "{doc}"
+    );
+    assert_eq!(doc["options"]["ngff_version"], "0.4");
+
+    // two workflows at once: one run, one submission each, listed and cancelled as a whole
+    let mut two = omero_biomero_inputs(
+        "cellpose",
+        "v1.4.0",
+        "Image",
+        &[ids::IMG_EXTERNAL],
+        &json!({}),
+    );
+    two["stardist"] = json!(true);
+    two["stardist_Version"] = json!("v1.3.2");
+    let (code, r) = post_run(&d.base, &request(&two), Some(&alice));
+    assert_eq!(code, 201, "{r}");
+    let run_id = r["run"]["run"].as_str().unwrap().to_owned();
+    let workflows: Vec<&str> = r["run"]["submissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[1].as_str().unwrap())
+        .collect();
+    assert_eq!(workflows, ["cellpose", "stardist"]);
+    let listed = http_get(&d.base, &format!("/api/v1/biomero/runs/{run_id}"));
+    assert_eq!(
+        listed["submissions"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    let cancelled = stage_tests::http_post(
+        &d.base,
+        &format!("/api/v1/biomero/runs/{run_id}/cancel"),
+        &json!({}),
+    );
+    assert_eq!(
+        cancelled["submissions"].as_array().map(Vec::len),
+        Some(2),
+        "{cancelled}"
+    );
+
+    // a batched run of 5 images with Batch_Size 2: three submissions
+    let fields: Vec<i64> = (0..5).map(|i| 1201 + i).collect();
+    let mut batched = omero_biomero_inputs(
+        "cellpose",
+        "v1.4.0",
+        "Image",
+        &fields,
+        &json!({"Batch_Size": 2}),
+    );
+    batched["3b) Allow duplicate dataset (name)?"] = json!(false);
+    let (code, r) = post_run(
+        &d.base,
+        &json!({"version": 1, "script": "SLURM_Run_Workflow_Batched.py", "inputs": batched}),
+        Some(&alice),
+    );
+    assert_eq!(code, 201, "{r}");
+    let mut sizes = Vec::new();
+    for sub in r["run"]["submissions"].as_array().unwrap() {
+        let doc = &http_get(
+            &d.base,
+            &format!("/api/v1/submissions/{}", sub[0].as_str().unwrap()),
+        )["submission"]["request"];
+        sizes.push(doc["inputs"]["omero"].as_array().unwrap().len());
+    }
+    assert_eq!(sizes, [2, 2, 1]);
+
+    // a Dataset in the batched script is expanded to its images, as BIOMERO does
+    let (code, r) = post_run(
+        &d.base,
+        &json!({"version": 1, "script": "SLURM_Run_Workflow_Batched.py",
+            "inputs": omero_biomero_inputs("cellpose", "v1.4.0", "Dataset", &[ids::DATASET], &json!({"Batch_Size": 2}))}),
+        Some(&alice),
+    );
+    assert_eq!(code, 201, "{r}");
+    assert_eq!(
+        r["run"]["submissions"].as_array().map(Vec::len),
+        Some(2),
+        "3 images in 2 batches: {r}"
+    );
+
+    // options not done yet are accepted and said
+    let (code, r) = post_run(
+        &d.base,
+        &request(&omero_biomero_inputs(
+            "cellpose",
+            "v1.4.0",
+            "Image",
+            &[ids::IMG_EXTERNAL],
+            &json!({"4) Upload result CSVs as OMERO tables": true, "E-mail": true}),
+        )),
+        Some(&alice),
+    );
+    assert_eq!(code, 201, "{r}");
+    let notices = r["run"]["notices"].to_string();
+    assert!(
+        notices.contains("OMERO tables") && notices.contains("E-mail"),
+        "{notices}"
+    );
+}
+
+#[test]
+fn a_wrong_run_request_is_refused_by_name_before_anything_is_queued() {
+    let s = site();
+    let d = Daemon::start(
+        s.dir.path(),
+        &s.settings,
+        s.port,
+        &["--poll-ms", "200"],
+        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
+    );
+    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    let good = || {
+        omero_biomero_inputs(
+            "cellpose",
+            "v1.4.0",
+            "Image",
+            &[ids::IMG_EXTERNAL],
+            &json!({}),
+        )
+    };
+    let with = |k: &str, v: Value| {
+        let mut i = good();
+        i[k] = v;
+        request(&i)
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "unknown workflow",
+            with("cellpose_|_diameter", json!(3)).pipe(|mut r| {
+                r["inputs"]["nosuch"] = json!(true);
+                r
+            }),
+            "nosuch",
+        ),
+        (
+            "version not on the cluster",
+            with("cellpose_Version", json!("v9.9.9")),
+            "cellpose_Version",
+        ),
+        ("unknown key", with("Colour", json!("blue")), "Colour"),
+        (
+            "a Dataset to a plate workflow",
+            request(&omero_biomero_inputs(
+                "plate-threshold",
+                "v0.1.4",
+                "Dataset",
+                &[ids::DATASET],
+                &json!({"Use_ZARR_Format": true}),
+            )),
+            "Data_Type / IDs",
+        ),
+        (
+            "a parameter of the wrong type",
+            with("cellpose_|_diameter", json!("big")),
+            "cellpose_|_diameter",
+        ),
+        (
+            "zarr forced on a TIFF workflow",
+            with("Use_ZARR_Format", json!(true)),
+            "Use_ZARR_Format",
+        ),
+        (
+            "a file parameter",
+            with("cellpose_|_FILE_model", json!([41])),
+            "cellpose_|_FILE_model",
+        ),
+        (
+            "a Dataset of another group",
+            with("Dataset_ID", json!(ids::DATASET_OTHER_GROUP)),
+            "Dataset_ID",
+        ),
+    ];
+    for (what, body, key) in cases {
+        let (code, r) = post_run(&d.base, &body, Some(&alice));
+        assert_eq!(code, 422, "{what}: {r}");
+        let fields: Vec<&str> = r["error"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields.contains(&key),
+            "{what}: {key} not in {fields:?}: {r}"
+        );
+    }
+    // identity
+    let (code, r) = post_run(&d.base, &request(&good()), None);
+    assert_eq!(
+        (code, r["error"]["code"].as_str()),
+        (403, Some("identity_refused")),
+        "missing session: {r}"
+    );
+    let (code, r) = post_run(
+        &d.base,
+        &request(&good()),
+        Some("00000000-0000-4000-8000-000000000000"),
+    );
+    assert_eq!(code, 403, "unknown session: {r}");
+    let mut forged = request(&good());
+    forged["user"] = json!("root");
+    let (code, r) = post_run(&d.base, &forged, Some(&alice));
+    assert_eq!(code, 403, "forged user: {r}");
+    assert!(!r.to_string().contains(&alice), "the session key is not in an answer");
+    assert!(r["error"]["message"].as_str().unwrap().contains("root"));
+    let mut foreign = request(&good());
+    foreign["group_id"] = json!(6);
+    let (code, r) = post_run(&d.base, &foreign, Some(&alice));
+    assert_eq!(code, 403, "a group alice is not in: {r}");
+    let bob = s
+        .omero
+        .open_user_session((61, "bob"), (5, "Lab A"), &[5, 6]);
+    s.omero.expire_sessions();
+    let (code, r) = post_run(&d.base, &request(&good()), Some(&bob));
+    assert_eq!(code, 403, "expired session: {r}");
+    assert_eq!(queued(&d), 0, "nothing was queued");
+    assert!(s.omero.created().is_empty(), "nothing was created in OMERO");
+    let log = d.log_text();
+    assert!(
+        !log.contains(&alice) && !log.contains(&bob),
+        "a session key reached the log"
+    );
+}
+
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl Pipe for Value {}
