@@ -431,7 +431,10 @@ fn a_wrong_run_request_is_refused_by_name_before_anything_is_queued() {
     forged["user"] = json!("root");
     let (code, r) = post_run(&d.base, &forged, Some(&alice));
     assert_eq!(code, 403, "forged user: {r}");
-    assert!(!r.to_string().contains(&alice), "the session key is not in an answer");
+    assert!(
+        !r.to_string().contains(&alice),
+        "the session key is not in an answer"
+    );
     assert!(r["error"]["message"].as_str().unwrap().contains("root"));
     let mut foreign = request(&good());
     foreign["group_id"] = json!(6);
@@ -458,3 +461,68 @@ trait Pipe: Sized {
     }
 }
 impl Pipe for Value {}
+
+/// The drop-in scripts' own code (everything but the omero-py glue) against the real daemon:
+/// the declarations come from its workflows endpoint, and a run handed off through it is queued.
+#[test]
+fn the_drop_in_scripts_hand_a_run_to_the_daemon() {
+    let s = site();
+    let d = Daemon::start(
+        s.dir.path(),
+        &s.settings,
+        s.port,
+        &["--poll-ms", "200"],
+        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
+    );
+    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    let script = r#"
+import json, sys
+from biomero_stage_omero import declare
+from biomero_stage_omero.daemon import Daemon, DaemonError, Settings, run_message
+d = Daemon(Settings.load("/nonexistent.ini"))
+decl = {p["name"]: p for p in declare.declarations(d.workflows(), False)}
+inputs = {p["name"]: p["default"] for p in decl.values() if p["default"] is not None}
+inputs.update({"Data_Type": "Image", "IDs": [201], "cellpose": True, "cellpose_Version": decl["cellpose_Version"]["values"][0],
+               "Use_ZARR_Format": False, "E-mail": False})
+run = d.submit_run("SLURM_Run_Workflow.py", inputs, sys.argv[1], 5)
+try:
+    d.submit_run("SLURM_Run_Workflow.py", dict(inputs, cellpose_Version="v0"), sys.argv[1], 5)
+    refused = None
+except DaemonError as e:
+    refused = str(e)
+print(json.dumps({"versions": decl["cellpose_Version"]["values"], "order": [k for k in decl if not k.count("_") and k[0].islower()],
+                  "message": run_message(run), "refused": refused}))
+"#;
+    let out = Command::new(stage_tests::python())
+        .args(["-c", script, &alice])
+        .env("PYTHONPATH", stage_tests::repo_root().join("omero-scripts"))
+        .env("BIOMERO_STAGE_URL", &d.base)
+        .env("BIOMERO_STAGE_TOKEN_FILE", s.dir.path().join("admin-token"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["versions"], json!(["v1.4.0"]), "{v}");
+    // slurm-config.ini's order, as BIOMERO lists the workflows
+    assert_eq!(
+        v["order"],
+        json!([
+            "cellpose",
+            "stardist",
+            "cellexpansion",
+            "spotcounting",
+            "zarr-cellpose",
+            "plate-threshold",
+            "deconvolve"
+        ]),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains(": cellpose"), "{v}");
+    let refused = v["refused"].as_str().unwrap();
+    assert!(refused.contains("- cellpose_Version:"), "{refused}");
+    assert_eq!(queued(&d), 1);
+}

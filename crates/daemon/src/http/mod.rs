@@ -2,7 +2,7 @@
 //!
 //! `GET /healthz`, `/readyz`, `/metrics`; `GET/POST /api/v1/submissions`,
 //! `GET /api/v1/submissions/{id}`, `POST /api/v1/submissions/{id}/cancel`,
-//! `GET /api/v1/workflows`, `GET /api/v1/check-setup`; `POST /api/v1/biomero/runs`
+//! `GET /api/v1/workflows`, `GET /api/v1/check-setup`, `POST /api/v1/init`; `POST /api/v1/biomero/runs`
 //! (BIOMERO run requests, with the user's `X-OMERO-Session-Key`), `GET
 //! /api/v1/biomero/runs/{run}` and `POST /api/v1/biomero/runs/{run}/cancel`. Every `/api/v1` call needs
 //! `Authorization: Bearer <admin token>` when a token is configured; without one,
@@ -214,6 +214,7 @@ pub fn router(rt: Runtime) -> Router {
         .route("/api/v1/biomero/runs/{run}", get(runs::get))
         .route("/api/v1/biomero/runs/{run}/cancel", post(runs::cancel))
         .route("/api/v1/check-setup", get(setup::check_setup))
+        .route("/api/v1/init", post(setup::init))
         .route_layer(middleware::from_fn_with_state(rt.clone(), guard));
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -82,11 +82,29 @@ pub(crate) async fn cancel(
 
 pub(crate) async fn workflows(State(rt): State<Runtime>) -> Json<Value> {
     let config = rt.config.current();
-    let list: Vec<Value> = config
-        .registry
-        .workflows
-        .values()
+    let order = configured_order(&config.slurm);
+    let list: Vec<Value> = order
+        .iter()
+        .filter_map(|k| config.registry.get(k))
         .map(crate::report::workflow_json)
         .collect();
     Json(json!({ "generation": config.generation, "workflows": list }))
+}
+
+/// The workflow keys in the order slurm-config.ini declares them (file by file as read,
+/// then line by line), the order BIOMERO's scripts list them in (configparser keeps it).
+pub(crate) fn configured_order(slurm: &stage_config::SlurmConfig) -> Vec<String> {
+    let mut keys: Vec<(usize, u32, &String)> = slurm
+        .workflows
+        .values()
+        .map(|w| {
+            let file =
+                w.at.path()
+                    .and_then(|p| slurm.files.iter().position(|f| f == p))
+                    .unwrap_or(usize::MAX);
+            (file, w.at.line().unwrap_or(u32::MAX), &w.key)
+        })
+        .collect();
+    keys.sort();
+    keys.into_iter().map(|(_, _, k)| k.clone()).collect()
 }
