@@ -308,7 +308,8 @@ fn omero_biomero_runs_become_submissions_of_the_sessions_user() {
         "3 images in 2 batches: {r}"
     );
 
-    // options not done yet are accepted and said
+    // options not done yet are accepted and said; that this site has no mail relay too
+    s.omero.set_email(60, "alice@facility.example");
     let (code, r) = post_run(
         &d.base,
         &request(&omero_biomero_inputs(
@@ -323,7 +324,7 @@ fn omero_biomero_runs_become_submissions_of_the_sessions_user() {
     assert_eq!(code, 201, "{r}");
     let notices = r["run"]["notices"].to_string();
     assert!(
-        notices.contains("OMERO tables") && notices.contains("E-mail"),
+        notices.contains("OMERO tables") && notices.contains("no mail relay"),
         "{notices}"
     );
 }
@@ -525,4 +526,179 @@ print(json.dumps({"versions": decl["cellpose_Version"]["values"], "order": [k fo
     let refused = v["refused"].as_str().unwrap();
     assert!(refused.contains("- cellpose_Version:"), "{refused}");
     assert_eq!(queued(&d), 1);
+}
+
+/// A free port with an SMTP server (aiosmtpd from PyPI) delivering into `maildir`.
+fn smtp_server(maildir: &std::path::Path) -> (std::process::Child, u16) {
+    let port = free_port();
+    let child = Command::new(stage_tests::python())
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(maildir)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "aiosmtpd did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (child, port)
+}
+
+fn notes(d: &Daemon, id: &str) -> Vec<Value> {
+    http_get(&d.base, &format!("/api/v1/submissions/{id}"))["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["step"] == "notify")
+        .cloned()
+        .collect()
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_run_that_asked_for_mail_mails_its_user_once_when_it_ends() {
+    let maildir = tempfile::tempdir().unwrap();
+    let (mut smtp, smtp_port) = smtp_server(&maildir.path().join("mail"));
+    let s = site();
+    let settings = std::fs::read_to_string(&s.settings).unwrap();
+    std::fs::write(
+        &s.settings,
+        format!("{settings}\nsmtp_url = \"smtp://127.0.0.1:{smtp_port}\"\nmail_from = \"stage@facility.example\"\n"),
+    )
+    .unwrap();
+    let d = Daemon::start(
+        s.dir.path(),
+        &s.settings,
+        s.port,
+        &["--poll-ms", "200"],
+        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
+    );
+    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    s.omero.set_email(60, "alice@facility.example");
+    let mut two = omero_biomero_inputs(
+        "cellpose",
+        "v1.4.0",
+        "Image",
+        &[ids::IMG_EXTERNAL],
+        &json!({"E-mail": true}),
+    );
+    two["stardist"] = json!(true);
+    two["stardist_Version"] = json!("v1.3.2");
+    let (code, r) = post_run(&d.base, &request(&two), Some(&alice));
+    assert_eq!(code, 201, "{r}");
+    let run = r["run"]["run"].as_str().unwrap().to_owned();
+    let ids: Vec<String> = r["run"]["submissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[0].as_str().unwrap().to_owned())
+        .collect();
+    let doc =
+        &http_get(&d.base, &format!("/api/v1/submissions/{}", ids[0]))["submission"]["request"];
+    assert_eq!(
+        doc["options"]["email_to"], "alice@facility.example",
+        "the address comes from OMERO: {doc}"
+    );
+    // the run ends (cancelled while it retries the unreachable cluster): one mail, both noted
+    stage_tests::http_post(
+        &d.base,
+        &format!("/api/v1/biomero/runs/{run}/cancel"),
+        &json!({}),
+    );
+    for id in &ids {
+        let n = wait_for("the notification note", || notes(&d, id).pop());
+        assert_eq!(
+            (n["detail"]["mail"].as_str(), n["detail"]["to"].as_str()),
+            (Some("sent"), Some("alice@facility.example")),
+            "{n}"
+        );
+    }
+    let new = maildir.path().join("mail/new");
+    let mails: Vec<String> = wait_for("the mail", || {
+        let m: Vec<String> = std::fs::read_dir(&new)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        (!m.is_empty()).then_some(m)
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(
+        std::fs::read_dir(&new).unwrap().count(),
+        1,
+        "one mail for the run"
+    );
+    let mail = &mails[0];
+    for part in [
+        "To: alice@facility.example",
+        "From: stage@facility.example",
+        &format!("run {run} was cancelled"),
+        &ids[0],
+        &ids[1],
+    ] {
+        assert!(mail.contains(part), "{part} not in:\n{mail}");
+    }
+
+    // no address in OMERO: the run says so at intake, and its history when it ends
+    let bob = s.omero.open_user_session((61, "bob"), (5, "Lab A"), &[5]);
+    let (code, r) = post_run(
+        &d.base,
+        &request(&omero_biomero_inputs(
+            "cellpose",
+            "v1.4.0",
+            "Image",
+            &[ids::IMG_EXTERNAL],
+            &json!({"E-mail": true}),
+        )),
+        Some(&bob),
+    );
+    assert_eq!(code, 201, "{r}");
+    assert!(
+        r["run"]["notices"]
+            .to_string()
+            .contains("no e-mail address in OMERO"),
+        "{r}"
+    );
+    let run = r["run"]["run"].as_str().unwrap();
+    let id = r["run"]["submissions"][0][0].as_str().unwrap();
+    stage_tests::http_post(
+        &d.base,
+        &format!("/api/v1/biomero/runs/{run}/cancel"),
+        &json!({}),
+    );
+    let n = wait_for("the note", || notes(&d, id).pop());
+    assert_eq!(n["detail"]["mail"], "not sent", "{n}");
+    assert!(
+        n["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no e-mail address"),
+        "{n}"
+    );
+    let _ = smtp.kill();
+    let _ = smtp.wait();
 }

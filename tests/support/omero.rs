@@ -336,6 +336,8 @@ struct ServerState {
     sessions: Mutex<HashMap<String, String>>,
     /// Users' own OMERO sessions: uuid → their eventContext.
     user_sessions: Mutex<HashMap<String, Value>>,
+    /// Experimenters' e-mail addresses by user id.
+    emails: Mutex<HashMap<i64, String>>,
     created: Mutex<Vec<Created>>,
     csrf: Mutex<Vec<String>>,
     faults: Arc<Faults>,
@@ -360,6 +362,7 @@ impl TestOmero {
             world,
             sessions: Mutex::new(HashMap::new()),
             user_sessions: Mutex::new(HashMap::new()),
+            emails: Mutex::new(HashMap::new()),
             created: Mutex::new(Vec::new()),
             csrf: Mutex::new(Vec::new()),
             faults: faults.clone(),
@@ -421,6 +424,13 @@ impl TestOmero {
             s.insert(key.clone(), ctx);
         }
         key
+    }
+
+    /// Gives experimenter `user_id` an e-mail address.
+    pub fn set_email(&self, user_id: i64, email: &str) {
+        if let Ok(mut e) = self.state.emails.lock() {
+            e.insert(user_id, email.to_owned());
+        }
     }
 
     /// The Datasets and Screens created through `m/save/`: (kind, id, name, group id).
@@ -849,6 +859,31 @@ async fn handle(
         return json_response(
             StatusCode::CREATED,
             &json!({"data": container(&kind, id, &name, gid)}),
+        );
+    }
+    if let ["api", "v0", "m", "experimenters", id] = segs.as_slice() {
+        // omero-marshal's Experimenter: UserName, FirstName, LastName, Email
+        let Some(uid) = id_of(id) else {
+            return not_found("Experimenter");
+        };
+        let known = st.user_sessions.lock().ok().and_then(|s| {
+            s.values()
+                .find(|c| c["userId"].as_i64() == Some(uid))
+                .map(|c| c["userName"].clone())
+        });
+        let Some(name) = known else {
+            return not_found("Experimenter");
+        };
+        let email = st
+            .emails
+            .lock()
+            .ok()
+            .and_then(|e| e.get(&uid).cloned())
+            .unwrap_or_default();
+        return json_response(
+            StatusCode::OK,
+            &json!({"data": {"@id": uid, "@type": format!("{SCHEMA}#Experimenter"), "UserName": name,
+                "FirstName": name, "LastName": "", "Email": email}}),
         );
     }
     if let ["api", "v0", "m", kind @ ("datasets" | "screens")] = segs.as_slice() {

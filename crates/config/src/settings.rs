@@ -193,6 +193,12 @@ settings! {
     /// How often importer orders are looked at at first, in seconds (then less often as an
     /// import takes longer, at most once a minute).
     import_poll_secs: u64 = 5,
+    /// The mail relay for run notifications (BIOMERO's `E-mail`): `smtp://host:25`,
+    /// `smtp://host:587?tls=required`, `smtps://user:password@host:465`; unset: no mail,
+    /// and the run's history says so. Prefer `BIOMERO_STAGE_SMTP_URL` when it holds a password.
+    smtp_url: Option<Secret> = None,
+    /// The sender of run notifications.
+    mail_from: String = "biomero-stage@localhost".to_owned(),
     }
 }
 

@@ -109,6 +109,9 @@ pub struct Options {
     /// The user asked to be mailed when the run ends (BIOMERO's `E-mail`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub email: bool,
+    /// Where that mail goes: the user's address in OMERO, read at intake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_to: Option<String>,
 }
 
 /// A submission as sent to biomero-stage (format version 1).

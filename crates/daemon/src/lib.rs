@@ -12,6 +12,7 @@ pub mod importer;
 pub mod intake;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod progress;
 pub mod queue_identity;

@@ -243,7 +243,12 @@ async fn process(rt: &Runtime, mut claim: Claim, shutdown: &CancellationToken) {
             rt.store.advance(&claim, &decision.transition).await
         };
         match recorded {
-            Ok(_) if finishing => return,
+            Ok(updated) if finishing => {
+                if updated.done {
+                    crate::notify::after_end(rt, &updated).await;
+                }
+                return;
+            }
             Ok(updated) => claim.submission = updated,
             Err(StoreError::LeaseLost(_)) => {
                 tracing::warn!(
@@ -303,8 +308,10 @@ async fn cancel_now(rt: &Runtime, claim: &Claim) {
 
 /// Records a last transition and gives the claim back in one transaction.
 async fn finish(rt: &Runtime, claim: &Claim, t: Transition) {
-    if let Err(e) = rt.store.advance_and_release(claim, &t).await {
-        tracing::warn!(error = %e, "cannot record {}", t.outcome.as_str());
+    match rt.store.advance_and_release(claim, &t).await {
+        Ok(s) if s.done => crate::notify::after_end(rt, &s).await,
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot record {}", t.outcome.as_str()),
     }
 }
 

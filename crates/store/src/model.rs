@@ -151,6 +151,8 @@ pub enum Outcome {
     LeaseExpired,
     /// Progress within a step (e.g. job progress).
     Progress,
+    /// Something happened that changes nothing (a notification sent or not, and why).
+    Noted,
 }
 
 impl Outcome {
@@ -166,6 +168,7 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
             Outcome::LeaseExpired => "lease_expired",
             Outcome::Progress => "progress",
+            Outcome::Noted => "noted",
         }
     }
 }
@@ -183,6 +186,7 @@ impl FromStr for Outcome {
             "cancelled" => Outcome::Cancelled,
             "lease_expired" => Outcome::LeaseExpired,
             "progress" => Outcome::Progress,
+            "noted" => Outcome::Noted,
             other => return Err(format!("unknown outcome `{other}`")),
         })
     }

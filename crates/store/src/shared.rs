@@ -224,6 +224,24 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(id.to_owned()))
     }
 
+    /// Adds an event to a submission's history that changes nothing else (a notification
+    /// sent or not, and why). Meant for finished submissions, which nothing else writes to.
+    pub async fn note(&self, id: &str, step: &str, detail: &serde_json::Value) -> Result<()> {
+        on_either!(self, |p, d| {
+            sqlx::query(d.sql(
+                "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at)
+                 SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = $1), $2, 'noted', state, $3, {now}
+                 FROM biomero_stage_submissions WHERE id = $1",
+            ))
+            .bind(id)
+            .bind(step)
+            .bind(detail)
+            .execute(p)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// Makes submissions that waited for a capability runnable again (after an upgrade or reload).
     pub async fn resume_waiting(&self) -> Result<u64> {
         let n = on_either!(self, |p, d| {

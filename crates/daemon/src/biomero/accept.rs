@@ -349,6 +349,25 @@ pub async fn accept(
             ),
         ));
     }
+    let mut notices = plan.notices.clone();
+    let email_to = if plan.email {
+        let address = session.email().await.map_err(session_error)?;
+        if address.is_none() {
+            notices.push(format!(
+                "`{}`: no mail can be sent: `{}` has no e-mail address in OMERO",
+                super::keys::EMAIL,
+                ctx.user_name
+            ));
+        } else if config.settings.settings.smtp_url.is_none() {
+            notices.push(format!(
+                "`{}`: no mail will be sent: this site configured no mail relay (smtp_url)",
+                super::keys::EMAIL
+            ));
+        }
+        address
+    } else {
+        None
+    };
     let user = OmeroUser {
         name: ctx.user_name.clone(),
         group: ctx.group_name.clone(),
@@ -377,9 +396,10 @@ pub async fn accept(
                 keep_remote_data: plan.keep_remote_data,
                 ngff_version: plan.ngff_version,
                 email: plan.email,
+                email_to: email_to.clone(),
             },
             run: Some(run.clone()),
-            notices: plan.notices.clone(),
+            notices: notices.clone(),
         };
     // every submission must pass before anything is created or queued
     let mut errors = Vec::new();
@@ -465,7 +485,7 @@ pub async fn accept(
         group: ctx.group_name,
         submissions,
         created,
-        notices: plan.notices,
+        notices,
         message,
     })
 }

@@ -97,8 +97,8 @@ pub const FIXED: &[Key] = &[
     key(IDS, Fate::Mapped, "the ids of `inputs.omero`; at least one"),
     key(
         EMAIL,
-        Fate::Mapped,
-        "`options.email`; no mail is sent yet, and the run's notices say so",
+        Fate::Performed,
+        "true: the user's address is read from OMERO at intake (`options.email_to`); one mail when the whole run has ended (imported, failed or cancelled), through `smtp_url`; without a relay or an address, the run's notices and history say so",
     ),
     key(
         USE_ZARR,

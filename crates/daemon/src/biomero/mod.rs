@@ -11,3 +11,26 @@
 pub mod accept;
 pub mod keys;
 pub mod translate;
+
+/// The submissions of run `run`: ids `<run>-<n>`, and not those of a longer run id that
+/// merely starts with `<run>-`.
+pub async fn run_submissions(
+    store: &stage_store::Store,
+    run: &str,
+) -> Result<Vec<stage_store::Submission>, stage_store::StoreError> {
+    let list = store
+        .list(&stage_store::ListFilter {
+            state: None,
+            limit: i64::try_from(accept::MAX_RUN_SUBMISSIONS).unwrap_or(1000),
+            run: Some(run.to_owned()),
+        })
+        .await?;
+    Ok(list
+        .into_iter()
+        .filter(|s| {
+            s.id.strip_prefix(run)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect())
+}

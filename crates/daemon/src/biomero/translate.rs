@@ -338,9 +338,6 @@ pub fn translate(
             ));
         }
     }
-    if email {
-        notices.push(format!("`{}`: no e-mail is sent: biomero-stage has no mail relay yet; the run's state is in OMERO.biomero and the admin endpoint", keys::EMAIL));
-    }
     // the selected workflows
     selected_keys.sort();
     let mut workflows = Vec::new();

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use stage_config::settings::{Secret, StageSettings};
-use stage_store::ListFilter;
 
 use super::ApiError;
 use crate::biomero::accept::{self, OmeroWeb, RunError, RunRequest};
@@ -79,22 +78,7 @@ pub(crate) async fn create(
 }
 
 async fn of_run(rt: &Runtime, run: &str) -> Result<Vec<stage_store::Submission>, ApiError> {
-    let list = rt
-        .store
-        .list(&ListFilter {
-            state: None,
-            limit: i64::try_from(accept::MAX_RUN_SUBMISSIONS).unwrap_or(1000),
-            run: Some(run.to_owned()),
-        })
-        .await?
-        .into_iter()
-        // `<run>-<n>` only: not the submissions of a longer run id that starts with `<run>-`
-        .filter(|s| {
-            s.id.strip_prefix(run)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .collect::<Vec<_>>();
+    let list = crate::biomero::run_submissions(&rt.store, run).await?;
     if list.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

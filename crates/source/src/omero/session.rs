@@ -296,6 +296,21 @@ impl UserSession {
         }
     }
 
+    /// The user's e-mail address in OMERO (`Email` of `m/experimenters/<id>/`), if any.
+    pub async fn email(&self) -> Result<Option<String>, SessionError> {
+        let path = format!("m/experimenters/{}/", self.context.user_id);
+        Ok(self
+            .get(&path)
+            .await?
+            .and_then(|v| {
+                v["data"]["Email"]
+                    .as_str()
+                    .map(str::trim)
+                    .map(ToOwned::to_owned)
+            })
+            .filter(|e| e.contains('@')))
+    }
+
     /// Every item of a JSON API list, page by page (`path` carries its own query).
     async fn list(&self, path: &str) -> Result<Vec<Value>, SessionError> {
         let mut out = Vec::new();
