@@ -297,6 +297,81 @@ fn each_input_mode_runs_from_submission_to_import_on_slurm_postgresql_and_the_im
         eprintln!("{mode}: {counted:?}, {} order(s)", orders.len());
         drill.trial(true);
     }
+    // a BIOMERO run as OMERO.biomero 1.6.1 starts it: the Dataset's images (Data_Type Image),
+    // into a new Dataset by name, the results renamed, the cluster cleaned up afterwards
+    let alice = omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    let inputs = json!({
+        "threshold": true, "threshold_Version": "v1.0.0", "threshold_|_min_size": 15,
+        "threshold_zarr": false, "threshold_plate": false,
+        "Data_Type": "Image", "IDs": [ids::IMG_EXTERNAL, ids::IMG_ANNOTATED, ids::IMG_TILES],
+        "E-mail": false, "Use_ZARR_Format": false, "OME-Zarr_version": "0.4",
+        "Select how to import your results (one or more)": true,
+        "1) Zip attachment to parent": false, "2) Attach to original images": false,
+        "3a) Import into NEW Dataset": "threshold results",
+        "3a) Import into NEW Screen": "--NO THANK YOU--",
+        "3b) Allow duplicate dataset (name)?": false,
+        "3c) Rename the imported images": "{original_file}_renamed.{ext}",
+        "4) Upload result CSVs as OMERO tables": false,
+        "5) Attach individual non-image output files": false,
+        "6a) Create ROIs from label images": false, "Cleanup?": true,
+    });
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            "Authorization: Bearer test-token",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &format!("X-OMERO-Session-Key: {alice}"),
+            "--data-binary",
+            &json!({"version": 1, "script": "SLURM_Run_Workflow.py", "inputs": inputs}).to_string(),
+            &format!("{}/api/v1/biomero/runs", d.base),
+        ])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let created = omero.created();
+    assert_eq!(created.len(), 1, "{r}");
+    let id = r["run"]["submissions"][0][0].as_str().unwrap().to_owned();
+    let v = wait_submission(&d, &id, 300, |v| {
+        matches!(state(v), "imported" | "failed" | "cancelled")
+    });
+    assert_eq!(state(&v), "imported", "biomero run: {v}\n{}", d.log_text());
+    assert_each_step_once(&id, &v);
+    let orders = v["submission"]["data"]["import"]["orders"]
+        .as_array()
+        .unwrap();
+    assert!(!orders.is_empty(), "{v}");
+    for o in orders {
+        let uuid = o["uuid"].as_str().unwrap();
+        let checked = run_reader(
+            "importer.py",
+            &["orders".as_ref(), sa.as_ref(), uuid.as_ref()],
+        );
+        assert_eq!(checked[0]["valid"], true, "{checked}");
+        assert_eq!(
+            checked[0]["order"]["DestinationType"], "Dataset",
+            "{checked}"
+        );
+        assert_eq!(
+            checked[0]["order"]["DestinationID"], created[0].1,
+            "the new Dataset: {checked}"
+        );
+        // the row's names (the order model's summary shortens long lists with "...")
+        let names = checked[0]["row"]["file_names"].as_array().unwrap();
+        assert!(!names.is_empty(), "{checked}");
+        for n in names {
+            assert!(
+                n.as_str().unwrap().contains("_renamed."),
+                "renamed by the pattern: {checked}"
+            );
+        }
+    }
+    assert!(
+        !abs.join(format!("data/biomero_{id}")).exists(),
+        "Cleanup? removed the job folder on the cluster"
+    );
     // the metrics: every step ran three times, bytes went both ways, nothing failed
     let m = std::process::Command::new("curl")
         .args(["-sS", &format!("{}/metrics", d.base)])
@@ -325,7 +400,7 @@ fn each_input_mode_runs_from_submission_to_import_on_slurm_postgresql_and_the_im
     assert_eq!(metric(&m, "biomero_stage_failures_total"), 0.0, "{m}");
     assert_eq!(
         metric(&m, "biomero_stage_submissions{state=\"imported\"}"),
-        3.0,
+        4.0,
         "{m}"
     );
     // the job folders were kept on request (keep_remote_data); the test removes them

@@ -81,6 +81,7 @@ fn request<'a>(j: &'a Job, id: &'a str, inputs: &[&str], expect_images: bool) ->
         limits: Limits::default(),
         omero_ngff: NgffVersion::V04,
         expect_images,
+        rename: None,
     }
 }
 

@@ -112,6 +112,10 @@ pub struct Options {
     /// Where that mail goes: the user's address in OMERO, read at intake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_to: Option<String>,
+    /// Rename the result images before import (BIOMERO's `3c)`: `{original_file}`,
+    /// `{original_ext}`, `{file}`, `{ext}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rename: Option<String>,
 }
 
 /// A submission as sent to biomero-stage (format version 1).
@@ -344,6 +348,19 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
         &doc.user.group,
         &mut errors,
     );
+    if let Some(p) = &doc.options.rename {
+        if let Err(m) = stage_results::rename::check(p) {
+            errors.push(err("options.rename", m));
+        } else if p.len() > MAX_PATH_BYTES {
+            errors.push(err(
+                "options.rename",
+                format!(
+                    "the pattern has {} bytes; at most {MAX_PATH_BYTES}",
+                    p.len()
+                ),
+            ));
+        }
+    }
     if let Some(ResultsTarget::New { name, .. }) = &doc.results {
         check_name("results.name", "container name", name, &mut errors);
     }

@@ -95,6 +95,8 @@ pub struct KeepRequest<'a> {
     pub omero_ngff: NgffVersion,
     /// Whether the workflow must return at least one image (Zarr workflows).
     pub expect_images: bool,
+    /// BIOMERO's `3c)` rename pattern for the result images ([`crate::rename`]).
+    pub rename: Option<String>,
 }
 
 /// The kept result of `submission` under `analyzed`, if one is complete.
@@ -166,6 +168,11 @@ fn assemble(
     let mut items = classify::classify(partial)?;
     classify::match_inputs(&mut items, &req.staged_inputs);
     let mut notes = Vec::new();
+    if let Some(pattern) = &req.rename {
+        for r in crate::rename::apply(partial, &mut items, pattern)? {
+            notes.push(format!("renamed {r}"));
+        }
+    }
     let mut plates = Vec::new();
     for item in items
         .iter_mut()

@@ -13,6 +13,7 @@
 //!    named `<name>.zarr` (the labels list patched, as BIOMERO 2.4 does);
 //!    [`plate_check`] compares a returned plate with the staged one;
 //!    [`reencode`] turns NGFF 0.5 output into 0.4 when OMERO reads only 0.4;
+//!    [`rename`] applies BIOMERO's `3c)` rename pattern to the result images;
 //! 4. [`keep`] — everything lands atomically in
 //!    `<group folder>/.analyzed/<submission>/<YYYYMMDD_HHMMSS>/` with a
 //!    manifest of files, sizes and SHA-256 checksums;
@@ -29,6 +30,7 @@ pub mod keep;
 pub mod labels;
 pub mod plate_check;
 pub mod reencode;
+pub mod rename;
 pub mod safety;
 
 pub use error::{Result, ResultsError};

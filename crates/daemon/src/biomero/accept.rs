@@ -397,6 +397,7 @@ pub async fn accept(
                 ngff_version: plan.ngff_version,
                 email: plan.email,
                 email_to: email_to.clone(),
+                rename: plan.rename.clone(),
             },
             run: Some(run.clone()),
             notices: notices.clone(),

@@ -157,8 +157,8 @@ pub const FIXED: &[Key] = &[
     ),
     key(
         RENAME,
-        Fate::Degraded,
-        "a pattern other than `--NO THANK YOU--`: the run's notices say the imported images keep their names",
+        Fate::Mapped,
+        "a pattern other than `--NO THANK YOU--`: `options.rename`; the result images (not plates) are renamed with it before import, `{original_file}` and `{original_ext}` being the input's name; an unknown variable or a `/` is refused",
     ),
     key(
         CSV_TABLES,

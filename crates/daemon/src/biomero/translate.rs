@@ -90,6 +90,8 @@ pub struct RunPlan {
     pub dataset: Destination,
     /// Where plate results go.
     pub screen: Destination,
+    /// The rename pattern of the result images.
+    pub rename: Option<String>,
     /// What is asked for and not done, each saying why.
     pub notices: Vec<String>,
 }
@@ -319,6 +321,12 @@ pub fn translate(
         },
         (None, None) => Destination::FromInputs,
     };
+    let rename = name_option(inputs, keys::RENAME, &mut errors).map(ToOwned::to_owned);
+    if let Some(p) = &rename
+        && let Err(m) = stage_results::rename::check(p)
+    {
+        errors.push(refuse(keys::RENAME, m));
+    }
     let dataset = destination(keys::DATASET_ID, keys::NEW_DATASET, &mut errors);
     let screen = destination(keys::SCREEN_ID, keys::NEW_SCREEN, &mut errors);
     // what is asked for and not done yet
@@ -326,9 +334,6 @@ pub fn translate(
     for k in keys::FIXED.iter().filter(|k| k.fate == Fate::Degraded) {
         let asked = match inputs.get(k.name) {
             Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) if k.name == keys::RENAME => {
-                !s.trim().is_empty() && s.trim() != keys::NO
-            }
             _ => false,
         };
         if asked {
@@ -418,6 +423,7 @@ pub fn translate(
         keep_remote_data: !cleanup,
         dataset,
         screen,
+        rename,
         notices,
     })
 }

@@ -225,6 +225,7 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
     };
     let omero_ngff = settings.omero_ngff_version;
     let (id, workflow) = (s.id.clone(), doc.workflow.clone());
+    let rename = doc.options.rename.clone();
     let target_for_cleanup = target.clone();
     let kept = tokio::task::spawn_blocking(move || {
         keep::keep(&KeepRequest {
@@ -238,6 +239,7 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
             limits,
             omero_ngff,
             expect_images,
+            rename,
         })
     })
     .await;
