@@ -327,6 +327,13 @@ fn omero_biomero_runs_become_submissions_of_the_sessions_user() {
         notices.contains("OMERO tables") && notices.contains("no mail relay"),
         "{notices}"
     );
+    // and they are in the run's history, where it is followed
+    let id = r["run"]["submissions"][0][0].as_str().unwrap();
+    let history = http_get(&d.base, &format!("/api/v1/submissions/{id}"))["events"].to_string();
+    assert!(
+        history.contains("noted") && history.contains("OMERO tables"),
+        "{history}"
+    );
 }
 
 #[test]
@@ -701,4 +708,50 @@ fn a_run_that_asked_for_mail_mails_its_user_once_when_it_ends() {
     );
     let _ = smtp.kill();
     let _ = smtp.wait();
+}
+
+/// The same run request through the command line: the session from `$OMERO_SESSION_KEY`,
+/// exit 0 with the submissions, exit 1 naming the problem.
+#[test]
+fn biomero_run_on_the_command_line_checks_the_session_too() {
+    let s = site();
+    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    let inputs = s.dir.path().join("inputs.json");
+    std::fs::write(
+        &inputs,
+        omero_biomero_inputs(
+            "cellpose",
+            "v1.4.0",
+            "Image",
+            &[ids::IMG_EXTERNAL],
+            &json!({}),
+        )
+        .to_string(),
+    )
+    .unwrap();
+    let run = |key: &str, extra: &[&str]| {
+        let mut c = stage_tests::command(s.dir.path());
+        c.args([
+            "--config",
+            s.settings.to_str().unwrap(),
+            "biomero-run",
+            inputs.to_str().unwrap(),
+        ])
+        .args(extra)
+        .env("OMERO_SESSION_KEY", key)
+        .env("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD);
+        stage_tests::text(&c.output().unwrap())
+    };
+    let (code, out, err) = run(&alice, &["--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["run"]["user"], "alice", "{v}");
+    assert_eq!(v["run"]["submissions"][0][1], "cellpose", "{v}");
+    let (code, out, err) = run("00000000-0000-4000-8000-000000000001", &[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("OMERO refused the session"), "{err}");
+    let (code, _, err) = run(&alice, &["--group-id", "6"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a member of group 6"), "{err}");
+    assert!(!err.contains(&alice));
 }
