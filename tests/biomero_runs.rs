@@ -755,3 +755,59 @@ fn biomero_run_on_the_command_line_checks_the_session_too() {
     assert!(err.contains("not a member of group 6"), "{err}");
     assert!(!err.contains(&alice));
 }
+
+/// A workflow's file input (`<wf>_|_FILE_<p>`): the FileAnnotation is downloaded as the
+/// user at intake, checked against the input's formats and staged in `data/in/<p>/`.
+#[test]
+fn attached_files_are_downloaded_checked_and_staged() {
+    let s = site();
+    let d = Daemon::start(
+        s.dir.path(),
+        &s.settings,
+        s.port,
+        &["--poll-ms", "200"],
+        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
+    );
+    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    s.omero
+        .add_file_annotation(41, "measured psf.tif", b"II*\0 a measured psf");
+    s.omero.add_file_annotation(42, "notes.txt", b"not a psf");
+    let with_file = |ids: Value| {
+        request(&omero_biomero_inputs(
+            "deconvolve",
+            "v2.2.1",
+            "Image",
+            &[ids::IMG_EXTERNAL],
+            &json!({"Use_ZARR_Format": true, "deconvolve_|_FILE_psf_file": ids}),
+        ))
+    };
+    // a wrong format, or an annotation that is not there, is refused by its key
+    for (ids, why) in [(json!([42]), "formats"), (json!([99]), "does not exist")] {
+        let (code, r) = post_run(&d.base, &with_file(ids), Some(&alice));
+        assert_eq!(code, 422, "{r}");
+        let f = &r["error"]["fields"][0];
+        assert_eq!(f["field"], "deconvolve_|_FILE_psf_file", "{r}");
+        assert!(f["message"].as_str().unwrap().contains(why), "{r}");
+    }
+    assert_eq!(queued(&d), 0);
+    let staging = s.dir.path().join("state/staging");
+    let leftovers: Vec<_> = std::fs::read_dir(&staging)
+        .map(|r| r.flatten().collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "a refused run leaves nothing staged: {leftovers:?}"
+    );
+    // the right file: in the submission, and on disk where the job will find it
+    let (code, r) = post_run(&d.base, &with_file(json!([41])), Some(&alice));
+    assert_eq!(code, 201, "{r}");
+    let id = r["run"]["submissions"][0][0].as_str().unwrap();
+    let doc = &http_get(&d.base, &format!("/api/v1/submissions/{id}"))["submission"]["request"];
+    assert_eq!(
+        doc["files"],
+        json!({"psf_file": [{"annotation": 41, "name": "measured_psf.tif"}]}),
+        "{doc}"
+    );
+    let staged = staging.join(id).join("data/in/psf_file/measured_psf.tif");
+    assert_eq!(std::fs::read(&staged).unwrap(), b"II*\0 a measured psf");
+}

@@ -139,7 +139,8 @@ def per_workflow(workflows):
         out.append(param(f"{w['key']}_Version", "String", f"{group}.0",
                          f"Version of the container of {w['key']}",
                          values=[version] if version else [NOT_AVAILABLE]))
-        for j, p in enumerate(descriptor.get("parameters") or []):
+        params = descriptor.get("parameters") or []
+        for j, p in enumerate(params):
             choices = p.get("choices")
             out.append(param(
                 f"{w['key']}_|_{p['id']}",
@@ -150,6 +151,18 @@ def per_workflow(workflows):
                 optional=True,
                 default=p.get("default"),
                 values=[str(c) for c in choices] if choices else None,
+            ))
+        # file inputs: lists of FileAnnotation ids after the parameters, as biomero-scripts
+        # declares them (always optional: required-ness is checked for the selected workflow)
+        for j, f in enumerate(descriptor.get("file_inputs") or []):
+            formats = ", ".join(f.get("formats") or []) or "any"
+            out.append(param(
+                f"{w['key']}_|_FILE_{f['id']}",
+                "List",
+                f"{group}.{len(params) + j + 1}",
+                f"[File attachment] {f.get('description') or f.get('name') or f['id']} "
+                f"Accepted formats: {formats}. Provide one or more OMERO FileAnnotation IDs.",
+                of_type="Long",
             ))
     return out
 

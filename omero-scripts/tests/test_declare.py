@@ -26,7 +26,8 @@ WORKFLOWS = [
          "default": "nuclei", "optional": True, "flag": "--model", "choices": ["nuclei", "cyto"]},
         {"id": "use_gpu", "name": "GPU", "description": "", "type": "boolean",
          "default": False, "optional": True, "flag": "--use_gpu", "choices": None},
-    ]}},
+    ], "file_inputs": [{"id": "weights", "name": "Weights", "description": "a model",
+                        "formats": ["pt"], "optional": False}]}},
 ] + [{"key": f"wf{i}", "version": "v1", "descriptor": None} for i in range(8)]
 
 
@@ -48,6 +49,8 @@ class Declarations(unittest.TestCase):
         m = by_name["cellpose_|_model"]
         self.assertEqual((m["type"], m["values"]), ("String", ["nuclei", "cyto"]))
         self.assertEqual(by_name["cellpose_|_use_gpu"]["type"], "Bool")
+        w = by_name["cellpose_|_FILE_weights"]
+        self.assertEqual((w["type"], w["of_type"], w["grouping"], w["optional"]), ("List", "Long", "03.4", True))
         # groupings past 9 lose the leading zero, as in biomero-scripts
         self.assertEqual(by_name["wf6"]["grouping"], "10")
         self.assertEqual(by_name["wf0"]["grouping"], "04")

@@ -338,6 +338,8 @@ struct ServerState {
     user_sessions: Mutex<HashMap<String, Value>>,
     /// Experimenters' e-mail addresses by user id.
     emails: Mutex<HashMap<i64, String>>,
+    /// FileAnnotations: id → (file name, content).
+    files: Mutex<HashMap<i64, (String, Vec<u8>)>>,
     created: Mutex<Vec<Created>>,
     csrf: Mutex<Vec<String>>,
     faults: Arc<Faults>,
@@ -363,6 +365,7 @@ impl TestOmero {
             sessions: Mutex::new(HashMap::new()),
             user_sessions: Mutex::new(HashMap::new()),
             emails: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
             created: Mutex::new(Vec::new()),
             csrf: Mutex::new(Vec::new()),
             faults: faults.clone(),
@@ -430,6 +433,13 @@ impl TestOmero {
     pub fn set_email(&self, user_id: i64, email: &str) {
         if let Ok(mut e) = self.state.emails.lock() {
             e.insert(user_id, email.to_owned());
+        }
+    }
+
+    /// Adds a FileAnnotation (a file a user attached in OMERO).
+    pub fn add_file_annotation(&self, id: i64, name: &str, content: &[u8]) {
+        if let Ok(mut f) = self.state.files.lock() {
+            f.insert(id, (name.to_owned(), content.to_vec()));
         }
     }
 
@@ -860,6 +870,34 @@ async fn handle(
             StatusCode::CREATED,
             &json!({"data": container(&kind, id, &name, gid)}),
         );
+    }
+    if let ["webclient", "annotation", id] = segs.as_slice() {
+        // omeroweb/webclient/views.py download_annotation: the file, its name with spaces as
+        // underscores; an unknown id is handlerInternalError's 500
+        let found = id_of(id).and_then(|i| st.files.lock().ok()?.get(&i).cloned());
+        return match found {
+            Some((name, content)) => (
+                StatusCode::OK,
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        "application/force-download".to_owned(),
+                    ),
+                    (header::CONTENT_LENGTH, content.len().to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename={}", name.replace(' ', "_")),
+                    ),
+                ],
+                Body::from(content),
+            )
+                .into_response(),
+            None => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("FileAnnotation does not exist (id:{id})."),
+            )
+                .into_response(),
+        };
     }
     if let ["api", "v0", "m", "experimenters", id] = segs.as_slice() {
         // omero-marshal's Experimenter: UserName, FirstName, LastName, Email

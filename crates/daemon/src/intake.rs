@@ -62,6 +62,16 @@ pub struct OmeroUser {
     pub group: String,
 }
 
+/// A file attached in OMERO for one of the workflow's file inputs, staged at intake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachedFile {
+    /// The FileAnnotation id.
+    pub annotation: i64,
+    /// Its file name, as staged in `data/in/<input>/`.
+    pub name: String,
+}
+
 /// Where results go in OMERO.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
@@ -148,6 +158,10 @@ pub struct SubmissionDoc {
     /// The BIOMERO run this submission is part of (one per workflow and batch of a run request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
+    /// Files for the workflow's file inputs, by input id, already staged in
+    /// `data/in/<input>/` (BIOMERO run requests download them at intake).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub files: std::collections::BTreeMap<String, Vec<AttachedFile>>,
     /// What the run request asked for that this submission does not do, each saying why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
@@ -498,6 +512,44 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
                 ),
             )),
             ResultsTarget::Existing { .. } => {}
+        }
+    }
+    // attached files against the descriptor's file inputs
+    for (input, files) in &doc.files {
+        match wf.descriptor.as_ref().and_then(|d| d.file_input(input)) {
+            None => errors.push(err(
+                format!("files.{input}"),
+                format!("`{}` has no file input `{input}`", wf.key),
+            )),
+            Some(f) => {
+                for a in files {
+                    if !plain(&a.name) || a.name.starts_with('.') || a.name.contains('/') {
+                        errors.push(err(
+                            format!("files.{input}"),
+                            format!("`{}` is not a plain file name", a.name),
+                        ));
+                    } else if !f.accepts(&a.name) {
+                        errors.push(err(
+                            format!("files.{input}"),
+                            format!(
+                                "`{}` is not one of the formats `{input}` takes: {}",
+                                a.name,
+                                f.formats.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(d) = &wf.descriptor {
+        for f in d.file_inputs.iter().filter(|f| !f.optional) {
+            if doc.files.get(&f.id).is_none_or(Vec::is_empty) {
+                errors.push(err(
+                    format!("files.{}", f.id),
+                    format!("`{}` needs a file for `{}` ({})", wf.key, f.id, f.name),
+                ));
+            }
         }
     }
     // parameters against the descriptor

@@ -27,6 +27,7 @@ pub fn workflow_json(w: &ResolvedWorkflow) -> Value {
             "requires_zarr": d.requires_zarr,
             "requires_plate": d.requires_plate,
             "parameters": d.parameters,
+            "file_inputs": d.file_inputs,
         })),
         "descriptor_origin": w.descriptor_origin,
         "descriptor_error": w.descriptor_error,

@@ -9,8 +9,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    BIAFLOWS_FIELDS, Descriptor, DescriptorFormat, ImageInput, biaflows_descriptor, bool_field,
-    entries, parameter, str_field, string_list,
+    BIAFLOWS_FIELDS, Descriptor, DescriptorFormat, FileInput, ImageInput, biaflows_descriptor,
+    bool_field, entries, parameter, str_field, string_list,
 };
 
 /// Input types that are data, not parameters.
@@ -26,6 +26,7 @@ const DATA_TYPES: [&str; 6] = [
 pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
     let mut parameters = Vec::new();
     let mut image_inputs = Vec::new();
+    let mut file_inputs = Vec::new();
     for (id, input) in entries(map, &BIAFLOWS_FIELDS)? {
         let ty = str_field(input, "type").to_ascii_lowercase();
         if ty == "image" {
@@ -34,16 +35,29 @@ pub(super) fn adapt(map: &Map<String, Value>) -> Result<Descriptor, String> {
                 formats: string_list(input.get("format")),
                 subtypes: string_list(input.get("sub-type")),
             });
+        } else if DATA_TYPES.contains(&ty.as_str()) && bool_field(input, "file-attachment") {
+            file_inputs.push(FileInput {
+                name: str_field(input, "name"),
+                description: str_field(input, "description"),
+                formats: string_list(input.get("format"))
+                    .into_iter()
+                    .map(|f| f.trim_start_matches('.').to_ascii_lowercase())
+                    .collect(),
+                optional: bool_field(input, "optional"),
+                id,
+            });
         } else if !DATA_TYPES.contains(&ty.as_str()) && !bool_field(input, "set-by-server") {
             parameters.push(parameter(id, input, &BIAFLOWS_FIELDS));
         }
     }
-    Ok(biaflows_descriptor(
+    let mut d = biaflows_descriptor(
         map,
         DescriptorFormat::BiomeroSchema,
         parameters,
         image_inputs,
-    ))
+    );
+    d.file_inputs = file_inputs;
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -63,6 +77,18 @@ mod tests {
         let zarr = r#"{"schema-version":"biomero-0.1","name":"z","inputs":[{"id":"in","type":"image","format":"ome.zarr"}]}"#;
         let d = parse(zarr.as_bytes(), "d").unwrap();
         assert!(d.requires_zarr && !d.requires_plate);
+
+        let files = r#"{"schema-version":"biomero-0.1","name":"f","inputs":[{"id":"model","type":"file","file-attachment":true,"format":[".npy","PT"],"optional":false,"name":"Model"},{"id":"out","type":"file","set-by-server":true}]}"#;
+        let d = parse(files.as_bytes(), "d").unwrap();
+        assert_eq!(
+            d.file_inputs.len(),
+            1,
+            "set-by-server files are the engine's"
+        );
+        let f = &d.file_inputs[0];
+        assert_eq!((f.id.as_str(), f.optional), ("model", false));
+        assert!(f.accepts("weights.NPY") && f.accepts("m.pt") && !f.accepts("m.zip"));
+        assert!(d.parameters.is_empty());
 
         let tiff = r#"{"schema-version":"biomero-0.1","name":"t","inputs":[{"id":"in","type":"image","format":["tif","ometiff"]}]}"#;
         let d = parse(tiff.as_bytes(), "d").unwrap();

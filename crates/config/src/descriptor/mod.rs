@@ -161,6 +161,39 @@ pub struct ImageInput {
     pub subtypes: Vec<String>,
 }
 
+/// A file the user attaches in OMERO for the workflow (a model, a configuration): BIOMERO's
+/// `file-attachment` inputs, given as FileAnnotation ids and staged in `data/in/<id>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileInput {
+    /// Input identifier; the job gets the folder in the variable of that name, upper-cased.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Human description.
+    pub description: String,
+    /// Accepted file extensions, lower case, without the dot (empty: any).
+    pub formats: Vec<String>,
+    /// Whether the user may leave it out.
+    pub optional: bool,
+}
+
+impl FileInput {
+    /// The environment variable that carries the folder into the job.
+    pub fn env_name(&self) -> String {
+        self.id.to_ascii_uppercase()
+    }
+
+    /// Whether `file_name` has one of the accepted extensions.
+    pub fn accepts(&self, file_name: &str) -> bool {
+        let lower = file_name.to_ascii_lowercase();
+        self.formats.is_empty()
+            || self
+                .formats
+                .iter()
+                .any(|f| lower.ends_with(&format!(".{}", f.trim_start_matches('.'))))
+    }
+}
+
 /// Formats that mean "this input is an OME-Zarr".
 pub const ZARR_FORMATS: [&str; 4] = ["zarr", "omezarr", "ome.zarr", "ome-zarr"];
 
@@ -198,6 +231,8 @@ pub struct Descriptor {
     pub parameters: Vec<Parameter>,
     /// Image inputs (empty for BIAFLOWS, which has none declared).
     pub image_inputs: Vec<ImageInput>,
+    /// Files the user attaches (BIOMERO's `file-attachment` inputs).
+    pub file_inputs: Vec<FileInput>,
     /// An image input wants Zarr (or a plate).
     pub requires_zarr: bool,
     /// An image input wants a plate.
@@ -210,6 +245,11 @@ impl Descriptor {
     /// A parameter by id.
     pub fn parameter(&self, id: &str) -> Option<&Parameter> {
         self.parameters.iter().find(|p| p.id == id)
+    }
+
+    /// A file input by id.
+    pub fn file_input(&self, id: &str) -> Option<&FileInput> {
+        self.file_inputs.iter().find(|f| f.id == id)
     }
 
     fn finish(mut self) -> Self {
@@ -501,6 +541,7 @@ impl Descriptor {
             command_line: header.command_line,
             parameters,
             image_inputs,
+            file_inputs: Vec::new(),
             requires_zarr: false,
             requires_plate: false,
             notes: Vec::new(),

@@ -15,9 +15,11 @@ use stage_config::settings::Secret;
 use stage_source::omero::{ContainerKind, EventContext, SessionError, UserSession};
 
 use super::translate::{self, Destination, RunPlan, Script};
+use std::collections::BTreeMap;
+
 use crate::intake::{
-    self, EnqueueError, FieldError, Inputs, IntakeError, OmeroObject, OmeroUser, Options,
-    ResultsTarget, SubmissionDoc,
+    self, AttachedFile, EnqueueError, FieldError, Inputs, IntakeError, OmeroObject, OmeroUser,
+    Options, ResultsTarget, SubmissionDoc,
 };
 
 /// The most submissions one run request may make (workflows × batches).
@@ -166,6 +168,8 @@ fn check_run_id(run: &str) -> Result<(), RunError> {
 fn as_key(workflow: &str, e: FieldError) -> FieldError {
     let field = if let Some(p) = e.field.strip_prefix("parameters.") {
         format!("{workflow}_|_{p}")
+    } else if let Some(p) = e.field.strip_prefix("files.") {
+        format!("{workflow}_|_FILE_{p}")
     } else if e.field == "parameters" {
         format!("{workflow}_|_*")
     } else if e.field.starts_with("inputs") {
@@ -295,6 +299,88 @@ async fn destination(
     }
 }
 
+/// Downloads every selected workflow's attached files into `<dir>/<workflow>/<input>/`, as
+/// the user: `workflow → input → files`.
+async fn download_files(
+    plan: &RunPlan,
+    session: &UserSession,
+    dir: &std::path::Path,
+    config: &Snapshot,
+) -> Result<BTreeMap<String, BTreeMap<String, Vec<AttachedFile>>>, RunError> {
+    let max = config.settings.settings.max_stage_bytes;
+    let mut out = BTreeMap::new();
+    for wf in &plan.workflows {
+        let mut by_input = BTreeMap::new();
+        for (input, ids) in &wf.files {
+            let key = format!(
+                "{}{}{}{input}",
+                wf.key,
+                super::keys::PARAM_SEPARATOR,
+                super::keys::FILE_PREFIX
+            );
+            let mut files: Vec<AttachedFile> = Vec::new();
+            for id in ids {
+                let name = session
+                    .download_annotation(*id, &dir.join(&wf.key).join(input), max)
+                    .await
+                    .map_err(|e| match e {
+                        SessionError::NotFound { .. } => refused(&key, e.to_string()),
+                        SessionError::Protocol { ref reason, .. }
+                            if reason.contains("larger than") =>
+                        {
+                            refused(&key, e.to_string())
+                        }
+                        other => session_error(other),
+                    })?;
+                if files.iter().any(|f| f.name == name) {
+                    return Err(refused(
+                        &key,
+                        format!(
+                            "two of the files are named `{name}`; they would overwrite each other"
+                        ),
+                    ));
+                }
+                files.push(AttachedFile {
+                    annotation: *id,
+                    name,
+                });
+            }
+            by_input.insert(input.clone(), files);
+        }
+        out.insert(wf.key.clone(), by_input);
+    }
+    Ok(out)
+}
+
+/// Links (or copies) the downloaded files into each accepted submission's `data/in/<input>/`.
+fn place_files(
+    accepted: &[intake::Accepted],
+    intake_dir: &std::path::Path,
+    staging: &std::path::Path,
+) -> Result<(), RunError> {
+    let io = |p: &std::path::Path, e: std::io::Error| {
+        RunError::Malformed(format!("staging the attached files: {}: {e}", p.display()))
+    };
+    for a in accepted {
+        for (input, files) in &a.doc.files {
+            let to_dir = staging
+                .join(&a.id)
+                .join(stage_source::stage::INPUTS_DIR)
+                .join(input);
+            std::fs::create_dir_all(&to_dir).map_err(|e| io(&to_dir, e))?;
+            for f in files {
+                let from = intake_dir.join(&a.doc.workflow).join(input).join(&f.name);
+                let to = to_dir.join(&f.name);
+                let _ = std::fs::remove_file(&to);
+                if std::fs::hard_link(&from, &to).is_err() {
+                    std::fs::copy(&from, &to).map_err(|e| io(&to, e))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Accepts `req` made with the OMERO session `key`: checks, then queues every submission.
 pub async fn accept(
     req: RunRequest,
@@ -372,6 +458,15 @@ pub async fn accept(
         name: ctx.user_name.clone(),
         group: ctx.group_name.clone(),
     };
+    let staging = config.settings.settings.staging_dir();
+    let intake_dir = staging.join(format!(".intake-{run}"));
+    let downloaded = match download_files(&plan, &session, &intake_dir, config).await {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&intake_dir);
+            return Err(e);
+        }
+    };
     let doc =
         |n: usize, wf: &translate::Selected, kind: &str, ids: &[i64], results| SubmissionDoc {
             version: intake::FORMAT_VERSION,
@@ -400,6 +495,7 @@ pub async fn accept(
                 rename: plan.rename.clone(),
             },
             run: Some(run.clone()),
+            files: downloaded.get(&wf.key).cloned().unwrap_or_default(),
             notices: notices.clone(),
         };
     // every submission must pass before anything is created or queued
@@ -420,6 +516,7 @@ pub async fn accept(
     }
     if !errors.is_empty() {
         errors.dedup();
+        let _ = std::fs::remove_dir_all(&intake_dir);
         return Err(RunError::Refused(errors));
     }
     let mut created = Vec::new();
@@ -459,6 +556,10 @@ pub async fn accept(
             accepted.push(a);
         }
     }
+    // the attached files into each submission's staging folder, `data/in/<input>/`
+    let placed = place_files(&accepted, &intake_dir, &staging);
+    let _ = std::fs::remove_dir_all(&intake_dir);
+    placed?;
     let mut submissions = Vec::new();
     for a in accepted {
         let workflow = a.doc.workflow.clone();

@@ -223,8 +223,8 @@ pub const PER_WORKFLOW: &[(&str, Fate, &str)] = &[
     ),
     (
         "<wf>_|_FILE_<param>",
-        Fate::Checked,
-        "FileAnnotation ids: an empty list is ignored; ids for a selected workflow are refused (file parameters are not staged yet)",
+        Fate::Performed,
+        "FileAnnotation ids for a file input of the descriptor: downloaded through OMERO.web as the user at intake, checked against the input's formats, staged in `data/in/<param>/`; the job gets that folder in `<PARAM>`. A required input without ids, or ids for an input the descriptor lacks, is refused",
     ),
 ];
 

@@ -65,6 +65,8 @@ pub struct Selected {
     pub key: String,
     /// Its parameters, by id (not yet checked against the descriptor).
     pub parameters: Map<String, Value>,
+    /// FileAnnotation ids for its file inputs, by input id.
+    pub files: std::collections::BTreeMap<String, Vec<i64>>,
     /// Where its results go (Dataset or Screen).
     pub destination_kind: ContainerKind,
 }
@@ -381,18 +383,45 @@ pub fn translate(
         }
         let prefix = format!("{wf_key}{}", keys::PARAM_SEPARATOR);
         let mut parameters = Map::new();
+        let mut files = std::collections::BTreeMap::new();
         for (k, v) in inputs {
             let Some(param) = k.strip_prefix(&prefix) else {
                 continue;
             };
             if let Some(file) = param.strip_prefix(keys::FILE_PREFIX) {
-                let empty = match v {
-                    Value::Null => true,
-                    Value::Array(a) => a.is_empty(),
-                    _ => false,
+                let ids: Vec<i64> = match v {
+                    Value::Null => Vec::new(),
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(|x| match x.as_i64() {
+                            Some(id) if id > 0 => Some(id),
+                            _ => {
+                                errors.push(refuse(k, format!("`{x}` is not a FileAnnotation id")));
+                                None
+                            }
+                        })
+                        .collect(),
+                    other => match other.as_i64() {
+                        Some(id) if id > 0 => vec![id],
+                        _ => {
+                            errors.push(refuse(
+                                k,
+                                format!("`{other}` is not a list of FileAnnotation ids"),
+                            ));
+                            Vec::new()
+                        }
+                    },
                 };
-                if !empty {
-                    errors.push(refuse(k, format!("FileAnnotation ids for `{file}`: biomero-stage does not stage file parameters yet; run `{wf_key}` with BIOMERO's own script")));
+                let input = wf.descriptor.as_ref().and_then(|d| d.file_input(file));
+                match input {
+                    None if !ids.is_empty() => errors.push(refuse(
+                        k,
+                        format!("`{wf_key}` has no file input `{file}` (its descriptor declares none of that id)"),
+                    )),
+                    Some(_) if !ids.is_empty() => {
+                        files.insert(file.to_owned(), ids);
+                    }
+                    _ => {}
                 }
                 continue;
             }
@@ -400,9 +429,26 @@ pub fn translate(
                 parameters.insert(param.to_owned(), v.clone());
             }
         }
+        for f in wf.descriptor.iter().flat_map(|d| &d.file_inputs) {
+            if !f.optional && !files.contains_key(&f.id) {
+                errors.push(refuse(
+                    &format!(
+                        "{wf_key}{}{}{}",
+                        keys::PARAM_SEPARATOR,
+                        keys::FILE_PREFIX,
+                        f.id
+                    ),
+                    format!(
+                        "`{wf_key}` needs a file for `{}` ({}): attach it in OMERO and select it",
+                        f.id, f.name
+                    ),
+                ));
+            }
+        }
         workflows.push(Selected {
             key: wf_key.clone(),
             parameters,
+            files,
             destination_kind: if wf.mode == InputMode::ZarrPlate {
                 ContainerKind::Screen
             } else {
@@ -524,7 +570,7 @@ mod tests {
                 "Select how to import your results (one or more)",
                 json!(false),
             ),
-            ("threshold_|_FILE_model", json!([17])),
+            ("threshold_|_FILE_model", json!([17])), // the demo's descriptor has no file input
             ("Dataset_ID", json!(-4)),
         ] {
             assert_eq!(

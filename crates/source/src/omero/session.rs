@@ -311,6 +311,87 @@ impl UserSession {
             .filter(|e| e.contains('@')))
     }
 
+    /// Downloads FileAnnotation `id` into `dir` through OMERO.web's
+    /// `webclient/annotation/<id>/` (`download_annotation`: the file with
+    /// `Content-Disposition: attachment; filename=<name>`), at most `max_bytes`; returns
+    /// the file name. A half-written download never keeps the final name.
+    pub async fn download_annotation(
+        &self,
+        id: i64,
+        dir: &std::path::Path,
+        max_bytes: u64,
+    ) -> Result<String, SessionError> {
+        use tokio::io::AsyncWriteExt as _;
+        let url = format!("{}/webclient/annotation/{id}/", self.base);
+        let mut r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unavailable(&url, &e))?;
+        let status = r.status();
+        if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+            return Err(SessionError::Refused {
+                reason: "the session ended while in use".into(),
+            });
+        }
+        // OMERO.web answers an unknown (or invisible) FileAnnotation with a server error page
+        if !status.is_success() {
+            return Err(SessionError::NotFound {
+                kind: "FileAnnotation",
+                id,
+            });
+        }
+        let name = r
+            .headers()
+            .get(reqwest::header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(';')
+                    .find_map(|p| p.trim().strip_prefix("filename="))
+            })
+            .map(|n| {
+                n.trim_matches('"')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .filter(|n| !n.is_empty() && !n.starts_with('.') && !n.chars().any(char::is_control))
+            .ok_or_else(|| protocol(&url, "no usable file name in Content-Disposition"))?;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| protocol(&url, format!("{}: {e}", dir.display())))?;
+        let partial = dir.join(format!(".{name}.partial"));
+        let mut f = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| protocol(&url, format!("{}: {e}", partial.display())))?;
+        let mut written = 0u64;
+        while let Some(chunk) = r.chunk().await.map_err(|e| unavailable(&url, &e))? {
+            written += chunk.len() as u64;
+            if written > max_bytes {
+                drop(f);
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(protocol(
+                    &url,
+                    format!(
+                        "FileAnnotation {id} is larger than {max_bytes} bytes (max_stage_bytes)"
+                    ),
+                ));
+            }
+            f.write_all(&chunk)
+                .await
+                .map_err(|e| protocol(&url, format!("{}: {e}", partial.display())))?;
+        }
+        f.sync_all()
+            .await
+            .map_err(|e| protocol(&url, format!("{}: {e}", partial.display())))?;
+        tokio::fs::rename(&partial, dir.join(&name))
+            .await
+            .map_err(|e| protocol(&url, format!("{}: {e}", dir.display())))?;
+        Ok(name)
+    }
+
     /// Every item of a JSON API list, page by page (`path` carries its own query).
     async fn list(&self, path: &str) -> Result<Vec<Value>, SessionError> {
         let mut out = Vec::new();

@@ -46,6 +46,7 @@ pub fn environment(
     wf: &ResolvedWorkflow,
     id: &str,
     parameters: &serde_json::Map<String, Value>,
+    files: &[&str],
     gpu_flag: bool,
 ) -> Result<Vec<(String, String)>, stage_cluster::ClusterError> {
     let setup = workflow_setup(wf)?;
@@ -66,6 +67,12 @@ pub fn environment(
         let value = parameters.get(&p.id).or(p.default.as_ref());
         if let Some(v) = value {
             env.push((p.env_name(), env_value(v)));
+        }
+    }
+    // each attached file input: the folder its files were staged in, as BIOMERO passes it
+    for f in wf.descriptor.iter().flat_map(|d| &d.file_inputs) {
+        if files.iter().any(|id| *id == f.id) {
+            env.push((f.env_name(), format!("{}/{}", layout.inputs(id), f.id)));
         }
     }
     Ok(env)
@@ -131,6 +138,13 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         wf,
         &s.id,
         &accepted.doc.parameters,
+        &accepted
+            .doc
+            .files
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
         wf.use_gpu && slurm.inject_gpu_flag.value,
     ) {
         Ok(e) => e,
@@ -174,4 +188,51 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         submitted_at: chrono::Utc::now(),
     }
     .done(false)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use stage_config::descriptor::FileInput;
+    use stage_config::live::load_snapshot;
+    use stage_config::registry::DescriptorRefresh;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_attached_file_input_reaches_the_job_as_its_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let (_, sources) = crate::test_site::demo_site(d.path());
+        let config = load_snapshot(&sources, DescriptorRefresh::CacheFirst, 1)
+            .await
+            .unwrap();
+        let layout = Layout::from_slurm(&config.slurm.slurm).unwrap();
+        let mut wf = config.registry.get("threshold").unwrap().clone();
+        let descriptor = wf.descriptor.as_mut().unwrap();
+        for id in ["weights", "unused"] {
+            descriptor.file_inputs.push(FileInput {
+                id: id.into(),
+                name: id.into(),
+                description: String::new(),
+                formats: vec![],
+                optional: true,
+            });
+        }
+        let env = environment(
+            &layout,
+            &wf,
+            "s1",
+            &serde_json::Map::new(),
+            &["weights"],
+            false,
+        )
+        .unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("WEIGHTS"),
+            Some(format!("{}/weights", layout.inputs("s1")))
+        );
+        assert_eq!(get("UNUSED"), None, "an input without files sets nothing");
+    }
 }
