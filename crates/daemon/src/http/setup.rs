@@ -8,16 +8,20 @@ use serde_json::{Value, json};
 use super::ApiError;
 use crate::runtime::Runtime;
 
+/// The cluster could not be asked: 502, with the reason.
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(cluster_unavailable)`
+fn cluster_unavailable(e: stage_cluster::ClusterError) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "cluster_unavailable",
+        e.to_string(),
+    )
+}
+
 /// The cluster's folders, workflow images and scripts, converters and pull log.
 pub(crate) async fn check_setup(State(rt): State<Runtime>) -> Result<Json<Value>, ApiError> {
     let config = rt.config.current();
-    let unavailable = |e: stage_cluster::ClusterError| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "cluster_unavailable",
-            e.to_string(),
-        )
-    };
+    let unavailable = cluster_unavailable;
     let cluster = rt.cluster.get(&config).map_err(unavailable)?;
     let workflows = crate::cluster::workflows(&config).map_err(unavailable)?;
     let report = stage_cluster::setup::check(
@@ -60,13 +64,7 @@ pub(crate) async fn init(
         })?
     };
     let config = rt.config.current();
-    let unavailable = |e: stage_cluster::ClusterError| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "cluster_unavailable",
-            e.to_string(),
-        )
-    };
+    let unavailable = cluster_unavailable;
     let cluster = rt.cluster.get(&config).map_err(unavailable)?;
     let workflows = crate::cluster::workflows(&config).map_err(unavailable)?;
     let slurm = &config.slurm.slurm;

@@ -19,6 +19,7 @@ use serde_json::Value;
 use stage_config::settings::Secret;
 use tokio::sync::Mutex;
 
+use super::login::describe;
 use crate::error::{Result, SourceError};
 
 /// The largest page OMERO.web's JSON API hands out by default (`omero.web.api.max_limit`).
@@ -118,44 +119,21 @@ impl OmeroClient {
             user: self.cfg.user.clone(),
             reason,
         };
-        let token_url = format!("{}/api/v0/token/", self.base);
-        let token: Value = self
-            .http
-            .get(&token_url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| unavailable(&token_url, &e))?
-            .json()
-            .await
-            .map_err(|e| protocol(&token_url, e))?;
-        let csrf = token["data"]
-            .as_str()
-            .ok_or_else(|| protocol(&token_url, "no CSRF token in `data`"))?
-            .to_owned();
-        let url = format!("{}/api/v0/login/", self.base);
-        let server = self.cfg.server_id.to_string();
-        let r = self
-            .http
-            .post(&url)
-            .header("X-CSRFToken", &csrf)
-            .header(reqwest::header::REFERER, format!("{}/", self.base))
-            .form(&[
-                ("server", server.as_str()),
-                ("username", self.cfg.user.as_str()),
-                ("password", self.cfg.password.expose()),
-            ])
-            .send()
-            .await
-            .map_err(|e| unavailable(&url, &e))?;
-        let status = r.status();
-        if status.is_server_error() {
-            return Err(SourceError::Unavailable {
-                url,
-                reason: format!("OMERO.web answered {status}"),
-            });
-        }
-        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let answer = super::login::login(
+            &self.http,
+            &self.base,
+            self.cfg.server_id,
+            &self.cfg.user,
+            self.cfg.password.expose(),
+        )
+        .await
+        .map_err(|f| match f {
+            super::login::LoginFailure::Unavailable { url, reason } => {
+                SourceError::Unavailable { url, reason }
+            }
+            super::login::LoginFailure::Protocol { url, reason } => protocol(&url, reason),
+        })?;
+        let (status, body) = (answer.status, answer.body);
         let key = body["eventContext"]["sessionUuid"].as_str();
         match key {
             Some(k) if status.is_success() && body["success"] != false => {
@@ -316,30 +294,6 @@ impl OmeroClient {
             reason: describe(&e),
         })?;
         Ok(bytes.to_vec())
-    }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "cannot connect".into()
-    } else {
-        let mut s = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(inner) = src {
-            s.push_str(": ");
-            s.push_str(&inner.to_string());
-            src = inner.source();
-        }
-        s
-    }
-}
-
-fn unavailable(url: &str, e: &reqwest::Error) -> SourceError {
-    SourceError::Unavailable {
-        url: url.to_owned(),
-        reason: describe(e),
     }
 }
 

@@ -3,6 +3,7 @@
 //! omero-ms-pixel-buffer tiles.
 
 pub mod client;
+mod login;
 pub mod model;
 pub mod resolve;
 pub mod session;

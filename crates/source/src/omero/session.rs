@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use stage_config::settings::Secret;
 
 use super::client::MAX_PAGE;
+use super::login::describe;
 
 const SCHEMA: &str = "http://www.openmicroscopy.org/Schemas/OME/2016-06";
 
@@ -131,16 +132,6 @@ pub struct UserSession {
     context: EventContext,
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "cannot connect".into()
-    } else {
-        e.to_string()
-    }
-}
-
 fn unavailable(url: &str, e: &reqwest::Error) -> SessionError {
     SessionError::Unavailable {
         url: url.to_owned(),
@@ -196,42 +187,18 @@ impl UserSession {
             .user_agent(concat!("biomero-stage/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| protocol(&base, format!("cannot create the HTTP client: {e}")))?;
-        let token_url = format!("{base}/api/v0/token/");
-        let token: Value = http
-            .get(&token_url)
-            .send()
+        let answer = super::login::login(&http, &base, server_id, key.expose(), key.expose())
             .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| unavailable(&token_url, &e))?
-            .json()
-            .await
-            .map_err(|e| protocol(&token_url, e))?;
-        let csrf = token["data"]
-            .as_str()
-            .ok_or_else(|| protocol(&token_url, "no CSRF token in `data`"))?
-            .to_owned();
+            .map_err(|f| match f {
+                super::login::LoginFailure::Unavailable { url, reason } => {
+                    SessionError::Unavailable { url, reason }
+                }
+                super::login::LoginFailure::Protocol { url, reason } => {
+                    SessionError::Protocol { url, reason }
+                }
+            })?;
+        let (status, body, csrf) = (answer.status, answer.body, answer.csrf);
         let login = format!("{base}/api/v0/login/");
-        let server = server_id.to_string();
-        let r = http
-            .post(&login)
-            .header("X-CSRFToken", &csrf)
-            .header(reqwest::header::REFERER, format!("{base}/"))
-            .form(&[
-                ("server", server.as_str()),
-                ("username", key.expose()),
-                ("password", key.expose()),
-            ])
-            .send()
-            .await
-            .map_err(|e| unavailable(&login, &e))?;
-        let status = r.status();
-        if status.is_server_error() {
-            return Err(SessionError::Unavailable {
-                url: login,
-                reason: format!("OMERO.web answered {status}"),
-            });
-        }
-        let body: Value = r.json().await.unwrap_or(Value::Null);
         if !status.is_success() || body["success"] != true {
             return Err(SessionError::Refused {
                 reason: body["message"]
