@@ -119,9 +119,15 @@ pub async fn remote(r: &Remote, dir: &str) -> Result<Listing> {
 
 /// Every multiply-linked file under the job folder: `INODE NLINK ./path` (POSIX `find` and
 /// `ls -ldi`; the inode and link count are the first and third fields).
+/// One `find` with GNU's `-printf` (no process per file); where find has no `-printf`
+/// (BusyBox), `ls -ldi` per file, batched by `-exec … {} +`.
 const LINKS: &str = r#"[ -d "$1" ] || exit 0
 cd -- "$1" || exit 1
-find . -type f -links +1 -exec sh -c 'for f; do set -- $(ls -ldi -- "$f"); printf "%s %s %s\n" "$1" "$3" "$f"; done' sh {} + || exit 1"#;
+if find . -maxdepth 0 -printf '' 2>/dev/null; then
+  find . -type f -links +1 -printf '%i %n %p\n' || exit 1
+else
+  find . -type f -links +1 -exec sh -c 'for f; do set -- $(ls -ldi -- "$f"); printf "%s %s %s\n" "$1" "$3" "$f"; done' sh {} + || exit 1
+fi"#;
 
 /// A file with more than one name: its inode, its link count and one of its paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,5 +283,62 @@ mod link_tests {
             .map(|l| l.path.as_str())
             .collect();
         assert_eq!(outside, ["data/out/secret.txt"]);
+    }
+
+    /// Both branches of the link listing give the same lines: GNU find's `-printf`, and the
+    /// `ls` loop a find without `-printf` falls back to.
+    #[test]
+    fn the_link_listing_is_the_same_with_and_without_printf() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("job");
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        std::fs::write(dir.join("out/a b.txt"), b"x").unwrap();
+        std::fs::hard_link(dir.join("out/a b.txt"), dir.join("out/c.txt")).unwrap();
+        std::fs::write(dir.join("single.txt"), b"y").unwrap();
+        let shim = d.path().join("shim");
+        std::fs::create_dir_all(&shim).unwrap();
+        let real_find = ["/usr/bin/find", "/bin/find"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap();
+        std::fs::write(
+            shim.join("find"),
+            format!("#!/bin/sh\nfor a; do [ \"$a\" = -printf ] && {{ echo 'find: unknown predicate' >&2; exit 1; }}; done\nexec {real_find} \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            shim.join("find"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let run = |path: &str| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", LINKS, "sh"])
+                .arg(&dir)
+                .env("PATH", path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut lines: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            lines.sort();
+            lines
+        };
+        let system = std::env::var("PATH").unwrap_or_default();
+        let printf = run(&system);
+        let fallback = run(&format!("{}:{system}", shim.display()));
+        assert_eq!(printf.len(), 2, "{printf:?}");
+        assert!(
+            printf.iter().any(|l| l.ends_with(" 2 ./out/a b.txt")),
+            "{printf:?}"
+        );
+        assert_eq!(printf, fallback);
     }
 }
