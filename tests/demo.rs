@@ -146,6 +146,27 @@ fn the_demo_runs_each_input_mode_to_kept_labels_that_independent_readers_count()
         .map(|s| s["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["collected"; 6], "{all}");
+    // check-setup on the demo's local executor looks at this host's folders, not over SSH
+    let o = command(home.path())
+        .arg("--config")
+        .arg(demo.join("biomero-stage.toml"))
+        .args(["check-setup", "--json"])
+        .output()
+        .unwrap();
+    let (_, out, err) = text(&o);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert!(
+        report["host"].as_str().unwrap().contains("local"),
+        "{report}"
+    );
+    let folders = report["folders"].as_array().unwrap();
+    assert!(!folders.is_empty(), "{report}");
+    assert!(
+        folders.iter().any(|f| f["role"] == "slurm_data_path"
+            && f["exists"] == true
+            && f["writable"] == true),
+        "the demo's cluster data folder is found on this host: {report}"
+    );
 }
 
 #[test]

@@ -33,12 +33,17 @@ pub struct SshTarget {
     pub connect_timeout: Duration,
 }
 
-/// A connection to the cluster, reconnecting on loss.
+/// A connection to the cluster, reconnecting on loss; or, for the local executor, this host.
 #[derive(Debug)]
 pub struct Remote {
     target: SshTarget,
+    /// Commands run on this host, not over SSH (`executor = "local"`).
+    local: bool,
     session: Mutex<Option<Arc<Session>>>,
 }
+
+/// What [`Remote::host`] says of this host.
+pub const LOCAL_HOST: &str = "localhost (executor = \"local\")";
 
 /// Quotes one word for a POSIX shell.
 pub fn quote(word: &str) -> String {
@@ -68,13 +73,33 @@ impl Remote {
     pub fn new(target: SshTarget) -> Self {
         Remote {
             target,
+            local: false,
             session: Mutex::new(None),
         }
     }
 
-    /// The alias.
+    /// This host: commands run here, as the daemon's user (the local executor's cluster).
+    pub fn local() -> Self {
+        Remote {
+            target: SshTarget {
+                host: LOCAL_HOST.to_owned(),
+                config_file: None,
+                control_dir: PathBuf::new(),
+                connect_timeout: Duration::from_secs(1),
+            },
+            local: true,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// The alias (or [`LOCAL_HOST`]).
     pub fn host(&self) -> &str {
         &self.target.host
+    }
+
+    /// Whether commands run on this host.
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 
     fn connect_error(&self, e: &openssh::Error) -> ClusterError {
@@ -171,6 +196,9 @@ impl Remote {
         stdin: Option<&[u8]>,
         attempts: u32,
     ) -> Result<Output> {
+        if self.local {
+            return self.exec_here(program, args, stdin).await;
+        }
         let mut last = String::new();
         for attempt in 0..attempts {
             let sess = self.session().await?;
@@ -207,6 +235,37 @@ impl Remote {
             command: display(program, args),
             reason: last,
         })
+    }
+
+    /// Runs a command on this host (the local executor).
+    async fn exec_here(
+        &self,
+        program: &str,
+        args: &[String],
+        stdin: Option<&[u8]>,
+    ) -> Result<Output> {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        let io = |e: std::io::Error| ClusterError::Dropped {
+            host: self.target.host.clone(),
+            command: display(program, args),
+            reason: e.to_string(),
+        };
+        let mut child = cmd.spawn().map_err(io)?;
+        if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt as _;
+            w.write_all(data).await.map_err(io)?;
+            w.shutdown().await.map_err(io)?;
+        }
+        child.wait_with_output().await.map_err(io)
     }
 
     /// Runs `program args…` and returns its stdout; a non-zero exit is an error with the stderr tail.

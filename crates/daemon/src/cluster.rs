@@ -30,7 +30,7 @@ pub struct Cluster {
     pub since: String,
 }
 
-type Key = (SshTarget, StatusQuery, Duration);
+type Key = (Option<SshTarget>, StatusQuery, Duration);
 
 /// Connections built from settings, cached while those settings stay the same, and the
 /// cluster (with its strategies) chosen once per configuration.
@@ -57,6 +57,15 @@ pub fn target(snapshot: &Snapshot) -> SshTarget {
         config_file: s.ssh_config_file.clone(),
         control_dir: s.state_dir.join("ssh"),
         connect_timeout: Duration::from_secs(s.ssh_connect_timeout_secs),
+    }
+}
+
+/// The cluster of a configuration: the `[SSH] host` alias, or this host for the local executor.
+pub fn remote(snapshot: &Snapshot) -> Remote {
+    if snapshot.settings.settings.executor == stage_config::settings::Executor::Local {
+        Remote::local()
+    } else {
+        Remote::new(target(snapshot))
     }
 }
 
@@ -96,7 +105,7 @@ impl ClusterCache {
         let layout = Layout::from_slurm(&snapshot.slurm.slurm)?;
         let since = sacct_since(snapshot);
         let key: Key = (
-            target(snapshot),
+            (s.executor != stage_config::settings::Executor::Local).then(|| target(snapshot)),
             StatusQuery {
                 since: since.clone(),
                 accounting: s.slurm_accounting,
@@ -111,7 +120,7 @@ impl ClusterCache {
             match c.as_ref() {
                 Some((k, r, w)) if *k == key => (r.clone(), w.clone()),
                 _ => {
-                    let remote = Arc::new(Remote::new(key.0.clone()));
+                    let remote = Arc::new(key.0.clone().map_or_else(Remote::local, Remote::new));
                     let watcher = Watcher::spawn(remote.clone(), key.1.clone(), key.2);
                     *c = Some((key, remote.clone(), watcher.clone()));
                     (remote, watcher)

@@ -36,7 +36,7 @@ async fn connect(global: &GlobalArgs) -> anyhow::Result<(Snapshot, Remote)> {
     let snapshot = load_snapshot(&global.sources(), DescriptorRefresh::CacheFirst, 1)
         .await
         .context("the configuration cannot be used (run `biomero-stage config check`)")?;
-    let remote = Remote::new(crate::cluster::target(&snapshot));
+    let remote = crate::cluster::remote(&snapshot);
     Ok((snapshot, remote))
 }
 
