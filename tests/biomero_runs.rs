@@ -7,56 +7,33 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use stage_tests::omero::{PASSWORD, TestOmero, USER, ids, standard_world};
-use stage_tests::{Daemon, free_port, http_get, write_daemon_settings};
+use stage_tests::omero::{OmeroSite, PASSWORD, ids, omero_site};
+use stage_tests::{Daemon, free_port, http_get};
 
-struct Site {
-    dir: tempfile::TempDir,
-    omero: TestOmero,
-    settings: PathBuf,
-    port: u16,
+type Site = OmeroSite;
+
+/// The standard world with no cluster: these tests are about intake.
+fn site() -> Site {
+    omero_site(64, "")
 }
 
-fn site() -> Site {
-    let dir = tempfile::tempdir().unwrap();
-    let (world, data) = standard_world(&dir.path().join("data"), 64);
-    let omero = TestOmero::start(world);
-    let mappings = dir.path().join("biomero-config.json");
-    std::fs::write(
-        &mappings,
-        r#"{"group_mappings": {"5": {"folder": "lab-a", "groupName": "Lab A"}}}"#,
+/// The site's daemon.
+fn start(s: &Site) -> Daemon {
+    Daemon::start(
+        s.dir.path(),
+        &s.settings,
+        s.port,
+        &["--poll-ms", "200"],
+        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
     )
-    .unwrap();
-    let port = free_port();
-    let queue = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("queue.sqlite").display()
-    );
-    // no cluster: the pipeline stops at the upload; these tests are about intake
-    let ssh_config = dir.path().join("ssh_config");
-    std::fs::write(
-        &ssh_config,
-        "Host slurm\n  HostName 127.0.0.1\n  Port 1\n  BatchMode yes\n",
-    )
-    .unwrap();
-    let extra = format!(
-        "data_roots = [\"{root}\"]\ngroup_mappings_file = \"{mappings}\"\nomero_url = \"{url}\"\nomero_user = \"{USER}\"\npixel_buffer_url = \"{url}\"\nssh_config_file = \"{ssh}\"\n",
-        root = data.root.display(),
-        mappings = mappings.display(),
-        url = omero.url,
-        ssh = ssh_config.display(),
-    );
-    let settings = write_daemon_settings(dir.path(), &queue, port, &extra);
-    Site {
-        dir,
-        omero,
-        settings,
-        port,
-    }
+}
+
+/// A session of alice (user 60), a member of Lab A (group 5) only, acting in it.
+fn alice(s: &Site) -> String {
+    s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5])
 }
 
 /// `POST /api/v1/biomero/runs` with the admin token and, when given, the session key: (status, body).
@@ -136,14 +113,8 @@ fn queued(d: &Daemon) -> usize {
 #[test]
 fn omero_biomero_runs_become_submissions_of_the_sessions_user() {
     let s = site();
-    let d = Daemon::start(
-        s.dir.path(),
-        &s.settings,
-        s.port,
-        &["--poll-ms", "200"],
-        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
-    );
-    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    let d = start(&s);
+    let alice = alice(&s);
 
     // a Dataset's images to a TIFF workflow, into a new Dataset by name
     let inputs = omero_biomero_inputs(
@@ -339,14 +310,8 @@ fn omero_biomero_runs_become_submissions_of_the_sessions_user() {
 #[test]
 fn a_wrong_run_request_is_refused_by_name_before_anything_is_queued() {
     let s = site();
-    let d = Daemon::start(
-        s.dir.path(),
-        &s.settings,
-        s.port,
-        &["--poll-ms", "200"],
-        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
-    );
-    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    let d = start(&s);
+    let alice = alice(&s);
     let good = || {
         omero_biomero_inputs(
             "cellpose",
@@ -475,14 +440,8 @@ impl Pipe for Value {}
 #[test]
 fn the_drop_in_scripts_hand_a_run_to_the_daemon() {
     let s = site();
-    let d = Daemon::start(
-        s.dir.path(),
-        &s.settings,
-        s.port,
-        &["--poll-ms", "200"],
-        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
-    );
-    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    let d = start(&s);
+    let alice = alice(&s);
     let script = r#"
 import json, sys
 from biomero_stage_omero import declare
@@ -597,14 +556,8 @@ fn a_run_that_asked_for_mail_mails_its_user_once_when_it_ends() {
         format!("{settings}\nsmtp_url = \"smtp://127.0.0.1:{smtp_port}\"\nmail_from = \"stage@facility.example\"\n"),
     )
     .unwrap();
-    let d = Daemon::start(
-        s.dir.path(),
-        &s.settings,
-        s.port,
-        &["--poll-ms", "200"],
-        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
-    );
-    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    let d = start(&s);
+    let alice = alice(&s);
     s.omero.set_email(60, "alice@facility.example");
     let mut two = omero_biomero_inputs(
         "cellpose",
@@ -715,7 +668,7 @@ fn a_run_that_asked_for_mail_mails_its_user_once_when_it_ends() {
 #[test]
 fn biomero_run_on_the_command_line_checks_the_session_too() {
     let s = site();
-    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    let alice = alice(&s);
     let inputs = s.dir.path().join("inputs.json");
     std::fs::write(
         &inputs,
@@ -761,14 +714,8 @@ fn biomero_run_on_the_command_line_checks_the_session_too() {
 #[test]
 fn attached_files_are_downloaded_checked_and_staged() {
     let s = site();
-    let d = Daemon::start(
-        s.dir.path(),
-        &s.settings,
-        s.port,
-        &["--poll-ms", "200"],
-        &[("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)],
-    );
-    let alice = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
+    let d = start(&s);
+    let alice = alice(&s);
     s.omero
         .add_file_annotation(41, "measured psf.tif", b"II*\0 a measured psf");
     s.omero.add_file_annotation(42, "notes.txt", b"not a psf");

@@ -9,56 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stage_tests::omero::{PASSWORD, TestOmero, USER, WorldData, ids, standard_world};
-use stage_tests::{
-    Daemon, command, free_port, http_post, text, wait_submission, write_daemon_settings,
-};
+use stage_tests::omero::{OmeroSite, PASSWORD, ids, omero_site};
+use stage_tests::{Daemon, command, http_post, text, wait_submission};
 
-struct Site {
-    dir: tempfile::TempDir,
-    data: WorldData,
-    omero: TestOmero,
-    settings: PathBuf,
-    port: u16,
-}
+type Site = OmeroSite;
 
+/// The standard world with no cluster (the pipeline stops after staging), small tiles.
 fn site(size: u32) -> Site {
-    let dir = tempfile::tempdir().unwrap();
-    let (world, data) = standard_world(&dir.path().join("data"), size);
-    let omero = TestOmero::start(world);
-    let mappings = dir.path().join("biomero-config.json");
-    std::fs::write(
-        &mappings,
-        r#"{"group_mappings": {"5": {"folder": "lab-a", "groupName": "Lab A"}}}"#,
-    )
-    .unwrap();
-    let port = free_port();
-    let queue = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("queue.sqlite").display()
-    );
-    // the cluster: an alias that leads to a closed port, so the pipeline stops after staging
-    let ssh_config = dir.path().join("ssh_config");
-    std::fs::write(
-        &ssh_config,
-        "Host slurm\n  HostName 127.0.0.1\n  Port 1\n  BatchMode yes\n",
-    )
-    .unwrap();
-    let extra = format!(
-        "data_roots = [\"{root}\"]\ngroup_mappings_file = \"{mappings}\"\nomero_url = \"{url}\"\nomero_user = \"{USER}\"\npixel_buffer_url = \"{url}\"\nomero_tile_size = 64\nomero_concurrency = 2\nssh_config_file = \"{ssh}\"\n",
-        root = data.root.display(),
-        mappings = mappings.display(),
-        url = omero.url,
-        ssh = ssh_config.display(),
-    );
-    let settings = write_daemon_settings(dir.path(), &queue, port, &extra);
-    Site {
-        dir,
-        data,
-        omero,
-        settings,
-        port,
-    }
+    omero_site(size, "omero_tile_size = 64\nomero_concurrency = 2\n")
 }
 
 fn start(s: &Site, extra_args: &[&str]) -> Daemon {

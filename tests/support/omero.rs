@@ -1073,3 +1073,58 @@ fn decode(v: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A daemon's site on the standard world with no cluster: the test OMERO, Lab A's group
+/// folder mapping, a SQLite queue, and an `[SSH] host` alias that leads to a closed port (the
+/// pipeline stops at the upload). For tests of intake, planning and staging.
+pub struct OmeroSite {
+    /// The site's folder.
+    pub dir: tempfile::TempDir,
+    /// The sample data behind the world.
+    pub data: WorldData,
+    /// The test OMERO.
+    pub omero: TestOmero,
+    /// biomero-stage.toml.
+    pub settings: PathBuf,
+    /// The admin endpoint's port.
+    pub port: u16,
+}
+
+/// Writes an [`OmeroSite`] with images of `size`² and `extra` settings.
+pub fn omero_site(size: u32, extra: &str) -> OmeroSite {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (world, data) = standard_world(&dir.path().join("data"), size);
+    let omero = TestOmero::start(world);
+    let mappings = dir.path().join("biomero-config.json");
+    std::fs::write(
+        &mappings,
+        r#"{"group_mappings": {"5": {"folder": "lab-a", "groupName": "Lab A"}}}"#,
+    )
+    .expect("mappings");
+    let port = crate::free_port();
+    let queue = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("queue.sqlite").display()
+    );
+    let ssh_config = dir.path().join("ssh_config");
+    std::fs::write(
+        &ssh_config,
+        "Host slurm\n  HostName 127.0.0.1\n  Port 1\n  BatchMode yes\n",
+    )
+    .expect("ssh config");
+    let extra = format!(
+        "data_roots = [\"{root}\"]\ngroup_mappings_file = \"{mappings}\"\nomero_url = \"{url}\"\nomero_user = \"{USER}\"\npixel_buffer_url = \"{url}\"\nssh_config_file = \"{ssh}\"\n{extra}",
+        root = data.root.display(),
+        mappings = mappings.display(),
+        url = omero.url,
+        ssh = ssh_config.display(),
+    );
+    let settings = crate::write_daemon_settings(dir.path(), &queue, port, &extra);
+    OmeroSite {
+        dir,
+        data,
+        omero,
+        settings,
+        port,
+    }
+}

@@ -621,22 +621,9 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::path::Path;
-
     use serde_json::json;
-    use stage_config::live::load_snapshot;
-    use stage_config::registry::DescriptorRefresh;
 
     use super::*;
-
-    /// The demo site's configuration: `threshold` (TIFF), `threshold_zarr` (Zarr),
-    /// `threshold_plate` (Zarr plate), descriptors pinned, nothing fetched.
-    async fn snapshot(dir: &Path) -> Snapshot {
-        let (_, sources) = crate::test_site::demo_site(dir);
-        load_snapshot(&sources, DescriptorRefresh::CacheFirst, 1)
-            .await
-            .unwrap()
-    }
 
     fn doc(v: serde_json::Value) -> SubmissionDoc {
         serde_json::from_value(v).unwrap()
@@ -665,7 +652,7 @@ mod tests {
     #[tokio::test]
     async fn a_submission_is_accepted_or_refused_by_the_configuration_in_force() {
         let d = tempfile::tempdir().unwrap();
-        let config = snapshot(d.path()).await;
+        let config = crate::test_site::demo_snapshot(d.path()).await;
         let image = json!({ "omero": [{ "type": "Image", "id": 1 }] });
         let plate = json!({ "omero": [{ "type": "Plate", "id": 2 }] });
 

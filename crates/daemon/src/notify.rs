@@ -101,26 +101,8 @@ fn message(
         .map_err(|e| e.to_string())
 }
 
-/// The run's mail, decided after `s` (just finished) ended.
-async fn decide(rt: &Runtime, s: &Submission) -> Mail {
-    let Ok(doc) = serde_json::from_value::<SubmissionDoc>(s.request.clone()) else {
-        return Mail::Done;
-    };
-    if !doc.options.email {
-        return Mail::Done;
-    }
-    let run = doc.run.clone().unwrap_or_else(|| s.id.clone());
-    let all = if doc.run.is_some() {
-        match crate::biomero::run_submissions(&rt.store, &run).await {
-            Ok(list) => list,
-            Err(e) => return Mail::NotSent(format!("the run's submissions cannot be read: {e}")),
-        }
-    } else {
-        vec![s.clone()]
-    };
-    if all.iter().any(|o| !o.done) {
-        return Mail::Later;
-    }
+/// The mail of the ended run `run` (submissions `all`, every one done), sent once.
+async fn send_once(rt: &Runtime, doc: &SubmissionDoc, run: &str, all: &[Submission]) -> Mail {
     let config = rt.config.current();
     let settings = &config.settings.settings;
     let dir = settings.state_dir.join("mail");
@@ -146,7 +128,7 @@ async fn decide(rt: &Runtime, s: &Submission) -> Mail {
     let Some(url) = settings.smtp_url.as_ref() else {
         return Mail::NotSent("this site configured no mail relay (smtp_url)".into());
     };
-    let mail = match message(&settings.mail_from, &to, &run, &all, &doc.notices) {
+    let mail = match message(&settings.mail_from, &to, run, all, &doc.notices) {
         Ok(m) => m,
         Err(e) => return Mail::NotSent(e),
     };
@@ -170,30 +152,40 @@ async fn decide(rt: &Runtime, s: &Submission) -> Mail {
 /// After `s` ended: sends the run's mail when it is due, and notes what happened in the
 /// history of every submission of the run.
 pub async fn after_end(rt: &Runtime, s: &Submission) {
-    let mail = decide(rt, s).await;
+    let Ok(doc) = serde_json::from_value::<SubmissionDoc>(s.request.clone()) else {
+        return;
+    };
+    if !doc.options.email {
+        return;
+    }
+    let run = doc.run.clone().unwrap_or_else(|| s.id.clone());
+    let all = match &doc.run {
+        Some(r) => crate::biomero::run_submissions(&rt.store, r).await,
+        None => Ok(vec![s.clone()]),
+    };
+    let (mail, noted) = match all {
+        Err(e) => (
+            Mail::NotSent(format!("the run's submissions cannot be read: {e}")),
+            vec![s.id.clone()],
+        ),
+        Ok(all) if all.iter().any(|o| !o.done) => (Mail::Later, Vec::new()),
+        Ok(all) => (
+            send_once(rt, &doc, &run, &all).await,
+            all.into_iter().map(|x| x.id).collect(),
+        ),
+    };
     let detail = match &mail {
         Mail::Later | Mail::Done => return,
-        Mail::Sent(to) => json!({"mail": "sent", "to": to}),
-        Mail::NotSent(why) => json!({"mail": "not sent", "reason": why}),
+        Mail::Sent(to) => {
+            tracing::info!(to, "run notification sent");
+            json!({"mail": "sent", "to": to})
+        }
+        Mail::NotSent(why) => {
+            tracing::warn!(reason = %why, "run notification not sent");
+            json!({"mail": "not sent", "reason": why})
+        }
     };
-    match &mail {
-        Mail::Sent(to) => tracing::info!(to, "run notification sent"),
-        Mail::NotSent(why) => tracing::warn!(reason = %why, "run notification not sent"),
-        Mail::Later | Mail::Done => {}
-    }
-    let ids: Vec<String> = match serde_json::from_value::<SubmissionDoc>(s.request.clone())
-        .ok()
-        .and_then(|d| d.run)
-    {
-        Some(run) => crate::biomero::run_submissions(&rt.store, &run)
-            .await
-            .map_or_else(
-                |_| vec![s.id.clone()],
-                |l| l.into_iter().map(|x| x.id).collect(),
-            ),
-        None => vec![s.id.clone()],
-    };
-    for id in ids {
+    for id in noted {
         if let Err(e) = rt.store.note(&id, "notify", &detail).await {
             tracing::warn!(id, error = %e, "cannot note the notification");
         }

@@ -28,3 +28,16 @@ pub(crate) fn demo_site(dir: &Path) -> (Site, ConfigSources) {
     };
     (site, sources)
 }
+
+/// The demo site's configuration, loaded: `threshold` (TIFF), `threshold_zarr` (Zarr),
+/// `threshold_plate` (Zarr plate), descriptors pinned, nothing fetched.
+pub(crate) async fn demo_snapshot(dir: &Path) -> stage_config::Snapshot {
+    let (_, sources) = demo_site(dir);
+    stage_config::live::load_snapshot(
+        &sources,
+        stage_config::registry::DescriptorRefresh::CacheFirst,
+        1,
+    )
+    .await
+    .unwrap()
+}

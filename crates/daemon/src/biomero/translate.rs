@@ -478,20 +478,9 @@ pub fn translate(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::path::Path;
-
     use serde_json::json;
-    use stage_config::live::load_snapshot;
-    use stage_config::registry::DescriptorRefresh;
 
     use super::*;
-
-    async fn snapshot(dir: &Path) -> Snapshot {
-        let (_, sources) = crate::test_site::demo_site(dir);
-        load_snapshot(&sources, DescriptorRefresh::CacheFirst, 1)
-            .await
-            .unwrap()
-    }
 
     fn inputs(v: Value) -> Map<String, Value> {
         match v {
@@ -507,7 +496,7 @@ mod tests {
     #[tokio::test]
     async fn omero_biomeros_inputs_become_a_plan() {
         let d = tempfile::tempdir().unwrap();
-        let config = snapshot(d.path()).await;
+        let config = crate::test_site::demo_snapshot(d.path()).await;
         let version = config.registry.get("threshold").unwrap().version.clone();
         let plan = translate(
             Script::Run,
@@ -553,7 +542,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_without_a_fate_or_a_wrong_value_is_refused_by_name() {
         let d = tempfile::tempdir().unwrap();
-        let config = snapshot(d.path()).await;
+        let config = crate::test_site::demo_snapshot(d.path()).await;
         let base = json!({"Data_Type": "Image", "IDs": [3], "threshold": true});
         let with = |k: &str, v: Value| {
             let mut i = inputs(base.clone());

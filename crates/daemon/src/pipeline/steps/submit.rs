@@ -195,18 +195,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use stage_config::descriptor::FileInput;
-    use stage_config::live::load_snapshot;
-    use stage_config::registry::DescriptorRefresh;
 
     use super::*;
 
     #[tokio::test]
     async fn an_attached_file_input_reaches_the_job_as_its_folder() {
         let d = tempfile::tempdir().unwrap();
-        let (_, sources) = crate::test_site::demo_site(d.path());
-        let config = load_snapshot(&sources, DescriptorRefresh::CacheFirst, 1)
-            .await
-            .unwrap();
+        let config = crate::test_site::demo_snapshot(d.path()).await;
         let layout = Layout::from_slurm(&config.slurm.slurm).unwrap();
         let mut wf = config.registry.get("threshold").unwrap().clone();
         let descriptor = wf.descriptor.as_mut().unwrap();
