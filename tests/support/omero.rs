@@ -912,17 +912,13 @@ async fn handle(
         let Some(name) = known else {
             return not_found("Experimenter");
         };
-        let email = st
-            .emails
-            .lock()
-            .ok()
-            .and_then(|e| e.get(&uid).cloned())
-            .unwrap_or_default();
-        return json_response(
-            StatusCode::OK,
-            &json!({"data": {"@id": uid, "@type": format!("{SCHEMA}#Experimenter"), "UserName": name,
-                "FirstName": name, "LastName": "", "Email": email}}),
-        );
+        // omero-marshal's ExperimenterEncoder sets Email only when the experimenter has one
+        let mut data = json!({"@id": uid, "@type": format!("{SCHEMA}#Experimenter"),
+            "UserName": name, "FirstName": name, "LastName": ""});
+        if let Some(email) = st.emails.lock().ok().and_then(|e| e.get(&uid).cloned()) {
+            data["Email"] = json!(email);
+        }
+        return json_response(StatusCode::OK, &json!({ "data": data }));
     }
     if let ["api", "v0", "m", kind @ ("datasets" | "screens")] = segs.as_slice() {
         let (type_name, world_items) = if *kind == "datasets" {
