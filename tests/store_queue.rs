@@ -483,3 +483,55 @@ async fn futures_join(url: &str, n: usize) -> Vec<Result<Store, StoreError>> {
     }
     out
 }
+
+#[tokio::test]
+async fn the_log_says_which_histories_wait_to_be_written_elsewhere() {
+    for (name, store, _d) in stores().await {
+        store.insert(&new("m1")).await.unwrap();
+        store.insert(&new("m2")).await.unwrap();
+        let pending = store.mirror_pending(0, 10).await.unwrap();
+        let ids: Vec<&str> = pending.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["m1", "m2"], "{name}: the longest waiting first");
+        assert_eq!(pending[0].seq, 1, "{name}");
+        let lag = store.mirror_lag().await.unwrap();
+        assert_eq!((lag.submissions, lag.events), (2, 2), "{name}");
+        assert!(lag.oldest.is_some(), "{name}");
+        store.mirror_done("m1", 1).await.unwrap();
+        // a step later, m1 waits again from its new event only
+        store.note("m1", "notify", &json!({})).await.unwrap();
+        let pending = store.mirror_pending(0, 10).await.unwrap();
+        let m1 = pending.iter().find(|p| p.id == "m1").unwrap();
+        assert_eq!(m1.seq, 2, "{name}");
+        assert_eq!(
+            store.mirror_lag().await.unwrap().events,
+            2,
+            "{name}: m1's second and m2's first"
+        );
+        // recording an older position never moves back
+        store.mirror_done("m1", 2).await.unwrap();
+        store.mirror_done("m1", 1).await.unwrap();
+        store.mirror_done("m2", 1).await.unwrap();
+        assert!(
+            store.mirror_pending(0, 10).await.unwrap().is_empty(),
+            "{name}"
+        );
+        let lag = store.mirror_lag().await.unwrap();
+        assert_eq!(
+            (lag.submissions, lag.events, lag.oldest),
+            (0, 0, None),
+            "{name}"
+        );
+        // a scan that starts past every event finds nothing, whatever waits
+        store.note("m2", "notify", &json!({})).await.unwrap();
+        let last = store.last_event_id().await.unwrap();
+        assert!(
+            store.mirror_pending(last, 10).await.unwrap().is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            store.mirror_pending(0, 10).await.unwrap().len(),
+            1,
+            "{name}"
+        );
+    }
+}

@@ -94,6 +94,31 @@ pub fn run_reader(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value 
         .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}\n{stderr}"))
 }
 
+/// Runs BIOMERO's own code (`tests/biomero/oracle.py`, in the biomero 2.8.3 virtualenv
+/// of `scripts/setup-biomero-py`; `BIOMERO_STAGE_BIOMERO_PYTHON` overrides) on BIOMERO's
+/// store at the SQLAlchemy URL `sa`, and parses the JSON it prints.
+pub fn biomero_oracle(sa: &str, args: &[&str]) -> serde_json::Value {
+    let py = std::env::var_os("BIOMERO_STAGE_BIOMERO_PYTHON").map_or_else(
+        || repo_root().join("target/biomero-pyenv/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        py.exists(),
+        "{} is missing: BIOMERO's own code is the oracle of its event store; run `scripts/test` (or scripts/setup-biomero-py) or set BIOMERO_STAGE_BIOMERO_PYTHON",
+        py.display()
+    );
+    let out = Command::new(py)
+        .arg(repo_root().join("tests/biomero/oracle.py"))
+        .arg(sa)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running oracle.py: {e}"));
+    let (code, stdout, stderr) = text(&out);
+    assert_eq!(code, 0, "oracle.py {args:?} failed:\n{stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("oracle.py printed no JSON ({e}): {stdout}\n{stderr}"))
+}
+
 /// Files under `dir` whose names mark them as half-written.
 pub fn partial_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

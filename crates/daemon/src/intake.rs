@@ -60,6 +60,13 @@ pub struct OmeroUser {
     pub name: String,
     /// OMERO group name.
     pub group: String,
+    /// OMERO user id, as the user's OMERO session says (BIOMERO run requests); never
+    /// taken from a submitted document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// OMERO id of the group the session acts in, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<i64>,
 }
 
 /// A file attached in OMERO for one of the workflow's file inputs, staged at intake.
@@ -313,7 +320,15 @@ pub fn parse(bytes: &[u8]) -> Result<SubmissionDoc, IntakeError> {
             bytes.len()
         )));
     }
-    serde_json::from_slice(bytes).map_err(|e| IntakeError::Malformed(e.to_string()))
+    let doc: SubmissionDoc =
+        serde_json::from_slice(bytes).map_err(|e| IntakeError::Malformed(e.to_string()))?;
+    if doc.user.id.is_some() || doc.user.group_id.is_some() {
+        return Err(IntakeError::Invalid(vec![err(
+            "user.id",
+            "OMERO ids are taken from the user's OMERO session (BIOMERO run requests, POST /api/v1/biomero/runs), never from a submitted document: remove user.id and user.group_id",
+        )]));
+    }
+    Ok(doc)
 }
 
 /// The length of a parameter value as the job's environment holds it.

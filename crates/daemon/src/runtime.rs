@@ -68,6 +68,8 @@ pub struct Runtime {
     pub importer: Arc<ImporterCache>,
     /// The address the admin endpoint listens on (`None` when it does not).
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// What the writer into BIOMERO's event store is doing.
+    pub biomero_events: crate::biomero::mirror::SharedStatus,
 }
 
 impl std::fmt::Debug for Runtime {

@@ -57,6 +57,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
         cluster: Arc::new(crate::cluster::ClusterCache::default()),
         importer: Arc::new(crate::importer::ImporterCache::default()),
         admin_addr: listener.local_addr().ok(),
+        biomero_events: std::sync::Arc::default(),
     };
     let shutdown = CancellationToken::new();
     let _watcher = live.spawn_watcher(Duration::from_secs(2))?;
@@ -71,6 +72,11 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
     let reaper = tokio::spawn(reap_loop(rt.clone(), shutdown.clone()));
     let resumer = tokio::spawn(resume_on_reload(rt.clone(), shutdown.clone()));
     let watchdog = tokio::spawn(watchdog_loop(rt.clone(), shutdown.clone()));
+    let biomero_events = tokio::spawn(crate::biomero::mirror::run(
+        rt.clone(),
+        rt.biomero_events.clone(),
+        shutdown.clone(),
+    ));
 
     let _ = sd_notify::notify(&[
         NotifyState::Ready,
@@ -112,6 +118,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
     reaper.abort();
     resumer.abort();
     watchdog.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(10), biomero_events).await;
     tracing::info!("stopped");
     Ok(())
 }

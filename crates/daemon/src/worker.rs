@@ -499,6 +499,7 @@ mod tests {
             cluster: std::sync::Arc::default(),
             importer: std::sync::Arc::default(),
             admin_addr: None,
+            biomero_events: std::sync::Arc::default(),
         };
         (rt, site)
     }

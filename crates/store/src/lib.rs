@@ -33,6 +33,7 @@ macro_rules! on_either {
 }
 
 mod error;
+pub mod mirror;
 pub mod model;
 mod postgres;
 mod rows;
@@ -45,6 +46,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use error::{Result, StoreError};
+pub use mirror::{Lag, Pending};
 pub use model::{
     Claim, Event, ListFilter, NewSubmission, Outcome, Renewal, State, Submission, Transition,
 };

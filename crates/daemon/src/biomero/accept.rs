@@ -457,6 +457,8 @@ pub async fn accept(
     let user = OmeroUser {
         name: ctx.user_name.clone(),
         group: ctx.group_name.clone(),
+        id: Some(ctx.user_id),
+        group_id: Some(ctx.group_id),
     };
     let staging = config.settings.settings.staging_dir();
     let intake_dir = staging.join(format!(".intake-{run}"));

@@ -10,6 +10,8 @@
 
 pub mod accept;
 pub mod keys;
+pub mod mirror;
+pub mod tracking;
 pub mod translate;
 
 /// The submissions of run `run`: ids `<run>-<n>`, and not those of a longer run id that

@@ -32,6 +32,7 @@ pub(crate) async fn readyz(State(rt): State<Runtime>) -> impl IntoResponse {
             "warnings": config.warnings().len(),
         },
         "workers": {"running": workers, "configured": rt.workers_configured},
+        "biomero_events": biomero_events(&rt).await,
     });
     let status = if ready {
         StatusCode::OK
@@ -39,6 +40,28 @@ pub(crate) async fn readyz(State(rt): State<Runtime>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body))
+}
+
+/// The writer into BIOMERO's event store: where, whether it is behind and why. Its lag
+/// does not make the daemon unready: the pipeline goes on and the events wait.
+async fn biomero_events(rt: &Runtime) -> serde_json::Value {
+    let status = rt
+        .biomero_events
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    let mut v = json!(status);
+    if status.store.is_some()
+        && let Ok(lag) = rt.store.mirror_lag().await
+    {
+        v["waiting"] = json!({
+            "events": lag.events,
+            "submissions": lag.submissions,
+            "oldest": lag.oldest,
+            "seconds": lag.oldest.map(|t| (chrono::Utc::now() - t).num_seconds()),
+        });
+    }
+    v
 }
 
 /// Prometheus text format.

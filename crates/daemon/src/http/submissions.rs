@@ -69,7 +69,16 @@ pub(crate) async fn get(
         )
     })?;
     let events = rt.store.events(&id).await?;
-    Ok(Json(json!({ "submission": s, "events": events })))
+    // the BIOMERO WorkflowRun it is recorded as, when BIOMERO's event store is configured
+    let biomero = match crate::biomero::mirror::configured(&rt.config.current().slurm) {
+        Ok(_) => {
+            json!({ "workflow_id": crate::biomero::tracking::workflow_id(&rt.store.identity().await?, &id) })
+        }
+        Err(off) => json!({ "off": off }),
+    };
+    Ok(Json(
+        json!({ "submission": s, "events": events, "biomero": biomero }),
+    ))
 }
 
 pub(crate) async fn cancel(

@@ -1,0 +1,284 @@
+//! Every submission, from any intake, as a BIOMERO WorkflowRun, written as it happens.
+//!
+//! Our own event log is the queue: each step's event is committed with the
+//! step, and this loop drains the log into BIOMERO's event store
+//! ([`stage_tracker::Tracker::append`]), in order, one run per transaction.
+//! `biomero_stage_mirror` records how far each submission is written. When
+//! BIOMERO's store is down or refuses us, the pipeline goes on, the events
+//! wait in the log and are written, in order, once it is back; `/readyz`
+//! names the lag ([`Status`]).
+//!
+//! BIOMERO's `[ANALYTICS]` decides, as BIOMERO reads it: `track_workflows`
+//! off writes nothing, `sqlalchemy_url` (or `SQLALCHEMY_URL`) says where, and
+//! `enable_job_accounting`, `enable_job_progress`, `enable_workflow_analytics`
+//! which views are projected.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use stage_tracker::project::Enabled;
+use stage_tracker::{Tracker, TrackerError, TrackerUrl};
+use tokio_util::sync::CancellationToken;
+
+use super::tracking::{self, RunFacts};
+use crate::runtime::Runtime;
+
+/// How often the log is looked at.
+const POLL: Duration = Duration::from_secs(1);
+/// How long to wait after the store failed.
+const BACKOFF: Duration = Duration::from_secs(5);
+/// Submissions written per round.
+const BATCH: i64 = 100;
+/// An event id seen this long ago is committed or rolled back: the scan may start past it.
+const SETTLED: Duration = Duration::from_mins(1);
+
+/// What the writer is doing, for `/readyz` and `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// Writing to this store (no password); `None` when off.
+    pub store: Option<String>,
+    /// Why nothing is written, when off.
+    pub off: Option<String>,
+    /// The last error, until a round succeeds.
+    pub error: Option<String>,
+    /// When a round last wrote everything it found.
+    pub last_ok: Option<DateTime<Utc>>,
+    /// Events written since start.
+    pub written: u64,
+}
+
+/// The writer's status, shared with the admin endpoint.
+pub type SharedStatus = Arc<Mutex<Status>>;
+
+/// The tracker the configuration asks for, or why there is none.
+pub fn configured(slurm: &stage_config::SlurmConfig) -> Result<(TrackerUrl, Enabled), String> {
+    let a = &slurm.analytics;
+    if !a.track_workflows {
+        return Err("[ANALYTICS] track_workflows is off".into());
+    }
+    let Some(url) = &a.sqlalchemy_url else {
+        return Err("no [ANALYTICS] sqlalchemy_url (or SQLALCHEMY_URL): BIOMERO's event store is not configured".into());
+    };
+    let url = TrackerUrl::parse(&url.value).map_err(|e| e.to_string())?;
+    Ok((
+        url,
+        Enabled {
+            job_accounting: a.enable_job_accounting,
+            job_progress: a.enable_job_progress,
+            workflow_analytics: a.enable_workflow_analytics,
+        },
+    ))
+}
+
+fn set(status: &SharedStatus, f: impl FnOnce(&mut Status)) {
+    if let Ok(mut s) = status.lock() {
+        f(&mut s);
+    }
+}
+
+/// Where the scan of the log may start: past ids seen long enough ago that no
+/// transaction still holds a lower one, once everything up to them is written.
+#[derive(Debug, Default)]
+struct ScanStart {
+    after: i64,
+    seen: VecDeque<(Instant, i64)>,
+}
+
+impl ScanStart {
+    fn observe(&mut self, last_id: i64) {
+        self.seen.push_back((Instant::now(), last_id));
+    }
+
+    /// Everything found was written: move past the newest id that has settled.
+    fn all_written(&mut self) {
+        while let Some((t, id)) = self.seen.front().copied() {
+            if t.elapsed() < SETTLED {
+                break;
+            }
+            self.after = self.after.max(id);
+            self.seen.pop_front();
+        }
+    }
+}
+
+/// Writes one submission's history; `Ok(events written)`.
+async fn write_one(
+    rt: &Runtime,
+    tracker: &Tracker,
+    queue: &str,
+    id: &str,
+) -> Result<usize, TrackerError> {
+    let store_error = |e: stage_store::StoreError| TrackerError::Database {
+        url: "the queue".into(),
+        reason: e.to_string(),
+    };
+    let Some(s) = rt.store.get(id).await.map_err(store_error)? else {
+        return Ok(0);
+    };
+    let history = rt.store.events(id).await.map_err(store_error)?;
+    let config = rt.config.current();
+    let wf = config.registry.get(&s.workflow);
+    let facts = RunFacts {
+        queue,
+        submission: &s,
+        history: &history,
+        workflow_version: wf.map_or("", |w| w.version.as_str()),
+        mode: wf.map(|w| w.mode),
+        stage_version: env!("CARGO_PKG_VERSION"),
+    };
+    let events = tracking::run_events(&facts);
+    let span = tracing::info_span!("biomero_events", submission = %id, workflow_run = %tracking::workflow_id(queue, id));
+    let _g = span.enter();
+    let appended = match tracker.append(&events).await {
+        Ok(a) => a,
+        Err(TrackerError::Conflict { originator, reason }) => {
+            // another program wrote into this run: it can never be written; say so once
+            tracing::error!(%originator, %reason, "BIOMERO's store holds other events for this run; it is left as it is");
+            stage_tracker::Appended::default()
+        }
+        Err(e) => return Err(e),
+    };
+    if appended.inserted > 0 {
+        tracing::debug!(
+            inserted = appended.inserted,
+            rows = appended.rows,
+            "written to BIOMERO's event store"
+        );
+    }
+    let seq = history.last().map_or(0, |e| e.seq);
+    rt.store.mirror_done(id, seq).await.map_err(store_error)?;
+    Ok(appended.inserted)
+}
+
+/// Runs until `shutdown`: follows the log and writes it into BIOMERO's store.
+pub async fn run(rt: Runtime, status: SharedStatus, shutdown: CancellationToken) {
+    let queue = loop {
+        match rt.store.identity().await {
+            Ok(q) => break q,
+            Err(e) => {
+                set(&status, |s| s.error = Some(format!("the queue: {e}")));
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(BACKOFF) => {}
+                }
+            }
+        }
+    };
+    let mut current: Option<(TrackerUrl, Enabled, Tracker, bool)> = None;
+    let mut scan = ScanStart::default();
+    let mut wait = Duration::ZERO;
+    // a store that stays down is said once, and again when the reason changes
+    let mut said: Option<String> = None;
+    let say = |said: &mut Option<String>, e: &TrackerError| {
+        let text = e.to_string();
+        if said.as_deref() != Some(text.as_str()) {
+            tracing::warn!(error = %text, "cannot write to BIOMERO's event store; events wait in the queue");
+            *said = Some(text);
+        }
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = POLL;
+        let (url, enabled) = match configured(&rt.config.current().slurm) {
+            Ok(c) => c,
+            Err(why) => {
+                set(&status, |s| {
+                    s.store = None;
+                    s.off = Some(why);
+                    s.error = None;
+                });
+                current = None;
+                continue;
+            }
+        };
+        if !matches!(&current, Some((u, e, _, _)) if *u == url && *e == enabled) {
+            match Tracker::new(url.clone(), enabled) {
+                Ok(t) => current = Some((url.clone(), enabled, t, false)),
+                Err(e) => {
+                    set(&status, |s| s.error = Some(e.to_string()));
+                    wait = BACKOFF;
+                    continue;
+                }
+            }
+            set(&status, |s| {
+                s.store = Some(url.to_string());
+                s.off = None;
+            });
+        }
+        let Some((_, _, tracker, ready)) = current.as_mut() else {
+            continue;
+        };
+        if !*ready {
+            if let Err(e) = tracker.ensure_tables().await {
+                say(&mut said, &e);
+                set(&status, |s| s.error = Some(e.to_string()));
+                wait = BACKOFF;
+                continue;
+            }
+            *ready = true;
+        }
+        match rt.store.last_event_id().await {
+            Ok(id) => scan.observe(id),
+            Err(e) => {
+                set(&status, |s| s.error = Some(format!("the queue: {e}")));
+                wait = BACKOFF;
+                continue;
+            }
+        }
+        let pending = match rt.store.mirror_pending(scan.after, BATCH).await {
+            Ok(p) => p,
+            Err(e) => {
+                set(&status, |s| s.error = Some(format!("the queue: {e}")));
+                wait = BACKOFF;
+                continue;
+            }
+        };
+        let full = i64::try_from(pending.len()).unwrap_or(i64::MAX) >= BATCH;
+        let mut failed = None;
+        let mut written = 0;
+        for p in &pending {
+            match write_one(&rt, tracker, &queue, &p.id).await {
+                Ok(n) => written += n,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let tracker = tracker.clone();
+        match failed {
+            Some(e) => {
+                say(&mut said, &e);
+                set(&status, |s| {
+                    s.error = Some(e.to_string());
+                    s.written += written as u64;
+                });
+                // after an outage or a rebuild (BIOMERO's `reset_tables` drops the
+                // views) the tables are made again before the next try
+                current = Some((url, enabled, tracker, false));
+                wait = BACKOFF;
+            }
+            None => {
+                if said.take().is_some() {
+                    tracing::info!("BIOMERO's event store is written again");
+                }
+                if full {
+                    wait = Duration::ZERO;
+                } else {
+                    scan.all_written();
+                }
+                set(&status, |s| {
+                    s.error = None;
+                    s.last_ok = Some(Utc::now());
+                    s.written += written as u64;
+                });
+            }
+        }
+    }
+}
