@@ -7,49 +7,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
+use stage_tests::biomero_store::{
+    assert_reencodes, assert_versions_contiguous, biomero_store, caught_up, ours, track_in,
+    workflow_id,
+};
 use stage_tests::omero::{OmeroSite, PASSWORD, ids, omero_site};
 use stage_tests::site::{Site, site, start, state, submit_plate};
 use stage_tests::{
-    Daemon, TestImporter, biomero_oracle, fresh_pg_database, http_get, http_post, importer_db,
-    psql, wait_submission,
+    Daemon, TestImporter, biomero_oracle, http_get, http_post, importer_db, psql, wait_submission,
 };
-
-/// A fresh database for BIOMERO's store: (sqlx URL, BIOMERO's SQLAlchemy URL).
-fn biomero_store() -> (String, String) {
-    let url = fresh_pg_database("bst_biomero");
-    let sa = url.replacen("postgres://", "postgresql+psycopg2://", 1);
-    (url, sa)
-}
-
-/// Waits until the daemon has written every event into BIOMERO's store.
-fn caught_up(d: &Daemon) -> Value {
-    let started = Instant::now();
-    loop {
-        let r = http_get(&d.base, "/readyz");
-        let b = &r["biomero_events"];
-        if b["waiting"]["events"] == 0 && b["error"].is_null() && b["store"].is_string() {
-            return r;
-        }
-        assert!(
-            started.elapsed() < Duration::from_mins(1),
-            "BIOMERO's store not caught up: {r}\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The WorkflowRun id of submission `id`.
-fn workflow_id(d: &Daemon, id: &str) -> String {
-    let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
-    v["biomero"]["workflow_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no workflow id: {v}"))
-        .to_owned()
-}
 
 /// The row of `table` in `views` whose `key` is `value`.
 fn row<'a>(views: &'a Value, table: &str, key: &str, value: &Value) -> &'a Value {
@@ -59,13 +26,6 @@ fn row<'a>(views: &'a Value, table: &str, key: &str, value: &Value) -> &'a Value
         .iter()
         .find(|r| &r[key] == value)
         .unwrap_or_else(|| panic!("no {table} row with {key} = {value}: {views}"))
-}
-
-/// The eventsourcing round trip finds every stored event byte for byte as it encodes it.
-fn assert_reencodes(sa: &str) {
-    let r = biomero_oracle(sa, &["reencode"]);
-    assert!(r["events"].as_u64().unwrap() > 0, "{r}");
-    assert_eq!(r["mismatches"], json!([]), "{r}");
 }
 
 fn omero_start(s: &OmeroSite, sa: &str) -> Daemon {
@@ -112,7 +72,7 @@ fn a_biomero_run_shows_its_omero_user_and_its_stage_as_it_happens() {
     // no cluster here: the run is staged and waits at the upload, and the dashboard says so now
     let v = wait_submission(&d, "bmrun-1", 120, |v| state(v) == "staged");
     assert_eq!(state(&v), "staged");
-    caught_up(&d);
+    caught_up(&d, 60);
     let wf = workflow_id(&d, "bmrun-1");
     let views = biomero_oracle(&sa, &["views"]);
     let progress = row(
@@ -160,7 +120,7 @@ fn a_biomero_run_shows_its_omero_user_and_its_stage_as_it_happens() {
     let c = http_post(&d.base, "/api/v1/submissions/bmrun-1/cancel", &json!({}));
     assert!(c["submission"].is_object(), "{c}");
     wait_submission(&d, "bmrun-1", 60, |v| state(v) == "cancelled");
-    caught_up(&d);
+    caught_up(&d, 60);
     let views = biomero_oracle(&sa, &["views"]);
     let progress = row(
         &views,
@@ -179,11 +139,16 @@ fn a_biomero_run_shows_its_omero_user_and_its_stage_as_it_happens() {
     assert_eq!(biomero_oracle(&sa, &["catch-up"]), views);
     assert_eq!(biomero_oracle(&sa, &["rebuild"]), views);
     // every event once: one row per (aggregate, version), versions without gaps
-    let gaps = psql(
-        &url,
-        "SELECT count(*) FROM (SELECT originator_id, max(originator_version) + 1 - count(*) AS gap FROM workflowtracker_events GROUP BY originator_id) g WHERE gap <> 0",
+    assert_versions_contiguous(&url);
+    // an admin-token document cannot claim OMERO ids: they come from a session only
+    let r = http_post(
+        &d.base,
+        "/api/v1/submissions",
+        &json!({"version": 1, "id": "forged-1", "workflow": "cellpose",
+                "inputs": {"omero": [{"type": "Image", "id": ids::IMG_EXTERNAL}]},
+                "user": {"name": "alice", "group": "Lab A", "id": 1, "group_id": 1}}),
     );
-    assert_eq!(gaps, "0");
+    assert_eq!(r["error"]["fields"][0]["field"], "user.id", "{r}");
 }
 
 #[test]
@@ -237,12 +202,11 @@ fn with_zarr_and_store(s: &Site, sa: &str) {
     let ini = s.dir.path().join("slurm-config.ini");
     let text = std::fs::read_to_string(&ini).unwrap().replace(
         "[UI]\nplate_workflows = [\"pcopy\"]\n",
-        &format!(
-            "zcopy = zcopy\nzcopy_repo = https://github.com/test-lab/W_Copy/tree/v1.0.0\nzcopy_job = copy.sh\n[UI]\nplate_workflows = [\"pcopy\"]\nzarr_workflows = [\"zcopy\"]\n[ANALYTICS]\ntrack_workflows = True\nsqlalchemy_url = {sa}\n"
-        ),
+        "zcopy = zcopy\nzcopy_repo = https://github.com/test-lab/W_Copy/tree/v1.0.0\nzcopy_job = copy.sh\n[UI]\nplate_workflows = [\"pcopy\"]\nzarr_workflows = [\"zcopy\"]\n",
     );
     assert!(text.contains("zarr_workflows"), "{text}");
     std::fs::write(&ini, text).unwrap();
+    track_in(s, sa);
 }
 
 /// Submits the site's sample image to `workflow` as alice of Lab A, results to Dataset 3.
@@ -315,7 +279,7 @@ fn biomero_reads_our_runs_on_slurm_and_rebuilds_the_same_views() {
         subs.push(v);
     }
     drop(importer);
-    caught_up(&d);
+    caught_up(&d, 60);
     let wf: Vec<String> = expected
         .iter()
         .map(|(id, _, _)| workflow_id(&d, id))
@@ -443,52 +407,216 @@ fn biomero_reads_our_runs_on_slurm_and_rebuilds_the_same_views() {
     // and `Slurm Init`'s rebuild from the events gives every row of ours as it is. (Not
     // BIOMERO's first run: its rebuild replays from notification 1 exclusive, so the run
     // whose WorkflowInitiated is notification 1 loses its rows; ours never is, see writer.rs)
-    let task_ids: Vec<Value> = runs
+    let jobs: Vec<u64> = subs
+        .iter()
+        .map(|v| {
+            v["submission"]["data"]["submit"]["job_id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let rebuilt = biomero_oracle(&sa, &["rebuild"]);
+    assert_eq!(ours(&rebuilt, &runs, &jobs), ours(&views, &runs, &jobs));
+    let tasks: usize = runs
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|r| {
-            r["tasks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["id"].clone())
-        })
-        .collect();
-    let job_ids: Vec<Value> = subs
-        .iter()
-        .map(|v| v["submission"]["data"]["submit"]["job_id"].clone())
-        .collect();
-    let wf_ids: Vec<Value> = wf.iter().map(|w| json!(w)).collect();
-    let ours = |v: &Value| {
-        let keep = |table: &str, key: &str, among: &[Value]| {
-            let rows: Vec<Value> = v[table]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|r| among.contains(&r[key]))
-                .cloned()
-                .collect();
-            (table.to_owned(), Value::from(rows))
-        };
-        Value::Object(
-            [
-                keep("biomero_workflow_progress_view", "workflow_id", &wf_ids),
-                keep("biomero_task_execution", "task_id", &task_ids),
-                keep("biomero_job_view", "slurm_job_id", &job_ids),
-                keep("biomero_job_progress_view", "slurm_job_id", &job_ids),
-            ]
-            .into_iter()
-            .collect(),
-        )
-    };
-    let rebuilt = biomero_oracle(&sa, &["rebuild"]);
-    assert_eq!(ours(&rebuilt), ours(&views));
+        .map(|r| r["tasks"].as_array().unwrap().len())
+        .sum();
     assert_eq!(
-        ours(&views)["biomero_task_execution"]
+        ours(&views, &runs, &jobs)["biomero_task_execution"]
             .as_array()
             .unwrap()
             .len(),
-        task_ids.len()
+        tasks
     );
+    assert_versions_contiguous(&url);
+}
+
+/// An admin-API submission of one image of the test OMERO to `cellpose`.
+fn submit_omero_image(d: &Daemon, id: &str) {
+    let r = http_post(
+        &d.base,
+        "/api/v1/submissions",
+        &json!({"version": 1, "id": id, "workflow": "cellpose",
+                "inputs": {"omero": [{"type": "Image", "id": ids::IMG_EXTERNAL}]},
+                "user": {"name": "alice", "group": "Lab A"}}),
+    );
+    assert_eq!(r["created"], true, "{r}");
+}
+
+/// The grants deploy/biomero-events.md gives biomero-stage's role on BIOMERO's tables.
+fn grant(url: &str, role: &str) {
+    psql(
+        url,
+        &format!(
+            "GRANT SELECT, INSERT, UPDATE ON workflowtracker_events, biomero_workflow_progress_view, biomero_task_execution, biomero_job_view, biomero_job_progress_view TO {role};
+             GRANT SELECT, UPDATE ON jobaccounting_tracking, jobprogress_tracking, workflowprogress_tracking, workflowanalytics_tracking TO {role};
+             GRANT USAGE ON SEQUENCE workflowtracker_events_id_seq TO {role}"
+        ),
+    );
+}
+
+#[test]
+fn events_wait_while_biomeros_store_refuses_us_and_land_in_order_when_it_is_back() {
+    let (url, owner_sa) = biomero_store();
+    // BIOMERO made its tables; biomero-stage writes them with a role of its own
+    biomero_oracle(&owner_sa, &["record"]);
+    let role = format!("bst_writer_{}", std::process::id());
+    psql(&url, &format!("DROP ROLE IF EXISTS {role}"));
+    psql(&url, &format!("CREATE ROLE {role} LOGIN"));
+    grant(&url, &role);
+    let sa = owner_sa.replacen("postgres@", &format!("{role}@"), 1);
+    let s = omero_site(64, "");
+    let d = omero_start(&s, &sa);
+    submit_omero_image(&d, "out-1");
+    wait_submission(&d, "out-1", 120, |v| state(v) == "staged");
+    caught_up(&d, 60);
+    // the store refuses us: the pipeline goes on, the events wait, /readyz names the lag
+    psql(
+        &url,
+        &format!("REVOKE INSERT ON workflowtracker_events FROM {role}"),
+    );
+    submit_omero_image(&d, "out-2");
+    wait_submission(&d, "out-2", 120, |v| state(v) == "staged");
+    let started = std::time::Instant::now();
+    let ready = loop {
+        let r = http_get(&d.base, "/readyz");
+        if r["biomero_events"]["error"].is_string()
+            && r["biomero_events"]["waiting"]["events"].as_i64() > Some(0)
+        {
+            break r;
+        }
+        assert!(started.elapsed().as_secs() < 30, "{r}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(
+        ready["ready"], true,
+        "a store that is behind does not stop the daemon: {ready}"
+    );
+    let error = ready["biomero_events"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("refused") && error.contains("grant"),
+        "{error}"
+    );
+    assert!(!error.contains("password"), "{error}");
+    // a second outage of another kind while it waits: our step's cancellation is queued too
+    let c = http_post(&d.base, "/api/v1/submissions/out-1/cancel", &json!({}));
+    assert!(c["submission"].is_object(), "{c}");
+    wait_submission(&d, "out-1", 60, |v| state(v) == "cancelled");
+    // back: every waiting event lands, in order, once
+    grant(&url, &role);
+    caught_up(&d, 60);
+    assert_versions_contiguous(&url);
+    assert_reencodes(&owner_sa);
+    let wf = [workflow_id(&d, "out-1"), workflow_id(&d, "out-2")];
+    let runs = biomero_oracle(&owner_sa, &["read", &wf[0], &wf[1]]);
+    let views = biomero_oracle(&owner_sa, &["views"]);
+    assert_eq!(
+        row(
+            &views,
+            "biomero_workflow_progress_view",
+            "workflow_id",
+            &json!(wf[0])
+        )["status"],
+        "FAILED"
+    );
+    assert_eq!(
+        row(
+            &views,
+            "biomero_workflow_progress_view",
+            "workflow_id",
+            &json!(wf[1])
+        )["status"],
+        "TRANSFERRING"
+    );
+    // in order: each run's events have increasing notification ids in version order
+    let disorder = psql(
+        &url,
+        "SELECT count(*) FROM (SELECT originator_id, originator_version, id, lag(id) OVER (PARTITION BY originator_id ORDER BY originator_version) AS prev FROM workflowtracker_events) e WHERE prev > id",
+    );
+    assert_eq!(disorder, "0");
+    assert_eq!(
+        ours(&biomero_oracle(&owner_sa, &["catch-up"]), &runs, &[]),
+        ours(&views, &runs, &[])
+    );
+    drop(d);
+    psql(&url, &format!("DROP OWNED BY {role}; DROP ROLE {role}"));
+}
+
+#[test]
+fn a_daemon_killed_at_any_instant_writes_every_event_exactly_once() {
+    const N: usize = 12;
+    let (url, sa) = biomero_store();
+    let s = omero_site(64, "");
+    let args = ["--poll-ms", "100", "--retry-ms", "200", "--lease-secs", "2"];
+    let env = [
+        ("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD),
+        ("SQLALCHEMY_URL", sa.as_str()),
+    ];
+    let d = Daemon::start(s.dir.path(), &s.settings, s.port, &args, &env);
+    let ids: Vec<String> = (0..N).map(|i| format!("k-{i}")).collect();
+    for id in &ids {
+        submit_omero_image(&d, id);
+    }
+    drop(d);
+    // killed (SIGKILL) again and again while it stages and writes BIOMERO's store
+    let mut kills = 0;
+    for pause in [350_u64, 700, 250, 900, 500, 1200] {
+        let d = Daemon::start(s.dir.path(), &s.settings, s.port, &args, &env);
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+        drop(d);
+        kills += 1;
+    }
+    let d = Daemon::start(s.dir.path(), &s.settings, s.port, &args, &env);
+    for id in &ids {
+        wait_submission(&d, id, 180, |v| state(v) == "staged");
+        http_post(
+            &d.base,
+            &format!("/api/v1/submissions/{id}/cancel"),
+            &json!({}),
+        );
+    }
+    for id in &ids {
+        wait_submission(&d, id, 60, |v| state(v) == "cancelled");
+    }
+    caught_up(&d, 120);
+    assert_versions_contiguous(&url);
+    assert_reencodes(&sa);
+    let wf: Vec<String> = ids.iter().map(|id| workflow_id(&d, id)).collect();
+    let mut args = vec!["read"];
+    args.extend(wf.iter().map(String::as_str));
+    let runs = biomero_oracle(&sa, &args);
+    for (n, run) in runs.as_array().unwrap().iter().enumerate() {
+        let names: Vec<&str> = run["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["task_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["CONVERT_OMERO_TO_TIFF", "_SLURM_Image_Transfer.py"],
+            "{}",
+            ids[n]
+        );
+    }
+    let views = biomero_oracle(&sa, &["views"]);
+    assert_eq!(
+        views["biomero_workflow_progress_view"]
+            .as_array()
+            .unwrap()
+            .len(),
+        N,
+        "one WorkflowRun per submission, {kills} kills notwithstanding"
+    );
+    assert!(
+        views["biomero_workflow_progress_view"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "FAILED")
+    );
+    assert_eq!(biomero_oracle(&sa, &["catch-up"]), views);
+    assert_eq!(biomero_oracle(&sa, &["rebuild"]), views);
 }

@@ -148,7 +148,7 @@ fn omero_biomero_runs_become_submissions_of_the_sessions_user() {
     let doc = &http_get(&d.base, &format!("/api/v1/submissions/{id}"))["submission"]["request"];
     assert_eq!(
         doc["user"],
-        json!({"name": "alice", "group": "Lab A"}),
+        json!({"name": "alice", "group": "Lab A", "id": 60, "group_id": 5}),
         "{doc}"
     );
     assert_eq!(

@@ -1,7 +1,9 @@
-//! Drill: the machine's PostgreSQL — holding both the queue and
-//! BIOMERO.importer's `imports` table — is restarted three times while plate
-//! jobs run on the local Slurm; every submission still ends imported, each
-//! step succeeded once, one sbatch and one importer order each.
+//! Drill: the machine's PostgreSQL — holding the queue, BIOMERO.importer's
+//! `imports` table and BIOMERO's event store — is restarted three times while
+//! plate jobs run on the local Slurm; every submission still ends imported,
+//! each step succeeded once, one sbatch and one importer order each, and every
+//! event of every run lands in BIOMERO's store once, in order, with the views
+//! BIOMERO's own rebuild gives.
 //!
 //! Its own test binary: cargo runs test binaries one after another, so the
 //! restarts never cut another test's connections. Needs root (`pg_ctlcluster`),
@@ -13,11 +15,15 @@ use stage_tests::drills::Drill;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use stage_tests::biomero_store::{
+    assert_reencodes, assert_versions_contiguous, biomero_store, caught_up, ours, track_in,
+    workflow_id,
+};
 use stage_tests::site::{
     assert_each_step_once, assert_one_job_each, cluster_now, site, start, state, submit_plate,
     use_queue,
 };
-use stage_tests::{TestImporter, fresh_pg_database, http_get, importer_db, psql};
+use stage_tests::{TestImporter, biomero_oracle, fresh_pg_database, http_get, importer_db, psql};
 
 /// The local PostgreSQL cluster serving 127.0.0.1:5432: (version, name).
 fn pg_cluster() -> (String, String) {
@@ -62,6 +68,8 @@ fn postgresql_restarts_while_plate_jobs_run_and_nothing_is_lost_or_done_twice() 
         &format!("importer_database_url = \"{importer_url}\"\nimport_poll_secs = 1\n"),
     );
     use_queue(&s, &queue);
+    let (store_url, store_sa) = biomero_store();
+    track_in(&s, &store_sa);
     let since = cluster_now(&s);
     let _importer = TestImporter::start(&sa, &[]);
     let d = start(&s, &[]);
@@ -104,6 +112,40 @@ fn postgresql_restarts_while_plate_jobs_run_and_nothing_is_lost_or_done_twice() 
             "SELECT count(*) FROM imports WHERE stage = 'Import Pending'"
         ),
         N.to_string()
+    );
+    // BIOMERO's event store lived through the same restarts
+    let mut drill = Drill::new("PostgreSQL restarted 3x: BIOMERO's event store (per run)");
+    caught_up(&d, 120);
+    assert_versions_contiguous(&store_url);
+    assert_reencodes(&store_sa);
+    let wf: Vec<String> = ids.iter().map(|id| workflow_id(&d, id)).collect();
+    let mut args = vec!["read"];
+    args.extend(wf.iter().map(String::as_str));
+    let runs = biomero_oracle(&store_sa, &args);
+    let views = biomero_oracle(&store_sa, &["views"]);
+    for (n, id) in ids.iter().enumerate() {
+        let progress = views["biomero_workflow_progress_view"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["workflow_id"] == runs[n]["id"])
+            .unwrap_or_else(|| panic!("{id}: no progress row"));
+        let ok = progress["status"] == "DONE" && runs[n]["tasks"].as_array().unwrap().len() == 6;
+        assert!(ok, "{id}: {progress} {}", runs[n]);
+        drill.trial(ok);
+    }
+    let jobs: Vec<u64> = ids
+        .iter()
+        .map(|id| {
+            http_get(&d.base, &format!("/api/v1/submissions/{id}"))["submission"]["data"]["submit"]
+                ["job_id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ours(&biomero_oracle(&store_sa, &["rebuild"]), &runs, &jobs),
+        ours(&views, &runs, &jobs)
     );
     eprintln!("{N} plate jobs imported across 3 PostgreSQL restarts ({downtime:?} each)");
 }

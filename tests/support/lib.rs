@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: where the repository and the
 //! `biomero-stage` binary are, and how to run the binary in a clean environment.
 
+pub mod biomero_store;
 pub mod cluster;
 pub mod drills;
 pub mod omero;

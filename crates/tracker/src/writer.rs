@@ -40,51 +40,67 @@ const TRACKING: [(&str, fn(&Enabled) -> bool); 4] = [
 ];
 
 /// The tables as BIOMERO 2.8.3 creates them (eventsourcing_sqlalchemy 1.0.1 and
-/// `biomero/database.py`), for a store BIOMERO has not opened yet.
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS workflowtracker_events (
-    id BIGSERIAL PRIMARY KEY,
-    originator_id UUID NOT NULL,
-    originator_version BIGINT NOT NULL,
-    topic TEXT NOT NULL,
-    state BYTEA NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS workflowtracker_events_aggregate_idx
-    ON workflowtracker_events (originator_id, originator_version);
-CREATE TABLE IF NOT EXISTS biomero_job_view (
-    slurm_job_id SERIAL PRIMARY KEY,
-    "user" INTEGER NOT NULL,
-    "group" INTEGER NOT NULL,
-    task_id UUID
-);
-CREATE TABLE IF NOT EXISTS biomero_job_progress_view (
-    slurm_job_id SERIAL PRIMARY KEY,
-    status VARCHAR NOT NULL,
-    progress VARCHAR
-);
-CREATE TABLE IF NOT EXISTS biomero_workflow_progress_view (
-    workflow_id UUID PRIMARY KEY,
-    status VARCHAR,
-    progress VARCHAR,
-    "user" INTEGER,
-    "group" INTEGER,
-    name VARCHAR,
-    task VARCHAR,
-    main_task_name VARCHAR,
-    start_time TIMESTAMP WITHOUT TIME ZONE NOT NULL
-);
-CREATE TABLE IF NOT EXISTS biomero_task_execution (
-    task_id UUID PRIMARY KEY,
-    task_name VARCHAR NOT NULL,
-    task_version VARCHAR,
-    user_id INTEGER,
-    group_id INTEGER,
-    status VARCHAR NOT NULL,
-    start_time TIMESTAMP WITHOUT TIME ZONE NOT NULL,
-    end_time TIMESTAMP WITHOUT TIME ZONE,
-    error_type VARCHAR
-)
-"#;
+/// `biomero/database.py`), each created only when missing: a role that may write
+/// BIOMERO's tables need not be allowed to create tables.
+const SCHEMA: [(&str, &str); 5] = [
+    (
+        "workflowtracker_events",
+        "CREATE TABLE IF NOT EXISTS workflowtracker_events (
+            id BIGSERIAL PRIMARY KEY,
+            originator_id UUID NOT NULL,
+            originator_version BIGINT NOT NULL,
+            topic TEXT NOT NULL,
+            state BYTEA NOT NULL
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS workflowtracker_events_aggregate_idx
+            ON workflowtracker_events (originator_id, originator_version)",
+    ),
+    (
+        "biomero_job_view",
+        r#"CREATE TABLE IF NOT EXISTS biomero_job_view (
+            slurm_job_id SERIAL PRIMARY KEY,
+            "user" INTEGER NOT NULL,
+            "group" INTEGER NOT NULL,
+            task_id UUID
+        )"#,
+    ),
+    (
+        "biomero_job_progress_view",
+        "CREATE TABLE IF NOT EXISTS biomero_job_progress_view (
+            slurm_job_id SERIAL PRIMARY KEY,
+            status VARCHAR NOT NULL,
+            progress VARCHAR
+        )",
+    ),
+    (
+        "biomero_workflow_progress_view",
+        r#"CREATE TABLE IF NOT EXISTS biomero_workflow_progress_view (
+            workflow_id UUID PRIMARY KEY,
+            status VARCHAR,
+            progress VARCHAR,
+            "user" INTEGER,
+            "group" INTEGER,
+            name VARCHAR,
+            task VARCHAR,
+            main_task_name VARCHAR,
+            start_time TIMESTAMP WITHOUT TIME ZONE NOT NULL
+        )"#,
+    ),
+    (
+        "biomero_task_execution",
+        "CREATE TABLE IF NOT EXISTS biomero_task_execution (
+            task_id UUID PRIMARY KEY,
+            task_name VARCHAR NOT NULL,
+            task_version VARCHAR,
+            user_id INTEGER,
+            group_id INTEGER,
+            status VARCHAR NOT NULL,
+            start_time TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+            end_time TIMESTAMP WITHOUT TIME ZONE,
+            error_type VARCHAR
+        )",
+    ),
+];
 
 /// Why BIOMERO's store could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +115,7 @@ pub enum TrackerError {
     },
     /// Our role may not do what it needs.
     #[error(
-        "BIOMERO's event store at {url} refused biomero-stage's role: {reason}; grant it SELECT, INSERT and UPDATE on workflowtracker_events, the four biomero_*_view/biomero_task_execution tables and the *_tracking tables, and USAGE on workflowtracker_events_id_seq (deploy/biomero-events.md)"
+        "BIOMERO's event store at {url} refused biomero-stage's role: {reason}; grant it SELECT, INSERT, UPDATE on workflowtracker_events (LOCK ... IN EXCLUSIVE MODE needs UPDATE) and on the view tables biomero_workflow_progress_view, biomero_task_execution, biomero_job_view and biomero_job_progress_view, SELECT, UPDATE on the *_tracking tables, and USAGE on workflowtracker_events_id_seq (deploy/biomero-events.md)"
     )]
     Denied {
         /// Where (no password).
@@ -215,10 +231,19 @@ impl Tracker {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.error(&e))?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.error(&e))?;
+        for (table, ddl) in SCHEMA {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(table)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| self.error(&e))?;
+            if !exists {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.error(&e))?;
+            }
+        }
         tx.commit().await.map_err(|e| self.error(&e))
     }
 

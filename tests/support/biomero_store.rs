@@ -1,0 +1,116 @@
+//! BIOMERO's event store in tests: a fresh database, waiting for the daemon to
+//! have written everything, and the rows that are ours.
+
+// test fixtures: a failure here means the test machine is broken, and the panic says where
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::site::Site;
+use crate::{Daemon, biomero_oracle, fresh_pg_database, http_get};
+
+/// A fresh database for BIOMERO's store: (sqlx URL, BIOMERO's SQLAlchemy URL).
+pub fn biomero_store() -> (String, String) {
+    let url = fresh_pg_database("bst_biomero");
+    let sa = url.replacen("postgres://", "postgresql+psycopg2://", 1);
+    (url, sa)
+}
+
+/// Adds `[ANALYTICS]` with BIOMERO's store at `sa` to the site's `slurm-config.ini`.
+pub fn track_in(s: &Site, sa: &str) {
+    let ini = s.dir.path().join("slurm-config.ini");
+    let mut text = std::fs::read_to_string(&ini).unwrap();
+    text.push_str(&format!(
+        "[ANALYTICS]\ntrack_workflows = True\nsqlalchemy_url = {sa}\n"
+    ));
+    std::fs::write(&ini, text).unwrap();
+}
+
+/// Waits (up to `secs`) until the daemon has written every event into BIOMERO's store.
+pub fn caught_up(d: &Daemon, secs: u64) -> Value {
+    let started = Instant::now();
+    loop {
+        let r = http_get(&d.base, "/readyz");
+        let b = &r["biomero_events"];
+        if b["waiting"]["events"] == 0 && b["error"].is_null() && b["store"].is_string() {
+            return r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "BIOMERO's store not caught up: {r}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The WorkflowRun id of submission `id`.
+pub fn workflow_id(d: &Daemon, id: &str) -> String {
+    let v = http_get(&d.base, &format!("/api/v1/submissions/{id}"));
+    v["biomero"]["workflow_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no workflow id: {v}"))
+        .to_owned()
+}
+
+/// The eventsourcing round trip finds every stored event byte for byte as it encodes it.
+pub fn assert_reencodes(sa: &str) {
+    let r = biomero_oracle(sa, &["reencode"]);
+    assert!(r["events"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["mismatches"], json!([]), "{r}");
+}
+
+/// Every aggregate's versions run 0, 1, 2, … without a gap or a repeat.
+pub fn assert_versions_contiguous(url: &str) {
+    let gaps = crate::psql(
+        url,
+        "SELECT count(*) FROM (SELECT originator_id, max(originator_version) + 1 - count(DISTINCT originator_version) AS gap, count(*) - count(DISTINCT originator_version) AS dup FROM workflowtracker_events GROUP BY originator_id) g WHERE gap <> 0 OR dup <> 0",
+    );
+    assert_eq!(gaps, "0", "an aggregate has a gap or a repeated version");
+}
+
+/// The rows of `views` (`oracle.py views`) that belong to these runs: their
+/// WorkflowRuns, their tasks (read by `oracle.py read`) and their jobs.
+pub fn ours(views: &Value, runs: &Value, jobs: &[u64]) -> Value {
+    let wf_ids: Vec<Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    let task_ids: Vec<Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].clone())
+        })
+        .collect();
+    let job_ids: Vec<Value> = jobs.iter().map(|j| json!(j)).collect();
+    let keep = |table: &str, key: &str, among: &[Value]| {
+        let rows: Vec<Value> = views[table]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| among.contains(&r[key]))
+            .cloned()
+            .collect();
+        (table.to_owned(), Value::from(rows))
+    };
+    Value::Object(
+        [
+            keep("biomero_workflow_progress_view", "workflow_id", &wf_ids),
+            keep("biomero_task_execution", "task_id", &task_ids),
+            keep("biomero_job_view", "slurm_job_id", &job_ids),
+            keep("biomero_job_progress_view", "slurm_job_id", &job_ids),
+        ]
+        .into_iter()
+        .collect(),
+    )
+}
