@@ -153,7 +153,122 @@ async fn write_one(
     Ok(appended.inserted)
 }
 
-/// Runs until `shutdown`: follows the log and writes it into BIOMERO's store.
+/// The writer's state between rounds.
+struct Writer {
+    rt: Runtime,
+    status: SharedStatus,
+    queue: String,
+    /// The tracker in use, and whether its tables are known to exist.
+    current: Option<(TrackerUrl, Enabled, Tracker, bool)>,
+    scan: ScanStart,
+    /// The last error logged: a store that stays down is said once, and again when the reason changes.
+    said: Option<String>,
+}
+
+impl Writer {
+    fn set(&self, f: impl FnOnce(&mut Status)) {
+        set(&self.status, f);
+    }
+
+    fn say(&mut self, e: &TrackerError) {
+        let text = e.to_string();
+        if self.said.as_deref() != Some(text.as_str()) {
+            tracing::warn!(error = %text, "cannot write to BIOMERO's event store; events wait in the queue");
+            self.said = Some(text);
+        }
+    }
+
+    /// One look at the log: writes what waits; returns how long to wait before the next.
+    async fn round(&mut self) -> Duration {
+        let (url, enabled) = match configured(&self.rt.config.current().slurm) {
+            Ok(c) => c,
+            Err(why) => {
+                self.set(|s| {
+                    s.store = None;
+                    s.off = Some(why);
+                    s.error = None;
+                });
+                self.current = None;
+                return POLL;
+            }
+        };
+        if !matches!(&self.current, Some((u, e, _, _)) if *u == url && *e == enabled) {
+            match Tracker::new(url.clone(), enabled) {
+                Ok(t) => self.current = Some((url.clone(), enabled, t, false)),
+                Err(e) => {
+                    self.set(|s| s.error = Some(e.to_string()));
+                    return BACKOFF;
+                }
+            }
+            self.set(|s| {
+                s.store = Some(url.to_string());
+                s.off = None;
+            });
+        }
+        let Some((_, _, tracker, ready)) = self.current.clone() else {
+            return POLL;
+        };
+        if !ready {
+            if let Err(e) = tracker.ensure_tables().await {
+                self.say(&e);
+                self.set(|s| s.error = Some(e.to_string()));
+                return BACKOFF;
+            }
+            if let Some(c) = self.current.as_mut() {
+                c.3 = true;
+            }
+        }
+        let queue_error = |w: &Self, e: &stage_store::StoreError| {
+            w.set(|s| s.error = Some(format!("the queue: {e}")));
+            BACKOFF
+        };
+        match self.rt.store.last_event_id().await {
+            Ok(id) => self.scan.observe(id),
+            Err(e) => return queue_error(self, &e),
+        }
+        let pending = match self.rt.store.mirror_pending(self.scan.after, BATCH).await {
+            Ok(p) => p,
+            Err(e) => return queue_error(self, &e),
+        };
+        let full = i64::try_from(pending.len()).unwrap_or(i64::MAX) >= BATCH;
+        let mut written: u64 = 0;
+        for p in &pending {
+            match write_one(&self.rt, &tracker, &self.queue, &p.id).await {
+                Ok(n) => written += u64::try_from(n).unwrap_or(u64::MAX),
+                Err(e) => {
+                    self.say(&e);
+                    self.set(|s| {
+                        s.error = Some(e.to_string());
+                        s.written += written;
+                    });
+                    // after an outage or a rebuild (BIOMERO's `reset_tables` drops the
+                    // views) the tables are made again before the next try
+                    if let Some(c) = self.current.as_mut() {
+                        c.3 = false;
+                    }
+                    return BACKOFF;
+                }
+            }
+        }
+        if self.said.take().is_some() {
+            tracing::info!("BIOMERO's event store is written again");
+        }
+        self.set(|s| {
+            s.error = None;
+            s.last_ok = Some(Utc::now());
+            s.written += written;
+        });
+        if full {
+            Duration::ZERO
+        } else {
+            self.scan.all_written();
+            POLL
+        }
+    }
+}
+
+/// Runs until `shutdown`: follows the log and writes it into BIOMERO's store. A round cut
+/// short by the shutdown leaves nothing half-written (each run is one transaction).
 pub async fn run(rt: Runtime, status: SharedStatus, shutdown: CancellationToken) {
     let queue = loop {
         match rt.store.identity().await {
@@ -167,118 +282,22 @@ pub async fn run(rt: Runtime, status: SharedStatus, shutdown: CancellationToken)
             }
         }
     };
-    let mut current: Option<(TrackerUrl, Enabled, Tracker, bool)> = None;
-    let mut scan = ScanStart::default();
-    let mut wait = Duration::ZERO;
-    // a store that stays down is said once, and again when the reason changes
-    let mut said: Option<String> = None;
-    let say = |said: &mut Option<String>, e: &TrackerError| {
-        let text = e.to_string();
-        if said.as_deref() != Some(text.as_str()) {
-            tracing::warn!(error = %text, "cannot write to BIOMERO's event store; events wait in the queue");
-            *said = Some(text);
-        }
+    let mut w = Writer {
+        rt,
+        status,
+        queue,
+        current: None,
+        scan: ScanStart::default(),
+        said: None,
     };
     loop {
+        let wait = tokio::select! {
+            () = shutdown.cancelled() => return,
+            wait = w.round() => wait,
+        };
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
-        }
-        wait = POLL;
-        let (url, enabled) = match configured(&rt.config.current().slurm) {
-            Ok(c) => c,
-            Err(why) => {
-                set(&status, |s| {
-                    s.store = None;
-                    s.off = Some(why);
-                    s.error = None;
-                });
-                current = None;
-                continue;
-            }
-        };
-        if !matches!(&current, Some((u, e, _, _)) if *u == url && *e == enabled) {
-            match Tracker::new(url.clone(), enabled) {
-                Ok(t) => current = Some((url.clone(), enabled, t, false)),
-                Err(e) => {
-                    set(&status, |s| s.error = Some(e.to_string()));
-                    wait = BACKOFF;
-                    continue;
-                }
-            }
-            set(&status, |s| {
-                s.store = Some(url.to_string());
-                s.off = None;
-            });
-        }
-        let Some((_, _, tracker, ready)) = current.as_mut() else {
-            continue;
-        };
-        if !*ready {
-            if let Err(e) = tracker.ensure_tables().await {
-                say(&mut said, &e);
-                set(&status, |s| s.error = Some(e.to_string()));
-                wait = BACKOFF;
-                continue;
-            }
-            *ready = true;
-        }
-        match rt.store.last_event_id().await {
-            Ok(id) => scan.observe(id),
-            Err(e) => {
-                set(&status, |s| s.error = Some(format!("the queue: {e}")));
-                wait = BACKOFF;
-                continue;
-            }
-        }
-        let pending = match rt.store.mirror_pending(scan.after, BATCH).await {
-            Ok(p) => p,
-            Err(e) => {
-                set(&status, |s| s.error = Some(format!("the queue: {e}")));
-                wait = BACKOFF;
-                continue;
-            }
-        };
-        let full = i64::try_from(pending.len()).unwrap_or(i64::MAX) >= BATCH;
-        let mut failed = None;
-        let mut written = 0;
-        for p in &pending {
-            match write_one(&rt, tracker, &queue, &p.id).await {
-                Ok(n) => written += n,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        let tracker = tracker.clone();
-        match failed {
-            Some(e) => {
-                say(&mut said, &e);
-                set(&status, |s| {
-                    s.error = Some(e.to_string());
-                    s.written += written as u64;
-                });
-                // after an outage or a rebuild (BIOMERO's `reset_tables` drops the
-                // views) the tables are made again before the next try
-                current = Some((url, enabled, tracker, false));
-                wait = BACKOFF;
-            }
-            None => {
-                if said.take().is_some() {
-                    tracing::info!("BIOMERO's event store is written again");
-                }
-                if full {
-                    wait = Duration::ZERO;
-                } else {
-                    scan.all_written();
-                }
-                set(&status, |s| {
-                    s.error = None;
-                    s.last_ok = Some(Utc::now());
-                    s.written += written as u64;
-                });
-            }
         }
     }
 }
