@@ -280,6 +280,45 @@ fn biomero_reads_our_runs_on_slurm_and_rebuilds_the_same_views() {
     }
     drop(importer);
     caught_up(&d, 60);
+    // the metrics saw the jobs, the imports and the events written
+    let m = std::process::Command::new("curl")
+        .args(["-sS", &format!("{}/metrics", d.base)])
+        .output()
+        .unwrap();
+    let families = stage_tests::parse_metrics(&String::from_utf8_lossy(&m.stdout));
+    let value = |sample: &str, labels: &[(&str, &str)]| {
+        stage_tests::metric_value(&families, sample, labels)
+            .unwrap_or_else(|| panic!("no {sample} {labels:?} in {families}"))
+    };
+    for wf in ["copy", "zcopy", "pcopy"] {
+        assert!(value("biomero_stage_slurm_run_seconds_count", &[("workflow", wf)]) >= 1.0);
+        assert!(
+            value(
+                "biomero_stage_slurm_queue_wait_seconds_count",
+                &[("workflow", wf)]
+            ) >= 1.0
+        );
+        assert!(
+            value(
+                "biomero_stage_import_latency_seconds_count",
+                &[("workflow", wf)]
+            ) >= 1.0
+        );
+    }
+    assert!(value("biomero_stage_biomero_events_written_total", &[]) > 50.0);
+    assert!(value("biomero_stage_biomero_events_waiting", &[]) < 0.5, "nothing waits");
+    assert!(
+        value(
+            "biomero_stage_transferred_bytes_total",
+            &[("direction", "uploaded")]
+        ) > 0.0
+    );
+    assert!(
+        value(
+            "biomero_stage_failures_total",
+            &[("step", "follow"), ("reason", "job")]
+        ) >= 1.0
+    );
     let wf: Vec<String> = expected
         .iter()
         .map(|(id, _, _)| workflow_id(&d, id))

@@ -316,6 +316,18 @@ async fn scenario(queue_url: &str) {
         "{m}"
     );
     assert!(m.contains("biomero_stage_workers 2"));
+    // named by the conventions, parsed by a strict OpenMetrics parser, every family documented
+    let families = stage_tests::parse_metrics(&m);
+    assert_eq!(families["process_resident_memory_bytes"]["type"], "gauge");
+    assert!(
+        stage_tests::metric_value(&families, "process_resident_memory_bytes", &[]).unwrap() > 1e6
+    );
+    assert!(stage_tests::metric_value(&families, "process_cpu_seconds_total", &[]).is_some());
+    assert_eq!(
+        stage_tests::metric_value(&families, "biomero_stage_config_reloads_total", &[]),
+        Some(1.0),
+        "the load at start"
+    );
 
     // SIGHUP reloads the configuration
     let before = http
@@ -332,6 +344,21 @@ async fn scenario(queue_url: &str) {
         v["generation"].as_u64() > before["generation"].as_u64()
     })
     .await;
+    // the reload is counted
+    let m = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let families = stage_tests::parse_metrics(&m);
+    assert!(
+        stage_tests::metric_value(&families, "biomero_stage_config_reloads_total", &[]).unwrap()
+            >= 2.0,
+        "{m}"
+    );
 
     // SIGTERM: a clean stop
     daemon.signal("TERM");

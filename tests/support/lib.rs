@@ -388,3 +388,46 @@ impl Drop for TestImporter {
         let _ = self.0.wait();
     }
 }
+
+/// The families of a `/metrics` exposition, parsed by `prometheus_client`'s strict
+/// OpenMetrics parser (`tests/readers/metrics.py`), after checking that every family is
+/// documented in `docs/metrics.md` with its type.
+pub fn parse_metrics(exposition: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, exposition).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let families = run_reader("metrics.py", &[file.as_os_str()]);
+    let doc = std::fs::read_to_string(repo_root().join("docs/metrics.md"))
+        .unwrap_or_else(|e| panic!("docs/metrics.md: {e}"));
+    let documented: std::collections::BTreeMap<String, String> = doc
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((name.to_owned(), (*cells.get(2)?).to_owned()))
+        })
+        .collect();
+    for (name, f) in families.as_object().unwrap_or_else(|| panic!("{families}")) {
+        let kind = f["type"].as_str().unwrap_or_default();
+        assert_eq!(
+            documented.get(name).map(String::as_str),
+            Some(kind),
+            "metric family `{name}` ({kind}) is not documented as such in docs/metrics.md"
+        );
+    }
+    families
+}
+
+/// The value of sample `sample` with `labels` (a subset) in parsed `families`.
+pub fn metric_value(
+    families: &serde_json::Value,
+    sample: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    families.as_object()?.values().find_map(|f| {
+        f["samples"].as_array()?.iter().find_map(|s| {
+            let ok = s[0] == sample && labels.iter().all(|(k, v)| s[1][*k].as_str() == Some(*v));
+            if ok { s[2].as_f64() } else { None }
+        })
+    })
+}

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
+pub mod process_metrics;
 pub mod progress;
 pub mod queue_identity;
 pub mod report;

@@ -1,8 +1,12 @@
-//! Prometheus metrics of the daemon (`GET /metrics`).
+//! Prometheus metrics of the daemon (`GET /metrics`, OpenMetrics text).
 //!
-//! Counters and histograms are updated where things happen (steps, bytes);
-//! gauges that mirror the queue (submissions by state, queue depth) and the
-//! configuration (reloads) are refreshed from their sources at each scrape.
+//! Named by Prometheus' conventions: `biomero_stage_` then what is measured,
+//! in base units (`_seconds`, `_bytes`), counters ending in `_total`. Counters
+//! and histograms are updated where things happen (steps, bytes, jobs,
+//! imports, events written to BIOMERO's store); gauges that mirror the queue
+//! and the counts kept elsewhere (configuration reloads) are refreshed at each
+//! scrape, as are the standard `process_*` metrics ([`crate::process_metrics`]).
+//! Every metric is documented in `docs/metrics.md` (a test keeps the two equal).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -50,6 +54,13 @@ pub struct DirectionLabel {
     pub direction: String,
 }
 
+/// A workflow.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkflowLabel {
+    /// Workflow key.
+    pub workflow: String,
+}
+
 /// Adds `bytes` moved in `direction` (`staged`, `uploaded`, `downloaded`).
 pub fn count_bytes(metrics: &Metrics, direction: &str, bytes: u64) {
     metrics
@@ -76,12 +87,24 @@ pub struct Metrics {
     pub failures: Family<FailureLabels, Counter>,
     /// Bytes moved.
     pub bytes: Family<DirectionLabel, Counter>,
-    /// Successful configuration reloads (refreshed at scrape).
-    pub config_reloads: Gauge,
-    /// Failed configuration reloads (refreshed at scrape).
-    pub config_reload_errors: Gauge,
+    /// Successful configuration reloads (brought up to the live count at scrape).
+    pub config_reloads: Counter,
+    /// Failed configuration reloads (likewise).
+    pub config_reload_errors: Counter,
     /// Workers running.
     pub workers: Gauge,
+    /// Time jobs waited in Slurm's queue (submit to start).
+    pub slurm_queue_wait: Family<WorkflowLabel, Histogram>,
+    /// Time jobs ran (start to end).
+    pub slurm_run: Family<WorkflowLabel, Histogram>,
+    /// Time from placing the importer orders to their completion.
+    pub import_latency: Family<WorkflowLabel, Histogram>,
+    /// Events written to BIOMERO's event store.
+    pub biomero_events_written: Counter,
+    /// Events waiting to be written there (refreshed at scrape).
+    pub biomero_events_waiting: Gauge,
+    /// The standard process metrics (refreshed at scrape).
+    pub process: crate::process_metrics::ProcessMetrics,
 }
 
 impl Default for Metrics {
@@ -93,7 +116,9 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric under the `biomero_stage_` prefix.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("biomero_stage");
+        let mut root = Registry::default();
+        let process = crate::process_metrics::ProcessMetrics::register(&mut root);
+        let registry = root.sub_registry_with_prefix("biomero_stage");
         let submissions = Family::<StateLabel, Gauge>::default();
         registry.register("submissions", "Submissions by state", submissions.clone());
         let queue_depth = Gauge::default();
@@ -107,7 +132,7 @@ impl Metrics {
         });
         registry.register(
             "step_duration_seconds",
-            "Duration of pipeline steps",
+            "Duration of pipeline steps, by step and outcome",
             step_seconds.clone(),
         );
         let retries = Family::<StepLabel, Counter>::default();
@@ -124,26 +149,58 @@ impl Metrics {
         );
         let bytes = Family::<DirectionLabel, Counter>::default();
         registry.register(
-            "bytes",
+            "transferred_bytes",
             "Bytes staged, uploaded and downloaded",
             bytes.clone(),
         );
-        let config_reloads = Gauge::default();
+        let config_reloads = Counter::default();
         registry.register(
             "config_reloads",
-            "Successful configuration reloads since start",
+            "Configurations that took effect: the load at start, then every reload",
             config_reloads.clone(),
         );
-        let config_reload_errors = Gauge::default();
+        let config_reload_errors = Counter::default();
         registry.register(
-            "config_reload_errors",
-            "Failed configuration reloads since start",
+            "config_reload_failures",
+            "Failed configuration reloads since start (the last good configuration stayed)",
             config_reload_errors.clone(),
         );
         let workers = Gauge::default();
         registry.register("workers", "Pipeline workers running", workers.clone());
+        // a minute to a week: 1 s, 4 s, 16 s, … 3 days
+        let long = || Histogram::new(exponential_buckets(1.0, 4.0, 10));
+        let slurm_queue_wait = Family::<WorkflowLabel, Histogram>::new_with_constructor(long);
+        registry.register(
+            "slurm_queue_wait_seconds",
+            "Time jobs waited in Slurm's queue, submit to start (sacct/scontrol)",
+            slurm_queue_wait.clone(),
+        );
+        let slurm_run = Family::<WorkflowLabel, Histogram>::new_with_constructor(long);
+        registry.register(
+            "slurm_run_seconds",
+            "Time jobs ran, start to end (sacct/scontrol)",
+            slurm_run.clone(),
+        );
+        let import_latency = Family::<WorkflowLabel, Histogram>::new_with_constructor(long);
+        registry.register(
+            "import_latency_seconds",
+            "Time from placing BIOMERO.importer orders to their completion",
+            import_latency.clone(),
+        );
+        let biomero_events_written = Counter::default();
+        registry.register(
+            "biomero_events_written",
+            "Events written to BIOMERO's event store",
+            biomero_events_written.clone(),
+        );
+        let biomero_events_waiting = Gauge::default();
+        registry.register(
+            "biomero_events_waiting",
+            "Events of our log not yet written to BIOMERO's event store",
+            biomero_events_waiting.clone(),
+        );
         Metrics {
-            registry,
+            registry: root,
             submissions,
             queue_depth,
             step_seconds,
@@ -153,7 +210,30 @@ impl Metrics {
             config_reloads,
             config_reload_errors,
             workers,
+            slurm_queue_wait,
+            slurm_run,
+            import_latency,
+            biomero_events_written,
+            biomero_events_waiting,
+            process,
         }
+    }
+
+    /// Brings a counter kept here up to a count kept elsewhere (it never goes down).
+    pub fn catch_up(counter: &Counter, total: u64) {
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
+        }
+    }
+
+    /// Observes `seconds` for `workflow` in `family`.
+    pub fn observe(family: &Family<WorkflowLabel, Histogram>, workflow: &str, seconds: f64) {
+        family
+            .get_or_create(&WorkflowLabel {
+                workflow: workflow.to_owned(),
+            })
+            .observe(seconds);
     }
 
     /// The text exposition format.

@@ -63,6 +63,8 @@ fn ended(job_id: u64, state: LocalState) -> Option<Observed> {
             slurm_state: word.to_owned(),
             exit_code: code.to_string(),
             state,
+            queued_secs: None,
+            ran_secs: None,
         },
         summary,
     })
@@ -104,6 +106,8 @@ impl Executor for LocalProcess {
                     slurm_state: "RUNNING".into(),
                     exit_code: String::new(),
                     state: JobState::Active,
+                    queued_secs: None,
+                    ran_secs: None,
                 })));
             }
             tokio::time::sleep(LOOK_EVERY).await;

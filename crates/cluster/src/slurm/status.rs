@@ -1,4 +1,4 @@
-//! Job states: `sacct -n -P -X -o JobID,State,ExitCode,End -j a,b,c` for many
+//! Job states: `sacct -n -P -X -o JobID,State,ExitCode,End,Submit,Start -j a,b,c` for many
 //! jobs in one query; where accounting is off, `squeue` for the live ones and
 //! `scontrol show job` for the finished ones.
 
@@ -36,6 +36,22 @@ pub struct JobStatus {
     pub exit_code: String,
     /// The mapped state.
     pub state: JobState,
+    /// Seconds from submission to start, once it started (Slurm's `Submit`, `Start`).
+    #[serde(default)]
+    pub queued_secs: Option<u64>,
+    /// Seconds from start to end, once it ended (`Start`, `End`).
+    #[serde(default)]
+    pub ran_secs: Option<u64>,
+}
+
+/// Seconds from Slurm time `from` to `to` (`2026-12-01T19:00:00`; `Unknown`, `None` or
+/// an empty field when it has not happened).
+fn between(from: Option<&str>, to: Option<&str>) -> Option<u64> {
+    let t = |s: Option<&str>| {
+        chrono::NaiveDateTime::parse_from_str(s?.trim(), "%Y-%m-%dT%H:%M:%S").ok()
+    };
+    let secs = (t(to)? - t(from)?).num_seconds();
+    u64::try_from(secs).ok()
 }
 
 /// Maps a Slurm state word.
@@ -66,6 +82,8 @@ pub fn parse_sacct(out: &str) -> HashMap<u64, JobStatus> {
         let Some(id) = f[0].split(['_', '.']).next().and_then(|x| x.parse().ok()) else {
             continue;
         };
+        // JobID|State|ExitCode|End|Submit|Start
+        let (end, submit, start) = (f.get(3).copied(), f.get(4).copied(), f.get(5).copied());
         m.insert(
             id,
             JobStatus {
@@ -73,6 +91,8 @@ pub fn parse_sacct(out: &str) -> HashMap<u64, JobStatus> {
                 slurm_state: f[1].to_owned(),
                 exit_code: f[2].to_owned(),
                 state: map_state(f[1]),
+                queued_secs: between(submit, start),
+                ran_secs: between(start, end),
             },
         );
     }
@@ -87,11 +107,14 @@ pub fn parse_scontrol(id: u64, out: &str) -> Option<JobStatus> {
             .map(ToOwned::to_owned)
     };
     let state = field("JobState=")?;
+    let (submit, start, end) = (field("SubmitTime="), field("StartTime="), field("EndTime="));
     Some(JobStatus {
         job_id: id,
         exit_code: field("ExitCode=").unwrap_or_default(),
         state: map_state(&state),
         slurm_state: state,
+        queued_secs: between(submit.as_deref(), start.as_deref()),
+        ran_secs: between(start.as_deref(), end.as_deref()),
     })
 }
 
@@ -101,6 +124,8 @@ fn unknown(id: u64) -> JobStatus {
         slurm_state: String::new(),
         exit_code: String::new(),
         state: JobState::Unknown,
+        queued_secs: None,
+        ran_secs: None,
     }
 }
 
@@ -129,7 +154,7 @@ pub async fn statuses(r: &Remote, ids: &[u64], q: &StatusQuery) -> Result<HashMa
             "-P",
             "-X",
             "-o",
-            "JobID,State,ExitCode,End",
+            "JobID,State,ExitCode,End,Submit,Start",
             "-S",
             &q.since,
             "-j",
@@ -215,6 +240,22 @@ async fn without_accounting(r: &Remote, ids: &[u64]) -> Result<HashMap<u64, JobS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_wait_and_run_time_come_from_submit_start_and_end() {
+        let m = parse_sacct(
+            "20|COMPLETED|0:0|2026-11-29T10:05:00|2026-11-29T10:00:00|2026-11-29T10:01:30\n21|PENDING|0:0|Unknown|2026-11-29T10:00:00|Unknown\n22|RUNNING|0:0|Unknown|2026-11-29T10:00:00|2026-11-29T10:00:07\n",
+        );
+        assert_eq!((m[&20].queued_secs, m[&20].ran_secs), (Some(90), Some(210)));
+        assert_eq!((m[&21].queued_secs, m[&21].ran_secs), (None, None));
+        assert_eq!((m[&22].queued_secs, m[&22].ran_secs), (Some(7), None));
+        let s = parse_scontrol(
+            23,
+            "JobId=23 JobState=COMPLETED ExitCode=0:0 SubmitTime=2026-11-29T10:00:00 StartTime=2026-11-29T10:00:02 EndTime=2026-11-29T10:00:12",
+        )
+        .expect("parsed");
+        assert_eq!((s.queued_secs, s.ran_secs), (Some(2), Some(10)));
+    }
 
     #[test]
     fn states_from_sacct_and_scontrol() {

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use crate::metrics::StateLabel;
+use crate::metrics::{Metrics, StateLabel};
 use crate::runtime::Runtime;
 
 /// The process is alive.
@@ -81,12 +81,20 @@ pub(crate) async fn metrics(State(rt): State<Runtime>) -> impl IntoResponse {
         rt.metrics.queue_depth.set(d);
     }
     let stats = rt.config.stats();
-    rt.metrics
-        .config_reloads
-        .set(i64::try_from(stats.reloads).unwrap_or(i64::MAX));
-    rt.metrics
-        .config_reload_errors
-        .set(i64::try_from(stats.failures).unwrap_or(i64::MAX));
+    Metrics::catch_up(&rt.metrics.config_reloads, stats.reloads);
+    Metrics::catch_up(&rt.metrics.config_reload_errors, stats.failures);
+    let tracking = rt
+        .biomero_events
+        .lock()
+        .map(|s| (s.store.is_some(), s.written))
+        .unwrap_or_default();
+    Metrics::catch_up(&rt.metrics.biomero_events_written, tracking.1);
+    if tracking.0
+        && let Ok(lag) = rt.store.mirror_lag().await
+    {
+        rt.metrics.biomero_events_waiting.set(lag.events);
+    }
+    rt.metrics.process.refresh();
     (
         [(
             axum::http::header::CONTENT_TYPE,

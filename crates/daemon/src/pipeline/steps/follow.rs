@@ -25,6 +25,7 @@ use super::super::record::StepRecord;
 use super::super::{FailureKind, Step, StepContext, StepOutcome};
 use super::submit::SubmitRecord;
 use super::{cluster_outcome, one_line};
+use crate::metrics::Metrics;
 
 /// Polls a step waits before it gives its worker back.
 const HOLD_POLLS: u32 = 3;
@@ -107,6 +108,18 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
             .await
             .unwrap_or_default()
     };
+    if let Ok(Observed::Ended { status, .. }) = &observed {
+        let m = &ctx.runtime.metrics;
+        #[allow(clippy::cast_precision_loss)]
+        {
+            if let Some(q) = status.queued_secs {
+                Metrics::observe(&m.slurm_queue_wait, &s.workflow, q as f64);
+            }
+            if let Some(r) = status.ran_secs {
+                Metrics::observe(&m.slurm_run, &s.workflow, r as f64);
+            }
+        }
+    }
     match observed {
         Err(e) => cluster_outcome(&e),
         Ok(Observed::Ended { status, summary }) if status.state == JobState::Completed => {

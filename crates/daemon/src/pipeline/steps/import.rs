@@ -231,6 +231,13 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         .iter()
         .all(|(_, st)| st.stage == importer::STAGE_COMPLETED)
     {
+        let latency = states.iter().map(|(_, st)| st.age_secs).max().unwrap_or(0);
+        #[allow(clippy::cast_precision_loss)]
+        crate::metrics::Metrics::observe(
+            &ctx.runtime.metrics.import_latency,
+            &s.workflow,
+            latency as f64,
+        );
         cleanup(ctx, s, &doc).await;
         return ImportRecord {
             kept: m.dir.clone(),
