@@ -306,7 +306,10 @@ fn biomero_reads_our_runs_on_slurm_and_rebuilds_the_same_views() {
         );
     }
     assert!(value("biomero_stage_biomero_events_written_total", &[]) > 50.0);
-    assert!(value("biomero_stage_biomero_events_waiting", &[]) < 0.5, "nothing waits");
+    assert!(
+        value("biomero_stage_biomero_events_waiting", &[]) < 0.5,
+        "nothing waits"
+    );
     assert!(
         value(
             "biomero_stage_transferred_bytes_total",

@@ -24,6 +24,22 @@ fn kept(dir: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
+/// Output meant for people: at most 100 columns, and no Rust `Debug` text in it.
+fn assert_for_people(out: &str) {
+    for line in out.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+        for debug in [
+            "Some(", "None", "Ok(", "Err(", " { label", "PathBuf", "\\\"",
+        ] {
+            assert!(!line.contains(debug), "`{debug}` in: {line}");
+        }
+    }
+}
+
 fn status(dir: &Path, args: &[&str]) -> Value {
     let o = command(dir)
         .arg("--config")
@@ -49,6 +65,7 @@ fn the_demo_runs_each_input_mode_to_kept_labels_that_independent_readers_count()
     let (code, out, err) = text(&o);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(out.matches("collected ✓").count(), 3, "{out}");
+    assert_for_people(&out);
     let sample: Value = serde_json::from_slice(
         &std::fs::read(demo.join("data/demo/sample/MANIFEST.json")).unwrap(),
     )
@@ -132,6 +149,30 @@ fn the_demo_runs_each_input_mode_to_kept_labels_that_independent_readers_count()
         ],
         "{h}"
     );
+    // the same history for people: one screen wide, details summarised
+    let settings = demo.join("biomero-stage.toml");
+    for args in [vec!["status", id.as_str()], vec!["status"]] {
+        let o = command(home.path())
+            .arg("--config")
+            .arg(&settings)
+            .args(&args)
+            .output()
+            .unwrap();
+        let (code, out, err) = text(&o);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_for_people(&out);
+    }
+    let plate = demo
+        .join("data/demo/sample")
+        .join(sample["plate"].as_str().unwrap());
+    let o = command(home.path())
+        .arg("inspect")
+        .arg(&plate)
+        .output()
+        .unwrap();
+    let (_, out, err) = text(&o);
+    assert!(out.contains(": plate, Zarr v"), "{out}{err}");
+    assert_for_people(&out);
     let o = command(home.path())
         .args(["demo", "--dir"])
         .arg(&demo)

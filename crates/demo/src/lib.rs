@@ -146,7 +146,7 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "biomero-stage demo in {}\n  sample data: {} (a {}-field plate with `cells` labels and {} images)",
         site.dir.display(),
-        site.sample.display(),
+        rel(&site.dir, &site.sample),
         site.manifest
             .images
             .iter()
@@ -160,12 +160,19 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     if a.write_only {
         write_submissions(&site, "example")?;
-        println!(
-            "  wrote {} and {}; run `biomero-stage --config {} serve`, then submit {}/submissions/*.json",
-            site.settings.display(),
-            site.slurm_config.display(),
-            site.settings.display(),
-            site.dir.display()
+        print!(
+            "{}",
+            stage_common::text::wrap(
+                &format!(
+                    "wrote {} and {}; run `biomero-stage --config {} serve`, then submit {}/submissions/*.json",
+                    site.settings.display(),
+                    site.slurm_config.display(),
+                    site.settings.display(),
+                    site.dir.display()
+                ),
+                usize::from(stage_common::text::output_width()),
+                "  ",
+            )
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -185,7 +192,7 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "  daemon: biomero-stage serve, admin endpoint http://127.0.0.1:{}/ (log: {})",
         site.port,
-        log.display()
+        rel(&site.dir, &log)
     );
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let mut ids = Vec::new();
@@ -202,7 +209,7 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
                 String::from_utf8_lossy(&o.stderr)
             );
         }
-        println!("  submitted {} → {id}", file.display());
+        println!("  submitted {} → {id}", rel(&site.dir, &file));
         ids.push((mode, id));
     }
     let store = Store::connect(&format!(
@@ -221,7 +228,7 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
     drop(daemon);
     let ok = summary(&site, &ended);
     println!(
-        "\nthe demo took {:.1} s. The history: biomero-stage --config {} status [ID]",
+        "\nthe demo took {:.1} s. The history:\n  biomero-stage --config {} status [ID]",
         started.elapsed().as_secs_f64(),
         site.settings.display()
     );
@@ -334,22 +341,23 @@ fn summary(site: &site::Site, ended: &[(String, Submission)]) -> bool {
             "submission",
             "state",
             "staged",
-            "objects found",
-            "cells in the sample",
-            "results kept at",
+            "objects found / in the sample",
         ]);
+    t.set_width(stage_common::text::output_width());
+    let mut kept_at = Vec::new();
     let mut ok = true;
     for (mode, s) in ended {
         let succeeded = s.done && s.state == State::Collected;
         ok &= succeeded;
         let kept = record::<Kept>(s, "collect").map(|r| r.kept);
+        let cells = sample_cells(site, mode == "zarr-plate");
         let objects = kept
             .as_ref()
             .and_then(|k| std::fs::read(k.join(threshold::REPORT)).ok())
             .and_then(|b| serde_json::from_slice::<threshold::ThresholdReport>(&b).ok())
             .map(|r| {
                 format!(
-                    "{} in {} image(s)",
+                    "{} / {cells} in {} image(s)",
                     r.images.iter().map(|i| i.objects).sum::<u32>(),
                     r.images.len()
                 )
@@ -368,14 +376,36 @@ fn summary(site: &site::Site, ended: &[(String, Submission)]) -> bool {
                 record::<Staged>(s, "stage").map_or(0, |r| r.outputs)
             ),
             objects,
-            sample_cells(site, mode == "zarr-plate").to_string(),
-            kept.map(|k| k.display().to_string()).unwrap_or_default(),
         ]);
+        if let Some(k) = kept {
+            kept_at.push((mode.clone(), k));
+        }
     }
     println!("\n{t}");
-    println!(
-        "the sample's own `cells` labels are the ground truth; each kept folder holds the returned \
-         labels, threshold-report.json and biomero-stage-results.json (every file with its SHA-256)"
+    let width = usize::from(stage_common::text::output_width());
+    if let Some(root) = kept_at
+        .first()
+        .and_then(|(_, k)| k.parent()?.parent().map(Path::to_path_buf))
+    {
+        println!("results kept in {}:", root.display());
+        for (mode, k) in &kept_at {
+            let rel = k.strip_prefix(&root).unwrap_or(k);
+            println!("  {mode:<11} {}", rel.display());
+        }
+    }
+    print!(
+        "{}",
+        stage_common::text::wrap(
+            "the sample's own `cells` labels are the ground truth; each kept folder holds the returned \
+             labels, threshold-report.json and biomero-stage-results.json (every file with its SHA-256)",
+            width,
+            "",
+        )
     );
     ok
+}
+
+/// `path` relative to the demo folder `dir` when it is inside it.
+fn rel(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir).unwrap_or(path).display().to_string()
 }

@@ -190,6 +190,21 @@ pub enum NodeKind {
     Group,
 }
 
+impl std::fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeKind::Image { label: false } => "image",
+            NodeKind::Image { label: true } => "label image",
+            NodeKind::Plate => "plate",
+            NodeKind::Well => "well",
+            NodeKind::Labels => "labels group",
+            NodeKind::Bioformats2Raw => "bioformats2raw series",
+            NodeKind::Array => "array",
+            NodeKind::Group => "group without OME metadata",
+        })
+    }
+}
+
 impl Node {
     /// Classifies the node.
     pub fn kind(&self) -> NodeKind {

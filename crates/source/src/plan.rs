@@ -25,6 +25,16 @@ pub enum OutputFormat {
     ZarrPlate,
 }
 
+impl std::fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputFormat::Tiff => "tiff",
+            OutputFormat::Zarr => "zarr",
+            OutputFormat::ZarrPlate => "zarr-plate",
+        })
+    }
+}
+
 /// Pixel metadata of an OMERO image, as OMERO's JSON API reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OmeroPixels {

@@ -72,6 +72,19 @@ pub enum How {
     Assembled,
 }
 
+impl std::fmt::Display for How {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            How::AlreadyStaged => "already staged",
+            How::Linked => "linked",
+            How::Reencoded => "re-encoded",
+            How::Converted => "converted",
+            How::Fetched => "fetched",
+            How::Assembled => "assembled",
+        })
+    }
+}
+
 /// One staged output, as recorded in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestEntry {
@@ -144,7 +157,7 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
             let _e = span.enter();
             stage_image(img, &target, version, ctx).await?
         };
-        tracing::info!(output = %img.output, how = ?how, seconds = started.elapsed().as_secs_f64(), "staged");
+        tracing::info!(output = %img.output, how = %how, seconds = started.elapsed().as_secs_f64(), "staged");
         entries.push(ManifestEntry {
             output: img.output.clone(),
             format: img.format,
@@ -165,7 +178,7 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
         } else {
             stage_plate(p, &target, version, ctx).await?
         };
-        tracing::info!(output = %p.output, how = ?how, seconds = started.elapsed().as_secs_f64(), "staged");
+        tracing::info!(output = %p.output, how = %how, seconds = started.elapsed().as_secs_f64(), "staged");
         entries.push(ManifestEntry {
             output: p.output.clone(),
             format: OutputFormat::ZarrPlate,

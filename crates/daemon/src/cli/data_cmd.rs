@@ -211,11 +211,11 @@ pub(super) fn convert(c: &ConvertCommand) -> anyhow::Result<ExitCode> {
             } else {
                 for e in &m.entries {
                     println!(
-                        "{} ← {} ({} {:?})",
+                        "{} ← {} ({} {})",
                         e.file,
                         e.source.display(),
                         e.report.axes,
-                        e.report.shape
+                        dims(&e.report.shape)
                     );
                 }
                 println!("manifest: {}", a.out.join(convert::MANIFEST_FILE).display());
@@ -263,7 +263,7 @@ pub(super) fn inspect(a: &InspectArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&i)?);
     } else {
         println!(
-            "{}: {:?}, Zarr v{}, NGFF {}",
+            "{}: {}, Zarr v{}, NGFF {}",
             i.path.display(),
             i.kind,
             match i.zarr_format {
@@ -274,34 +274,56 @@ pub(super) fn inspect(a: &InspectArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(p) = &i.plate {
             println!(
-                "plate `{}`: rows {}, columns {}, {} wells, {} fields, acquisitions {:?}",
+                "plate `{}`: rows {}, columns {}, {} wells, {} fields, acquisitions [{}]",
                 p.name,
                 p.rows.join(""),
                 p.columns.join(","),
                 p.wells,
                 p.fields,
                 p.acquisitions
+                    .iter()
+                    .map(|(id, name)| match name {
+                        Some(n) => format!("{id} `{n}`"),
+                        None => id.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         for img in &i.images {
+            let at = img.path.strip_prefix(&i.path).unwrap_or(&img.path);
             println!(
-                "image `{}` ({}): axes {} sizes t={} c={} z={} y={} x={} {} channels [{}] labels [{}]",
+                "image `{}` ({}): {}",
                 img.name,
-                img.path.display(),
+                if at.as_os_str().is_empty() {
+                    ".".to_owned()
+                } else {
+                    at.display().to_string()
+                },
+                img.dtype
+            );
+            println!(
+                "  axes {}: t={} c={} z={} y={} x={}",
                 img.axes.join(""),
                 img.sizes.t,
                 img.sizes.c,
                 img.sizes.z,
                 img.sizes.y,
-                img.sizes.x,
-                img.dtype,
+                img.sizes.x
+            );
+            println!(
+                "  channels [{}], labels [{}]",
                 img.channels.join(", "),
                 img.labels.join(", ")
             );
             for l in &img.levels {
                 println!(
-                    "  level {}: shape {:?} chunks {:?} ({} of {} chunk files)",
-                    l.path, l.shape, l.chunks, l.chunk_files, l.chunks_expected
+                    "  level {}: shape {} chunks {} ({} of {} chunk files)",
+                    l.path,
+                    dims(&l.shape),
+                    dims(&l.chunks),
+                    l.chunk_files,
+                    l.chunks_expected
                 );
             }
         }
@@ -319,4 +341,12 @@ pub(super) fn inspect(a: &InspectArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `1×2×64×64`: a shape as people write it.
+fn dims<T: std::fmt::Display>(d: &[T]) -> String {
+    d.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("×")
 }

@@ -89,13 +89,14 @@ fn mib(bytes: u64) -> String {
 
 fn print_plan(plan: &Plan) {
     let mut t = Table::new();
+    t.set_width(stage_common::text::output_width());
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(["output", "format", "from", "size"]);
     for i in &plan.images {
         t.add_row([
             i.output.clone(),
-            format!("{:?}", i.format).to_lowercase(),
+            i.format.to_string(),
             describe(&i.source),
             mib(i.bytes),
         ]);
@@ -169,7 +170,7 @@ pub(super) async fn stage(a: &StageArgs, global: &GlobalArgs) -> anyhow::Result<
                 println!("{}", serde_json::to_string_pretty(&manifest)?);
             } else {
                 for e in &manifest.entries {
-                    println!("{:<40} {:?} in {:.2} s", e.output, e.how, e.seconds);
+                    println!("{:<40} {} in {:.2} s", e.output, e.how, e.seconds);
                 }
                 println!(
                     "staged into {}; manifest {}",
