@@ -501,3 +501,53 @@ fn workflows_lists_descriptor_parameters() {
         "{stdout}"
     );
 }
+
+#[test]
+fn an_sbatch_key_sbatch_does_not_know_is_named_with_the_closest_option_and_strict_fails() {
+    let ini = b"[SSH]\nhost = slurm\n[SLURM]\nslurm_data_path = d\nslurm_images_path = i\nslurm_converters_path = c\nslurm_script_path = s\nsbatch_mem-per-cpus = 1G\nsbatch_mem = 4GB\n[WORKFLOWS]\nstardist = stardist\nstardist_repo = https://github.com/a/b/tree/v1.0.0\nstardist_job_partiton = gpu\n";
+    let (code, v, dir) = check_ini(ini, true);
+    assert_eq!(code, 0, "warnings alone do not fail: {v}");
+    let texts: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts.iter().any(
+            |t| t.contains("`stardist_job_partiton` becomes `--partiton`")
+                && t.contains("did you mean `--partition` (stardist_job_partition)")
+                && t.contains("slurm-config.ini:13")
+        ),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("`--mem-per-cpus`") && t.contains("did you mean `--mem-per-cpu`")),
+        "{texts:?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("`sbatch_mem`")),
+        "{texts:?}"
+    );
+    // --strict: the same warnings fail the check
+    let settings = dir.path().join("biomero-stage.toml");
+    let out = command(dir.path())
+        .args([
+            "--config",
+            settings.to_str().unwrap(),
+            "config",
+            "check",
+            "--strict",
+        ])
+        .env(
+            "BIOMERO_SLURM_CONFIG_FILE",
+            dir.path().join("slurm-config.ini"),
+        )
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = text(&out);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("--strict"), "{stderr}");
+}

@@ -50,6 +50,46 @@ pub const GPU_RESOURCE_FLAGS: [&str; 5] = [
     "gpus-per-socket",
 ];
 
+/// Every long option of `sbatch` (Slurm 22.05's sbatch(1)), one per line after `#` comments.
+const SBATCH_OPTIONS: &str = include_str!("sbatch_options.txt");
+
+/// Whether `flag` is a long option of sbatch; if not, the closest one.
+pub fn known_flag(flag: &str) -> Result<(), Option<&'static str>> {
+    let options = SBATCH_OPTIONS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let mut best: Option<(&'static str, f64)> = None;
+    for o in options {
+        if o == flag {
+            return Ok(());
+        }
+        let score = strsim::jaro_winkler(flag, o);
+        if best.is_none_or(|(_, s)| score > s) {
+            best = Some((o, score));
+        }
+    }
+    Err(best.filter(|(_, s)| *s >= 0.8).map(|(o, _)| o))
+}
+
+/// The warning for a parameter whose flag sbatch does not know, configured as `key`.
+pub fn unknown_flag_warning(key: &str, p: &SbatchParam) -> Option<crate::error::Warning> {
+    let Err(closest) = known_flag(&p.flag) else {
+        return None;
+    };
+    let hint = closest.map_or_else(
+        || "check the spelling against `sbatch --help`".to_owned(),
+        |c| format!("did you mean `--{c}` ({})?", key.replace(&p.flag, c)),
+    );
+    Some(crate::error::Warning::at(
+        p.at.clone(),
+        format!(
+            "`{key}` becomes `--{}`, which is not an sbatch option, so sbatch will refuse the job: {hint}",
+            p.flag
+        ),
+    ))
+}
+
 /// One `--flag=value` for sbatch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SbatchParam {
@@ -321,6 +361,31 @@ mod tests {
                 "{k}={v}"
             );
         }
+    }
+
+    #[test]
+    fn sbatch_options_are_known_and_typos_named_with_the_closest() {
+        for ok in [
+            "partition",
+            "gres",
+            "mem-per-cpu",
+            "time",
+            "cpus-per-task",
+            "mail-type",
+        ] {
+            assert_eq!(known_flag(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(known_flag("partiton"), Err(Some("partition")));
+        assert_eq!(known_flag("cpus-per-tsk"), Err(Some("cpus-per-task")));
+        assert_eq!(known_flag("zzzz"), Err(None));
+        let w =
+            unknown_flag_warning("stardist_job_partiton", &p("partiton", "gpu")).expect("warned");
+        assert!(
+            w.message.contains("`--partiton`") && w.message.contains("stardist_job_partition"),
+            "{}",
+            w.message
+        );
+        assert!(unknown_flag_warning("sbatch_mem", &p("mem", "4GB")).is_none());
     }
 
     #[test]

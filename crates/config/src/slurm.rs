@@ -563,7 +563,11 @@ fn read_slurm(r: &mut Reader<'_>) -> SlurmSettings {
                         continue; // BIOMERO skips empty globals
                     }
                     match SbatchParam::parse(flag, &text, v.at) {
-                        Ok(p) => sbatch.push(p),
+                        Ok(p) => {
+                            r.warnings
+                                .extend(crate::sbatch::unknown_flag_warning(&e.key, &p));
+                            sbatch.push(p);
+                        }
                         Err(e) => r.errors.push(e),
                     }
                 }

@@ -207,7 +207,13 @@ pub fn read(
                 None => entry.job = None,
             },
             KeyRole::JobParam(_, flag) => match SbatchParam::parse(flag, &text, at) {
-                Ok(p) => entry.job_params.push(p),
+                Ok(p) => {
+                    warnings.extend(
+                        crate::sbatch::unknown_flag_warning(&key, &p)
+                            .map(|w| w.for_workflow(&entry.key)),
+                    );
+                    entry.job_params.push(p);
+                }
                 Err(e) => errors.push(e),
             },
             KeyRole::UseGpu(_) => match values::bool_value(&key, &text, &at) {

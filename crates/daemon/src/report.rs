@@ -106,7 +106,6 @@ pub fn error_text(e: &LoadError) -> String {
 
 fn new_table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.set_width(stage_common::text::output_width());
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().copied());

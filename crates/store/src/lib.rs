@@ -1,7 +1,7 @@
 //! The durable submission queue of biomero-stage.
 //!
 //! Three tables, the same on SQLite (the embedded default, one file, WAL) and
-//! PostgreSQL (production: the BIOMERO database): `biomero_stage_submissions`
+//! PostgreSQL (production: a database of its own beside BIOMERO's): `biomero_stage_submissions`
 //! (each submission's request and its current state — a projection of the
 //! log), `biomero_stage_events` (append-only: every step's outcome), and
 //! `biomero_stage_leases` (which worker holds which submission, until when).

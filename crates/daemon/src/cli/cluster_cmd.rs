@@ -90,7 +90,6 @@ fn yes(b: bool) -> &'static str {
 fn print_report(r: &SetupReport) {
     println!("Cluster `{}`", r.host);
     let mut t = Table::new();
-    t.set_width(stage_common::text::output_width());
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(["folder", "path", "exists", "writable"]);
@@ -99,7 +98,6 @@ fn print_report(r: &SetupReport) {
     }
     println!("{t}");
     let mut t = Table::new();
-    t.set_width(stage_common::text::output_width());
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(["workflow", "version", "image", "available", "job script"]);

@@ -21,17 +21,20 @@ use crate::report;
 #[derive(Debug, Subcommand)]
 pub(super) enum ConfigCommand {
     /// Print the resolved configuration (workflows, modes, sbatch parameters, warnings); exit 1 on errors
-    Check(OutputArgs),
+    Check(CheckArgs),
     /// Follow configuration changes: print the workflow modes after every reload (SIGHUP reloads too)
     Watch(WatchArgs),
 }
 
-/// Output format options.
+/// `config check` options.
 #[derive(Debug, Args)]
-pub(super) struct OutputArgs {
+pub(super) struct CheckArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     json: bool,
+    /// Exit 1 on warnings too (for CI and deployment checks)
+    #[arg(long)]
+    strict: bool,
 }
 
 /// `config watch` options.
@@ -53,7 +56,7 @@ pub(super) async fn run(cmd: ConfigCommand, global: &GlobalArgs) -> anyhow::Resu
     }
 }
 
-async fn check(o: &OutputArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+async fn check(o: &CheckArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match load_snapshot(&global.sources(), DescriptorRefresh::Revalidate, 1).await {
         Ok(s) => {
             if o.json {
@@ -63,6 +66,13 @@ async fn check(o: &OutputArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                 );
             } else {
                 print!("{}", report::snapshot_text(&s));
+            }
+            let warnings = s.warnings().len();
+            if o.strict && warnings > 0 {
+                eprintln!(
+                    "config check --strict: {warnings} warning(s), each above with what to do; exit 1"
+                );
+                return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)
         }
