@@ -521,3 +521,68 @@ async fn a_request_whose_headers_never_end_is_disconnected() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_token_reads_and_never_changes() {
+    let (dir, port, settings) = sqlite_site();
+    let viewer = dir.path().join("viewer-token");
+    std::fs::write(&viewer, "viewer-token-0123456789\n").unwrap();
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str(&format!("\nviewer_token_file = \"{}\"\n", viewer.display()));
+    std::fs::write(&settings, text).unwrap();
+    let d = Daemon::start(dir.path(), &settings, port, &[], &[]);
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut r = http.get(format!("{}{path}", d.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    for path in ["/api/v1/submissions", "/api/v1/workflows", "/"] {
+        assert_eq!(
+            get(path, Some("viewer-token-0123456789"))
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            get(path, Some("test-token")).await.unwrap().status(),
+            200,
+            "{path}"
+        );
+        // with a token configured, loopback is no excuse
+        assert_eq!(get(path, None).await.unwrap().status(), 401, "{path}");
+        assert_eq!(
+            get(path, Some("wrong")).await.unwrap().status(),
+            401,
+            "{path}"
+        );
+    }
+    let r = http
+        .post(format!("{}/api/v1/submissions", d.base))
+        .bearer_auth("viewer-token-0123456789")
+        .json(&submission("v-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the viewer token changes nothing");
+    let r = http
+        .post(format!("{}/api/v1/submissions/any/cancel", d.base))
+        .bearer_auth("viewer-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // the page takes it as the password of HTTP Basic, as a browser's prompt sends it
+    let r = http
+        .get(format!("{}/", d.base))
+        .basic_auth("someone", Some("viewer-token-0123456789"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("<h1>biomero-stage</h1>"));
+}

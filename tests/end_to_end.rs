@@ -390,11 +390,17 @@ fn each_input_mode_runs_from_submission_to_import_on_slurm_postgresql_and_the_im
         assert!(n >= 3.0, "{step}: {n}\n{m}");
     }
     assert!(
-        metric(&m, "biomero_stage_bytes_total{direction=\"uploaded\"}") > 0.0,
+        metric(
+            &m,
+            "biomero_stage_transferred_bytes_total{direction=\"uploaded\"}"
+        ) > 0.0,
         "{m}"
     );
     assert!(
-        metric(&m, "biomero_stage_bytes_total{direction=\"downloaded\"}") > 0.0,
+        metric(
+            &m,
+            "biomero_stage_transferred_bytes_total{direction=\"downloaded\"}"
+        ) > 0.0,
         "{m}"
     );
     assert_eq!(metric(&m, "biomero_stage_failures_total"), 0.0, "{m}");

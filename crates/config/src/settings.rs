@@ -105,6 +105,8 @@ settings! {
     admin_token: Option<String> = None,
     /// A file holding the bearer token (preferred over `admin_token`).
     admin_token_file: Option<PathBuf> = None,
+    /// A file holding a read-only token: the status page and the API's reads, never a change.
+    viewer_token_file: Option<PathBuf> = None,
     /// Roots of the shared storage that inputs and results may live in.
     #[serde(deserialize_with = "path_list")]
     data_roots: Vec<PathBuf> = vec![PathBuf::from("/data")],
@@ -590,21 +592,7 @@ impl StageSettings {
     /// The admin token: from `admin_token_file` if set, else `admin_token`.
     pub fn admin_token(&self) -> Result<Option<String>, SettingsError> {
         match &self.admin_token_file {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| SettingsError::Unreadable {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                let token = text.trim();
-                if token.is_empty() {
-                    return Err(SettingsError::Unreadable {
-                        path: path.clone(),
-                        reason: "the admin token file is empty; write a token of at least 16 characters into it (e.g. `openssl rand -hex 32`)".into(),
-                    });
-                }
-                Ok(Some(token.to_owned()))
-            }
+            Some(path) => read_token(path, "admin").map(Some),
             None => Ok(self
                 .admin_token
                 .as_ref()
@@ -614,15 +602,44 @@ impl StageSettings {
     }
 }
 
+impl StageSettings {
+    /// The read-only viewer token, from `viewer_token_file`.
+    pub fn viewer_token(&self) -> Result<Option<String>, SettingsError> {
+        self.viewer_token_file
+            .as_ref()
+            .map(|p| read_token(p, "viewer"))
+            .transpose()
+    }
+}
+
+/// A token from its file: trimmed, and refused when empty.
+fn read_token(path: &std::path::Path, what: &str) -> Result<String, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(SettingsError::Unreadable {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the {what} token file is empty; write a token of at least 16 characters into it (e.g. `openssl rand -hex 32`)"
+            ),
+        });
+    }
+    Ok(token.to_owned())
+}
+
 /// The most pipeline workers a daemon runs.
 pub const MAX_WORKERS: u32 = 64;
 /// Admin tokens shorter than this are warned about.
 const MIN_TOKEN_LEN: usize = 16;
 
 /// Keys whose value is a path, made relative to the settings file's directory.
-const PATH_KEYS: [&str; 10] = [
+const PATH_KEYS: [&str; 11] = [
     "state_dir",
     "admin_token_file",
+    "viewer_token_file",
     "group_mappings_file",
     "slurm_config",
     "descriptor_cache",

@@ -269,3 +269,22 @@ pub fn workflows_text(s: &Snapshot) -> String {
     }
     out
 }
+
+/// An event's detail on one short line: its scalar fields as `key=value`, what is
+/// nested as `key={n}` or `key=[n]`, at most 120 characters (`status ID --json` has it all).
+pub fn detail_summary(detail: &Value) -> String {
+    let Value::Object(m) = detail else {
+        return stage_common::text::shorten(&detail.to_string(), 120);
+    };
+    let parts: Vec<String> = m
+        .iter()
+        .filter(|(k, _)| k.as_str() != "version")
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={}", stage_common::text::shorten(s, 60)),
+            Value::Array(a) => format!("{k}=[{}]", a.len()),
+            Value::Object(o) => format!("{k}={{{}}}", o.len()),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    stage_common::text::shorten(&parts.join(" "), 120)
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use serde_json::{Value, json};
+use serde_json::json;
 use stage_config::live::load_snapshot;
 use stage_config::registry::DescriptorRefresh;
 use stage_store::{ListFilter, Store};
@@ -189,7 +189,7 @@ pub(super) async fn status(a: &StatusArgs, global: &GlobalArgs) -> anyhow::Resul
                 e.step,
                 e.outcome.as_str().to_owned(),
                 e.state.to_string(),
-                detail_summary(&e.detail),
+                crate::report::detail_summary(&e.detail),
             ]);
         }
         println!("{t}");
@@ -247,23 +247,4 @@ pub(super) async fn cancel(a: &CancelArgs, global: &GlobalArgs) -> anyhow::Resul
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-/// An event's detail on one short line: its scalar fields as `key=value`, what is
-/// nested as `key={n}` or `key=[n]`, at most 120 characters (`status ID --json` has it all).
-fn detail_summary(detail: &Value) -> String {
-    let Value::Object(m) = detail else {
-        return stage_common::text::shorten(&detail.to_string(), 120);
-    };
-    let parts: Vec<String> = m
-        .iter()
-        .filter(|(k, _)| k.as_str() != "version")
-        .map(|(k, v)| match v {
-            Value::String(s) => format!("{k}={}", stage_common::text::shorten(s, 60)),
-            Value::Array(a) => format!("{k}=[{}]", a.len()),
-            Value::Object(o) => format!("{k}={{{}}}", o.len()),
-            other => format!("{k}={other}"),
-        })
-        .collect();
-    stage_common::text::shorten(&parts.join(" "), 120)
 }

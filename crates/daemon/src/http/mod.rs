@@ -13,6 +13,7 @@
 //! `{"error": {"code": …, "message": …, "fields": [{field, message}]}}`.
 
 mod health;
+mod page;
 pub mod runs;
 mod setup;
 mod submissions;
@@ -137,7 +138,7 @@ fn holds(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "this call needs `Authorization: Bearer <admin token>`",
+            "this call needs `Authorization: Bearer <admin token>` (a read: the admin or the viewer token)",
         ))
     }
 }
@@ -165,16 +166,39 @@ pub(crate) fn authorize(rt: &Runtime, headers: &HeaderMap) -> Result<(), ApiErro
     }
 }
 
-/// Checks a read of the API (submissions hold user names and paths): the token when one is
-/// configured; without one, reads are served only on a loopback address.
+/// The read-only viewer token in force, or the refusal when it cannot be read.
+fn viewer_token(rt: &Runtime) -> Result<Option<String>, ApiError> {
+    rt.config
+        .current()
+        .settings
+        .settings
+        .viewer_token()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "viewer_token_unreadable",
+                format!("the viewer token cannot be read ({e})"),
+            )
+        })
+}
+
+/// Checks a read of the API (submissions hold user names and paths): the admin or the viewer
+/// token when one is configured; without either, reads are served only on a loopback address.
 pub(crate) fn authorize_read(rt: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
-    match admin_token(rt)? {
-        Some(expected) => holds(headers, &expected),
-        None if rt.admin_addr.is_none_or(|a| a.ip().is_loopback()) => Ok(()),
-        None => Err(ApiError::new(
+    let viewer = viewer_token(rt)?;
+    if let Some(v) = &viewer
+        && holds(headers, v).is_ok()
+    {
+        return Ok(());
+    }
+    match (admin_token(rt)?, viewer) {
+        (Some(expected), _) => holds(headers, &expected),
+        (None, Some(v)) => holds(headers, &v),
+        (None, None) if rt.admin_addr.is_none_or(|a| a.ip().is_loopback()) => Ok(()),
+        (None, None) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "no_admin_token",
-            "the admin endpoint listens beyond this host and no admin token is configured, so the API is closed; set admin_token_file",
+            "the admin endpoint listens beyond this host and no admin or viewer token is configured, so the API is closed; set admin_token_file (or viewer_token_file for reads)",
         )),
     }
 }
@@ -217,6 +241,8 @@ pub fn router(rt: Runtime) -> Router {
         .route("/api/v1/init", post(setup::init))
         .route_layer(middleware::from_fn_with_state(rt.clone(), guard));
     Router::new()
+        .route("/", get(page::overview))
+        .route("/runs/{id}", get(page::run))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
