@@ -551,3 +551,39 @@ fn an_sbatch_key_sbatch_does_not_know_is_named_with_the_closest_option_and_stric
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("--strict"), "{stderr}");
 }
+
+#[test]
+fn biomeros_own_cellpose_and_stardist_resolve_offline_to_their_real_pinned_descriptors() {
+    // the lines of BIOMERO 2.8.3's shipped slurm-config.ini
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("slurm-config.ini");
+    std::fs::write(
+        &ini,
+        "[SSH]\nhost = slurm\n[SLURM]\nslurm_data_path = d\nslurm_images_path = i\nslurm_converters_path = c\nslurm_script_path = s\n[WORKFLOWS]\ncellpose = cellpose\ncellpose_repo=https://github.com/TorecLuik/W_NucleiSegmentation-Cellpose/tree/v1.2.7\ncellpose_job=jobs/cellpose.sh\nstardist = stardist\nstardist_repo=https://github.com/Neubias-WG5/W_NucleiSegmentation-Stardist/tree/v1.3.2\nstardist_job=jobs/stardist.sh\n",
+    )
+    .unwrap();
+    let settings = write_settings(dir.path(), true);
+    let (code, v, err) = check_json(
+        dir.path(),
+        &["--offline", "--config", settings.to_str().unwrap()],
+        &[("BIOMERO_SLURM_CONFIG_FILE", ini.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{v}\n{err}");
+    for (key, param) in [("cellpose", "diameter"), ("stardist", "stardist_prob_t")] {
+        let w = workflow(&v, key);
+        let d = &w["descriptor"];
+        assert!(d.is_object(), "{key}: {w}");
+        let names: Vec<&str> = d["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap_or_default())
+            .collect();
+        assert!(names.contains(&param), "{key}: {names:?}");
+        // the server-set BIAFLOWS inputs are not user parameters
+        assert!(
+            !names.iter().any(|n| n.starts_with("cytomine")),
+            "{key}: {names:?}"
+        );
+    }
+}

@@ -182,6 +182,28 @@ pub fn snapshot_text(s: &Snapshot) -> String {
     }
     out.push_str(&t.to_string());
     out.push('\n');
+    let unchecked: Vec<&str> = s
+        .registry
+        .workflows
+        .values()
+        .filter(|w| w.descriptor.is_none())
+        .map(|w| w.key.as_str())
+        .collect();
+    if !unchecked.is_empty() {
+        out.push('\n');
+        out.push_str(&stage_common::text::wrap(
+            &format!(
+                "NO DESCRIPTOR, PARAMETERS NOT CHECKED: {} ({} of {} workflows). Submissions to them are \
+                 passed on unchecked; pin their descriptors with `biomero-stage descriptors pin` \
+                 (offline sites) or let the daemon fetch them (descriptor_fetch = true).",
+                unchecked.join(", "),
+                unchecked.len(),
+                s.registry.workflows.len()
+            ),
+            usize::from(stage_common::text::OUTPUT_WIDTH),
+            "",
+        ));
+    }
     let warnings = s.warnings();
     if warnings.is_empty() {
         out.push_str("\nNo warnings.\n");

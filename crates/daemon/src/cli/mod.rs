@@ -8,6 +8,7 @@ mod biomero_cmd;
 mod cluster_cmd;
 mod config_cmd;
 mod data_cmd;
+mod descriptors_cmd;
 mod queue_cmd;
 mod stage_cmd;
 mod workflows_cmd;
@@ -84,6 +85,9 @@ enum Command {
     Config(config_cmd::ConfigCommand),
     /// List workflows with their versions, input modes and descriptor parameters
     Workflows(workflows_cmd::WorkflowsArgs),
+    /// Workflow descriptors: `pin` fetches each configured workflow's into a descriptor directory for offline use
+    #[command(subcommand)]
+    Descriptors(descriptors_cmd::DescriptorsCommand),
     /// Write deterministic sample data: an HCS plate with labels and single images
     Sample(data_cmd::SampleArgs),
     /// Convert between OME-Zarr and TIFF
@@ -166,6 +170,7 @@ pub fn main() -> ExitCode {
             }
             Command::Config(c) => config_cmd::run(c, &cli.global).await,
             Command::Workflows(a) => workflows_cmd::run(a, &cli.global).await,
+            Command::Descriptors(c) => descriptors_cmd::run(c, &cli.global).await,
             Command::Sample(a) => tokio::task::spawn_blocking(move || data_cmd::sample(&a)).await?,
             Command::Convert(c) => {
                 tokio::task::spawn_blocking(move || data_cmd::convert(&c)).await?
