@@ -587,3 +587,84 @@ fn biomeros_own_cellpose_and_stardist_resolve_offline_to_their_real_pinned_descr
         );
     }
 }
+
+#[test]
+fn adopt_nl_biomero_reads_its_real_deployment_files_into_settings_that_check() {
+    // tests/fixtures/nl-biomero: NL-BIOMERO's own files (SOURCE.md says from which commit)
+    let fixture = repo_root().join("tests/fixtures/nl-biomero");
+    let home = tempfile::tempdir().unwrap();
+    let out = home.path().join("out");
+    let o = command(home.path())
+        .args(["adopt", "nl-biomero"])
+        .arg(&fixture)
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = text(&o);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let setting = |k: &str| v["settings"][k]["value"].clone();
+    let f = |rel: &str| fixture.join(rel).display().to_string();
+    assert_eq!(setting("slurm_config"), f("web/slurm-config.ini"));
+    assert_eq!(setting("data_roots"), serde_json::json!([f("web/L-Drive")]));
+    assert_eq!(
+        setting("importer_path_map"),
+        format!("{}=/data", f("web/L-Drive"))
+    );
+    assert_eq!(setting("group_mappings_file"), f("web/biomero-config.json"));
+    assert_eq!(setting("omero_url"), "http://127.0.0.1:4080/");
+    assert_eq!(setting("importer_enabled"), true);
+    assert_eq!(
+        setting("ssh_config_file"),
+        home.path().join(".ssh/config").display().to_string(),
+        "the worker's /tmp/.ssh is the host's ~/.ssh"
+    );
+    // every setting says where it came from
+    for (k, d) in v["settings"].as_object().unwrap() {
+        assert!(d["from"].as_str().is_some_and(|s| !s.is_empty()), "{k}");
+    }
+    // the database has no published port: said, with what to do, not guessed
+    let undecided: Vec<&str> = v["undecided"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert!(
+        undecided
+            .iter()
+            .any(|u| u.contains("database-biomero") && u.contains("publishes no port")),
+        "{undecided:?}"
+    );
+    assert!(v["settings"].get("importer_database_url").is_none(), "{v}");
+    // the importer's user:group decides the drop-in
+    let dropin =
+        std::fs::read_to_string(out.join("biomero-stage.service.d/nl-biomero.conf")).unwrap();
+    assert!(
+        dropin.contains("[Service]")
+            && dropin.contains("SupplementaryGroups=1000")
+            && dropin.contains("UMask=0002"),
+        "{dropin}"
+    );
+    // the settings written are settings biomero-stage loads: config check runs on NL-BIOMERO's
+    // own slurm-config.ini with them
+    let o = command(home.path())
+        .arg("--offline")
+        .arg("--config")
+        .arg(out.join("biomero-stage.toml"))
+        .args(["config", "check", "--json"])
+        .env("BIOMERO_STAGE_STATE_DIR", home.path().join("state"))
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = text(&o);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let check: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        workflow(&check, "cellpose")["version"] == "v1.4.0",
+        "{check}"
+    );
+    assert_eq!(check["ssh_host"], "localslurm");
+}

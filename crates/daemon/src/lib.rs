@@ -4,6 +4,7 @@
 //! rendering of reports ([`report`]) and logging setup ([`logging`]). The work
 //! itself lives in the `stage-*` crates; see ARCHITECTURE.md for the map.
 
+pub mod adopt;
 pub mod biomero;
 pub mod cli;
 pub mod cluster;

@@ -4,6 +4,7 @@
 //! module and returns an exit code; errors reaching this level are printed
 //! once, with their chain, and give exit code 1.
 
+mod adopt_cmd;
 mod biomero_cmd;
 mod cluster_cmd;
 mod config_cmd;
@@ -85,6 +86,9 @@ enum Command {
     Config(config_cmd::ConfigCommand),
     /// List workflows with their versions, input modes and descriptor parameters
     Workflows(workflows_cmd::WorkflowsArgs),
+    /// Adopt a BIOMERO deployment: `nl-biomero DIR` writes the matching biomero-stage.toml and systemd drop-in
+    #[command(subcommand)]
+    Adopt(adopt_cmd::AdoptCommand),
     /// Workflow descriptors: `pin` fetches each configured workflow's into a descriptor directory for offline use
     #[command(subcommand)]
     Descriptors(descriptors_cmd::DescriptorsCommand),
@@ -171,6 +175,7 @@ pub fn main() -> ExitCode {
             Command::Config(c) => config_cmd::run(c, &cli.global).await,
             Command::Workflows(a) => workflows_cmd::run(a, &cli.global).await,
             Command::Descriptors(c) => descriptors_cmd::run(c, &cli.global).await,
+            Command::Adopt(c) => adopt_cmd::run(&c),
             Command::Sample(a) => tokio::task::spawn_blocking(move || data_cmd::sample(&a)).await?,
             Command::Convert(c) => {
                 tokio::task::spawn_blocking(move || data_cmd::convert(&c)).await?
