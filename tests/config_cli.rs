@@ -497,7 +497,7 @@ fn workflows_lists_descriptor_parameters() {
         .unwrap();
     let (_, stdout, _) = text(&out);
     assert!(
-        stdout.contains("cp_model") && stdout.contains("cyto2"),
+        stdout.contains("cp_model") && stdout.contains("nuclei"),
         "{stdout}"
     );
 }

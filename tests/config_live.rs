@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use stage_tests::{command, write_settings};
 
-const BASE: &str = "[SSH]\nhost = slurm\n[WORKFLOWS]\ncellpose = cellpose\ncellpose_repo = https://github.com/example-facility/W_NucleiSegmentation-Cellpose/tree/v1.4.0\n";
+const BASE: &str = "[SSH]\nhost = slurm\n[WORKFLOWS]\ncellpose = cellpose\ncellpose_repo = https://github.com/TorecLuik/W_NucleiSegmentation-Cellpose/tree/v1.4.0\n";
 
 struct Watch {
     child: Child,
