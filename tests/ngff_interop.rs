@@ -335,3 +335,40 @@ fn pass_through_links_matching_versions_and_reencodes_the_other_verified() {
     }
     assert!(partial_files(d.path()).is_empty());
 }
+
+#[test]
+fn inspect_finds_a_problem_in_every_store_ome_zarr_models_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    run_reader(
+        "nonconforming.py",
+        &["make".as_ref(), dir.path().as_os_str()],
+    );
+    for (case, stricter) in [
+        ("four_space", false),
+        ("finer_level", false),
+        // ome-zarr-models 1.7 checks the scales only; a level larger than the one before it
+        // is no pyramid, so we say so
+        ("larger_level", true),
+        // ome-zarr-models 1.7 takes it; OMERO would show the wrong channels, so we say so
+        ("channels", true),
+        ("good", false),
+    ] {
+        let store = dir.path().join(format!("{case}.zarr"));
+        let verdict = run_reader(
+            "nonconforming.py",
+            &["validate".as_ref(), store.as_os_str()],
+        );
+        let ours = stage_ngff::inspect::inspect(&store).unwrap();
+        if verdict["ok"] == false {
+            assert!(
+                !ours.problems.is_empty(),
+                "{case}: ome-zarr-models rejects it ({}), inspect found no problem",
+                verdict["error"]
+            );
+        } else if stricter {
+            assert!(!ours.problems.is_empty(), "{case}: {ours:?}");
+        } else {
+            assert!(ours.problems.is_empty(), "{case}: {:?}", ours.problems);
+        }
+    }
+}

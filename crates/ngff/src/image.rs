@@ -304,6 +304,51 @@ impl ImageReader {
             .collect()
     }
 
+    /// What the NGFF specification (and ome-zarr-models, which checks it) rejects in this
+    /// image although it can be read: levels out of order (each must be as coarse as the one
+    /// before it, on every axis, in scale and in shape), and `omero.channels` that do not list
+    /// one entry per channel (OMERO would show the wrong ones).
+    pub fn conformance_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let root = self.root.display();
+        for pair in self.levels.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            let axes = self.axes.names.iter();
+            for (k, name) in axes.enumerate() {
+                let (sa, sb) = (a.scale.get(k).copied(), b.scale.get(k).copied());
+                if let (Some(sa), Some(sb)) = (sa, sb)
+                    && sb < sa
+                {
+                    out.push(format!(
+                        "{root}: level `{}` is finer than level `{}` on axis `{name}` (scale {sb} < {sa}); levels go from the finest to the coarsest",
+                        b.path, a.path
+                    ));
+                    break;
+                }
+                let (na, nb) = (a.shape.get(k).copied(), b.shape.get(k).copied());
+                if let (Some(na), Some(nb)) = (na, nb)
+                    && nb > na
+                {
+                    out.push(format!(
+                        "{root}: level `{}` is larger than level `{}` on axis `{name}` ({nb} > {na}); levels go from the finest to the coarsest",
+                        b.path, a.path
+                    ));
+                    break;
+                }
+            }
+        }
+        if let Some(o) = &self.omero {
+            let c = self.sizes().c;
+            let listed = o.channels.len() as u64;
+            if !o.channels.is_empty() && listed != c {
+                out.push(format!(
+                    "{root}: omero.channels lists {listed} channel(s) for C = {c}; OMERO would show the wrong channels: list one entry per channel"
+                ));
+            }
+        }
+        out
+    }
+
     /// Names of the label images under `labels/` (empty when there are none).
     pub fn label_names(&self) -> Result<Vec<String>> {
         let dir = self.root.join("labels");

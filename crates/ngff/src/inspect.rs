@@ -104,6 +104,7 @@ fn count_files(dir: &Path) -> u64 {
 }
 
 fn summarize(img: &ImageReader, problems: &mut Vec<String>) -> ImageSummary {
+    problems.extend(img.conformance_problems());
     let labels = match img.label_names() {
         Ok(l) => l,
         Err(e) => {
