@@ -391,6 +391,22 @@ fn submission_cases(s: &Site, out: &mut Vec<Outcome>) {
         .join("images/image_00.ome.zarr")
         .display()
         .to_string();
+    // a copy whose label image is half its image's size
+    let bad_label = s.sample().join("images/bad_label.ome.zarr");
+    copy_dir(&s.sample().join("images/image_00.ome.zarr"), &bad_label);
+    for meta in [".zarray", "zarr.json"] {
+        let f = bad_label.join("labels/cells/0").join(meta);
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            let mut v: Value = serde_json::from_str(&text).unwrap();
+            let shape = v["shape"].as_array_mut().unwrap();
+            let n = shape.len();
+            for d in &mut shape[n - 2..] {
+                *d = json!(d.as_u64().unwrap() / 2);
+            }
+            std::fs::write(&f, v.to_string()).unwrap();
+        }
+    }
+    let bad_label = bad_label.display().to_string();
     let cases: Vec<(&'static str, &str, Edit, &'static [&'static str])> = vec![
         (
             "an unknown workflow",
@@ -504,6 +520,16 @@ fn submission_cases(s: &Site, out: &mut Vec<Outcome>) {
             "zarr-plate",
             Box::new(move |d| d["inputs"]["paths"] = json!([image])),
             &["is an image", "select plates"],
+        ),
+        (
+            "a label image whose shape disagrees with its image",
+            "zarr",
+            Box::new(move |d| d["inputs"]["paths"] = json!([bad_label])),
+            &[
+                "bad_label.ome.zarr",
+                "labels/cells",
+                "must match its source's shape",
+            ],
         ),
     ];
     let by_command = cases

@@ -378,6 +378,16 @@ impl ImageReader {
         Ok(l)
     }
 
+    /// Every label image under `labels/`, each opened and checked against this image (the
+    /// same check `inspect` reports): the names, or the first that does not match.
+    pub fn checked_labels(&self) -> Result<Vec<String>> {
+        let names = self.label_names()?;
+        for n in &names {
+            self.label(n)?;
+        }
+        Ok(names)
+    }
+
     /// A plane reader for `level` with a decoded-chunk cache of `cache_bytes`.
     pub fn plane_reader(&self, level: usize, cache_bytes: usize) -> Result<PlaneReader<'_>> {
         let l = self.levels.get(level).ok_or_else(|| NgffError::Invalid {

@@ -105,6 +105,7 @@ fn count_files(dir: &Path) -> u64 {
 
 fn summarize(img: &ImageReader, problems: &mut Vec<String>) -> ImageSummary {
     problems.extend(img.conformance_problems());
+    // the check `plan` refuses on (ImageReader::checked_labels), reported for every label
     let labels = match img.label_names() {
         Ok(l) => l,
         Err(e) => {

@@ -90,10 +90,13 @@ enum Found {
 }
 
 fn zarr_image(input: &str, path: &Path, name: String, origin: Origin) -> Result<FoundImage> {
-    let img = ImageReader::open(path).map_err(|source| SourceError::Data {
+    let data = |source| SourceError::Data {
         input: input.to_owned(),
         source: Box::new(source),
-    })?;
+    };
+    let img = ImageReader::open(path).map_err(data)?;
+    // its label images travel with it (Zarr modes) or are read for it: they must match it
+    img.checked_labels().map_err(data)?;
     Ok(FoundImage {
         input: input.to_owned(),
         name,
@@ -258,10 +261,12 @@ fn omero_pixels(
     match &info.zarr_path {
         Some(raw) => match usable_zarr(fs, raw) {
             Ok(path) => {
-                let img = ImageReader::open(&path).map_err(|source| SourceError::Data {
+                let data = |source| SourceError::Data {
                     input: format!("Image {}", info.id),
                     source: Box::new(source),
-                })?;
+                };
+                let img = ImageReader::open(&path).map_err(data)?;
+                img.checked_labels().map_err(data)?;
                 Ok((
                     PixelSource::Zarr { path },
                     img.plane_bytes() * img.sizes().planes(),
