@@ -9,7 +9,10 @@
 //!
 //! Targets: `ini` (slurm-config.ini with `[DEFAULT]` and `%(name)s` interpolation, every value
 //! expanded), `descriptor` (BIAFLOWS, biomero-schema, bilayers), `submission` (the
-//! submission JSON), `ome_xml`, `tiff` (the TIFF reader's `inspect` and first page).
+//! submission JSON), `ome_xml`, `tiff` (the TIFF reader's `inspect` and first page),
+//! `settings` (biomero-stage.toml), `ngff` (a store's `.zattrs`, read by `inspect`),
+//! `stored_event` (a row of BIOMERO's event store, decoded), `compose` (an NL-BIOMERO
+//! docker-compose.yml, read by `adopt`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -63,7 +66,62 @@ fn tiff(bytes: &[u8], scratch: &Path) {
     }
 }
 
-const TARGETS: [Target; 5] = [
+fn settings(bytes: &[u8], scratch: &Path) {
+    let file = scratch.join("biomero-stage.toml");
+    if std::fs::write(&file, bytes).is_ok() {
+        let env = stage_config::env::Environment::from_pairs::<String, String>([]);
+        let _ = stage_config::settings::StageSettings::load(Some(&file), &env);
+    }
+}
+
+fn ngff(bytes: &[u8], scratch: &Path) {
+    let store = scratch.join("fuzz.ome.zarr");
+    let _ = std::fs::create_dir_all(&store);
+    if std::fs::write(store.join(".zgroup"), br#"{"zarr_format": 2}"#).is_ok()
+        && std::fs::write(store.join(".zattrs"), bytes).is_ok()
+    {
+        let _ = stage_ngff::inspect::inspect(&store);
+    }
+}
+
+fn stored_event(bytes: &[u8], _: &Path) {
+    const TOPICS: [&str; 6] = [
+        "biomero.eventsourcing:WorkflowRun.WorkflowInitiated",
+        "biomero.eventsourcing:WorkflowRun.TaskAdded",
+        "biomero.eventsourcing:Task.TaskCreated",
+        "biomero.eventsourcing:Task.StatusUpdated",
+        "biomero.eventsourcing:Task.ProgressUpdated",
+        "other:Thing.Happened",
+    ];
+    let Some((first, state)) = bytes.split_first() else {
+        return;
+    };
+    let e = stage_tracker::StoredEvent {
+        id: 1,
+        originator_id: uuid::Uuid::nil(),
+        originator_version: i64::from(*first),
+        topic: TOPICS[usize::from(*first) % TOPICS.len()].to_owned(),
+        state: state.to_vec(),
+    };
+    if let Ok(ev) = stage_tracker::TrackedEvent::decode(&e) {
+        // what decodes must fold into the projections and encode again
+        let mut p = stage_tracker::Projections::new(stage_tracker::project::Enabled::ALL);
+        let _ = p.apply(&ev);
+        let _ = ev.state();
+    }
+}
+
+fn compose(bytes: &[u8], scratch: &Path) {
+    let dir = scratch.join("nl-biomero");
+    let _ = std::fs::create_dir_all(&dir);
+    if std::fs::write(dir.join("docker-compose.yml"), bytes).is_ok()
+        && let Ok(a) = biomero_stage::adopt::adopt(&dir, scratch)
+    {
+        let _ = biomero_stage::adopt::settings_toml(&a);
+    }
+}
+
+const TARGETS: [Target; 9] = [
     Target {
         name: "ini",
         run: ini,
@@ -83,6 +141,22 @@ const TARGETS: [Target; 5] = [
     Target {
         name: "tiff",
         run: tiff,
+    },
+    Target {
+        name: "settings",
+        run: settings,
+    },
+    Target {
+        name: "ngff",
+        run: ngff,
+    },
+    Target {
+        name: "stored_event",
+        run: stored_event,
+    },
+    Target {
+        name: "compose",
+        run: compose,
     },
 ];
 
