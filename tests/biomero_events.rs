@@ -13,7 +13,7 @@ use stage_tests::biomero_store::{
     workflow_id,
 };
 use stage_tests::omero::{OmeroSite, PASSWORD, ids, omero_site};
-use stage_tests::site::{Site, site, start, state, submit_plate};
+use stage_tests::site::{Site, site, start, state, submit_as, submit_plate};
 use stage_tests::{
     Daemon, TestImporter, biomero_oracle, http_get, http_post, importer_db, psql, wait_submission,
 };
@@ -209,21 +209,6 @@ fn with_zarr_and_store(s: &Site, sa: &str) {
     track_in(s, sa);
 }
 
-/// Submits the site's sample image to `workflow` as alice of Lab A, results to Dataset 3.
-fn submit_image(s: &Site, d: &Daemon, id: &str, workflow: &str) {
-    let r = http_post(
-        &d.base,
-        "/api/v1/submissions",
-        &json!({
-            "version": 1, "id": id, "workflow": workflow,
-            "inputs": {"paths": [s.image.display().to_string()]},
-            "user": {"name": "alice", "group": "Lab A"},
-            "results": {"type": "Dataset", "id": 3},
-        }),
-    );
-    assert_eq!(r["created"], true, "{r}");
-}
-
 #[test]
 #[allow(clippy::too_many_lines)]
 fn biomero_reads_our_runs_on_slurm_and_rebuilds_the_same_views() {
@@ -243,11 +228,11 @@ fn biomero_reads_our_runs_on_slurm_and_rebuilds_the_same_views() {
     );
     let importer = TestImporter::start(&importer_sa, &[]);
     let d = start(&s, &[]);
-    submit_image(&s, &d, "bm-tiff", "copy");
-    submit_image(&s, &d, "bm-zarr", "zcopy");
+    submit_as(&s, &d, "bm-tiff", "copy", "alice");
+    submit_as(&s, &d, "bm-zarr", "zcopy", "alice");
     submit_plate(&s, &d, "bm-plate", 7);
-    submit_image(&s, &d, "bm-fail", "fail");
-    submit_image(&s, &d, "bm-cancel", "slow");
+    submit_as(&s, &d, "bm-fail", "fail", "alice");
+    submit_as(&s, &d, "bm-cancel", "slow", "alice");
     let v = wait_submission(&d, "bm-cancel", 120, |v| {
         v["submission"]["data"]["submit"]["job_id"].is_u64()
     });

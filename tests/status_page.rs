@@ -10,8 +10,8 @@
 use std::process::Command;
 
 use serde_json::json;
-use stage_tests::site::{Site, site, start, state};
-use stage_tests::{Daemon, TestImporter, http_post, importer_db, repo_root, wait_submission};
+use stage_tests::site::{site, start, state, submit_as};
+use stage_tests::{TestImporter, http_post, importer_db, repo_root, wait_submission};
 
 /// `chromium --headless` on `url`: the DOM it built (`--dump-dom`), and a screenshot at `png`.
 fn chromium(url: &str, png: Option<&std::path::Path>) -> String {
@@ -42,20 +42,6 @@ fn chromium(url: &str, png: Option<&std::path::Path>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn submit(s: &Site, d: &Daemon, id: &str, workflow: &str, user: &str) {
-    let r = http_post(
-        &d.base,
-        "/api/v1/submissions",
-        &json!({
-            "version": 1, "id": id, "workflow": workflow,
-            "inputs": {"paths": [s.image.display().to_string()]},
-            "user": {"name": user, "group": "Lab A"},
-            "results": {"type": "Dataset", "id": 3},
-        }),
-    );
-    assert_eq!(r["created"], true, "{r}");
-}
-
 #[test]
 fn the_status_page_shows_every_run_in_a_real_browser() {
     let (importer_url, importer_sa) = importer_db();
@@ -68,10 +54,10 @@ fn the_status_page_shows_every_run_in_a_real_browser() {
     let d = start(&s, &[]);
     // a user name that is markup: shown as text, never run
     let hostile = "<img src=x onerror=alert(1)>";
-    submit(&s, &d, "p-done", "copy", hostile);
-    submit(&s, &d, "p-fail", "fail", "alice");
-    submit(&s, &d, "p-cancel", "slow", "alice");
-    submit(&s, &d, "p-running", "slow", "alice");
+    submit_as(&s, &d, "p-done", "copy", hostile);
+    submit_as(&s, &d, "p-fail", "fail", "alice");
+    submit_as(&s, &d, "p-cancel", "slow", "alice");
+    submit_as(&s, &d, "p-running", "slow", "alice");
     wait_submission(&d, "p-done", 180, |v| state(v) == "imported");
     wait_submission(&d, "p-fail", 120, |v| state(v) == "failed");
     for id in ["p-cancel", "p-running"] {

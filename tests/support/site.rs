@@ -183,6 +183,21 @@ pub fn submit(
     assert_eq!(r["created"], true, "{r}");
 }
 
+/// Submits the site's sample image to `workflow` as `user` of Lab A, results to Dataset 3.
+pub fn submit_as(s: &Site, d: &Daemon, id: &str, workflow: &str, user: &str) {
+    let r = http_post(
+        &d.base,
+        "/api/v1/submissions",
+        &json!({
+            "version": 1, "id": id, "workflow": workflow,
+            "inputs": {"paths": [s.image.display().to_string()]},
+            "user": {"name": user, "group": "Lab A"},
+            "results": {"type": "Dataset", "id": 3},
+        }),
+    );
+    assert_eq!(r["created"], true, "{r}");
+}
+
 /// A submission's state in an API answer.
 pub fn state(v: &Value) -> &str {
     v["submission"]["state"].as_str().unwrap_or_default()
