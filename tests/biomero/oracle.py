@@ -1,4 +1,4 @@
-"""BIOMERO's own code (biomero 2.8.3), as the oracle of what biomero-stage
+"""BIOMERO's own code (biomero 2.8.3, or 2.9.0b15 for detached runs), as the oracle of what biomero-stage
 writes into BIOMERO's event store and views.
 
     oracle.py URL views             the four view tables, as JSON
@@ -7,6 +7,11 @@ writes into BIOMERO's event store and views.
     oracle.py URL catch-up          BIOMERO's four followers pull what they have not read; then the views
     oracle.py URL rebuild           what `Slurm Init` does (reset_tables): drop and rebuild the views; then the views
     oracle.py URL record            BIOMERO records a run of its own (SLURM_Run_Workflow.py's calls)
+    oracle.py URL launch FILE       2.9: queues detached runs as the run script does (FILE: a JSON
+                                    list of {user, group, script, inputs, workflows}), through
+                                    biomero.detached.register_detached_launcher
+    oracle.py URL history WF_ID     2.9: load_task_history and submitted_job of a detached run
+    oracle.py URL claim TASK_ID     2.9: BIOMERO's own supervisor claims a launcher (claim_launcher_task)
 
 URL is BIOMERO's sqlalchemy_url. Output is JSON on stdout.
 """
@@ -146,6 +151,50 @@ def record(c):
     return {"workflow": str(wf)}
 
 
+def launch(c, path):
+    """What SLURM_Run_Workflow.py does in 2.9's detached mode, for each run in FILE."""
+    from biomero import detached
+    with open(path) as f:
+        specs = json.load(f)
+    w = c.workflowTracker
+    out = []
+    for spec in specs:
+        class ScriptClient:
+            """omero.scripts' client: only getInputs is read."""
+            def getInputs(self, unwrap=False):
+                return dict(spec["inputs"])
+        wf = w.initiate_workflow("Slurm Workflow", spec.get("description", "detached run"),
+                                 spec["user"], spec["group"])
+        w.start_workflow(wf)
+        task = detached.register_detached_launcher(
+            ScriptClient(), w, wf, spec["script"], spec.get("version", "2.9.0b15"),
+            spec["workflows"], spec.get("extra", {}))
+        out.append({"workflow": str(wf), "launcher": str(task)})
+    return out
+
+
+def history(c, wf_id):
+    from biomero import detached
+    h = detached.load_task_history(c.workflowTracker, uuid.UUID(wf_id))
+    rows = [{"name": e["name"], "task_id": str(e["task_id"]), "job_ids": e["job_ids"],
+             "completed": e["completed"], "failed": e["failed"]} for e in h]
+    names = [e["name"] for e in h]
+    submitted = {}
+    for n in names:
+        job = detached.submitted_job(h, n, ("SLURM_Import_Results.py",))
+        submitted[n] = None if job is None else [job[0], str(job[1])]
+    return {"tasks": rows, "submitted_job": submitted}
+
+
+def claim(c, task_id):
+    from biomero import detached
+    try:
+        detached.claim_launcher_task(c.workflowTracker, uuid.UUID(task_id))
+        return {"claimed": True}
+    except Exception as e:  # the losing writer of a race: eventsourcing's IntegrityError
+        return {"claimed": False, "error": type(e).__name__}
+
+
 def main():
     url, cmd, *args = sys.argv[1:]
     if cmd == "rebuild":
@@ -163,6 +212,12 @@ def main():
             result = catch_up(c)
         elif cmd == "record":
             result = record(c)
+        elif cmd == "launch":
+            result = launch(c, args[0])
+        elif cmd == "history":
+            result = history(c, args[0])
+        elif cmd == "claim":
+            result = claim(c, args[0])
         else:
             raise SystemExit(f"unknown command {cmd}")
     json.dump(result, sys.stdout, indent=1, sort_keys=True)

@@ -99,13 +99,33 @@ pub fn run_reader(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value 
 /// of `scripts/setup-biomero-py`; `BIOMERO_STAGE_BIOMERO_PYTHON` overrides) on BIOMERO's
 /// store at the SQLAlchemy URL `sa`, and parses the JSON it prints.
 pub fn biomero_oracle(sa: &str, args: &[&str]) -> serde_json::Value {
-    let py = std::env::var_os("BIOMERO_STAGE_BIOMERO_PYTHON").map_or_else(
-        || repo_root().join("target/biomero-pyenv/bin/python"),
+    run_oracle(
+        "BIOMERO_STAGE_BIOMERO_PYTHON",
+        "target/biomero-pyenv",
+        sa,
+        args,
+    )
+}
+
+/// `tests/biomero/oracle.py` run by BIOMERO 2.9's own code (biomero 2.9.0b15, its detached
+/// runs): the same commands, and `launch`, `history`, `claim`.
+pub fn biomero29_oracle(sa: &str, args: &[&str]) -> serde_json::Value {
+    run_oracle(
+        "BIOMERO_STAGE_BIOMERO29_PYTHON",
+        "target/biomero29-pyenv",
+        sa,
+        args,
+    )
+}
+
+fn run_oracle(var: &str, default: &str, sa: &str, args: &[&str]) -> serde_json::Value {
+    let py = std::env::var_os(var).map_or_else(
+        || repo_root().join(default).join("bin/python"),
         PathBuf::from,
     );
     assert!(
         py.exists(),
-        "{} is missing: BIOMERO's own code is the oracle of its event store; run `scripts/test` (or scripts/setup-biomero-py) or set BIOMERO_STAGE_BIOMERO_PYTHON",
+        "{} is missing: BIOMERO's own code is the oracle of its event store; run `scripts/test` (or scripts/setup-biomero-py [2.9]) or set {var}",
         py.display()
     );
     let out = Command::new(py)

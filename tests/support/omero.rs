@@ -338,6 +338,8 @@ struct ServerState {
     user_sessions: Mutex<HashMap<String, Value>>,
     /// Experimenters' e-mail addresses by user id.
     emails: Mutex<HashMap<i64, String>>,
+    /// Experimenters known without a session (the runs BIOMERO recorded): id → (name, group ids).
+    experimenters: Mutex<HashMap<i64, (String, Vec<i64>)>>,
     /// FileAnnotations: id → (file name, content).
     files: Mutex<HashMap<i64, (String, Vec<u8>)>>,
     created: Mutex<Vec<Created>>,
@@ -365,6 +367,7 @@ impl TestOmero {
             sessions: Mutex::new(HashMap::new()),
             user_sessions: Mutex::new(HashMap::new()),
             emails: Mutex::new(HashMap::new()),
+            experimenters: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             created: Mutex::new(Vec::new()),
             csrf: Mutex::new(Vec::new()),
@@ -427,6 +430,13 @@ impl TestOmero {
             s.insert(key.clone(), ctx);
         }
         key
+    }
+
+    /// Adds experimenter `user_id` named `name`, a member of `groups` (5 is `Lab A`, 6 `Lab B`).
+    pub fn add_experimenter(&self, user_id: i64, name: &str, groups: &[i64]) {
+        if let Ok(mut e) = self.state.experimenters.lock() {
+            e.insert(user_id, (name.to_owned(), groups.to_vec()));
+        }
     }
 
     /// Gives experimenter `user_id` an e-mail address.
@@ -899,16 +909,64 @@ async fn handle(
                 .into_response(),
         };
     }
+    // omero-marshal's ExperimenterGroup: Name, Description, omero:details.permissions
+    let group = |gid: i64| {
+        let name = match gid {
+            5 => "Lab A",
+            6 => "Lab B",
+            _ => return None,
+        };
+        Some(
+            json!({"@id": gid, "@type": format!("{SCHEMA}#ExperimenterGroup"), "Name": name,
+            "omero:details": {"@type": "TBD#Details", "permissions": {"@type": "TBD#Permissions",
+            "perm": "rwra--", "isGroupRead": true, "isGroupAnnotate": true, "isGroupWrite": false,
+            "isUserRead": true, "isUserAnnotate": true, "isUserWrite": true, "isWorldRead": false,
+            "isWorldAnnotate": false, "isWorldWrite": false}}}),
+        )
+    };
+    if let ["api", "v0", "m", "experimentergroups", id] = segs.as_slice() {
+        return match id_of(id).and_then(group) {
+            Some(g) => json_response(StatusCode::OK, &json!({ "data": g })),
+            None => not_found("ExperimenterGroup"),
+        };
+    }
+    if let ["api", "v0", "m", "experimenters", id, "experimentergroups"] = segs.as_slice() {
+        // ExperimenterGroupsView filtered by experimenter: the groups the user is a member of
+        let known = id_of(id).and_then(|uid| {
+            st.experimenters
+                .lock()
+                .ok()
+                .and_then(|e| e.get(&uid).map(|(_, g)| g.clone()))
+        });
+        let Some(groups) = known else {
+            return not_found("Experimenter");
+        };
+        return list(
+            groups.into_iter().filter_map(group).collect(),
+            &q,
+            max_limit,
+        );
+    }
     if let ["api", "v0", "m", "experimenters", id] = segs.as_slice() {
         // omero-marshal's Experimenter: UserName, FirstName, LastName, Email
         let Some(uid) = id_of(id) else {
             return not_found("Experimenter");
         };
-        let known = st.user_sessions.lock().ok().and_then(|s| {
-            s.values()
-                .find(|c| c["userId"].as_i64() == Some(uid))
-                .map(|c| c["userName"].clone())
-        });
+        let known = st
+            .user_sessions
+            .lock()
+            .ok()
+            .and_then(|s| {
+                s.values()
+                    .find(|c| c["userId"].as_i64() == Some(uid))
+                    .map(|c| c["userName"].clone())
+            })
+            .or_else(|| {
+                st.experimenters
+                    .lock()
+                    .ok()
+                    .and_then(|e| e.get(&uid).map(|(n, _)| json!(n)))
+            });
         let Some(name) = known else {
             return not_found("Experimenter");
         };

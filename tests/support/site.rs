@@ -255,12 +255,23 @@ pub fn submit_plate(s: &Site, d: &Daemon, id: &str, screen: i64) {
 
 /// Asserts that exactly one Slurm job was started for each of `ids` since `since`.
 pub fn assert_one_job_each(s: &Site, since: &str, ids: &[String]) {
-    let names = job_names_since(s, since);
-    for id in ids {
-        let n = names
+    // slurmdbd records a job a few seconds after it ran: wait until each has one
+    let started = std::time::Instant::now();
+    let count = |names: &str, id: &str| {
+        names
             .lines()
             .filter(|l| l.contains(&format!("-{id}-")))
-            .count();
+            .count()
+    };
+    let mut names = job_names_since(s, since);
+    while ids.iter().any(|id| count(&names, id) == 0)
+        && started.elapsed() < std::time::Duration::from_secs(30)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        names = job_names_since(s, since);
+    }
+    for id in ids {
+        let n = count(&names, id);
         assert_eq!(n, 1, "{id}: {n} jobs\n{names}");
     }
 }

@@ -195,6 +195,11 @@ settings! {
     /// How often importer orders are looked at at first, in seconds (then less often as an
     /// import takes longer, at most once a minute).
     import_poll_secs: u64 = 5,
+    /// Claim and run BIOMERO 2.9's detached runs: the launcher tasks BIOMERO's run scripts
+    /// queue in its event store (`[ANALYTICS] sqlalchemy_url`) when the OMERO processor has
+    /// `BIOMERO_DETACHED_WORKFLOWS=true`. Needs `omero_url` and `omero_user`, to look up the
+    /// run's user and group; the views are then projected as BIOMERO 2.9's followers do.
+    biomero_detached: bool = false,
     /// The mail relay for run notifications (BIOMERO's `E-mail`): `smtp://host:25`,
     /// `smtp://host:587?tls=required`, `smtps://user:password@host:465`; unset: no mail,
     /// and the run's history says so. Prefer `BIOMERO_STAGE_SMTP_URL` when it holds a password.

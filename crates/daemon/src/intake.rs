@@ -172,6 +172,20 @@ pub struct SubmissionDoc {
     /// What the run request asked for that this submission does not do, each saying why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
+    /// The BIOMERO 2.9 detached run this submission runs: set only when biomero-stage
+    /// claimed its launcher in BIOMERO's event store, never from a submitted document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detached: Option<DetachedLink>,
+}
+
+/// A detached BIOMERO run: its `WorkflowRun` and the launcher task BIOMERO's script queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetachedLink {
+    /// The run (BIOMERO made it; biomero-stage appends its tasks to it).
+    pub workflow_id: uuid::Uuid,
+    /// The launcher task.
+    pub launcher: uuid::Uuid,
 }
 
 /// One problem with a submission.
@@ -326,6 +340,12 @@ pub fn parse(bytes: &[u8]) -> Result<SubmissionDoc, IntakeError> {
         return Err(IntakeError::Invalid(vec![err(
             "user.id",
             "OMERO ids are taken from the user's OMERO session (BIOMERO run requests, POST /api/v1/biomero/runs), never from a submitted document: remove user.id and user.group_id",
+        )]));
+    }
+    if doc.detached.is_some() {
+        return Err(IntakeError::Invalid(vec![err(
+            "detached",
+            "a detached BIOMERO run is queued by biomero-stage when it claims the run's launcher in BIOMERO's event store, never by a submitted document: remove `detached`",
         )]));
     }
     Ok(doc)

@@ -70,6 +70,8 @@ pub struct Runtime {
     pub admin_addr: Option<std::net::SocketAddr>,
     /// What the writer into BIOMERO's event store is doing.
     pub biomero_events: crate::biomero::mirror::SharedStatus,
+    /// What the follower of BIOMERO 2.9's detached runs is doing.
+    pub biomero_detached: crate::biomero::detached::SharedStatus,
 }
 
 impl std::fmt::Debug for Runtime {

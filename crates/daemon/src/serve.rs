@@ -58,6 +58,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
         importer: Arc::new(crate::importer::ImporterCache::default()),
         admin_addr: listener.local_addr().ok(),
         biomero_events: std::sync::Arc::default(),
+        biomero_detached: std::sync::Arc::default(),
     };
     let shutdown = CancellationToken::new();
     let _watcher = live.spawn_watcher(Duration::from_secs(2))?;
@@ -75,6 +76,11 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
     let biomero_events = tokio::spawn(crate::biomero::mirror::run(
         rt.clone(),
         rt.biomero_events.clone(),
+        shutdown.clone(),
+    ));
+    let biomero_detached = tokio::spawn(crate::biomero::detached::run(
+        rt.clone(),
+        rt.biomero_detached.clone(),
         shutdown.clone(),
     ));
 
@@ -119,6 +125,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
     resumer.abort();
     watchdog.abort();
     let _ = tokio::time::timeout(Duration::from_secs(10), biomero_events).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), biomero_detached).await;
     tracing::info!("stopped");
     Ok(())
 }

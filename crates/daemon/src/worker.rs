@@ -500,6 +500,7 @@ mod tests {
             importer: std::sync::Arc::default(),
             admin_addr: None,
             biomero_events: std::sync::Arc::default(),
+            biomero_detached: std::sync::Arc::default(),
         };
         (rt, site)
     }

@@ -22,7 +22,7 @@ pub const TASK_TOPIC: &str = "biomero.eventsourcing:Task";
 /// What happened, as one of BIOMERO's `WorkflowRun` or `Task` events.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
-    /// `WorkflowRun.WorkflowInitiated` (version 0 of a run).
+    /// `WorkflowRun.WorkflowInitiated` (version 0 of a run: BIOMERO's `INITIAL_VERSION`).
     WorkflowInitiated {
         /// The run's name.
         name: String,
@@ -140,7 +140,7 @@ impl Kind {
 pub struct TrackedEvent {
     /// The aggregate (a `WorkflowRun` or a `Task`).
     pub originator: Uuid,
-    /// Its position in the aggregate (0 for the created event).
+    /// Its position in the aggregate (0 for the created event: BIOMERO's aggregates set `INITIAL_VERSION = 0`).
     pub version: i64,
     /// When it happened (eventsourcing keeps microseconds).
     pub at: DateTime<Utc>,

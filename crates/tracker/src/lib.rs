@@ -12,14 +12,17 @@
 //! projections ([`project`]) and appends both in one transaction under the
 //! store's own table lock and optimistic concurrency ([`writer`]), so a
 //! dashboard shows a step as it happens and BIOMERO's own code reads, rebuilds
-//! and follows the runs as if BIOMERO had made them.
+//! and follows the runs as if BIOMERO had made them. BIOMERO 2.9's detached
+//! runs are found and claimed through [`launcher`].
 
 pub mod event;
+pub mod launcher;
 pub mod project;
 pub mod url;
 pub mod writer;
 
 pub use event::{Kind, StoredEvent, TrackedEvent};
-pub use project::{Projections, RowWrite};
+pub use launcher::{Claim, Holder, Launcher, LauncherRun};
+pub use project::{Projections, RowWrite, Rules};
 pub use url::{TrackerUrl, UrlError};
 pub use writer::{Appended, Tracker, TrackerError};

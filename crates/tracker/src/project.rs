@@ -1,5 +1,5 @@
-//! The projections of BIOMERO's four followers (`biomero/views.py`, 2.8.3),
-//! ported rule for rule, for the events of one workflow run.
+//! The projections of BIOMERO's four followers (`biomero/views.py`, 2.8.3 and
+//! 2.9.0b15: [`Rules`]), ported rule for rule, for the events of one workflow run.
 //!
 //! Each follower keeps in-memory state and writes a view row when (and only
 //! when) its Python handler calls `update_view_table`, so [`Projections::apply`]
@@ -41,6 +41,34 @@ impl Enabled {
         job_progress: true,
         workflow_analytics: true,
     };
+}
+
+/// Which BIOMERO's followers the views are projected as.
+///
+/// 2.9 added, for runs that a process other than their creator executes
+/// (`biomero/detached.py`): a view row on `TaskAdded`, the stage and start time
+/// on `TaskStarted`, the batched run script counted as the run script, and a
+/// detached launcher's `CLAIMED` status kept out of the run's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rules {
+    /// biomero 2.8.
+    #[default]
+    V2_8,
+    /// biomero 2.9 (detached runs).
+    V2_9,
+}
+
+/// The marker key of a detached launcher task's params (`biomero.detached.LAUNCHER_MARKER`).
+pub const LAUNCHER_MARKER: &str = "_biomero_detached_launcher";
+/// The status a supervisor claims a launcher with (`biomero.detached.CLAIMED`).
+pub const CLAIMED: &str = "CLAIMED";
+/// The scripts that queue detached runs (`biomero.detached.LAUNCHER_TASK_NAMES`).
+pub const LAUNCHER_TASK_NAMES: [&str; 2] =
+    ["SLURM_Run_Workflow.py", "SLURM_Run_Workflow_Batched.py"];
+
+/// Whether a task of this name and params is a detached launcher (`is_launcher_task`).
+pub fn is_launcher(task_name: &str, params: &serde_json::Value) -> bool {
+    LAUNCHER_TASK_NAMES.contains(&task_name) && params.get(LAUNCHER_MARKER).is_some()
 }
 
 /// A row of `biomero_workflow_progress_view`, written whole (SQLAlchemy `merge`).
@@ -145,12 +173,14 @@ struct TaskInfo {
     end_time: Option<NaiveDateTime>,
     error_type: Option<String>,
     job: Option<String>,
+    launcher: bool,
 }
 
 /// The followers' state over the events of one run.
 #[derive(Debug, Clone)]
 pub struct Projections {
     enabled: Enabled,
+    rules: Rules,
     runs: BTreeMap<Uuid, Run>,
     /// In creation order, as the Python dicts iterate.
     tasks: Vec<(Uuid, TaskInfo)>,
@@ -176,7 +206,12 @@ fn python_percent(x: f64) -> String {
 }
 
 /// The run's status and progress after a task's `StatusUpdated`, as `WorkflowProgress` derives it.
-fn stage(task_name: &str, status: &str, task_progress: Option<&str>) -> (String, String) {
+fn stage(
+    rules: Rules,
+    task_name: &str,
+    status: &str,
+    task_progress: Option<&str>,
+) -> (String, String) {
     let name = task_name.to_lowercase();
     let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
     if name == "_slurm_image_transfer.py" {
@@ -196,7 +231,9 @@ fn stage(task_name: &str, status: &str, task_progress: Option<&str>) -> (String,
             "90%"
         };
         (workflow_status_attr(status), p.to_owned())
-    } else if name == "slurm_run_workflow.py" {
+    } else if name == "slurm_run_workflow.py"
+        || (rules == Rules::V2_9 && name == "slurm_run_workflow_batched.py")
+    {
         s("RUNNING", "50%")
     } else {
         let mut progress = "50%".to_owned();
@@ -211,6 +248,21 @@ fn stage(task_name: &str, status: &str, task_progress: Option<&str>) -> (String,
     }
 }
 
+/// The run's status and progress when a task starts, as 2.9's `WorkflowProgress` sets them.
+fn started(task_name: &str) -> (String, String) {
+    let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    match task_name.to_lowercase().as_str() {
+        "_slurm_image_transfer.py" => s("TRANSFERRING", "5%"),
+        n if n.starts_with("convert_") || n == "slurm_remote_conversion.py" => {
+            s("CONVERTING", "25%")
+        }
+        "slurm_get_results.py" => s("RETRIEVING", "90%"),
+        "slurm_import_results.py" => s("IMPORTING", "90%"),
+        "slurm_run_workflow.py" | "slurm_run_workflow_batched.py" => s("RUNNING", "50%"),
+        _ => s("JOB_RUNNING", "50%"),
+    }
+}
+
 /// Whether `WorkflowProgress` counts a task as BIOMERO's plumbing rather than the workflow.
 fn is_plumbing(task_name: &str) -> bool {
     let n = task_name.to_lowercase();
@@ -218,10 +270,16 @@ fn is_plumbing(task_name: &str) -> bool {
 }
 
 impl Projections {
-    /// No events seen yet.
+    /// No events seen yet; BIOMERO 2.8's rules.
     pub fn new(enabled: Enabled) -> Self {
+        Self::with_rules(enabled, Rules::V2_8)
+    }
+
+    /// No events seen yet, projecting as `rules`.
+    pub fn with_rules(enabled: Enabled, rules: Rules) -> Self {
         Projections {
             enabled,
+            rules,
             runs: BTreeMap::new(),
             tasks: Vec::new(),
         }
@@ -306,13 +364,16 @@ impl Projections {
             Kind::TaskCreated {
                 task_name,
                 task_version,
+                params,
                 ..
             } => {
+                let launcher = is_launcher(task_name, params);
                 if let Some(info) = self.task_mut(id) {
                     info.name = Some(task_name.clone());
                     info.version = Some(task_version.clone());
                     info.created = Some(at);
                     info.status = Some("CREATED".into());
+                    info.launcher = launcher;
                 } else {
                     self.tasks.push((
                         id,
@@ -321,6 +382,7 @@ impl Projections {
                             version: Some(task_version.clone()),
                             created: Some(at),
                             status: Some("CREATED".into()),
+                            launcher,
                             ..TaskInfo::default()
                         },
                     ));
@@ -343,8 +405,17 @@ impl Projections {
                     ));
                     None
                 };
+                let known = name.is_some();
                 if let (Some(run), Some(name)) = (self.runs.get_mut(&id), name) {
                     run.task = Some(name);
+                }
+                if self.rules == Rules::V2_9 {
+                    if en.job_progress {
+                        out.extend(self.progress_row(id));
+                    }
+                    if en.workflow_analytics && known {
+                        out.extend(self.execution_row(*task_id));
+                    }
                 }
             }
             Kind::JobIdAdded { job_id } => {
@@ -365,17 +436,21 @@ impl Projections {
                 }
             }
             Kind::StatusUpdated { status } => {
+                let rules = self.rules;
                 let Some(info) = self.task_mut(id) else {
                     return out;
                 };
                 info.status = Some(status.clone());
                 let (workflow, name, job) = (info.workflow, info.name.clone(), info.job.clone());
+                // 2.9: a launcher's claim is the supervisor's bookkeeping, not a stage
+                let claim = rules == Rules::V2_9 && info.launcher && status == CLAIMED;
                 if en.job_progress {
                     if let Some(wf) = workflow
                         && let Some(name) = name
+                        && !claim
                         && let Some(run) = self.runs.get_mut(&wf)
                     {
-                        let (s, p) = stage(&name, status, run.task_progress.as_deref());
+                        let (s, p) = stage(self.rules, &name, status, run.task_progress.as_deref());
                         run.status = s;
                         run.progress = p;
                         out.extend(self.progress_row(wf));
@@ -443,6 +518,27 @@ impl Projections {
                     if en.job_progress {
                         out.extend(self.progress_row(id));
                     }
+                }
+            }
+            Kind::TaskStarted if self.rules == Rules::V2_9 => {
+                let Some(info) = self.task_mut(id) else {
+                    return out;
+                };
+                info.created = Some(at);
+                let (workflow, name) = (info.workflow, info.name.clone());
+                if en.job_progress
+                    && let Some(wf) = workflow
+                    && let Some(name) = name
+                    && let Some(run) = self.runs.get_mut(&wf)
+                {
+                    let (s, p) = started(&name);
+                    run.task = Some(name);
+                    run.status = s;
+                    run.progress = p;
+                    out.extend(self.progress_row(wf));
+                }
+                if en.workflow_analytics {
+                    out.extend(self.execution_row(id));
                 }
             }
             Kind::WorkflowStarted | Kind::TaskStarted | Kind::ResultAdded { .. } => {}
@@ -580,7 +676,7 @@ mod tests {
             "90.0%",
         ];
         for (v, want) in python.iter().enumerate() {
-            let (_, got) = stage("cellpose", "RUNNING", Some(&format!("{v}%")));
+            let (_, got) = stage(Rules::V2_8, "cellpose", "RUNNING", Some(&format!("{v}%")));
             assert_eq!(&got, want, "progress {v}%");
         }
     }
@@ -727,5 +823,87 @@ mod tests {
             },
         ));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn biomero_2_9_keeps_a_claim_out_of_the_progress_and_shows_each_stage_as_it_starts() {
+        let (wf, launcher, convert) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut old = Projections::new(Enabled::ALL);
+        let mut new = Projections::with_rules(Enabled::ALL, Rules::V2_9);
+        let run = ev(
+            wf,
+            1,
+            0,
+            Kind::WorkflowInitiated {
+                name: "Slurm Workflow".into(),
+                description: String::new(),
+                user: 7,
+                group: 5,
+            },
+        );
+        let created = |task, name: &str, params| {
+            ev(
+                task,
+                1,
+                1,
+                Kind::TaskCreated {
+                    workflow_id: wf,
+                    task_name: name.into(),
+                    task_version: "2.9".into(),
+                    input_data: serde_json::json!([1]),
+                    params,
+                },
+            )
+        };
+        let status = |task, s: &str| ev(task, 2, 2, Kind::StatusUpdated { status: s.into() });
+        let events = [
+            run,
+            created(
+                launcher,
+                "SLURM_Run_Workflow_Batched.py",
+                serde_json::json!({LAUNCHER_MARKER: "2.9"}),
+            ),
+            ev(wf, 2, 1, Kind::TaskAdded { task_id: launcher }),
+        ];
+        for e in &events {
+            old.apply(e);
+            new.apply(e);
+        }
+        let progress = |w: &[RowWrite]| {
+            w.iter().find_map(|r| match r {
+                RowWrite::WorkflowProgress(p) => Some((p.status.clone(), p.progress.clone())),
+                _ => None,
+            })
+        };
+        // 2.8 projects the claim as a stage of the run; 2.9 leaves the run as it was
+        assert_eq!(
+            progress(&old.apply(&status(launcher, CLAIMED))),
+            Some(("JOB_CLAIMED".into(), "50%".into()))
+        );
+        let w = new.apply(&status(launcher, CLAIMED));
+        assert_eq!(progress(&w), None);
+        assert!(
+            matches!(&w[..], [RowWrite::TaskExecution(t)] if t.status == CLAIMED),
+            "{w:?}"
+        );
+        // 2.9 counts the batched script as the run script
+        assert_eq!(
+            progress(&new.apply(&status(launcher, "RUNNING"))),
+            Some(("RUNNING".into(), "50%".into()))
+        );
+        // a task's start shows its stage, and TaskAdded writes the run's row
+        new.apply(&created(
+            convert,
+            "CONVERT_OMERO_TO_ZARR",
+            serde_json::json!({}),
+        ));
+        let added = new.apply(&ev(wf, 3, 3, Kind::TaskAdded { task_id: convert }));
+        assert!(progress(&added).is_some(), "{added:?}");
+        let started = new.apply(&ev(convert, 2, 4, Kind::TaskStarted));
+        assert_eq!(
+            progress(&started),
+            Some(("CONVERTING".into(), "25%".into()))
+        );
+        assert!(old.apply(&ev(convert, 2, 4, Kind::TaskStarted)).is_empty());
     }
 }

@@ -24,8 +24,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::event::{StoredEvent, TrackedEvent};
-use crate::project::{Enabled, Projections, RowWrite};
+use crate::event::{Kind, StoredEvent, TrackedEvent};
+use crate::project::{Enabled, Projections, RowWrite, Rules};
 use crate::url::TrackerUrl;
 
 /// BIOMERO's event table (`WorkflowTracker` application, eventsourcing_sqlalchemy).
@@ -133,6 +133,14 @@ pub enum TrackerError {
         /// What differs.
         reason: String,
     },
+    /// Another writer took this version of the aggregate first (the store's unique index).
+    #[error("another writer wrote version {version} of {originator} first; nothing was written")]
+    Raced {
+        /// The aggregate.
+        originator: Uuid,
+        /// The version both wrote.
+        version: i64,
+    },
     /// Any other database error.
     #[error("BIOMERO's event store at {url}: {reason}")]
     Database {
@@ -159,9 +167,10 @@ pub struct Appended {
 /// A connection to BIOMERO's store. Cheap to clone.
 #[derive(Clone)]
 pub struct Tracker {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     url: TrackerUrl,
     enabled: Enabled,
+    rules: Rules,
 }
 
 impl std::fmt::Debug for Tracker {
@@ -185,7 +194,24 @@ impl Tracker {
                 url: url.to_string(),
                 reason: e.to_string(),
             })?;
-        Ok(Tracker { pool, url, enabled })
+        Ok(Tracker {
+            pool,
+            url,
+            enabled,
+            rules: Rules::default(),
+        })
+    }
+
+    /// The same tracker, projecting the views as BIOMERO `rules` does.
+    #[must_use]
+    pub fn with_rules(mut self, rules: Rules) -> Tracker {
+        self.rules = rules;
+        self
+    }
+
+    /// Which BIOMERO's followers the views are projected as.
+    pub fn rules(&self) -> Rules {
+        self.rules
     }
 
     /// Where (no password).
@@ -193,7 +219,7 @@ impl Tracker {
         &self.url
     }
 
-    fn error(&self, e: &sqlx::Error) -> TrackerError {
+    pub(crate) fn error(&self, e: &sqlx::Error) -> TrackerError {
         let url = self.url.to_string();
         match e {
             sqlx::Error::Io(_)
@@ -273,8 +299,21 @@ impl Tracker {
     /// Appends what the store does not hold yet of `events` (every event of one
     /// run, in order), with the view rows for them, in one transaction.
     pub async fn append(&self, events: &[TrackedEvent]) -> Result<Appended, TrackerError> {
+        self.append_shared(events, &[]).await
+    }
+
+    /// Appends `events` as [`Tracker::append`] does, except that those of the `shared`
+    /// aggregates (a run BIOMERO created and its launcher task, which other writers also
+    /// append to) are not at fixed versions: each goes after whatever the store holds of its
+    /// aggregate, once, recognised by its content. The views are projected from everything
+    /// the store holds of the run (BIOMERO's events and every writer's tasks) and then these.
+    pub async fn append_shared(
+        &self,
+        events: &[TrackedEvent],
+        shared: &[Uuid],
+    ) -> Result<Appended, TrackerError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.error(&e))?;
-        let r = self.append_in(&mut tx, events).await;
+        let r = self.append_in(&mut tx, events, shared).await;
         match r {
             Ok(a) => {
                 tx.commit().await.map_err(|e| self.error(&e))?;
@@ -287,42 +326,91 @@ impl Tracker {
         }
     }
 
-    async fn append_in(
+    /// Takes BIOMERO's own lock on the event table for the rest of `tx`.
+    pub(crate) async fn lock(
         &self,
         tx: &mut Transaction<'static, Postgres>,
-        events: &[TrackedEvent],
-    ) -> Result<Appended, TrackerError> {
-        let q = |sql: &'static str| sqlx::query(sql);
-        q("SET LOCAL lock_timeout = '30s'")
+    ) -> Result<(), TrackerError> {
+        sqlx::query("SET LOCAL lock_timeout = '30s'")
             .execute(&mut **tx)
             .await
             .map_err(|e| self.error(&e))?;
-        q("LOCK TABLE workflowtracker_events IN EXCLUSIVE MODE")
+        sqlx::query("LOCK TABLE workflowtracker_events IN EXCLUSIVE MODE")
             .execute(&mut **tx)
             .await
             .map_err(|e| self.error(&e))?;
-        let mut originators: Vec<Uuid> = events.iter().map(|e| e.originator).collect();
-        originators.sort_unstable();
-        originators.dedup();
-        let rows = q(
-            "SELECT originator_id, originator_version, topic FROM workflowtracker_events WHERE originator_id = ANY($1) ORDER BY id",
+        Ok(())
+    }
+
+    /// The stored events of `originators`, in the store's order, within `tx`.
+    pub(crate) async fn read_in(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        originators: &[Uuid],
+    ) -> Result<Vec<StoredEvent>, TrackerError> {
+        let rows = sqlx::query(
+            "SELECT id, originator_id, originator_version, topic, state FROM workflowtracker_events WHERE originator_id = ANY($1) ORDER BY id",
         )
-        .bind(&originators)
+        .bind(originators)
         .fetch_all(&mut **tx)
         .await
         .map_err(|e| self.error(&e))?;
-        let mut held: BTreeMap<(Uuid, i64), String> = BTreeMap::new();
-        for r in &rows {
-            let id: Uuid = r.try_get(0).map_err(|e| self.error(&e))?;
-            let v: i64 = r.try_get(1).map_err(|e| self.error(&e))?;
-            let topic: String = r.try_get(2).map_err(|e| self.error(&e))?;
-            held.insert((id, v), topic);
+        rows.iter()
+            .map(|r| stored(r).map_err(|e| self.error(&e)))
+            .collect()
+    }
+
+    pub(crate) async fn append_in(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        events: &[TrackedEvent],
+        shared: &[Uuid],
+    ) -> Result<Appended, TrackerError> {
+        self.lock(tx).await?;
+        let is_shared = |u: &Uuid| shared.contains(u);
+        let own: Vec<&TrackedEvent> = events
+            .iter()
+            .filter(|e| !is_shared(&e.originator))
+            .collect();
+        let mut originators: Vec<Uuid> = own.iter().map(|e| e.originator).collect();
+        originators.extend_from_slice(shared);
+        if !shared.is_empty() {
+            // the tasks of a shared run: BIOMERO's launcher, other writers' tasks
+            for e in self.read_in(tx, shared).await? {
+                if let Ok(TrackedEvent {
+                    kind: Kind::TaskAdded { task_id },
+                    ..
+                }) = TrackedEvent::decode(&e)
+                {
+                    originators.push(task_id);
+                }
+            }
         }
-        let present = events
+        originators.sort_unstable();
+        originators.dedup();
+        let stored_events = self.read_in(tx, &originators).await?;
+        let mut own_originators: Vec<Uuid> = own.iter().map(|e| e.originator).collect();
+        own_originators.sort_unstable();
+        own_originators.dedup();
+        let mut held: BTreeMap<(Uuid, i64), String> = BTreeMap::new();
+        let mut next_version: BTreeMap<Uuid, i64> = BTreeMap::new();
+        let mut decoded = Vec::with_capacity(stored_events.len());
+        for e in &stored_events {
+            if own_originators.binary_search(&e.originator_id).is_ok() {
+                held.insert((e.originator_id, e.originator_version), e.topic.clone());
+            }
+            let v = next_version.entry(e.originator_id).or_insert(0);
+            *v = (*v).max(e.originator_version + 1);
+            // events of other kinds (BIOMERO's newer ones) are in no view we project
+            if let Ok(d) = TrackedEvent::decode(e) {
+                decoded.push(d);
+            }
+        }
+        let present = own
             .iter()
             .take_while(|e| held.contains_key(&(e.originator, e.version)))
             .count();
-        for e in &events[..present] {
+        for e in &own[..present] {
             let topic = &held[&(e.originator, e.version)];
             if *topic != e.topic() {
                 return Err(TrackerError::Conflict {
@@ -339,7 +427,7 @@ impl Tracker {
             let extra = held
                 .keys()
                 .find(|k| {
-                    !events[..present]
+                    !own[..present]
                         .iter()
                         .any(|e| (e.originator, e.version) == **k)
                 })
@@ -350,11 +438,31 @@ impl Tracker {
                 reason: format!("version {} was written by another program", extra.1),
             });
         }
+        // which events go in now: our own after the prefix; shared ones not yet there
+        let mut own_seen = 0;
+        let mut new = Vec::with_capacity(events.len());
+        for e in events {
+            if is_shared(&e.originator) {
+                let there = decoded
+                    .iter()
+                    .any(|d| d.originator == e.originator && same_content(&d.kind, &e.kind));
+                if !there && !next_version.contains_key(&e.originator) {
+                    return Err(TrackerError::Conflict {
+                        originator: e.originator,
+                        reason: "the store holds no such run or task".into(),
+                    });
+                }
+                new.push(!there);
+            } else {
+                new.push(own_seen >= present);
+                own_seen += 1;
+            }
+        }
         let mut appended = Appended {
-            present,
+            present: new.iter().filter(|n| !**n).count(),
             ..Appended::default()
         };
-        if present == events.len() {
+        if !new.iter().any(|n| *n) {
             return Ok(appended);
         }
         let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM workflowtracker_events")
@@ -366,11 +474,74 @@ impl Tracker {
             // 2.8.3's rebuild (`reset_tables`) replays from `start=1` with eventsourcing
             // 9.5's `inclusive_of_start=False`, so notification 1 is never replayed.
             // Notification ids may have gaps; one burned id costs nothing.
-            q("SELECT nextval(pg_get_serial_sequence('workflowtracker_events', 'id'))")
+            sqlx::query("SELECT nextval(pg_get_serial_sequence('workflowtracker_events', 'id'))")
                 .execute(&mut **tx)
                 .await
                 .map_err(|e| self.error(&e))?;
         }
+        let caught_up = self.caught_up(tx, max_id).await?;
+        let mut projections = Projections::with_rules(self.enabled, self.rules);
+        for d in &decoded {
+            projections.apply(d);
+        }
+        let mut last_id: i64 = 0;
+        for (e, is_new) in events.iter().zip(new) {
+            if !is_new {
+                continue;
+            }
+            let mut e = e.clone();
+            if is_shared(&e.originator) {
+                let v = next_version.entry(e.originator).or_insert(0);
+                e.version = *v;
+                *v += 1;
+            }
+            let writes = projections.apply(&e);
+            last_id = sqlx::query(
+                "INSERT INTO workflowtracker_events (originator_id, originator_version, topic, state) VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(e.originator)
+            .bind(e.version)
+            .bind(e.topic())
+            .bind(e.state())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|err| match &err {
+                sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+                    TrackerError::Raced {
+                        originator: e.originator,
+                        version: e.version,
+                    }
+                }
+                _ => self.error(&err),
+            })?
+            .try_get(0)
+            .map_err(|err| self.error(&err))?;
+            appended.inserted += 1;
+            for w in &writes {
+                self.write_row(tx, w).await?;
+                appended.rows += 1;
+            }
+        }
+        for table in caught_up {
+            let sql = format!(
+                "UPDATE {table} SET notification_id = $1 WHERE application_name = 'WorkflowTracker'"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(last_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| self.error(&e))?;
+            appended.followers_advanced += 1;
+        }
+        Ok(appended)
+    }
+
+    /// The followers that have read everything up to `max_id`.
+    async fn caught_up(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        max_id: Option<i64>,
+    ) -> Result<Vec<&'static str>, TrackerError> {
         let mut caught_up = Vec::new();
         for (table, on) in TRACKING {
             if !on(&self.enabled) {
@@ -397,43 +568,7 @@ impl Tracker {
                 caught_up.push(table);
             }
         }
-        let mut projections = Projections::new(self.enabled);
-        let mut last_id: i64 = 0;
-        for (n, e) in events.iter().enumerate() {
-            let writes = projections.apply(e);
-            if n < present {
-                continue;
-            }
-            last_id = q(
-                "INSERT INTO workflowtracker_events (originator_id, originator_version, topic, state) VALUES ($1, $2, $3, $4) RETURNING id",
-            )
-            .bind(e.originator)
-            .bind(e.version)
-            .bind(e.topic())
-            .bind(e.state())
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(|err| self.error(&err))?
-            .try_get(0)
-            .map_err(|err| self.error(&err))?;
-            appended.inserted += 1;
-            for w in &writes {
-                self.write_row(tx, w).await?;
-                appended.rows += 1;
-            }
-        }
-        for table in caught_up {
-            let sql = format!(
-                "UPDATE {table} SET notification_id = $1 WHERE application_name = 'WorkflowTracker'"
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(last_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| self.error(&e))?;
-            appended.followers_advanced += 1;
-        }
-        Ok(appended)
+        Ok(caught_up)
     }
 
     async fn write_row(
@@ -522,7 +657,18 @@ impl Tracker {
     }
 }
 
-fn stored(r: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
+/// Whether two events of one aggregate record the same thing: a shared aggregate's event is
+/// written once, and recognised by this when it is already there.
+fn same_content(a: &Kind, b: &Kind) -> bool {
+    match (a, b) {
+        (Kind::TaskAdded { task_id: x }, Kind::TaskAdded { task_id: y }) => x == y,
+        (Kind::StatusUpdated { status: x }, Kind::StatusUpdated { status: y }) => x == y,
+        (Kind::ResultAdded { result: x }, Kind::ResultAdded { result: y }) => x == y,
+        _ => a.class() == b.class(),
+    }
+}
+
+pub(crate) fn stored(r: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
     Ok(StoredEvent {
         id: r.try_get(0)?,
         originator_id: r.try_get(1)?,

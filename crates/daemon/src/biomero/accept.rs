@@ -422,10 +422,50 @@ pub async fn accept(
     let session = UserSession::join(&omero.url, omero.server_id, &key, omero.timeout)
         .await
         .map_err(session_error)?;
+    check_identity(&req, session.context())?;
+    queue_run(
+        &session,
+        &Run {
+            script,
+            inputs: &req.inputs,
+            id: &run,
+            detached: None,
+            notices: Vec::new(),
+        },
+        config,
+        store,
+    )
+    .await
+}
+
+/// A run to queue, whoever asked for it.
+#[derive(Debug, Clone)]
+pub struct Run<'a> {
+    /// The script the inputs were given to.
+    pub script: Script,
+    /// The script's inputs.
+    pub inputs: &'a Map<String, Value>,
+    /// The run id (its submissions are `<id>-<n>`).
+    pub id: &'a str,
+    /// The detached BIOMERO run it is, when it is one.
+    pub detached: Option<intake::DetachedLink>,
+    /// Notices of the caller's own, for the run's history.
+    pub notices: Vec<String>,
+}
+
+/// Reads `r`'s inputs, expands the batches, finds or creates the destination and queues
+/// every submission, with `session` acting as the run's user; nothing is created or queued
+/// unless every submission passes.
+pub async fn queue_run(
+    session: &UserSession,
+    r: &Run<'_>,
+    config: &Snapshot,
+    store: &stage_store::Store,
+) -> Result<AcceptedRun, RunError> {
+    let (script, run) = (r.script, r.id.to_owned());
     let ctx = session.context().clone();
-    check_identity(&req, &ctx)?;
-    let plan = translate::translate(script, &req.inputs, config).map_err(RunError::Refused)?;
-    let batches = batches(&plan, &session).await?;
+    let plan = translate::translate(script, r.inputs, config).map_err(RunError::Refused)?;
+    let batches = batches(&plan, session).await?;
     let count = plan.workflows.len() * batches.len();
     if count > MAX_RUN_SUBMISSIONS {
         return Err(refused(
@@ -435,7 +475,8 @@ pub async fn accept(
             ),
         ));
     }
-    let mut notices = plan.notices.clone();
+    let mut notices = r.notices.clone();
+    notices.extend(plan.notices.iter().cloned());
     let email_to = if plan.email {
         let address = session.email().await.map_err(session_error)?;
         if address.is_none() {
@@ -462,7 +503,7 @@ pub async fn accept(
     };
     let staging = config.settings.settings.staging_dir();
     let intake_dir = staging.join(format!(".intake-{run}"));
-    let downloaded = match download_files(&plan, &session, &intake_dir, config).await {
+    let downloaded = match download_files(&plan, session, &intake_dir, config).await {
         Ok(d) => d,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&intake_dir);
@@ -499,6 +540,7 @@ pub async fn accept(
             run: Some(run.clone()),
             files: downloaded.get(&wf.key).cloned().unwrap_or_default(),
             notices: notices.clone(),
+            detached: r.detached,
         };
     // every submission must pass before anything is created or queued
     let mut errors = Vec::new();
@@ -529,7 +571,7 @@ pub async fn accept(
             ContainerKind::Screen => &plan.screen,
         };
         if !targets.contains_key(wf.destination_kind.name()) {
-            let id = destination(&session, wf.destination_kind, d, &run, &mut created).await?;
+            let id = destination(session, wf.destination_kind, d, &run, &mut created).await?;
             targets.insert(wf.destination_kind.name(), id);
         }
     }
@@ -580,13 +622,10 @@ pub async fn accept(
         submissions.len(),
         ctx.user_name,
         ctx.group_name,
-        if plan.notices.is_empty() {
+        if notices.is_empty() {
             String::new()
         } else {
-            format!(
-                "; {} option(s) not done (see the notices)",
-                plan.notices.len()
-            )
+            format!("; {} notice(s) (see the run's history)", notices.len())
         }
     );
     tracing::info!(run, user = %ctx.user_name, group = %ctx.group_name, submissions = submissions.len(), "BIOMERO run accepted");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use stage_tracker::project::Enabled;
+use stage_tracker::project::{Enabled, Rules};
 use stage_tracker::{Tracker, TrackerError, TrackerUrl};
 use tokio_util::sync::CancellationToken;
 
@@ -119,20 +119,56 @@ async fn write_one(
         return Ok(0);
     };
     let history = rt.store.events(id).await.map_err(store_error)?;
+    let span = tracing::info_span!("biomero_events", submission = %id);
+    let _g = span.enter();
+    let mut inserted = append_submission(rt, tracker, queue, &s, &history).await?;
+    // a detached run ends when the last of its submissions has, after all of theirs
+    if let Some(link) = tracking::detached_link(&s)
+        && s.done
+        && let Some(run) = s.request.get("run").and_then(serde_json::Value::as_str)
+    {
+        let subs = super::run_submissions(&rt.store, run)
+            .await
+            .map_err(store_error)?;
+        if let Some(end) = tracking::run_end(link, &subs) {
+            for sub in subs.iter().filter(|x| x.id != s.id) {
+                let h = rt.store.events(&sub.id).await.map_err(store_error)?;
+                inserted += append_submission(rt, tracker, queue, sub, &h).await?;
+            }
+            inserted += tracker
+                .append_shared(&end, &tracking::shared_aggregates(&s))
+                .await?
+                .inserted;
+        }
+    }
+    let seq = history.last().map_or(0, |e| e.seq);
+    rt.store.mirror_done(id, seq).await.map_err(store_error)?;
+    Ok(inserted)
+}
+
+/// Appends what BIOMERO's store does not hold yet of one submission's events.
+async fn append_submission(
+    rt: &Runtime,
+    tracker: &Tracker,
+    queue: &str,
+    s: &stage_store::Submission,
+    history: &[stage_store::Event],
+) -> Result<usize, TrackerError> {
     let config = rt.config.current();
     let wf = config.registry.get(&s.workflow);
     let facts = RunFacts {
         queue,
-        submission: &s,
-        history: &history,
+        submission: s,
+        history,
         workflow_version: wf.map_or("", |w| w.version.as_str()),
         mode: wf.map(|w| w.mode),
         stage_version: env!("CARGO_PKG_VERSION"),
     };
     let events = tracking::run_events(&facts);
-    let span = tracing::info_span!("biomero_events", submission = %id, workflow_run = %tracking::workflow_id(queue, id));
-    let _g = span.enter();
-    let appended = match tracker.append(&events).await {
+    let appended = match tracker
+        .append_shared(&events, &tracking::shared_aggregates(s))
+        .await
+    {
         Ok(a) => a,
         Err(TrackerError::Conflict { originator, reason }) => {
             // another program wrote into this run: it can never be written; say so once
@@ -148,8 +184,6 @@ async fn write_one(
             "written to BIOMERO's event store"
         );
     }
-    let seq = history.last().map_or(0, |e| e.seq);
-    rt.store.mirror_done(id, seq).await.map_err(store_error)?;
     Ok(appended.inserted)
 }
 
@@ -192,9 +226,16 @@ impl Writer {
                 return POLL;
             }
         };
-        if !matches!(&self.current, Some((u, e, _, _)) if *u == url && *e == enabled) {
+        // a site that runs BIOMERO 2.9's detached runs has 2.9's followers
+        let rules = if self.rt.config.current().settings.settings.biomero_detached {
+            Rules::V2_9
+        } else {
+            Rules::V2_8
+        };
+        if !matches!(&self.current, Some((u, e, t, _)) if *u == url && *e == enabled && t.rules() == rules)
+        {
             match Tracker::new(url.clone(), enabled) {
-                Ok(t) => self.current = Some((url.clone(), enabled, t, false)),
+                Ok(t) => self.current = Some((url.clone(), enabled, t.with_rules(rules), false)),
                 Err(e) => {
                     self.set(|s| s.error = Some(e.to_string()));
                     return BACKOFF;

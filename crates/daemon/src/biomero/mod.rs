@@ -6,9 +6,12 @@
 //! session key and active group to `POST /api/v1/biomero/runs`; the CLI's
 //! `biomero-stage biomero run` does the same from a file. Each request is read
 //! key by key ([`keys`], [`translate`]), the session checked against OMERO
-//! and everything validated before anything is queued ([`accept`]).
+//! and everything validated before anything is queued ([`accept`]). BIOMERO
+//! 2.9's detached runs, queued by its own scripts in its event store, are
+//! claimed and queued the same way ([`detached`]).
 
 pub mod accept;
+pub mod detached;
 pub mod keys;
 pub mod mirror;
 pub mod tracking;

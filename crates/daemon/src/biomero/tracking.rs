@@ -47,6 +47,12 @@ pub fn workflow_id(queue: &str, id: &str) -> Uuid {
     Uuid::new_v5(&NAMESPACE, format!("{queue}/{id}").as_bytes())
 }
 
+/// The WorkflowRun submission `s` is recorded in: the detached BIOMERO run it runs, else
+/// its own ([`workflow_id`]).
+pub fn workflow_run(queue: &str, s: &Submission) -> Uuid {
+    detached_link(s).map_or_else(|| workflow_id(queue, &s.id), |d| d.workflow_id)
+}
+
 /// What the events are made of besides the history.
 #[derive(Debug, Clone)]
 pub struct RunFacts<'a> {
@@ -72,10 +78,13 @@ struct Builder {
     out: Vec<TrackedEvent>,
     /// Tasks begun and not ended, innermost last.
     open: Vec<Uuid>,
+    /// The run is BIOMERO's (a detached run): its own events are not ours to write.
+    detached: bool,
 }
 
 impl Builder {
     fn push(&mut self, originator: Uuid, at: DateTime<Utc>, kind: Kind) {
+        // BIOMERO's aggregates set `INITIAL_VERSION = 0` (eventsourcing's default is 1)
         let v = self.versions.entry(originator).or_insert(0);
         self.out.push(TrackedEvent {
             originator,
@@ -167,18 +176,113 @@ impl Builder {
                 },
             );
         }
-        self.push(
-            self.workflow,
+        self.run_event(
             at,
             Kind::WorkflowFailed {
                 error_message: reason.to_owned(),
             },
         );
     }
+
+    /// An event of the run itself; a detached run's start and end are [`run_end`]'s.
+    fn run_event(&mut self, at: DateTime<Utc>, kind: Kind) {
+        if !self.detached {
+            self.push(self.workflow, at, kind);
+        }
+    }
 }
+
+/// `params` with the Slurm job the results are of, under BIOMERO's key (`constants.results.
+/// OUTPUT_SLURM_JOB_ID`): BIOMERO 2.9's `submitted_job` counts a job as done when an import
+/// task of that job completed.
+fn job_params(job: Option<(Uuid, u64)>, mut params: Value) -> Value {
+    if let (Some((_, id)), Some(o)) = (job, params.as_object_mut()) {
+        o.insert(SLURM_JOB_ID_PARAM.to_owned(), json!(id.to_string()));
+    }
+    params
+}
+
+/// BIOMERO's parameter naming the Slurm job of `SLURM_Get_Results.py` and the import.
+pub const SLURM_JOB_ID_PARAM: &str = "SLURM Job Id";
 
 fn step_result(e: &Event) -> String {
     format!("{} {} at {}", e.step, e.outcome.as_str(), e.at.to_rfc3339())
+}
+
+/// The detached BIOMERO run submission `s` runs, if it runs one.
+pub fn detached_link(s: &Submission) -> Option<crate::intake::DetachedLink> {
+    s.request
+        .get("detached")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// The aggregates of `s`'s events that other writers append to too: a detached run and its
+/// launcher (BIOMERO made them); none for a run of our own.
+pub fn shared_aggregates(s: &Submission) -> Vec<Uuid> {
+    detached_link(s).map_or_else(Vec::new, |d| vec![d.workflow_id, d.launcher])
+}
+
+/// The end of detached run `link` once every one of its submissions `subs` has ended:
+/// the launcher task completes and the run with it, or both fail with the reasons.
+pub fn run_end(
+    link: crate::intake::DetachedLink,
+    subs: &[Submission],
+) -> Option<Vec<TrackedEvent>> {
+    if subs.is_empty() || subs.iter().any(|s| !s.done) {
+        return None;
+    }
+    let at = subs.iter().map(|s| s.updated_at).max()?;
+    let failed: Vec<String> = subs
+        .iter()
+        .filter(|s| matches!(s.state, State::Failed | State::Cancelled))
+        .map(|s| {
+            format!(
+                "{} ({}): {}",
+                s.id,
+                s.workflow,
+                s.error
+                    .as_deref()
+                    .unwrap_or(if s.state == State::Cancelled {
+                        "cancelled on request"
+                    } else {
+                        "failed"
+                    })
+            )
+        })
+        .collect();
+    let ev = |originator, kind| TrackedEvent {
+        originator,
+        version: 0,
+        at,
+        kind,
+    };
+    Some(if failed.is_empty() {
+        vec![
+            ev(
+                link.launcher,
+                Kind::TaskCompleted {
+                    result: format!("{} submission(s) of biomero-stage done", subs.len()),
+                },
+            ),
+            ev(link.workflow_id, Kind::WorkflowCompleted),
+        ]
+    } else {
+        let reason = failed.join("; ");
+        vec![
+            ev(
+                link.launcher,
+                Kind::TaskFailed {
+                    error_message: reason.clone(),
+                },
+            ),
+            ev(
+                link.workflow_id,
+                Kind::WorkflowFailed {
+                    error_message: reason,
+                },
+            ),
+        ]
+    })
 }
 
 /// The BIOMERO events of a submission's history, in order.
@@ -193,20 +297,20 @@ pub fn run_events(f: &RunFacts<'_>) -> Vec<TrackedEvent> {
         .pointer("/user/group_id")
         .and_then(Value::as_i64)
         .unwrap_or(-1);
+    let detached = detached_link(s);
     let inputs = req.get("inputs").cloned().unwrap_or(Value::Null);
     let parameters = req.get("parameters").cloned().unwrap_or_else(|| json!({}));
     let mut b = Builder {
         queue: f.queue.to_owned(),
         submission: s.id.clone(),
-        workflow: workflow_id(f.queue, &s.id),
+        workflow: detached.map_or_else(|| workflow_id(f.queue, &s.id), |d| d.workflow_id),
         versions: std::collections::BTreeMap::new(),
         out: Vec::new(),
         open: Vec::new(),
+        detached: detached.is_some(),
     };
-    let wf = b.workflow;
     let start = s.created_at;
-    b.push(
-        wf,
+    b.run_event(
         start,
         Kind::WorkflowInitiated {
             name: RUN_NAME.to_owned(),
@@ -218,7 +322,7 @@ pub fn run_events(f: &RunFacts<'_>) -> Vec<TrackedEvent> {
             group,
         },
     );
-    b.push(wf, start, Kind::WorkflowStarted);
+    b.run_event(start, Kind::WorkflowStarted);
     let target = match f.mode {
         Some(InputMode::Tiff) => "TIFF",
         Some(InputMode::Zarr | InputMode::ZarrPlate) | None => "ZARR",
@@ -260,7 +364,7 @@ pub fn run_events(f: &RunFacts<'_>) -> Vec<TrackedEvent> {
                 }
                 if e.state == State::Uploaded && s.done && s.state == State::Uploaded {
                     // prep-only: the data waits on the cluster, the run ends here
-                    b.push(wf, at, Kind::WorkflowCompleted);
+                    b.run_event(at, Kind::WorkflowCompleted);
                 } else {
                     run = Some(b.begin(
                         "run",
@@ -337,7 +441,7 @@ pub fn run_events(f: &RunFacts<'_>) -> Vec<TrackedEvent> {
                     at,
                     RESULTS_TASK,
                     f.stage_version,
-                    (inputs.clone(), json!({})),
+                    (inputs.clone(), job_params(job, json!({}))),
                     Some("RETRIEVING"),
                 ));
             }
@@ -350,7 +454,10 @@ pub fn run_events(f: &RunFacts<'_>) -> Vec<TrackedEvent> {
                     at,
                     IMPORT_TASK,
                     f.stage_version,
-                    (inputs.clone(), json!({ "results": req.get("results") })),
+                    (
+                        inputs.clone(),
+                        job_params(job, json!({ "results": req.get("results") })),
+                    ),
                     Some("IMPORTING"),
                 ));
             }
@@ -365,7 +472,7 @@ pub fn run_events(f: &RunFacts<'_>) -> Vec<TrackedEvent> {
                     );
                     b.complete(i, at, step_result(e));
                 }
-                b.push(wf, at, Kind::WorkflowCompleted);
+                b.run_event(at, Kind::WorkflowCompleted);
             }
             (Outcome::Failed, _) => {
                 let reason = s
@@ -481,7 +588,7 @@ mod tests {
             let part = run_events(&facts(&s, &h[..n]));
             assert_eq!(part[..], all[..part.len()], "history of {n} events");
         }
-        // versions count up per aggregate, from 0
+        // versions count up per aggregate, from BIOMERO's INITIAL_VERSION 0
         let mut seen = std::collections::BTreeMap::new();
         for e in &all {
             let v = seen.entry(e.originator).or_insert(0);

@@ -33,6 +33,7 @@ pub(crate) async fn readyz(State(rt): State<Runtime>) -> impl IntoResponse {
         },
         "workers": {"running": workers, "configured": rt.workers_configured},
         "biomero_events": biomero_events(&rt).await,
+        "biomero_detached": rt.biomero_detached.lock().map(|s| json!(*s)).unwrap_or_default(),
     });
     let status = if ready {
         StatusCode::OK

@@ -324,7 +324,7 @@ pub(crate) async fn run(
             .identity()
             .await
             .ok()
-            .map(|q| crate::biomero::tracking::workflow_id(&q, &s.id).to_string()),
+            .map(|q| crate::biomero::tracking::workflow_run(&q, &s).to_string()),
         Err(_) => None,
     };
     let last = events.last();

@@ -72,7 +72,7 @@ pub(crate) async fn get(
     // the BIOMERO WorkflowRun it is recorded as, when BIOMERO's event store is configured
     let biomero = match crate::biomero::mirror::configured(&rt.config.current().slurm) {
         Ok(_) => {
-            json!({ "workflow_id": crate::biomero::tracking::workflow_id(&rt.store.identity().await?, &id) })
+            json!({ "workflow_id": crate::biomero::tracking::workflow_run(&rt.store.identity().await?, &s) })
         }
         Err(off) => json!({ "off": off }),
     };

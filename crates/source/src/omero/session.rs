@@ -222,6 +222,105 @@ impl UserSession {
         })
     }
 
+    /// Logs in through OMERO.web as biomero-stage's own OMERO account (`omero_user`), to
+    /// act for a user whose run BIOMERO recorded (a detached run: there is no session of the
+    /// user's to join). See [`UserSession::acting_for`].
+    pub async fn service(
+        url: &str,
+        server_id: u32,
+        user: &str,
+        password: &Secret,
+        timeout: Duration,
+    ) -> Result<Self, SessionError> {
+        let base = url.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("biomero-stage/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| protocol(&base, format!("cannot create the HTTP client: {e}")))?;
+        let answer = super::login::login(&http, &base, server_id, user, password.expose())
+            .await
+            .map_err(|f| match f {
+                super::login::LoginFailure::Unavailable { url, reason } => {
+                    SessionError::Unavailable { url, reason }
+                }
+                super::login::LoginFailure::Protocol { url, reason } => {
+                    SessionError::Protocol { url, reason }
+                }
+            })?;
+        let (status, body, csrf) = (answer.status, answer.body, answer.csrf);
+        if !status.is_success() || body["success"] != true {
+            // the account's own login failing is the site's configuration, not a user's
+            return Err(SessionError::Unavailable {
+                url: format!("{base}/api/v0/login/"),
+                reason: format!(
+                    "OMERO refused biomero-stage's account `{user}`: {}",
+                    body["message"].as_str().unwrap_or("no message")
+                ),
+            });
+        }
+        let context = parse_event_context(&body["eventContext"]).ok_or_else(|| {
+            protocol(
+                &format!("{base}/api/v0/login/"),
+                "no complete `eventContext` in the login answer",
+            )
+        })?;
+        Ok(UserSession {
+            http,
+            base,
+            csrf,
+            context,
+        })
+    }
+
+    /// This (service) session, acting for OMERO user `user_id` in group `group_id`: their
+    /// names and memberships are read from OMERO (`m/experimenters/<id>/`,
+    /// `m/experimentergroups/<id>/`, `m/experimenters/<id>/experimentergroups/`), and a user
+    /// who is not a member of the group is refused. What is then looked up (containers,
+    /// images, files) is looked up with this account's rights, in that group.
+    pub async fn acting_for(mut self, user_id: i64, group_id: i64) -> Result<Self, SessionError> {
+        let refused = |reason: String| SessionError::Refused { reason };
+        let user = self
+            .get(&format!("m/experimenters/{user_id}/"))
+            .await?
+            .ok_or_else(|| refused(format!("OMERO has no user {user_id}")))?;
+        let user_name = user["data"]["UserName"]
+            .as_str()
+            .or_else(|| user["data"]["omeName"].as_str())
+            .ok_or_else(|| protocol("m/experimenters/", "no `UserName` in the experimenter"))?
+            .to_owned();
+        let group = self
+            .get(&format!("m/experimentergroups/{group_id}/"))
+            .await?
+            .ok_or_else(|| refused(format!("OMERO has no group {group_id}")))?;
+        let group_name = group["data"]["Name"]
+            .as_str()
+            .ok_or_else(|| protocol("m/experimentergroups/", "no `Name` in the group"))?
+            .to_owned();
+        let member_of: Vec<i64> = self
+            .list(&format!("m/experimenters/{user_id}/experimentergroups/"))
+            .await?
+            .iter()
+            .filter_map(|g| g["@id"].as_i64())
+            .collect();
+        if !member_of.contains(&group_id) {
+            return Err(refused(format!(
+                "`{user_name}` is not a member of group {group_id} (`{group_name}`)"
+            )));
+        }
+        self.context = EventContext {
+            user_id,
+            user_name,
+            group_id,
+            group_name,
+            member_of_groups: member_of,
+            is_admin: false,
+        };
+        Ok(self)
+    }
+
     /// Who the session belongs to.
     pub fn context(&self) -> &EventContext {
         &self.context
