@@ -589,6 +589,62 @@ fn biomeros_own_cellpose_and_stardist_resolve_offline_to_their_real_pinned_descr
 }
 
 #[test]
+fn adopt_nl_biomero_takes_biomero_29s_detached_runs_when_the_worker_queues_them() {
+    // NL-BIOMERO's own files, with BIOMERO 2.9's detached mode switched on in the worker
+    let home = tempfile::tempdir().unwrap();
+    let site = home.path().join("nl-biomero");
+    let o = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(repo_root().join("tests/fixtures/nl-biomero"))
+        .arg(&site)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let compose = site.join("docker-compose.yml");
+    let yaml = std::fs::read_to_string(&compose).unwrap();
+    let line = yaml
+        .lines()
+        .find(|l| l.trim_start().starts_with("SQLALCHEMY_URL:"))
+        .unwrap()
+        .to_owned();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    std::fs::write(
+        &compose,
+        yaml.replacen(
+            &line,
+            &format!("{line}\n{indent}BIOMERO_DETACHED_WORKFLOWS: \"true\""),
+            1,
+        ),
+    )
+    .unwrap();
+    let adopt = |dir: &std::path::Path| {
+        let o = command(home.path())
+            .args(["adopt", "nl-biomero"])
+            .arg(dir)
+            .arg("--out")
+            .arg(home.path().join("out"))
+            .arg("--json")
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        let (code, stdout, stderr) = text(&o);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap()
+    };
+    let v = adopt(&site);
+    assert_eq!(v["settings"]["biomero_detached"]["value"], true, "{v}");
+    assert!(
+        v["settings"]["biomero_detached"]["from"]
+            .as_str()
+            .unwrap()
+            .contains("BIOMERO_DETACHED_WORKFLOWS")
+    );
+    // the files as NL-BIOMERO ships them run the scripts inline: nothing to claim
+    let v = adopt(&repo_root().join("tests/fixtures/nl-biomero"));
+    assert!(v["settings"]["biomero_detached"].is_null(), "{v}");
+}
+
+#[test]
 fn adopt_nl_biomero_reads_its_real_deployment_files_into_settings_that_check() {
     // tests/fixtures/nl-biomero: NL-BIOMERO's own files (SOURCE.md says from which commit)
     let fixture = repo_root().join("tests/fixtures/nl-biomero");

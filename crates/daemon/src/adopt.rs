@@ -368,6 +368,16 @@ pub fn adopt(dir: &Path, home: &Path) -> Result<Adoption, AdoptError> {
             "BIOMERO's event store (the worker's SQLALCHEMY_URL): {why}; then give the daemon SQLALCHEMY_URL with that address (deploy/biomero-events.md)"
         ));
     }
+    // BIOMERO 2.9: the worker's scripts only queue detached runs; the daemon must run them
+    if let Some(v) = environment(worker, &env).get("BIOMERO_DETACHED_WORKFLOWS")
+        && ["1", "true", "yes", "on"].contains(&v.to_lowercase().as_str())
+    {
+        set(
+            "biomero_detached",
+            Value::from(true),
+            "the worker's BIOMERO_DETACHED_WORKFLOWS: its scripts queue detached runs for a supervisor".into(),
+        );
+    }
     // the importer runs as `user: "uid:gid"`: our results must be readable by it
     if let Some(importer) = service("biomero-importer") {
         match importer.get("user").and_then(Value::as_str) {
