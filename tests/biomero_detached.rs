@@ -41,6 +41,7 @@ fn script_inputs(workflow: &str, version: &str, image: i64, extra: &Value) -> Va
 }
 
 /// A detached run as the 2.9 script queues it: `(user, group, workflows, inputs)`.
+#[allow(clippy::needless_pass_by_value)]
 fn spec(user: i64, group: i64, workflows: &[&str], inputs: Value) -> Value {
     json!({"user": user, "group": group, "script": "SLURM_Run_Workflow.py",
            "workflows": workflows, "inputs": inputs, "extra": {"zipfile": "detached_run"}})
@@ -399,7 +400,7 @@ fn a_launcher_this_site_cannot_run_fails_its_run_with_the_reason_and_nothing_els
     });
     assert_eq!(
         submissions(&d),
-        [ok.clone()],
+        std::slice::from_ref(&ok),
         "nothing queued for a refused launcher"
     );
     let views = biomero29_oracle(&sa, &["views"]);
