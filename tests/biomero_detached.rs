@@ -104,25 +104,144 @@ fn row<'a>(views: &'a Value, table: &str, key: &str, value: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {table} row with {key} = {value}: {views}"))
 }
 
-#[test]
-#[allow(clippy::too_many_lines)]
-fn a_detached_run_is_claimed_once_run_on_slurm_into_its_own_workflowrun_and_resumed_after_kill_9() {
-    let (importer_url, importer_sa) = importer_db();
-    let (url, sa) = biomero_store();
-    let s0 = site("bmdetached", "", "");
-    let (world, _) = standard_world(&s0.dir.path().join("data"), 64);
+/// The local Slurm site with the OMERO stand-in (alice, user 60 of Lab A, known to it),
+/// BIOMERO.importer's database and BIOMERO's store at `sa`, taking detached runs.
+fn slurm_omero_site(
+    name: &str,
+    importer_url: &str,
+    sa: &str,
+) -> (stage_tests::site::Site, TestOmero) {
+    let s = site(name, "", "");
+    let (world, _) = standard_world(&s.dir.path().join("data"), 64);
     let omero = TestOmero::start(world);
     omero.add_experimenter(60, "alice", &[5]);
-    let settings = std::fs::read_to_string(&s0.settings).unwrap();
+    let settings = std::fs::read_to_string(&s.settings).unwrap();
     std::fs::write(
-        &s0.settings,
+        &s.settings,
         format!(
             "{settings}omero_url = \"{u}\"\nomero_user = \"{USER}\"\npixel_buffer_url = \"{u}\"\nomero_tile_size = 64\nimporter_database_url = \"{importer_url}\"\nimport_poll_secs = 1\nbiomero_detached = true\n",
             u = omero.url
         ),
     )
     .unwrap();
-    track_in(&s0, &sa);
+    track_in(&s, sa);
+    (s, omero)
+}
+
+fn slurm_env(s: &stage_tests::site::Site) -> [(&'static str, String); 2] {
+    [
+        ("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD.to_owned()),
+        (
+            "BIOMERO_SLURM_CONFIG_FILE",
+            s.dir.path().join("slurm-config.ini").display().to_string(),
+        ),
+    ]
+}
+
+#[test]
+fn the_result_options_that_are_attachments_are_made_once_in_omero() {
+    let (importer_url, importer_sa) = importer_db();
+    let (_, sa) = biomero_store();
+    let (s, omero) = slurm_omero_site("bmattach", &importer_url, &sa);
+    biomero29_oracle(&sa, &["record"]);
+    let inputs = script_inputs(
+        "copy",
+        "v1.0.0",
+        ids::DATASET,
+        &json!({"Data_Type": "Dataset", "1) Zip attachment to parent": true,
+                "2) Attach to original images": true,
+                "5) Attach individual non-image output files": true}),
+    );
+    let runs = launch(&sa, &[spec(60, 5, &["copy"], inputs)]);
+    let id = submission_of(&runs[0].1);
+    // the fourth upload fails once: the step is tried again, and what it attached before is
+    // found there, not attached twice
+    omero
+        .faults
+        .attach_fail_at
+        .store(4, std::sync::atomic::Ordering::Relaxed);
+    let _importer = TestImporter::start(&importer_sa, &[]);
+    let env = slurm_env(&s);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let d = Daemon::start(
+        s.dir.path(),
+        &s.settings,
+        s.port,
+        &["--poll-ms", "200", "--retry-ms", "300"],
+        &env,
+    );
+    let v = wait_submission(&d, &id, 300, |v| {
+        matches!(state(v), "imported" | "failed" | "cancelled")
+    });
+    assert_eq!(state(&v), "imported", "{v}\n{}", d.log_text());
+    let attached = omero.attached();
+    let on = |kind: &str, oid: i64| -> Vec<String> {
+        let mut n: Vec<String> = attached
+            .iter()
+            .filter(|a| a.targets.contains(&(kind.to_owned(), oid)))
+            .map(|a| a.name.clone())
+            .collect();
+        n.sort();
+        n
+    };
+    // 1) and 5): the zip and the non-image outputs on the Dataset the inputs came from
+    assert_eq!(
+        on("dataset", ids::DATASET),
+        [
+            format!("{id}_out.zip"),
+            "job-env.txt".into(),
+            "label.txt".into()
+        ],
+        "{attached:?}"
+    );
+    let zip = attached
+        .iter()
+        .find(|a| a.name.ends_with("_out.zip"))
+        .unwrap();
+    assert_eq!(zip.mime, "application/zip");
+    let zip_path = s.dir.path().join("out.zip");
+    std::fs::write(&zip_path, &zip.content).unwrap();
+    let listed = std::process::Command::new("python3")
+        .args(["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print('\\n'.join(sorted(z.namelist())))"])
+        .arg(&zip_path)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    let names = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        names.contains("biomero-stage-results.json") && names.contains("label.txt"),
+        "the zip holds the kept results and their manifest: {names}"
+    );
+    // 2): each result image on the image it came from, named as BIOMERO names it
+    for image in [ids::IMG_EXTERNAL, ids::IMG_ANNOTATED, ids::IMG_TILES] {
+        let names = on("image", image);
+        assert_eq!(names.len(), 1, "image {image}: {attached:?}");
+        assert!(names[0].contains(&format!(".{id}.")), "{names:?}");
+    }
+    let record = &v["submission"]["data"]["import"];
+    let listed = record["attached"].as_array().unwrap();
+    assert_eq!(listed.len(), 6, "{record}");
+    assert_eq!(
+        listed.iter().filter(|a| a["annotation"].is_null()).count(),
+        3,
+        "the three made before the failure were found, not made again: {record}"
+    );
+    assert_eq!(attached.len(), 6, "each made once: {attached:?}");
+    assert_eq!(
+        omero
+            .faults
+            .attach_calls
+            .load(std::sync::atomic::Ordering::Relaxed),
+        7
+    );
+}
+
+#[test]
+#[allow(clippy::too_many_lines)]
+fn a_detached_run_is_claimed_once_run_on_slurm_into_its_own_workflowrun_and_resumed_after_kill_9() {
+    let (importer_url, importer_sa) = importer_db();
+    let (url, sa) = biomero_store();
+    let (s0, _omero) = slurm_omero_site("bmdetached", &importer_url, &sa);
     // BIOMERO 2.9 ran here first: its tables exist, its followers have read its own run (and
     // the detached run is not notification 1, which BIOMERO's own rebuild never replays)
     biomero29_oracle(&sa, &["record"]);

@@ -326,6 +326,25 @@ pub struct Faults {
     pub logins: AtomicU64,
     /// Answers 403 because there was no (live) session.
     pub refused: AtomicU64,
+    /// The Nth `annotate_file` upload answers 500 (once; 0: never).
+    pub attach_fail_at: AtomicU64,
+    /// `annotate_file` uploads received.
+    pub attach_calls: AtomicU64,
+}
+
+/// A file attached through the webclient's `annotate_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedFile {
+    /// The FileAnnotation's id.
+    pub annotation: i64,
+    /// The file's name.
+    pub name: String,
+    /// Its MIME type, as the upload gave it.
+    pub mime: String,
+    /// Its bytes.
+    pub content: Vec<u8>,
+    /// The objects it is linked to: (`image`, `dataset`, `plate`, …, id).
+    pub targets: Vec<(String, i64)>,
 }
 
 /// A Dataset or Screen created through `m/save/`: (kind, id, name, group id).
@@ -342,6 +361,8 @@ struct ServerState {
     experimenters: Mutex<HashMap<i64, (String, Vec<i64>)>>,
     /// FileAnnotations: id → (file name, content).
     files: Mutex<HashMap<i64, (String, Vec<u8>)>>,
+    /// Files attached through the webclient's `annotate_file`.
+    attached: Mutex<Vec<AttachedFile>>,
     created: Mutex<Vec<Created>>,
     csrf: Mutex<Vec<String>>,
     faults: Arc<Faults>,
@@ -369,6 +390,7 @@ impl TestOmero {
             emails: Mutex::new(HashMap::new()),
             experimenters: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
+            attached: Mutex::new(Vec::new()),
             created: Mutex::new(Vec::new()),
             csrf: Mutex::new(Vec::new()),
             faults: faults.clone(),
@@ -451,6 +473,15 @@ impl TestOmero {
         if let Ok(mut f) = self.state.files.lock() {
             f.insert(id, (name.to_owned(), content.to_vec()));
         }
+    }
+
+    /// The files attached through the webclient's `annotate_file`, in order.
+    pub fn attached(&self) -> Vec<AttachedFile> {
+        self.state
+            .attached
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     /// The Datasets and Screens created through `m/save/`: (kind, id, name, group id).
@@ -807,6 +838,106 @@ async fn handle(
     let w = &st.world;
     let max_limit = st.faults.max_limit.load(Ordering::Relaxed);
     let not_found = |what: &str| message(StatusCode::NOT_FOUND, &format!("{what} not found"));
+    let kinds = [
+        "image",
+        "dataset",
+        "project",
+        "screen",
+        "plate",
+        "acquisition",
+        "well",
+    ];
+    if path == "/webclient/annotate_file/" && method == Method::POST {
+        // omeroweb/webclient/views.py annotate_file: objects from the query (`?image=1`),
+        // new files in the multipart field `annotation_file`; {"fileIds": [...]}
+        let sent = headers.get("X-CSRFToken").and_then(|v| v.to_str().ok());
+        if sent.is_none() || sent != cookie(&headers, "csrftoken").as_deref() {
+            return message(
+                StatusCode::FORBIDDEN,
+                "CSRF verification failed. Request aborted.",
+            );
+        }
+        let call = st.faults.attach_calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if call == st.faults.attach_fail_at.load(Ordering::Relaxed) {
+            return message(StatusCode::INTERNAL_SERVER_ERROR, "injected failure");
+        }
+        let targets: Vec<(String, i64)> = q
+            .iter()
+            .filter(|(k, _)| kinds.contains(&k.as_str()))
+            .filter_map(|(k, v)| v.parse::<i64>().ok().map(|id| (k.clone(), id)))
+            .collect();
+        if targets.is_empty() {
+            return message(
+                StatusCode::NOT_FOUND,
+                "Need to specify objects via e.g. ?image=1",
+            );
+        }
+        let mut req = axum::http::Request::builder().method(Method::POST);
+        if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let Ok(req) = req.body(Body::from(body)) else {
+            return message(StatusCode::BAD_REQUEST, "bad request");
+        };
+        let Ok(mut form) =
+            <axum::extract::Multipart as axum::extract::FromRequest<()>>::from_request(req, &())
+                .await
+        else {
+            return message(StatusCode::BAD_REQUEST, "not multipart/form-data");
+        };
+        let mut ids = Vec::new();
+        while let Ok(Some(field)) = form.next_field().await {
+            if field.name() != Some("annotation_file") {
+                continue;
+            }
+            let name = field.file_name().unwrap_or_default().to_owned();
+            let mime = field.content_type().unwrap_or_default().to_owned();
+            let Ok(content) = field.bytes().await else {
+                return message(StatusCode::BAD_REQUEST, "truncated upload");
+            };
+            let annotation =
+                700_000 + i64::try_from(st.counter.fetch_add(1, Ordering::Relaxed)).unwrap_or(0);
+            if let Ok(mut a) = st.attached.lock() {
+                a.push(AttachedFile {
+                    annotation,
+                    name,
+                    mime,
+                    content: content.to_vec(),
+                    targets: targets.clone(),
+                });
+            }
+            ids.push(annotation);
+        }
+        return json_response(StatusCode::OK, &json!({ "fileIds": ids }));
+    }
+    if path == "/webclient/api/annotations/" && q.iter().any(|(k, v)| k == "type" && v == "file") {
+        // marshal_annotations (omeroweb/webclient/tree.py): one entry per link
+        let attached = st.attached.lock().map(|a| a.clone()).unwrap_or_default();
+        let class = |k: &str| {
+            let mut c = k.to_owned();
+            c[..1].make_ascii_uppercase();
+            format!("{c}I")
+        };
+        let anns: Vec<Value> = q
+            .iter()
+            .filter(|(k, _)| kinds.contains(&k.as_str()))
+            .filter_map(|(k, v)| v.parse::<i64>().ok().map(|id| (k.clone(), id)))
+            .flat_map(|(k, id)| {
+                attached
+                    .iter()
+                    .filter(|a| a.targets.contains(&(k.clone(), id)))
+                    .map(|a| json!({"id": a.annotation, "class": "FileAnnotationI", "ns": null,
+                        "file": {"id": a.annotation + 1, "name": a.name, "size": a.content.len(), "path": "", "mimetype": a.mime},
+                        "link": {"id": a.annotation + 2, "parent": {"id": id, "class": class(&k), "name": ""}},
+                        "owner": {"id": 1}}))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        return json_response(
+            StatusCode::OK,
+            &json!({"annotations": anns, "experimenters": []}),
+        );
+    }
     if path == "/webclient/api/annotations/" {
         let anns: Vec<Value> = q
             .iter()

@@ -110,6 +110,26 @@ impl ResultsTarget {
     }
 }
 
+/// BIOMERO's result options that are attachments (`1)`, `2)`, `5)`), made after the import
+/// with biomero-stage's OMERO account ([`crate::pipeline::steps::attach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachOptions {
+    /// `1) Zip attachment to parent`: the results, zipped, on the inputs' Datasets and Plates.
+    pub zip_to_parent: bool,
+    /// `2) Attach to original images`: each result image file on the image it came from.
+    pub to_original_images: bool,
+    /// `5) Attach individual non-image output files`: on the inputs' Datasets and Plates.
+    pub other_files: bool,
+}
+
+impl AttachOptions {
+    /// Whether anything is to be attached.
+    pub fn any(&self) -> bool {
+        self.zip_to_parent || self.to_original_images || self.other_files
+    }
+}
+
 /// Per-submission options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +153,13 @@ pub struct Options {
     /// `{original_ext}`, `{file}`, `{ext}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rename: Option<String>,
+    /// Attach results in OMERO besides importing them (BIOMERO's `1)`, `2)`, `5)`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub attach: AttachOptions,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// A submission as sent to biomero-stage (format version 1).

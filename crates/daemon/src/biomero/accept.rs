@@ -536,6 +536,7 @@ pub async fn queue_run(
                 email: plan.email,
                 email_to: email_to.clone(),
                 rename: plan.rename.clone(),
+                attach: plan.attach,
             },
             run: Some(run.clone()),
             files: downloaded.get(&wf.key).cloned().unwrap_or_default(),

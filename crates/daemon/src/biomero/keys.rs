@@ -122,13 +122,13 @@ pub const FIXED: &[Key] = &[
     ),
     key(
         ZIP_TO_PARENT,
-        Fate::Degraded,
-        "when true, the run's notices say no zip was attached",
+        Fate::Performed,
+        "`options.attach.zip_to_parent`: after the import, the kept results, zipped as `<submission>_out.zip`, are attached to the inputs' Datasets and Plates (else to the Dataset or Screen they were imported into) through OMERO.web's webclient (`annotate_file`) with biomero-stage's OMERO account; each attachment once, even when the step is retried",
     ),
     key(
         ATTACH_ORIGINAL,
-        Fate::Degraded,
-        "when true, the run's notices say nothing was attached to the original images",
+        Fate::Performed,
+        "`options.attach.to_original_images`: each result image file is attached to the OMERO image it was made from, named `<stem>.<submission>.<ext>` as BIOMERO names it; a Zarr result (a folder) is imported, not attached, and the history says so",
     ),
     key(
         NEW_DATASET,
@@ -167,8 +167,8 @@ pub const FIXED: &[Key] = &[
     ),
     key(
         FILE_OUTPUTS,
-        Fate::Degraded,
-        "when true, the run's notices say the non-image outputs stay in the kept results folder",
+        Fate::Performed,
+        "`options.attach.other_files`: every non-image output file (tables, logs) is attached to the inputs' Datasets and Plates, as `1)` is",
     ),
     key(
         CREATE_ROIS,

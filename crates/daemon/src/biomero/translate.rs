@@ -94,6 +94,8 @@ pub struct RunPlan {
     pub screen: Destination,
     /// The rename pattern of the result images.
     pub rename: Option<String>,
+    /// The results to attach besides importing them.
+    pub attach: crate::intake::AttachOptions,
     /// What is asked for and not done, each saying why.
     pub notices: Vec<String>,
 }
@@ -324,6 +326,11 @@ pub fn translate(
         (None, None) => Destination::FromInputs,
     };
     let rename = name_option(inputs, keys::RENAME, &mut errors).map(ToOwned::to_owned);
+    let attach = crate::intake::AttachOptions {
+        zip_to_parent: as_bool(inputs, keys::ZIP_TO_PARENT, &mut errors).unwrap_or(false),
+        to_original_images: as_bool(inputs, keys::ATTACH_ORIGINAL, &mut errors).unwrap_or(false),
+        other_files: as_bool(inputs, keys::FILE_OUTPUTS, &mut errors).unwrap_or(false),
+    };
     if let Some(p) = &rename
         && let Err(m) = stage_results::rename::check(p)
     {
@@ -470,6 +477,7 @@ pub fn translate(
         dataset,
         screen,
         rename,
+        attach,
         notices,
     })
 }
@@ -535,8 +543,9 @@ mod tests {
         );
         assert_eq!(plan.screen, Destination::FromInputs);
         assert!(plan.keep_remote_data);
-        assert_eq!(plan.notices.len(), 1, "{:?}", plan.notices);
-        assert!(plan.notices[0].contains("1) Zip attachment to parent"));
+        // the zip to the parent is made after the import now, not a notice
+        assert!(plan.notices.is_empty(), "{:?}", plan.notices);
+        assert!(plan.attach.zip_to_parent && !plan.attach.to_original_images);
     }
 
     #[tokio::test]

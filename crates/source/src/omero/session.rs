@@ -514,6 +514,118 @@ impl UserSession {
             .collect())
     }
 
+    /// The names of the files attached to OMERO object `kind` `id` (`image`, `dataset`,
+    /// `plate`, …), as OMERO.web's webclient lists them (`webclient/api/annotations/?type=file&<kind>=<id>`:
+    /// `annotations[].file.name`, `marshal_annotations` in `omeroweb/webclient/tree.py`).
+    pub async fn attached_file_names(
+        &self,
+        kind: &str,
+        id: i64,
+    ) -> Result<Vec<String>, SessionError> {
+        let url = format!(
+            "{}/webclient/api/annotations/?type=file&{kind}={id}",
+            self.base
+        );
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unavailable(&url, &e))?;
+        match r.status() {
+            s if s.is_success() => {}
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+                return Err(SessionError::Refused {
+                    reason: "the session ended while in use".into(),
+                });
+            }
+            s => {
+                return Err(SessionError::Unavailable {
+                    url,
+                    reason: format!("OMERO.web answered {s}"),
+                });
+            }
+        }
+        let v: Value = r.json().await.map_err(|e| protocol(&url, e))?;
+        let anns = v["annotations"]
+            .as_array()
+            .ok_or_else(|| protocol(&url, "no `annotations` list"))?;
+        Ok(anns
+            .iter()
+            .filter(|a| a["link"]["parent"]["id"].as_i64() == Some(id))
+            .filter_map(|a| a["file"]["name"].as_str().map(ToOwned::to_owned))
+            .collect())
+    }
+
+    /// Attaches the file at `path`, named `name`, to the OMERO objects `targets` (`(kind,
+    /// id)`, kinds as the webclient names them: `image`, `dataset`, `plate`, `screen`, …)
+    /// through OMERO.web's webclient, as its "Attach a file" dialog does: `POST
+    /// webclient/annotate_file/?<kind>=<id>…` with the file as the multipart field
+    /// `annotation_file` (`annotate_file` in `omeroweb/webclient/views.py`; the objects'
+    /// group is the annotation's). The file is streamed, never read whole. Returns the new
+    /// FileAnnotation's id (`fileIds`).
+    pub async fn attach_file(
+        &self,
+        targets: &[(&str, i64)],
+        path: &std::path::Path,
+        name: &str,
+        mime: &str,
+    ) -> Result<i64, SessionError> {
+        let query: Vec<String> = targets.iter().map(|(k, id)| format!("{k}={id}")).collect();
+        let url = format!("{}/webclient/annotate_file/?{}", self.base, query.join("&"));
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| protocol(&url, format!("{}: {e}", path.display())))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| protocol(&url, format!("{}: {e}", path.display())))?
+            .len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let part = reqwest::multipart::Part::stream_with_length(body, len)
+            .file_name(name.to_owned())
+            .mime_str(mime)
+            .map_err(|e| protocol(&url, e))?;
+        let form = reqwest::multipart::Form::new().part("annotation_file", part);
+        let r = self
+            .http
+            .post(&url)
+            .header("X-CSRFToken", &self.csrf)
+            .header(reqwest::header::REFERER, format!("{}/", self.base))
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| unavailable(&url, &e))?;
+        let status = r.status();
+        if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+            return Err(SessionError::Refused {
+                reason: format!("OMERO.web refused the attachment ({status})"),
+            });
+        }
+        if !status.is_success() {
+            return Err(SessionError::Unavailable {
+                url,
+                reason: format!("OMERO.web answered {status}"),
+            });
+        }
+        let text = r.text().await.map_err(|e| unavailable(&url, &e))?;
+        // a form error comes back as 200 with the form's errors as HTML
+        let v: Value = serde_json::from_str(&text).map_err(|_| {
+            protocol(
+                &url,
+                format!(
+                    "not attached: {}",
+                    text.chars().take(200).collect::<String>()
+                ),
+            )
+        })?;
+        v["fileIds"]
+            .as_array()
+            .and_then(|ids| ids.first())
+            .and_then(Value::as_i64)
+            .ok_or_else(|| protocol(&url, "no `fileIds` in the answer"))
+    }
+
     /// The container named `name` in the session's group, as BIOMERO finds it
     /// (`conn.getObjects(type, attributes={"name": name})`, first match), or a new
     /// one when there is none or `duplicate` asks for a new one. `(container, created)`.

@@ -56,6 +56,12 @@ pub struct ImportRecord {
     /// Why nothing was ordered, when nothing was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What was attached in OMERO besides the import (BIOMERO's `1)`, `2)`, `5)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached: Vec<super::attach::Attached>,
+    /// What was asked to be attached and could not be, each saying why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attach_notes: Vec<String>,
 }
 
 impl StepRecord for ImportRecord {
@@ -173,12 +179,18 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     };
     if orders.is_empty() {
         tracing::info!(dir = %m.dir.display(), "the results hold no images: nothing to import");
+        let (attached, attach_notes) = match attachments(ctx, s, &doc, &plan, &m).await {
+            Ok(a) => a,
+            Err(o) => return o,
+        };
         cleanup(ctx, s, &doc).await;
         return ImportRecord {
             kept: m.dir.clone(),
             orders: Vec::new(),
             stages: Vec::new(),
             note: Some("the results hold no images; they are kept, nothing was imported".into()),
+            attached,
+            attach_notes,
         }
         .done(false);
     }
@@ -238,12 +250,18 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
             &s.workflow,
             latency as f64,
         );
+        let (attached, attach_notes) = match attachments(ctx, s, &doc, &plan, &m).await {
+            Ok(a) => a,
+            Err(o) => return o,
+        };
         cleanup(ctx, s, &doc).await;
         return ImportRecord {
             kept: m.dir.clone(),
             orders,
             stages: summary,
             note: None,
+            attached,
+            attach_notes,
         }
         .done(false);
     }
@@ -264,6 +282,70 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     StepOutcome::Later {
         detail: json!({ "orders": summary }),
         after: Duration::from_secs((age / 10).clamp(poll, poll.max(60))),
+    }
+}
+
+/// The attachments the options ask for, made once each with biomero-stage's OMERO account.
+async fn attachments(
+    ctx: &StepContext,
+    s: &Submission,
+    doc: &SubmissionDoc,
+    plan: &Plan,
+    m: &ResultManifest,
+) -> Result<(Vec<super::attach::Attached>, Vec<String>), StepOutcome> {
+    if !doc.options.attach.any() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let destination: Vec<(&'static str, i64)> = match destinations(doc, Some(plan)) {
+        Ok((dataset, screen)) => dataset
+            .map(|d| ("dataset", d))
+            .into_iter()
+            .chain(screen.map(|s| ("screen", s)))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let (todo, notes) = super::attach::plan(&doc.options.attach, &s.id, plan, m, &destination);
+    for n in &notes {
+        tracing::warn!(note = %n, "not attached");
+    }
+    if todo.is_empty() {
+        return Ok((Vec::new(), notes));
+    }
+    let config = ctx.runtime.config.current();
+    let st = &config.settings.settings;
+    let (Some(url), Some(user)) = (&st.omero_url, &st.omero_user) else {
+        return Err(StepOutcome::Waiting {
+            capability: "omero_url and omero_user are not set: the results are imported, and wait to be attached in OMERO (BIOMERO's 1), 2), 5))".into(),
+        });
+    };
+    let password = match st.omero_password() {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return Err(StepOutcome::Waiting {
+                capability: "no OMERO password (omero_password_file): the results wait to be attached in OMERO".into(),
+            });
+        }
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    let session = stage_source::omero::UserSession::service(
+        url,
+        st.omero_server_id,
+        user,
+        &password,
+        Duration::from_secs(st.omero_timeout_secs),
+    )
+    .await
+    .map_err(|e| StepOutcome::Transient {
+        error: e.to_string(),
+    })?;
+    let work = st.staging_dir().join(&s.id).join("attach");
+    match super::attach::attach(&session, &todo, m, &work).await {
+        Ok(done) => Ok((done, notes)),
+        Err(super::attach::AttachError::Transient(e)) => Err(StepOutcome::Transient { error: e }),
+        Err(super::attach::AttachError::Permanent(e)) => Err(failed(format!(
+            "{e} (the results are imported and kept at {})",
+            m.dir.display()
+        ))),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per pipeline step, each with the record it keeps
 //! ([`super::record`]), and the mapping of the crates' errors to step outcomes.
 
+pub mod attach;
 pub mod collect;
 pub mod follow;
 pub mod import;
