@@ -85,6 +85,7 @@ fn client(e: &Env, password: &str, timeout: Duration, attempts: u32) -> Arc<Omer
             user: USER.into(),
             password: Secret::new(password),
             pixel_buffer_url: Some(e.omero.url.clone()),
+            managed_repository: Some(e.data.managed.clone()),
             timeout,
             concurrency: 4,
             tile_size: 64,
@@ -793,4 +794,73 @@ async fn omero_refusals_and_failures() {
         .unwrap_err();
     assert!(matches!(err, SourceError::Cancelled));
     assert!(partials(&e.out).is_empty(), "{:?}", partials(&e.out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omero_images_imported_in_place_are_read_from_their_original_files() {
+    let e = env(64);
+    let c = client(&e, PASSWORD, Duration::from_secs(5), 3);
+    let src = sources(&e, &c);
+    let plan = |id: i64, m: ModeDecision| {
+        let src = src.clone();
+        async move {
+            stage_source::plan(&request(vec![omero("Image", id)], "Lab A", m, "0.4"), &src).await
+        }
+    };
+    // the managed repository links to the OME-TIFF on the storage: the link is followed,
+    // the file checked against OMERO's Pixels, and staged from disk, not from the pixel service
+    let original = std::fs::canonicalize(e.data.samples_a.join("tiffs/image_00.ome.tif")).unwrap();
+    for m in [tiff_wf(), zarr_wf()] {
+        let p = plan(ids::IMG_ORIGINAL, m).await.unwrap();
+        assert_eq!(
+            p.images[0].source,
+            PixelSource::Tiff {
+                path: original.clone()
+            },
+            "{p:?}"
+        );
+        let tiles = e.omero.faults.tiles.load(Ordering::Relaxed);
+        let root = e.out.join(format!("original-{:?}", p.images[0].format));
+        let staged = stage(&p, &root, Some(c.clone())).await;
+        assert_eq!(
+            e.omero.faults.tiles.load(Ordering::Relaxed),
+            tiles,
+            "no tile was asked for"
+        );
+        let out = inputs_dir(&root).join(&p.images[0].output);
+        let got = match p.images[0].format {
+            OutputFormat::Tiff => tiff_sha(&out),
+            OutputFormat::Zarr | OutputFormat::ZarrPlate => zarr_sha(&out),
+        };
+        assert_eq!(got, tiff_sha(&original), "{staged:?}");
+    }
+    // a link into another group's folder is refused, naming the file and where it leads
+    let err = plan(ids::IMG_ORIGINAL_OUTSIDE, tiff_wf())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Image 212") && err.contains("links to") && err.contains("lab-b"),
+        "{err}"
+    );
+    // a file that is not the image OMERO describes is refused with both sides, not guessed
+    let err = plan(ids::IMG_ORIGINAL_MISMATCH, tiff_wf())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Image 213") && err.contains("32×32") && err.contains("64×64"),
+        "{err}"
+    );
+    // a format this build does not read: the pixel service, said in the plan's notes
+    let p = plan(ids::IMG_ORIGINAL_CZI, tiff_wf()).await.unwrap();
+    assert!(
+        matches!(p.images[0].source, PixelSource::OmeroTiles { .. }),
+        "{p:?}"
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains("not a TIFF")),
+        "{:?}",
+        p.notes
+    );
 }

@@ -57,6 +57,9 @@ pub struct Img {
     pub path: PathBuf,
     /// How OMERO points at the Zarr.
     pub hint: ZarrHint,
+    /// Its fileset's one original file, as a path in the managed repository
+    /// ([`WorldData::managed`]); `None`: no fileset.
+    pub original: Option<String>,
 }
 
 /// A well.
@@ -124,6 +127,15 @@ pub mod ids {
     pub const IMG_ANNOTATED: i64 = 202;
     /// Image only in the pixel service.
     pub const IMG_TILES: i64 = 203;
+    /// An image of `Lab A` in no dataset, imported in place: its original OME-TIFF on the
+    /// storage, linked from the managed repository.
+    pub const IMG_ORIGINAL: i64 = 211;
+    /// Likewise, but the link points into Lab B's folder.
+    pub const IMG_ORIGINAL_OUTSIDE: i64 = 212;
+    /// Likewise, but the file holds other pixels than OMERO describes.
+    pub const IMG_ORIGINAL_MISMATCH: i64 = 213;
+    /// Likewise, a format biomero-stage does not read (`.czi`).
+    pub const IMG_ORIGINAL_CZI: i64 = 214;
     /// Image of `Lab B`.
     pub const IMG_OTHER_GROUP: i64 = 301;
     /// First well id of [`PLATE_TILES`].
@@ -143,6 +155,9 @@ pub struct WorldData {
     pub samples_b: PathBuf,
     /// Samples of Lab B.
     pub samples_other: PathBuf,
+    /// OMERO's managed repository (outside the data roots, as `/OMERO/ManagedRepository` is):
+    /// in-place imports are links from it to the files on the storage.
+    pub managed: PathBuf,
 }
 
 /// Writes the sample data under `root` (`lab-a/…`, `lab-b/…`) and builds the standard world on it.
@@ -197,6 +212,7 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
                                 group: "Lab A".into(),
                                 path,
                                 hint,
+                                original: None,
                             },
                         );
                         fields.push((next, id * 10 + 1));
@@ -264,6 +280,7 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
                 group: "Lab A".into(),
                 path: samples_a.join(format!("images/image_{i:02}.ome.zarr")),
                 hint,
+                original: None,
             },
         );
     }
@@ -283,6 +300,7 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
             group: "Lab B".into(),
             path: samples_other.join("images/image_00.ome.zarr"),
             hint: ZarrHint::None,
+            original: None,
         },
     );
     w.datasets.insert(
@@ -293,6 +311,66 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
             vec![ids::IMG_OTHER_GROUP],
         ),
     );
+    // images imported in place (BIOMERO.importer's `--transfer=ln_s`): the managed repository
+    // holds links to their original files on the storage
+    let managed = root
+        .parent()
+        .unwrap_or(root)
+        .join("OMERO/ManagedRepository");
+    let small = lab_a.join("run-small");
+    write_samples(
+        &small,
+        &SampleSpec {
+            size: size / 2,
+            images: 1,
+            seed: 9,
+            ..spec
+        },
+    )
+    .expect("small sample data");
+    for (id, name, file, pixels) in [
+        (
+            ids::IMG_ORIGINAL,
+            "image_00.ome.tif",
+            samples_a.join("tiffs/image_00.ome.tif"),
+            samples_a.join("images/image_00.ome.zarr"),
+        ),
+        (
+            ids::IMG_ORIGINAL_OUTSIDE,
+            "elsewhere.ome.tif",
+            samples_other.join("tiffs/image_00.ome.tif"),
+            samples_other.join("images/image_00.ome.zarr"),
+        ),
+        (
+            ids::IMG_ORIGINAL_MISMATCH,
+            "smaller.ome.tif",
+            small.join("tiffs/image_00.ome.tif"),
+            samples_a.join("images/image_01.ome.zarr"),
+        ),
+        (
+            ids::IMG_ORIGINAL_CZI,
+            "scan.czi [0]",
+            samples_a.join("tiffs/image_02.ome.tif"),
+            samples_a.join("images/image_02.ome.zarr"),
+        ),
+    ] {
+        let ext = if id == ids::IMG_ORIGINAL_CZI { "czi" } else { "ome.tif" };
+        let rel = format!("alice_60/2026-12/01/10-00-{id}.000/original.{ext}");
+        let link = managed.join(&rel);
+        std::fs::create_dir_all(link.parent().expect("parent")).expect("managed repository");
+        std::os::unix::fs::symlink(&file, &link).expect("in-place link");
+        w.images.insert(
+            id,
+            Img {
+                id,
+                name: name.into(),
+                group: "Lab A".into(),
+                path: pixels,
+                hint: ZarrHint::None,
+                original: Some(rel),
+            },
+        );
+    }
     (
         w,
         WorldData {
@@ -301,6 +379,7 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
             samples_a,
             samples_b,
             samples_other,
+            managed,
         },
     )
 }
@@ -936,6 +1015,23 @@ async fn handle(
         return json_response(
             StatusCode::OK,
             &json!({"annotations": anns, "experimenters": []}),
+        );
+    }
+    if let ["webgateway", "original_file_paths", id] = segs.as_slice() {
+        // omeroweb/webgateway/views.py original_file_paths: {} without a fileset
+        let Some(img) = id_of(id).and_then(|i| w.images.get(&i)) else {
+            return not_found("Image");
+        };
+        return json_response(
+            StatusCode::OK,
+            &img.original.as_ref().map_or_else(
+                || json!({}),
+                |rel| {
+                    let name = rel.rsplit('/').next().unwrap_or(rel);
+                    json!({"repo": [rel], "client": [format!("home/alice/data/{name}")],
+                           "fileset": {"id": img.id + 80_000}})
+                },
+            ),
         );
     }
     if path == "/webclient/api/annotations/" {

@@ -147,6 +147,11 @@ settings! {
     omero_password: Option<Secret> = None,
     /// A file holding the password (mode 600).
     omero_password_file: Option<PathBuf> = None,
+    /// Where this host mounts OMERO's managed repository (`omero.managed.dir`, e.g.
+    /// `/OMERO/ManagedRepository`): an OMERO image without a Zarr is then read from its original
+    /// file (a TIFF or OME-TIFF; in-place imports' links followed, confined to the data roots
+    /// and the group's folder) before the pixel service is asked.
+    managed_repository: Option<PathBuf> = None,
     /// omero-ms-pixel-buffer base URL (`<url>/tile/{image}/{z}/{c}/{t}`); unset: only on-disk Zarr.
     pixel_buffer_url: Option<String> = None,
     /// Tile requests in flight per image.
@@ -641,8 +646,9 @@ pub const MAX_WORKERS: u32 = 64;
 const MIN_TOKEN_LEN: usize = 16;
 
 /// Keys whose value is a path, made relative to the settings file's directory.
-const PATH_KEYS: [&str; 11] = [
+const PATH_KEYS: [&str; 12] = [
     "state_dir",
+    "managed_repository",
     "admin_token_file",
     "viewer_token_file",
     "group_mappings_file",

@@ -35,11 +35,12 @@ impl std::fmt::Debug for SourceCache {
 /// Everything the OMERO client depends on but the password, as a cache key.
 fn omero_key(s: &StageSettings) -> String {
     format!(
-        "{:?}|{}|{:?}|{:?}|{}|{}|{}",
+        "{:?}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
         s.omero_url,
         s.omero_server_id,
         s.omero_user,
         s.pixel_buffer_url,
+        s.managed_repository,
         s.omero_concurrency,
         s.omero_timeout_secs,
         s.omero_tile_size,
@@ -94,6 +95,7 @@ impl SourceCache {
                             user: user.clone(),
                             password,
                             pixel_buffer_url: settings.pixel_buffer_url.clone(),
+                            managed_repository: settings.managed_repository.clone(),
                             timeout: Duration::from_secs(settings.omero_timeout_secs),
                             concurrency: usize::try_from(settings.omero_concurrency).unwrap_or(8),
                             tile_size: settings.omero_tile_size,

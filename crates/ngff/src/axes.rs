@@ -27,6 +27,13 @@ pub struct Sizes {
     pub x: u64,
 }
 
+impl std::fmt::Display for Sizes {
+    /// `T×C×Z×Y×X` (e.g. `1×2×1×64×64`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}×{}×{}×{} (T×C×Z×Y×X)", self.t, self.c, self.z, self.y, self.x)
+    }
+}
+
 impl Sizes {
     /// Number of YX planes.
     pub fn planes(&self) -> u64 {

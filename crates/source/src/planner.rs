@@ -237,7 +237,89 @@ fn usable_zarr(fs: &FsSource, raw: &str) -> std::result::Result<PathBuf, String>
     }
 }
 
-/// The pixel source of an OMERO image: its Zarr on disk if usable, else pixel-buffer tiles.
+/// Why an OMERO image's original file is not used.
+enum NotOriginal {
+    /// Not a file biomero-stage reads (a vendor format, a multi-file fileset, a later series):
+    /// the pixel service is asked instead.
+    Unread(String),
+    /// Refused: outside the data roots or the group's folder, or not the image OMERO describes.
+    Refused(SourceError),
+}
+
+/// The original file of OMERO image `info` on the shared storage, when it is a TIFF,
+/// BigTIFF or OME-TIFF this build reads, and holds exactly the pixels OMERO describes.
+fn original_tiff(fs: &FsSource, info: &ImageInfo) -> std::result::Result<PathBuf, NotOriginal> {
+    let input = format!("Image {}", info.id);
+    let file = match info.original_files.as_slice() {
+        [one] => one,
+        files => {
+            return Err(NotOriginal::Unread(format!(
+                "its fileset has {} files (a multi-file format is not read natively)",
+                files.len()
+            )));
+        }
+    };
+    let lower = file.to_string_lossy().to_ascii_lowercase();
+    if ![".tif", ".tiff"].iter().any(|e| lower.ends_with(e)) {
+        return Err(NotOriginal::Unread(format!(
+            "its original file {} is not a TIFF",
+            file.display()
+        )));
+    }
+    // `name [n]`: series n of a multi-series file; the reader reads the first series
+    if let Some(n) = info
+        .name
+        .rsplit_once(" [")
+        .and_then(|(_, rest)| rest.strip_suffix(']'))
+        .and_then(|n| n.parse::<u32>().ok())
+        && n > 0
+    {
+        return Err(NotOriginal::Unread(format!(
+            "it is series {n} of {}; only a file's first series is read natively",
+            file.display()
+        )));
+    }
+    // the managed repository links an in-place import to the file on the storage: followed,
+    // and the target must lie in the data roots and the group's folder
+    let raw = file.to_string_lossy().into_owned();
+    let path = match &info.group {
+        Some(g) => fs.confine(&raw, g),
+        None => fs.within_roots(&raw),
+    }
+    .map_err(|e| {
+        let target = std::fs::canonicalize(file)
+            .map_or_else(|_| String::new(), |t| format!(" (it links to {})", t.display()));
+        NotOriginal::Refused(SourceError::refused(
+            &input,
+            format!("its original file {}{target}: {e}", file.display()),
+        ))
+    })?;
+    let tiff = stage_ngff::tiff::read::inspect(&path).map_err(|source| {
+        NotOriginal::Refused(SourceError::Data {
+            input: input.clone(),
+            source: Box::new(source),
+        })
+    })?;
+    if let Some(px) = &info.pixels
+        && (px.sizes != tiff.sizes || px.dtype != tiff.dtype)
+    {
+        return Err(NotOriginal::Refused(SourceError::refused(
+            &input,
+            format!(
+                "its original file {} holds {} {} pixels, but OMERO describes {} {}: it is not used, and no guess is made",
+                path.display(),
+                tiff.sizes,
+                tiff.dtype,
+                px.sizes,
+                px.dtype
+            ),
+        )));
+    }
+    Ok(path)
+}
+
+/// The pixel source of an OMERO image: its Zarr on disk if usable, else its original TIFF on
+/// the storage, else pixel-buffer tiles.
 fn omero_pixels(
     fs: &FsSource,
     info: &ImageInfo,
@@ -280,7 +362,23 @@ fn omero_pixels(
                 tiles(notes)
             }
         },
-        None => tiles(notes),
+        None if info.original_files.is_empty() => tiles(notes),
+        None => match original_tiff(fs, info) {
+            Ok(path) => {
+                let bytes = info.pixels.as_ref().map_or(0, |px| {
+                    px.sizes.planes() * px.sizes.y * px.sizes.x * px.dtype.size() as u64
+                });
+                Ok((PixelSource::Tiff { path }, bytes))
+            }
+            Err(NotOriginal::Refused(e)) => Err(e),
+            Err(NotOriginal::Unread(why)) => {
+                notes.push(format!(
+                    "Image {}: {why}; its pixels come from the pixel service",
+                    info.id
+                ));
+                tiles(notes)
+            }
+        },
     }
 }
 

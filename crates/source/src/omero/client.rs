@@ -38,6 +38,8 @@ pub struct OmeroConfig {
     pub password: Secret,
     /// omero-ms-pixel-buffer base URL.
     pub pixel_buffer_url: Option<String>,
+    /// Where this host mounts OMERO's managed repository (original files are read from it).
+    pub managed_repository: Option<std::path::PathBuf>,
     /// Timeout of one request.
     pub timeout: Duration,
     /// Tile requests in flight per plane.

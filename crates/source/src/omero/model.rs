@@ -29,6 +29,9 @@ pub struct ImageInfo {
     pub pixels: Option<OmeroPixels>,
     /// The Zarr path from ExternalInfo, if any.
     pub zarr_path: Option<String>,
+    /// Its fileset's files in OMERO's managed repository (`webgateway/original_file_paths/`
+    /// joined to `managed_repository`), when looked up.
+    pub original_files: Vec<std::path::PathBuf>,
 }
 
 /// A plate acquisition (run).
@@ -200,6 +203,7 @@ pub fn image(v: &Value) -> Result<ImageInfo, String> {
         group: group(v),
         pixels,
         zarr_path: external_zarr(v),
+        original_files: Vec::new(),
     })
 }
 

@@ -176,7 +176,43 @@ impl OmeroSource {
             }
         };
         self.find_zarr_annotations(&mut units).await?;
+        self.find_original_files(&mut units).await?;
         Ok(units)
+    }
+
+    /// Fills `original_files` of images without a Zarr, when the managed repository is
+    /// mounted here: `webgateway/original_file_paths/<id>/` lists a fileset's files as paths
+    /// in the managed repository (`repo`; `{}` for an image without a fileset), as
+    /// `original_file_paths` in `omeroweb/webgateway/views.py` answers.
+    async fn find_original_files(&self, units: &mut [Unit]) -> Result<()> {
+        let Some(managed) = self.client.config().managed_repository.clone() else {
+            return Ok(());
+        };
+        for u in units.iter_mut() {
+            let Unit::Image { info, .. } = u else {
+                continue;
+            };
+            if info.zarr_path.is_some() {
+                continue;
+            }
+            let v = match self
+                .client
+                .web(&format!("webgateway/original_file_paths/{}/", info.id))
+                .await
+            {
+                Ok(v) => v,
+                Err(SourceError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let repo = v["repo"].as_array().cloned().unwrap_or_default();
+            info.original_files = repo
+                .iter()
+                .filter_map(|p| p.as_str())
+                // repository paths are relative; a leading `/` must not escape the mount
+                .map(|p| managed.join(p.trim_start_matches('/')))
+                .collect();
+        }
+        Ok(())
     }
 
     async fn plate(&self, id: i64, group: &str, screen: Option<i64>) -> Result<Unit> {
