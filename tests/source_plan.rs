@@ -86,6 +86,10 @@ fn client(e: &Env, password: &str, timeout: Duration, attempts: u32) -> Arc<Omer
             password: Secret::new(password),
             pixel_buffer_url: Some(e.omero.url.clone()),
             managed_repository: Some(e.data.managed.clone()),
+            storage_map: Some((
+                e.data.root.clone(),
+                PathBuf::from(stage_tests::omero::OMERO_SIDE_ROOT),
+            )),
             timeout,
             concurrency: 4,
             tile_size: 64,
@@ -834,6 +838,15 @@ async fn omero_images_imported_in_place_are_read_from_their_original_files() {
         };
         assert_eq!(got, tiff_sha(&original), "{staged:?}");
     }
+    // a link that holds OMERO's own path of the file is followed through the storage mapping
+    let p = plan(ids::IMG_ORIGINAL_OMERO_PATH, tiff_wf()).await.unwrap();
+    assert_eq!(
+        p.images[0].source,
+        PixelSource::Tiff {
+            path: std::fs::canonicalize(e.data.samples_a.join("tiffs/image_01.ome.tif")).unwrap()
+        },
+        "{p:?}"
+    );
     // a link into another group's folder is refused, naming the file and where it leads
     let err = plan(ids::IMG_ORIGINAL_OUTSIDE, tiff_wf())
         .await

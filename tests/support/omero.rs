@@ -28,6 +28,9 @@ use stage_ngff::{ImageReader, NgffVersion};
 use stage_sample::{SampleSpec, write_samples};
 
 const SCHEMA: &str = "http://www.openmicroscopy.org/Schemas/OME/2016-06";
+/// Where OMERO's side (its server, BIOMERO.importer) sees the data root: in-place import
+/// links in the managed repository hold paths under it, which do not exist on the test host.
+pub const OMERO_SIDE_ROOT: &str = "/omero-side/data";
 /// The test account.
 pub const USER: &str = "biomero-stage";
 /// Its password.
@@ -136,6 +139,8 @@ pub mod ids {
     pub const IMG_ORIGINAL_MISMATCH: i64 = 213;
     /// Likewise, a format biomero-stage does not read (`.czi`).
     pub const IMG_ORIGINAL_CZI: i64 = 214;
+    /// Likewise, its link holding OMERO's path of the file ([`super::OMERO_SIDE_ROOT`]).
+    pub const IMG_ORIGINAL_OMERO_PATH: i64 = 215;
     /// Image of `Lab B`.
     pub const IMG_OTHER_GROUP: i64 = 301;
     /// First well id of [`PLATE_TILES`].
@@ -353,8 +358,23 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
             samples_a.join("tiffs/image_02.ome.tif"),
             samples_a.join("images/image_02.ome.zarr"),
         ),
+        (
+            ids::IMG_ORIGINAL_OMERO_PATH,
+            "image_01.ome.tif",
+            Path::new(OMERO_SIDE_ROOT).join(
+                samples_a
+                    .join("tiffs/image_01.ome.tif")
+                    .strip_prefix(root)
+                    .expect("under the root"),
+            ),
+            samples_a.join("images/image_01.ome.zarr"),
+        ),
     ] {
-        let ext = if id == ids::IMG_ORIGINAL_CZI { "czi" } else { "ome.tif" };
+        let ext = if id == ids::IMG_ORIGINAL_CZI {
+            "czi"
+        } else {
+            "ome.tif"
+        };
         let rel = format!("alice_60/2026-12/01/10-00-{id}.000/original.{ext}");
         let link = managed.join(&rel);
         std::fs::create_dir_all(link.parent().expect("parent")).expect("managed repository");

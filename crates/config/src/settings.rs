@@ -150,7 +150,8 @@ settings! {
     /// Where this host mounts OMERO's managed repository (`omero.managed.dir`, e.g.
     /// `/OMERO/ManagedRepository`): an OMERO image without a Zarr is then read from its original
     /// file (a TIFF or OME-TIFF; in-place imports' links followed, confined to the data roots
-    /// and the group's folder) before the pixel service is asked.
+    /// and the group's folder; a link to OMERO's own path of the file is translated with
+    /// `importer_path_map`) before the pixel service is asked.
     managed_repository: Option<PathBuf> = None,
     /// omero-ms-pixel-buffer base URL (`<url>/tile/{image}/{z}/{c}/{t}`); unset: only on-disk Zarr.
     pixel_buffer_url: Option<String> = None,

@@ -35,12 +35,13 @@ impl std::fmt::Debug for SourceCache {
 /// Everything the OMERO client depends on but the password, as a cache key.
 fn omero_key(s: &StageSettings) -> String {
     format!(
-        "{:?}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
+        "{:?}|{}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}",
         s.omero_url,
         s.omero_server_id,
         s.omero_user,
         s.pixel_buffer_url,
         s.managed_repository,
+        s.importer_path_map,
         s.omero_concurrency,
         s.omero_timeout_secs,
         s.omero_tile_size,
@@ -96,6 +97,17 @@ impl SourceCache {
                             password,
                             pixel_buffer_url: settings.pixel_buffer_url.clone(),
                             managed_repository: settings.managed_repository.clone(),
+                            // the importer's view of the storage is OMERO's side's
+                            storage_map: settings
+                                .importer_path_map
+                                .as_deref()
+                                .and_then(|m| m.split_once('='))
+                                .map(|(here, there)| {
+                                    (
+                                        std::path::PathBuf::from(here.trim()),
+                                        std::path::PathBuf::from(there.trim()),
+                                    )
+                                }),
                             timeout: Duration::from_secs(settings.omero_timeout_secs),
                             concurrency: usize::try_from(settings.omero_concurrency).unwrap_or(8),
                             tile_size: settings.omero_tile_size,

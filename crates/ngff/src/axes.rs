@@ -30,7 +30,11 @@ pub struct Sizes {
 impl std::fmt::Display for Sizes {
     /// `T×C×Z×Y×X` (e.g. `1×2×1×64×64`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}×{}×{}×{}×{} (T×C×Z×Y×X)", self.t, self.c, self.z, self.y, self.x)
+        write!(
+            f,
+            "{}×{}×{}×{}×{} (T×C×Z×Y×X)",
+            self.t, self.c, self.z, self.y, self.x
+        )
     }
 }
 

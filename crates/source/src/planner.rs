@@ -287,8 +287,10 @@ fn original_tiff(fs: &FsSource, info: &ImageInfo) -> std::result::Result<PathBuf
         None => fs.within_roots(&raw),
     }
     .map_err(|e| {
-        let target = std::fs::canonicalize(file)
-            .map_or_else(|_| String::new(), |t| format!(" (it links to {})", t.display()));
+        let target = std::fs::canonicalize(file).map_or_else(
+            |_| String::new(),
+            |t| format!(" (it links to {})", t.display()),
+        );
         NotOriginal::Refused(SourceError::refused(
             &input,
             format!("its original file {}{target}: {e}", file.display()),

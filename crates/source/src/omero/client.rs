@@ -40,6 +40,9 @@ pub struct OmeroConfig {
     pub pixel_buffer_url: Option<String>,
     /// Where this host mounts OMERO's managed repository (original files are read from it).
     pub managed_repository: Option<std::path::PathBuf>,
+    /// `(here, OMERO's)`: where this host mounts the storage that OMERO's side (its server,
+    /// BIOMERO.importer) sees at another path; in-place import links hold OMERO's paths.
+    pub storage_map: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Timeout of one request.
     pub timeout: Duration,
     /// Tile requests in flight per plane.

@@ -209,7 +209,12 @@ impl OmeroSource {
                 .iter()
                 .filter_map(|p| p.as_str())
                 // repository paths are relative; a leading `/` must not escape the mount
-                .map(|p| managed.join(p.trim_start_matches('/')))
+                .map(|p| {
+                    on_this_host(
+                        managed.join(p.trim_start_matches('/')),
+                        self.client.config().storage_map.as_ref(),
+                    )
+                })
                 .collect();
         }
         Ok(())
@@ -318,6 +323,29 @@ impl OmeroSource {
             }
         }
         Ok(())
+    }
+}
+
+/// An in-place import's link as this host can follow it: the link itself when its target is
+/// here, else its target with OMERO's mount of the storage replaced by ours (`map`: here,
+/// OMERO's). Confinement is the planner's, on what this returns.
+fn on_this_host(
+    link: std::path::PathBuf,
+    map: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> std::path::PathBuf {
+    let Ok(target) = std::fs::read_link(&link) else {
+        return link;
+    };
+    let target = match link.parent() {
+        Some(dir) if target.is_relative() => dir.join(&target),
+        _ => target,
+    };
+    if target.exists() {
+        return link;
+    }
+    match map.and_then(|(here, there)| target.strip_prefix(there).ok().map(|r| here.join(r))) {
+        Some(mapped) => mapped,
+        None => link,
     }
 }
 
