@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stage_tests::biomero_store::{
-    assert_reencodes, assert_versions_contiguous, biomero_store, caught_up, ours, track_in,
+    assert_reencodes, assert_versions_contiguous, biomero_store, caught_up, ours, task_names,
+    track_in,
 };
 use stage_tests::omero::{OmeroSite, PASSWORD, TestOmero, USER, ids, omero_site, standard_world};
 use stage_tests::site::{assert_one_job_each, cluster_now, site, state};
@@ -304,12 +305,7 @@ fn a_detached_run_is_claimed_once_run_on_slurm_into_its_own_workflowrun_and_resu
         (run["user"].as_i64(), run["group"].as_i64()),
         (Some(60), Some(5))
     );
-    let names: Vec<&str> = run["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["task_name"].as_str().unwrap())
-        .collect();
+    let names = task_names(run);
     assert_eq!(
         names,
         [
@@ -471,20 +467,10 @@ fn a_launcher_this_site_cannot_run_fails_its_run_with_the_reason_and_nothing_els
     let (url, sa) = biomero_store();
     let s = detached_site();
     biomero29_oracle(&sa, &["views"]);
-    let good = || script_inputs("cellpose", "v1.4.0", ids::IMG_EXTERNAL, &json!({}));
+    let cellpose = |extra: Value| script_inputs("cellpose", "v1.4.0", ids::IMG_EXTERNAL, &extra);
     let specs = [
         // no IDs
-        spec(
-            60,
-            5,
-            &["cellpose"],
-            script_inputs(
-                "cellpose",
-                "v1.4.0",
-                ids::IMG_EXTERNAL,
-                &json!({"IDs": null}),
-            ),
-        ),
+        spec(60, 5, &["cellpose"], cellpose(json!({"IDs": null}))),
         // a workflow this site does not have
         spec(
             60,
@@ -497,17 +483,12 @@ fn a_launcher_this_site_cannot_run_fails_its_run_with_the_reason_and_nothing_els
             60,
             5,
             &["cellpose"],
-            script_inputs(
-                "cellpose",
-                "v1.4.0",
-                ids::IMG_EXTERNAL,
-                &json!({"cellpose_|_diameter": "large"}),
-            ),
+            cellpose(json!({"cellpose_|_diameter": "large"})),
         ),
         // a user who is not a member of the run's group
-        spec(61, 5, &["cellpose"], good()),
+        spec(61, 5, &["cellpose"], cellpose(json!({}))),
         // and one that is fine, after them
-        spec(60, 5, &["cellpose"], good()),
+        spec(60, 5, &["cellpose"], cellpose(json!({}))),
     ];
     let runs = launch(&sa, &specs);
     let d = start_omero(&s, &sa);

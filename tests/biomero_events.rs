@@ -9,8 +9,8 @@
 
 use serde_json::{Value, json};
 use stage_tests::biomero_store::{
-    assert_reencodes, assert_versions_contiguous, biomero_store, caught_up, ours, track_in,
-    workflow_id,
+    assert_reencodes, assert_versions_contiguous, biomero_store, caught_up, ours, task_names,
+    track_in, workflow_id,
 };
 use stage_tests::omero::{OmeroSite, PASSWORD, ids, omero_site};
 use stage_tests::site::{Site, site, start, state, submit_as, submit_plate};
@@ -97,12 +97,7 @@ fn a_biomero_run_shows_its_omero_user_and_its_stage_as_it_happens() {
         (run["user"].as_i64(), run["group"].as_i64()),
         (Some(60), Some(5))
     );
-    let names: Vec<&str> = run["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["task_name"].as_str().unwrap())
-        .collect();
+    let names = task_names(run);
     assert_eq!(names, ["CONVERT_OMERO_TO_TIFF", "_SLURM_Image_Transfer.py"]);
     assert_eq!(
         run["tasks"][0]["result_message"]
@@ -615,12 +610,7 @@ fn a_daemon_killed_at_any_instant_writes_every_event_exactly_once() {
     args.extend(wf.iter().map(String::as_str));
     let runs = biomero_oracle(&sa, &args);
     for (n, run) in runs.as_array().unwrap().iter().enumerate() {
-        let names: Vec<&str> = run["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["task_name"].as_str().unwrap())
-            .collect();
+        let names = task_names(run);
         assert_eq!(
             names,
             ["CONVERT_OMERO_TO_TIFF", "_SLURM_Image_Transfer.py"],

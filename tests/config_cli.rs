@@ -672,6 +672,11 @@ fn adopt_nl_biomero_reads_its_real_deployment_files_into_settings_that_check() {
     );
     assert_eq!(setting("group_mappings_file"), f("web/biomero-config.json"));
     assert_eq!(setting("omero_url"), "http://127.0.0.1:4080/");
+    // OMERO's /OMERO is the named volume `omero` of the project (the checkout's folder)
+    assert_eq!(
+        setting("managed_repository"),
+        "/var/lib/docker/volumes/nl-biomero_omero/_data/ManagedRepository"
+    );
     assert_eq!(setting("importer_enabled"), true);
     assert_eq!(
         setting("ssh_config_file"),

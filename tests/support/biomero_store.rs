@@ -55,6 +55,16 @@ pub fn workflow_id(d: &Daemon, id: &str) -> String {
         .to_owned()
 }
 
+/// The task names of a run as `oracle.py read` gives it, in the run's order.
+pub fn task_names(run: &Value) -> Vec<&str> {
+    run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_name"].as_str().unwrap())
+        .collect()
+}
+
 /// The eventsourcing round trip finds every stored event byte for byte as it encodes it.
 pub fn assert_reencodes(sa: &str) {
     let r = biomero_oracle(sa, &["reencode"]);

@@ -316,6 +316,39 @@ pub fn adopt(dir: &Path, home: &Path) -> Result<Adoption, AdoptError> {
             "the biomeroworker mounts nothing at {DATA_MOUNT}: set data_roots to the shared storage"
         )),
     }
+    // OMERO's managed repository (in-place imports link from it to /data): OMERO.server's /OMERO
+    if let Some(server) = service("omeroserver")
+        && let Some((src, _)) = volumes(server, &env).iter().find(|(_, t)| t == "/OMERO")
+    {
+        if src.starts_with('.') || src.starts_with('/') || src.starts_with('~') {
+            set(
+                "managed_repository",
+                path_value(&host_path(src, dir, home).join("ManagedRepository")),
+                format!("omeroserver mounts {src} at /OMERO"),
+            );
+        } else {
+            // a named volume: Docker keeps it under its data root, named `<project>_<volume>`
+            let project = env.get("COMPOSE_PROJECT_NAME").cloned().unwrap_or_else(|| {
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().to_lowercase())
+                    .unwrap_or_default()
+            });
+            let p = PathBuf::from(format!(
+                "/var/lib/docker/volumes/{project}_{src}/_data/ManagedRepository"
+            ));
+            set(
+                "managed_repository",
+                path_value(&p),
+                format!(
+                    "omeroserver's /OMERO is the Docker volume `{src}` of project `{project}` (Docker's default data root)"
+                ),
+            );
+            undecided.push(format!(
+                "managed_repository {}: check with `docker volume inspect {project}_{src}` and give the daemon read access (it is root's by default)",
+                p.display()
+            ));
+        }
+    }
     // OMERO.web: biomero-config.json (group folders) and its published port
     if let Some(web) = service("omeroweb") {
         let web_env = environment(web, &env);

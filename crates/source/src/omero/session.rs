@@ -171,6 +171,36 @@ fn container_of(kind: ContainerKind, v: &Value) -> Option<Container> {
     })
 }
 
+/// A cookie-keeping HTTP client for OMERO.web at `url`, OMERO.web's base URL, and its
+/// answer to logging in as `user` with `password` (a session key is both, to join it).
+async fn log_in(
+    url: &str,
+    server_id: u32,
+    user: &str,
+    password: &str,
+    timeout: Duration,
+) -> Result<(reqwest::Client, String, super::login::LoginAnswer), SessionError> {
+    let base = url.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("biomero-stage/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| protocol(&base, format!("cannot create the HTTP client: {e}")))?;
+    let answer = super::login::login(&http, &base, server_id, user, password)
+        .await
+        .map_err(|f| match f {
+            super::login::LoginFailure::Unavailable { url, reason } => {
+                SessionError::Unavailable { url, reason }
+            }
+            super::login::LoginFailure::Protocol { url, reason } => {
+                SessionError::Protocol { url, reason }
+            }
+        })?;
+    Ok((http, base, answer))
+}
+
 impl UserSession {
     /// Joins the session `key` through OMERO.web at `url` (server `server_id`).
     pub async fn join(
@@ -179,24 +209,8 @@ impl UserSession {
         key: &Secret,
         timeout: Duration,
     ) -> Result<Self, SessionError> {
-        let base = url.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("biomero-stage/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| protocol(&base, format!("cannot create the HTTP client: {e}")))?;
-        let answer = super::login::login(&http, &base, server_id, key.expose(), key.expose())
-            .await
-            .map_err(|f| match f {
-                super::login::LoginFailure::Unavailable { url, reason } => {
-                    SessionError::Unavailable { url, reason }
-                }
-                super::login::LoginFailure::Protocol { url, reason } => {
-                    SessionError::Protocol { url, reason }
-                }
-            })?;
+        let (http, base, answer) =
+            log_in(url, server_id, key.expose(), key.expose(), timeout).await?;
         let (status, body, csrf) = (answer.status, answer.body, answer.csrf);
         let login = format!("{base}/api/v0/login/");
         if !status.is_success() || body["success"] != true {
@@ -232,24 +246,7 @@ impl UserSession {
         password: &Secret,
         timeout: Duration,
     ) -> Result<Self, SessionError> {
-        let base = url.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("biomero-stage/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| protocol(&base, format!("cannot create the HTTP client: {e}")))?;
-        let answer = super::login::login(&http, &base, server_id, user, password.expose())
-            .await
-            .map_err(|f| match f {
-                super::login::LoginFailure::Unavailable { url, reason } => {
-                    SessionError::Unavailable { url, reason }
-                }
-                super::login::LoginFailure::Protocol { url, reason } => {
-                    SessionError::Protocol { url, reason }
-                }
-            })?;
+        let (http, base, answer) = log_in(url, server_id, user, password.expose(), timeout).await?;
         let (status, body, csrf) = (answer.status, answer.body, answer.csrf);
         if !status.is_success() || body["success"] != true {
             // the account's own login failing is the site's configuration, not a user's
