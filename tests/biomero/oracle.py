@@ -7,6 +7,8 @@ writes into BIOMERO's event store and views.
     oracle.py URL catch-up          BIOMERO's four followers pull what they have not read; then the views
     oracle.py URL rebuild           what `Slurm Init` does (reset_tables): drop and rebuild the views; then the views
     oracle.py URL record            BIOMERO records a run of its own (SLURM_Run_Workflow.py's calls)
+    oracle.py URL record-many N     BIOMERO records N runs of its own, as a biomero-stage run's tasks
+                                    (benches/events.rs); prints the seconds inside the process
     oracle.py URL launch FILE       2.9: queues detached runs as the run script does (FILE: a JSON
                                     list of {user, group, script, inputs, workflows}), through
                                     biomero.detached.register_detached_launcher
@@ -151,6 +153,48 @@ def record(c):
     return {"workflow": str(wf)}
 
 
+def record_many(c, n):
+    """N imported runs recorded call by call, the tasks and statuses a biomero-stage run has."""
+    import time
+    w = c.workflowTracker
+    started = time.perf_counter()
+    for i in range(n):
+        wf = w.initiate_workflow("Slurm Workflow", f"bench {i}", 52, 3)
+        w.start_workflow(wf)
+        for name, status in [("CONVERT_OMERO_TO_TIFF", "CONVERTING"),
+                             ("_SLURM_Image_Transfer.py", "TRANSFERRING")]:
+            t = w.add_task_to_workflow(wf, name, "bench", [1], {})
+            w.start_task(t)
+            w.update_task_status(t, status)
+            w.complete_task(t, "done")
+        run = w.add_task_to_workflow(wf, "SLURM_Run_Workflow.py", "bench", [1], {"diameter": 30})
+        w.start_task(run)
+        w.update_task_status(run, "RUNNING")
+        job = w.add_task_to_workflow(wf, "cellpose", "v1.4.0", [1], {"diameter": 30})
+        w.start_task(job)
+        w.add_job_id(job, str(1000 + i))
+        for p in ("20%", "60%", "90%"):
+            w.update_task_progress(job, p)
+            w.update_task_status(job, "RUNNING")
+        w.update_task_status(job, "COMPLETED")
+        w.complete_task(job, "Job is COMPLETED.")
+        w.complete_task(run, "done")
+        for name, status in [("SLURM_Get_Results.py", "RETRIEVING"),
+                             ("SLURM_Import_Results.py", "IMPORTING")]:
+            t = w.add_task_to_workflow(wf, name, "bench", [1], {})
+            w.start_task(t)
+            w.update_task_status(t, status)
+            if status == "IMPORTING":
+                w.update_task_status(t, "IMPORTED")
+            w.complete_task(t, "done")
+        w.complete_workflow(wf)
+    seconds = time.perf_counter() - started
+    with EngineManager.get_session() as s:
+        from sqlalchemy import text
+        events = s.execute(text("SELECT count(*) FROM workflowtracker_events")).scalar()
+    return {"seconds": seconds, "events": events}
+
+
 def launch(c, path):
     """What SLURM_Run_Workflow.py does in 2.9's detached mode, for each run in FILE."""
     from biomero import detached
@@ -212,6 +256,8 @@ def main():
             result = catch_up(c)
         elif cmd == "record":
             result = record(c)
+        elif cmd == "record-many":
+            result = record_many(c, int(args[0]))
         elif cmd == "launch":
             result = launch(c, args[0])
         elif cmd == "history":
