@@ -19,6 +19,10 @@
     clippy::cast_sign_loss
 )]
 
+#[path = "support.rs"]
+mod support;
+use support::fresh_db;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -36,26 +40,6 @@ fn arg(name: &str, default: usize) -> usize {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn fresh_db(tag: &str) -> String {
-    let admin = std::env::var("BIOMERO_STAGE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let name = format!("stage_bench_{tag}_{}", std::process::id());
-    let ok = std::process::Command::new("psql")
-        .args([
-            admin.as_str(),
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS {name}"),
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "cannot create a database on {admin}");
-    format!("{}/{name}", &admin[..admin.rfind('/').unwrap()])
 }
 
 /// Drops the database of `url` (a bench leaves none behind).

@@ -12,30 +12,14 @@
     clippy::cast_sign_loss
 )]
 
+#[path = "support.rs"]
+mod support;
+use support::fresh_db;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stage_store::{NewSubmission, State, Store, Transition};
-
-fn fresh_db() -> String {
-    let admin = std::env::var("BIOMERO_STAGE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let name = format!("stage_bench_{}", std::process::id());
-    let ok = std::process::Command::new("psql")
-        .args([
-            admin.as_str(),
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS {name}"),
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "cannot create a database on {admin}");
-    format!("{}/{name}", &admin[..admin.rfind('/').unwrap()])
-}
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -45,7 +29,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
-    let url = fresh_db();
+    let url = fresh_db("queue");
     let store = Store::connect(&url).await.unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
 

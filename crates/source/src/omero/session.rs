@@ -325,7 +325,11 @@ impl UserSession {
 
     /// `GET api/v0/<path>`: `None` when OMERO.web answers 404.
     async fn get(&self, path: &str) -> Result<Option<Value>, SessionError> {
-        let url = format!("{}/api/v0/{path}", self.base);
+        self.get_json(format!("{}/api/v0/{path}", self.base)).await
+    }
+
+    /// `GET <url>` as JSON: `None` when OMERO.web answers 404.
+    async fn get_json(&self, url: String) -> Result<Option<Value>, SessionError> {
         let r = self
             .http
             .get(&url)
@@ -523,27 +527,10 @@ impl UserSession {
             "{}/webclient/api/annotations/?type=file&{kind}={id}",
             self.base
         );
-        let r = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| unavailable(&url, &e))?;
-        match r.status() {
-            s if s.is_success() => {}
-            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
-                return Err(SessionError::Refused {
-                    reason: "the session ended while in use".into(),
-                });
-            }
-            s => {
-                return Err(SessionError::Unavailable {
-                    url,
-                    reason: format!("OMERO.web answered {s}"),
-                });
-            }
-        }
-        let v: Value = r.json().await.map_err(|e| protocol(&url, e))?;
+        let v = self
+            .get_json(url.clone())
+            .await?
+            .ok_or_else(|| protocol(&url, "the webclient is not installed (404)"))?;
         let anns = v["annotations"]
             .as_array()
             .ok_or_else(|| protocol(&url, "no `annotations` list"))?;
