@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stage_tests::biomero_store::{
-    assert_reencodes, assert_versions_contiguous, biomero_store, caught_up, ours, task_names,
-    track_in,
+    assert_reencodes, assert_versions_contiguous, biomero_store, caught_up, ours, start_tracked,
+    task_names, track_in, view_row,
 };
 use stage_tests::omero::{OmeroSite, PASSWORD, TestOmero, USER, ids, omero_site, standard_world};
 use stage_tests::site::{assert_one_job_each, cluster_now, site, state};
@@ -94,15 +94,6 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn row<'a>(views: &'a Value, table: &str, key: &str, value: &str) -> &'a Value {
-    views[table]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r[key] == value)
-        .unwrap_or_else(|| panic!("no {table} row with {key} = {value}: {views}"))
 }
 
 /// The local Slurm site with the OMERO stand-in (alice, user 60 of Lab A, known to it),
@@ -346,7 +337,12 @@ fn a_detached_run_is_claimed_once_run_on_slurm_into_its_own_workflowrun_and_resu
     );
     // the dashboard's row: done, for alice of Lab A, the workflow as its main task
     let views = biomero29_oracle(&sa, &["views"]);
-    let progress = row(&views, "biomero_workflow_progress_view", "workflow_id", &wf);
+    let progress = view_row(
+        &views,
+        "biomero_workflow_progress_view",
+        "workflow_id",
+        &json!(&wf),
+    );
     assert_eq!(
         (progress["status"].as_str(), progress["progress"].as_str()),
         (Some("DONE"), Some("100%")),
@@ -357,7 +353,12 @@ fn a_detached_run_is_claimed_once_run_on_slurm_into_its_own_workflowrun_and_resu
         (Some(60), Some(5))
     );
     assert_eq!(progress["main_task_name"], "copy");
-    let launcher_row = row(&views, "biomero_task_execution", "task_id", &launcher);
+    let launcher_row = view_row(
+        &views,
+        "biomero_task_execution",
+        "task_id",
+        &json!(&launcher),
+    );
     assert!(
         launcher_row["end_time"].is_string() && launcher_row["error_type"].is_null(),
         "{launcher_row}"
@@ -380,20 +381,6 @@ fn detached_site() -> OmeroSite {
     s.omero.add_experimenter(60, "alice", &[5]);
     s.omero.add_experimenter(61, "bob", &[6]);
     s
-}
-
-/// Its daemon, with BIOMERO's store at `sa` (BIOMERO's own `SQLALCHEMY_URL` override).
-fn start_omero(s: &OmeroSite, sa: &str) -> Daemon {
-    Daemon::start(
-        s.dir.path(),
-        &s.settings,
-        s.port,
-        &["--poll-ms", "200", "--retry-ms", "300"],
-        &[
-            ("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD),
-            ("SQLALCHEMY_URL", sa),
-        ],
-    )
 }
 
 fn submissions(d: &Daemon) -> Vec<String> {
@@ -426,7 +413,7 @@ fn two_daemons_and_biomeros_own_supervisor_claim_each_of_50_launchers_exactly_on
     for (_, l) in &runs[..5] {
         assert_eq!(biomero29_oracle(&sa, &["claim", l])["claimed"], true);
     }
-    let (da, db) = (start_omero(&a, &sa), start_omero(&b, &sa));
+    let (da, db) = (start_tracked(&a, &sa), start_tracked(&b, &sa));
     wait_until("every launcher claimed", 180, || claims(&url).len() == N);
     wait_until("every claimed run queued", 180, || {
         submissions(&da).len() + submissions(&db).len() == N - 5
@@ -491,7 +478,7 @@ fn a_launcher_this_site_cannot_run_fails_its_run_with_the_reason_and_nothing_els
         spec(60, 5, &["cellpose"], cellpose(json!({}))),
     ];
     let runs = launch(&sa, &specs);
-    let d = start_omero(&s, &sa);
+    let d = start_tracked(&s, &sa);
     let ok = submission_of(&runs[4].1);
     let v = wait_submission(&d, &ok, 120, |v| state(v) == "staged");
     assert_eq!(state(&v), "staged");
@@ -511,9 +498,19 @@ fn a_launcher_this_site_cannot_run_fails_its_run_with_the_reason_and_nothing_els
         "not a member of group 5",
     ];
     for ((wf, launcher), why) in runs.iter().zip(expect) {
-        let progress = row(&views, "biomero_workflow_progress_view", "workflow_id", wf);
+        let progress = view_row(
+            &views,
+            "biomero_workflow_progress_view",
+            "workflow_id",
+            &json!(wf),
+        );
         assert_eq!(progress["status"], "FAILED", "{why}: {progress}");
-        let task = row(&views, "biomero_task_execution", "task_id", launcher);
+        let task = view_row(
+            &views,
+            "biomero_task_execution",
+            "task_id",
+            &json!(launcher),
+        );
         assert!(
             task["error_type"].as_str().is_some_and(|e| e.contains(why)),
             "{why}: {task}"

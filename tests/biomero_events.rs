@@ -9,44 +9,20 @@
 
 use serde_json::{Value, json};
 use stage_tests::biomero_store::{
-    assert_reencodes, assert_versions_contiguous, biomero_store, caught_up, ours, task_names,
-    track_in, workflow_id,
+    assert_reencodes, assert_versions_contiguous, biomero_store, caught_up, ours, start_tracked,
+    task_names, track_in, view_row, workflow_id,
 };
-use stage_tests::omero::{OmeroSite, PASSWORD, ids, omero_site};
+use stage_tests::omero::{PASSWORD, ids, omero_site};
 use stage_tests::site::{Site, site, start, state, submit_as, submit_plate};
 use stage_tests::{
     Daemon, TestImporter, biomero_oracle, http_get, http_post, importer_db, psql, wait_submission,
 };
 
-/// The row of `table` in `views` whose `key` is `value`.
-fn row<'a>(views: &'a Value, table: &str, key: &str, value: &Value) -> &'a Value {
-    views[table]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| &r[key] == value)
-        .unwrap_or_else(|| panic!("no {table} row with {key} = {value}: {views}"))
-}
-
-fn omero_start(s: &OmeroSite, sa: &str) -> Daemon {
-    Daemon::start(
-        s.dir.path(),
-        &s.settings,
-        s.port,
-        &["--poll-ms", "200", "--retry-ms", "300"],
-        &[
-            ("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD),
-            // BIOMERO's own override of [ANALYTICS] sqlalchemy_url
-            ("SQLALCHEMY_URL", sa),
-        ],
-    )
-}
-
 #[test]
 fn a_biomero_run_shows_its_omero_user_and_its_stage_as_it_happens() {
     let (url, sa) = biomero_store();
     let s = omero_site(64, "");
-    let d = omero_start(&s, &sa);
+    let d = start_tracked(&s, &sa);
     let key = s.omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
     let inputs = json!({
         "cellpose": true, "cellpose_Version": "v1.4.0", "IDs": [ids::IMG_EXTERNAL], "Data_Type": "Image",
@@ -75,7 +51,7 @@ fn a_biomero_run_shows_its_omero_user_and_its_stage_as_it_happens() {
     caught_up(&d, 60);
     let wf = workflow_id(&d, "bmrun-1");
     let views = biomero_oracle(&sa, &["views"]);
-    let progress = row(
+    let progress = view_row(
         &views,
         "biomero_workflow_progress_view",
         "workflow_id",
@@ -117,7 +93,7 @@ fn a_biomero_run_shows_its_omero_user_and_its_stage_as_it_happens() {
     wait_submission(&d, "bmrun-1", 60, |v| state(v) == "cancelled");
     caught_up(&d, 60);
     let views = biomero_oracle(&sa, &["views"]);
-    let progress = row(
+    let progress = view_row(
         &views,
         "biomero_workflow_progress_view",
         "workflow_id",
@@ -166,7 +142,7 @@ fn with_tracking_off_nothing_is_written() {
         settings.replace(&line, &format!("slurm_config = \"{}\"", ini.display())),
     )
     .unwrap();
-    let d = omero_start(&s, &sa);
+    let d = start_tracked(&s, &sa);
     let r = http_post(
         &d.base,
         "/api/v1/submissions",
@@ -312,7 +288,7 @@ fn biomero_reads_our_runs_on_slurm_and_rebuilds_the_same_views() {
     let runs = biomero_oracle(&sa, &args);
     for (n, (id, workflow, want)) in expected.iter().enumerate() {
         let run = &runs[n];
-        let progress = row(
+        let progress = view_row(
             &views,
             "biomero_workflow_progress_view",
             "workflow_id",
@@ -334,15 +310,15 @@ fn biomero_reads_our_runs_on_slurm_and_rebuilds_the_same_views() {
             .as_u64()
             .unwrap();
         assert_eq!(job["job_ids"], json!([job_id.to_string()]), "{id}");
-        let accounted = row(&views, "biomero_job_view", "slurm_job_id", &json!(job_id));
+        let accounted = view_row(&views, "biomero_job_view", "slurm_job_id", &json!(job_id));
         assert_eq!(accounted["task_id"], job["id"], "{id}");
-        let job_progress = row(
+        let job_progress = view_row(
             &views,
             "biomero_job_progress_view",
             "slurm_job_id",
             &json!(job_id),
         );
-        let execution = row(&views, "biomero_task_execution", "task_id", &job["id"]);
+        let execution = view_row(&views, "biomero_task_execution", "task_id", &job["id"]);
         assert!(
             execution["end_time"].as_str() >= execution["start_time"].as_str(),
             "{execution}"
@@ -490,7 +466,7 @@ fn events_wait_while_biomeros_store_refuses_us_and_land_in_order_when_it_is_back
     grant(&url, &role);
     let sa = owner_sa.replacen("postgres@", &format!("{role}@"), 1);
     let s = omero_site(64, "");
-    let d = omero_start(&s, &sa);
+    let d = start_tracked(&s, &sa);
     submit_omero_image(&d, "out-1");
     wait_submission(&d, "out-1", 120, |v| state(v) == "staged");
     caught_up(&d, 60);
@@ -535,7 +511,7 @@ fn events_wait_while_biomeros_store_refuses_us_and_land_in_order_when_it_is_back
     let runs = biomero_oracle(&owner_sa, &["read", &wf[0], &wf[1]]);
     let views = biomero_oracle(&owner_sa, &["views"]);
     assert_eq!(
-        row(
+        view_row(
             &views,
             "biomero_workflow_progress_view",
             "workflow_id",
@@ -544,7 +520,7 @@ fn events_wait_while_biomeros_store_refuses_us_and_land_in_order_when_it_is_back
         "FAILED"
     );
     assert_eq!(
-        row(
+        view_row(
             &views,
             "biomero_workflow_progress_view",
             "workflow_id",

@@ -55,6 +55,31 @@ pub fn workflow_id(d: &Daemon, id: &str) -> String {
         .to_owned()
 }
 
+/// The row of `table` in `views` (`oracle.py views`) whose `key` is `value`.
+pub fn view_row<'a>(views: &'a Value, table: &str, key: &str, value: &Value) -> &'a Value {
+    views[table]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| &r[key] == value)
+        .unwrap_or_else(|| panic!("no {table} row with {key} = {value}: {views}"))
+}
+
+/// The daemon of an OMERO site, with BIOMERO's store at `sa` (BIOMERO's own `SQLALCHEMY_URL`
+/// override of `[ANALYTICS] sqlalchemy_url`).
+pub fn start_tracked(s: &crate::omero::OmeroSite, sa: &str) -> Daemon {
+    Daemon::start(
+        s.dir.path(),
+        &s.settings,
+        s.port,
+        &["--poll-ms", "200", "--retry-ms", "300"],
+        &[
+            ("BIOMERO_STAGE_OMERO_PASSWORD", crate::omero::PASSWORD),
+            ("SQLALCHEMY_URL", sa),
+        ],
+    )
+}
+
 /// The task names of a run as `oracle.py read` gives it, in the run's order.
 pub fn task_names(run: &Value) -> Vec<&str> {
     run["tasks"]

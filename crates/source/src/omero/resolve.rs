@@ -188,34 +188,58 @@ impl OmeroSource {
         let Some(managed) = self.client.config().managed_repository.clone() else {
             return Ok(());
         };
-        for u in units.iter_mut() {
-            let Unit::Image { info, .. } = u else {
-                continue;
-            };
-            if info.zarr_path.is_some() {
-                continue;
-            }
-            let v = match self
-                .client
-                .web(&format!("webgateway/original_file_paths/{}/", info.id))
-                .await
-            {
-                Ok(v) => v,
-                Err(SourceError::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            };
-            let repo = v["repo"].as_array().cloned().unwrap_or_default();
-            info.original_files = repo
-                .iter()
-                .filter_map(|p| p.as_str())
-                // repository paths are relative; a leading `/` must not escape the mount
-                .map(|p| {
-                    on_this_host(
-                        managed.join(p.trim_start_matches('/')),
-                        self.client.config().storage_map.as_ref(),
-                    )
+        // one request per image, at most `concurrency` at a time (a Dataset may hold thousands)
+        let wanted: Vec<i64> = units
+            .iter()
+            .filter_map(|u| match u {
+                Unit::Image { info, .. } if info.zarr_path.is_none() => Some(info.id),
+                _ => None,
+            })
+            .collect();
+        let sem = Arc::new(Semaphore::new(self.client.config().concurrency.max(1)));
+        let mut set = JoinSet::new();
+        for id in wanted {
+            let (c, sem) = (self.client.clone(), sem.clone());
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                match c
+                    .web(&format!("webgateway/original_file_paths/{id}/"))
+                    .await
+                {
+                    Ok(v) => Ok((id, v)),
+                    Err(SourceError::NotFound { .. }) => Ok((id, Value::Null)),
+                    Err(e) => Err(e),
+                }
+            });
+        }
+        let mut found: HashMap<i64, Vec<std::path::PathBuf>> = HashMap::new();
+        while let Some(r) = set.join_next().await {
+            let (id, v) = r.map_err(|e| {
+                SourceError::NotConfigured(format!("an original-file request failed: {e}"))
+            })??;
+            let files = v["repo"]
+                .as_array()
+                .map(|repo| {
+                    repo.iter()
+                        .filter_map(Value::as_str)
+                        // repository paths are relative; a leading `/` must not escape the mount
+                        .map(|p| {
+                            on_this_host(
+                                managed.join(p.trim_start_matches('/')),
+                                self.client.config().storage_map.as_ref(),
+                            )
+                        })
+                        .collect()
                 })
-                .collect();
+                .unwrap_or_default();
+            found.insert(id, files);
+        }
+        for u in units.iter_mut() {
+            if let Unit::Image { info, .. } = u
+                && let Some(files) = found.get(&info.id)
+            {
+                info.original_files.clone_from(files);
+            }
         }
         Ok(())
     }
