@@ -87,6 +87,7 @@ async fn main() {
                     id: format!("t{round}-{i:05}"),
                     workflow: "w".into(),
                     request: json!({}),
+                    notices: Vec::new(),
                 })
                 .await
                 .unwrap();

@@ -33,6 +33,7 @@ fn new(id: &str) -> NewSubmission {
         id: id.into(),
         workflow: "cellpose".into(),
         request: json!({"version": 1, "workflow": "cellpose"}),
+        notices: Vec::new(),
     }
 }
 
@@ -61,6 +62,27 @@ async fn intake_is_idempotent_and_starts_the_event_log() {
             ("intake", Outcome::Accepted)
         );
         assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 1);
+        // notices are part of the intake event, written with the submission itself
+        store
+            .insert(&NewSubmission {
+                notices: vec!["no OMERO table was made".into()],
+                ..new("b")
+            })
+            .await
+            .unwrap();
+        let ev = store.events("b").await.unwrap();
+        assert_eq!(ev.len(), 1, "{name}");
+        assert_eq!(
+            ev[0].detail,
+            json!({"workflow": "cellpose", "notices": ["no OMERO table was made"]}),
+            "{name}"
+        );
+        assert!(
+            store.events("a").await.unwrap()[0]
+                .detail
+                .get("notices")
+                .is_none()
+        );
     }
 }
 

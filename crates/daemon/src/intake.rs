@@ -271,6 +271,7 @@ pub async fn enqueue(
         id: accepted.id,
         workflow: accepted.doc.workflow.clone(),
         request,
+        notices: accepted.doc.notices.clone(),
     };
     let (s, created) = store.insert(&new).await?;
     if !created {

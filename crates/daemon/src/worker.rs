@@ -521,6 +521,7 @@ mod tests {
                 id: id.into(),
                 workflow: "threshold".into(),
                 request,
+                notices: Vec::new(),
             })
             .await
             .unwrap();

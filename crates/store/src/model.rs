@@ -127,6 +127,10 @@ pub struct NewSubmission {
     pub workflow: String,
     /// The submission document.
     pub request: Value,
+    /// What was asked for and will not be done, each saying why: recorded in the submission's
+    /// first (`intake`) event, in the same transaction as the submission, so a crash can
+    /// never queue the submission without them.
+    pub notices: Vec<String>,
 }
 
 /// How a step ended, in the event log.

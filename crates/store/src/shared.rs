@@ -139,7 +139,10 @@ impl Store {
 
     /// Enqueues a submission; a second submission with the same id returns the first (`false`).
     pub async fn insert(&self, new: &NewSubmission) -> Result<(Submission, bool)> {
-        let intake = serde_json::json!({ "workflow": new.workflow });
+        let mut intake = serde_json::json!({ "workflow": new.workflow });
+        if !new.notices.is_empty() {
+            intake["notices"] = serde_json::json!(new.notices);
+        }
         let inserted = on_either!(self, |p, d| {
             let mut tx = p.begin_with(d.begin).await?;
             let inserted = sqlx::query(d.sql(

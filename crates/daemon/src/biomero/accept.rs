@@ -608,14 +608,8 @@ pub async fn queue_run(
     let mut submissions = Vec::new();
     for a in accepted {
         let workflow = a.doc.workflow.clone();
+        // what is asked for and not done is in the intake event, queued with the submission
         let (s, new) = intake::enqueue(store, a).await?;
-        // what is asked for and not done goes into the history, where the run is followed
-        if new && !notices.is_empty() {
-            let detail = serde_json::json!({ "notices": notices });
-            if let Err(e) = store.note(&s.id, "intake", &detail).await {
-                tracing::warn!(id = %s.id, error = %e, "cannot note the run's notices");
-            }
-        }
         submissions.push((s.id, workflow, new));
     }
     let message = format!(
