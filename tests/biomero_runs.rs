@@ -298,12 +298,15 @@ fn omero_biomero_runs_become_submissions_of_the_sessions_user() {
         notices.contains("OMERO tables") && notices.contains("no mail relay"),
         "{notices}"
     );
-    // and they are in the run's history, where it is followed
+    // and they are in the run's history, where it is followed: in its first event, written
+    // with the submission itself
     let id = r["run"]["submissions"][0][0].as_str().unwrap();
-    let history = http_get(&d.base, &format!("/api/v1/submissions/{id}"))["events"].to_string();
+    let events = http_get(&d.base, &format!("/api/v1/submissions/{id}"))["events"].clone();
+    assert_eq!(events[0]["step"], "intake", "{events}");
+    let intake = events[0]["detail"]["notices"].to_string();
     assert!(
-        history.contains("noted") && history.contains("OMERO tables"),
-        "{history}"
+        intake.contains("OMERO tables") && intake.contains("no mail relay"),
+        "{events}"
     );
 }
 
