@@ -138,7 +138,11 @@ fn submissions_from_the_shared_storage_and_omero_are_planned_and_staged() {
     );
     assert_eq!(
         finished_outputs(&staged_dir(&s, "omero-ds")),
-        ["kernels_3.tif", "nuclei_1.tif", "nuclei_2.tif"]
+        [
+            "kernels µ 3.0.tif",
+            "nuclei 1.tif.0.tif",
+            "nuclei [2].0.tif"
+        ]
     );
     let v = wait_submission(&d, "other-group", 30, |v| v["submission"]["done"] == true);
     assert_eq!(v["submission"]["state"], "failed");
@@ -185,8 +189,8 @@ fn submissions_from_the_shared_storage_and_omero_are_planned_and_staged() {
     let (code, out, err) = cli(&["plan", &sub.display().to_string()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("kernels_3.zarr")
-            && out.contains("pixel service")
+        out.contains("kernels µ 3.zarr")
+            && out.contains("pixel-service: OMERO Image")
             && out.contains("image_00.zarr"),
         "{out}"
     );
@@ -204,7 +208,7 @@ fn submissions_from_the_shared_storage_and_omero_are_planned_and_staged() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         finished_outputs(&dest.join("data/in")),
-        ["image_00.zarr", "kernels_3.zarr"]
+        ["image_00.zarr", "kernels µ 3.zarr"]
     );
     assert!(dest.join("stage-manifest.json").exists());
     let bad = s.dir.path().join("bad.json");
@@ -309,13 +313,21 @@ fn a_daemon_killed_while_staging_continues_after_restart_and_stages_everything_o
     let want: Value =
         serde_json::from_slice(&std::fs::read(s.data.samples_a.join("MANIFEST.json")).unwrap())
             .unwrap();
-    let name = after[7].trim_end_matches(".tif"); // Plate_Tiles_B2_1
-    let rel = format!(
-        "plate.ome.zarr/{}/{}/{}",
-        &name[12..13],
-        &name[13..14],
-        &name[15..]
-    );
+    // `Plate Tiles [Well B2, Field 2].0.tif`: the field's image, named as BIOMERO names it
+    let name = &after[7];
+    let well = name.split("[Well ").nth(1).unwrap();
+    let (row, rest) = well.split_at(1);
+    let column = rest.split(',').next().unwrap();
+    let field: u32 = rest
+        .split("Field ")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rel = format!("plate.ome.zarr/{row}/{column}/{}", field - 1);
     let sha = want["images"]
         .as_array()
         .unwrap()

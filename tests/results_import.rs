@@ -78,6 +78,7 @@ fn request<'a>(j: &'a Job, id: &'a str, inputs: &[&str], expect_images: bool) ->
         workflow: "plate-threshold",
         staged: &j.staged,
         staged_inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+        original_names: std::collections::BTreeMap::new(),
         limits: Limits::default(),
         omero_ngff: NgffVersion::V04,
         expect_images,

@@ -103,6 +103,7 @@ fn sources(e: &Env, c: &Arc<OmeroClient>) -> Sources {
     Sources {
         fs: e.fs.clone(),
         omero: Some(OmeroSource::new(c.clone())),
+        exporter: false,
     }
 }
 
@@ -129,6 +130,9 @@ fn omero(kind: &str, id: i64) -> InputRef {
 fn ctx(c: Option<Arc<OmeroClient>>) -> StageContext {
     StageContext {
         omero: c,
+        exporter: None,
+        group: "Lab A".into(),
+        log: Arc::new(|_| {}),
         progress: Arc::new(()),
         cancel: Arc::new(AtomicBool::new(false)),
         tiff: TiffOptions::default(),
@@ -215,6 +219,7 @@ async fn shared_storage_inputs_in_every_mode() {
     let src = Sources {
         fs: e.fs.clone(),
         omero: None,
+        exporter: false,
     };
 
     // tiff: plates flattened to one TIFF per field, images converted, TIFFs linked
@@ -380,6 +385,7 @@ async fn shared_storage_refusals_name_the_input_and_the_reason() {
     let src = Sources {
         fs: e.fs.clone(),
         omero: None,
+        exporter: false,
     };
     // a broken store and a plate with a missing well, inside Lab A's folder
     let broken = e.data.lab_a.join("broken.zarr");
@@ -515,8 +521,10 @@ async fn omero_inputs_in_every_mode_with_paging_faults_and_session_expiry() {
         by_id[&ids::IMG_TILES].source,
         PixelSource::OmeroTiles { .. }
     ));
-    assert_eq!(by_id[&ids::IMG_TILES].output, "kernels_3.tif");
-    assert_eq!(by_id[&ids::IMG_ANNOTATED].output, "nuclei_2.tif");
+    // named as BIOMERO's export and converter name them: `<image name>.0.tif`
+    assert_eq!(by_id[&ids::IMG_TILES].output, "kernels µ 3.0.tif");
+    assert_eq!(by_id[&ids::IMG_ANNOTATED].output, "nuclei [2].0.tif");
+    assert_eq!(by_id[&ids::IMG_EXTERNAL].output, "nuclei 1.tif.0.tif");
     assert_eq!(
         by_id[&ids::IMG_EXTERNAL].origin.dataset_id,
         Some(ids::DATASET)
@@ -550,13 +558,13 @@ async fn omero_inputs_in_every_mode_with_paging_faults_and_session_expiry() {
         .unwrap();
     assert_eq!(fetched.how, How::Fetched);
     // an independent reader sees the same pixels in the TIFF fetched tile by tile
-    let seen = stage_tests::run_reader("read_tiff.py", &[d.join("kernels_3.tif").as_os_str()]);
+    let seen = stage_tests::run_reader("read_tiff.py", &[d.join("kernels µ 3.0.tif").as_os_str()]);
     assert_eq!(
         seen["sha256_tczyx"],
         sample_sha(a, "images/image_02.ome.zarr")
     );
     assert_eq!(seen["ome"]["channels"].as_array().map(Vec::len), Some(2));
-    let info = stage_ngff::tiff::read::inspect(&d.join("kernels_3.tif")).unwrap();
+    let info = stage_ngff::tiff::read::inspect(&d.join("kernels µ 3.0.tif")).unwrap();
     assert_eq!(
         info.physical_um[0],
         Some(0.65),
@@ -577,7 +585,7 @@ async fn omero_inputs_in_every_mode_with_paging_faults_and_session_expiry() {
     .unwrap();
     let root = e.out.join("zarr");
     stage(&plan, &root, Some(c.clone())).await;
-    let z = inputs_dir(&root).join("kernels_3.zarr");
+    let z = inputs_dir(&root).join("kernels µ 3.zarr");
     assert_eq!(zarr_sha(&z), sample_sha(a, "images/image_02.ome.zarr"));
     assert_eq!(ImageReader::open(&z).unwrap().channel_names().len(), 2);
 
@@ -646,7 +654,7 @@ async fn omero_inputs_in_every_mode_with_paging_faults_and_session_expiry() {
         sample_sha(a, "plate.ome.zarr/B/1/1")
     );
 
-    // tiff mode from a plate: flattened, named <plate>_<well>_<field>
+    // tiff mode from a plate: flattened, each field named after its image, as BIOMERO does
     let plan = stage_source::plan(
         &request(
             vec![omero("Plate", ids::PLATE_TILES)],
@@ -660,7 +668,10 @@ async fn omero_inputs_in_every_mode_with_paging_faults_and_session_expiry() {
     .unwrap();
     let outs: Vec<&str> = plan.outputs().collect();
     assert_eq!(outs.len(), 8);
-    assert!(outs.contains(&"Plate_Tiles_B2_1.tif"), "{outs:?}");
+    assert!(
+        outs.contains(&"Plate Tiles [Well B2, Field 2].0.tif"),
+        "{outs:?}"
+    );
     // a well selected alone
     let plan = stage_source::plan(
         &request(
@@ -675,7 +686,10 @@ async fn omero_inputs_in_every_mode_with_paging_faults_and_session_expiry() {
     .unwrap();
     assert_eq!(
         plan.outputs().collect::<Vec<_>>(),
-        ["Plate_Tiles_A1_0.tif", "Plate_Tiles_A1_1.tif"]
+        [
+            "Plate Tiles [Well A1, Field 1].0.tif",
+            "Plate Tiles [Well A1, Field 2].0.tif"
+        ]
     );
     assert!(
         e.omero.faults.tiles.load(Ordering::Relaxed) > 100,
@@ -766,7 +780,7 @@ async fn omero_refusals_and_failures() {
         .collect();
     assert_eq!(
         left,
-        ["nuclei_1.tif"],
+        ["nuclei 1.tif.0.tif"],
         "the finished output stays, the interrupted one is gone"
     );
     assert!(
@@ -816,11 +830,8 @@ async fn omero_images_imported_in_place_are_read_from_their_original_files() {
     let original = std::fs::canonicalize(e.data.samples_a.join("tiffs/image_00.ome.tif")).unwrap();
     for m in [tiff_wf(), zarr_wf()] {
         let p = plan(ids::IMG_ORIGINAL, m).await.unwrap();
-        assert_eq!(
-            p.images[0].source,
-            PixelSource::Tiff {
-                path: original.clone()
-            },
+        assert!(
+            matches!(&p.images[0].source, PixelSource::Tiff { path, series: 0, .. } if *path == original),
             "{p:?}"
         );
         let tiles = e.omero.faults.tiles.load(Ordering::Relaxed);
@@ -840,11 +851,9 @@ async fn omero_images_imported_in_place_are_read_from_their_original_files() {
     }
     // a link that holds OMERO's own path of the file is followed through the storage mapping
     let p = plan(ids::IMG_ORIGINAL_OMERO_PATH, tiff_wf()).await.unwrap();
-    assert_eq!(
-        p.images[0].source,
-        PixelSource::Tiff {
-            path: std::fs::canonicalize(e.data.samples_a.join("tiffs/image_01.ome.tif")).unwrap()
-        },
+    let expected = std::fs::canonicalize(e.data.samples_a.join("tiffs/image_01.ome.tif")).unwrap();
+    assert!(
+        matches!(&p.images[0].source, PixelSource::Tiff { path, .. } if *path == expected),
         "{p:?}"
     );
     // a link into another group's folder is refused, naming the file and where it leads
@@ -865,15 +874,592 @@ async fn omero_images_imported_in_place_are_read_from_their_original_files() {
         err.contains("Image 213") && err.contains("32×32") && err.contains("64×64"),
         "{err}"
     );
-    // a format this build does not read: the pixel service, said in the plan's notes
+    // a format this build does not read: the pixel service, and the plan says why the
+    // sources before it did not apply
     let p = plan(ids::IMG_ORIGINAL_CZI, tiff_wf()).await.unwrap();
     assert!(
         matches!(p.images[0].source, PixelSource::OmeroTiles { .. }),
         "{p:?}"
     );
+    let why = p.images[0].passed_over.join("; ");
     assert!(
-        p.notes.iter().any(|n| n.contains("not a TIFF")),
-        "{:?}",
-        p.notes
+        why.contains("zarr: OMERO knows no OME-Zarr")
+            && why.contains("tiff-file: its fileset holds original.czi"),
+        "{why}"
     );
+}
+
+/// The colours and windows the stand-in's OMERO renders an image's two channels with.
+fn rendered() -> (Vec<String>, Vec<Value>) {
+    (
+        (0..2)
+            .map(|c| stage_tests::omero::rendered_color(c).to_owned())
+            .collect(),
+        (0..2)
+            .map(|c| {
+                let (a, b) = stage_tests::omero::rendered_window(c);
+                serde_json::json!([a, b])
+            })
+            .collect(),
+    )
+}
+
+/// Every shape an in-place import leaves on the storage — one TIFF, a multi-file OME-TIFF
+/// whose first listed file holds only pixels, the third series of a multi-series file, an
+/// ImageJ hyperstack, and a plate of such fields — is staged from the files themselves (no
+/// tile asked for) to TIFF, OME-Zarr and an HCS plate, and tifffile and zarr-python read
+/// back exactly the pixels of the image OMERO describes, with OMERO's rendering settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_filesets_of_every_shape_stage_in_every_mode_from_the_files() {
+    let e = env(96);
+    let c = client(&e, PASSWORD, Duration::from_secs(10), 3);
+    let src = sources(&e, &c);
+    let a = &e.data.samples_a;
+    let (colors, windows) = rendered();
+    for (id, pixels, series, files) in [
+        (ids::IMG_ORIGINAL, "images/image_00.ome.zarr", 0, 0),
+        (
+            ids::IMG_ORIGINAL_MULTIFILE,
+            "images/image_00.ome.zarr",
+            0,
+            2,
+        ),
+        (ids::IMG_ORIGINAL_SERIES, "images/image_02.ome.zarr", 2, 0),
+        (ids::IMG_ORIGINAL_IMAGEJ, "images/image_01.ome.zarr", 0, 0),
+    ] {
+        for m in [tiff_wf(), zarr_wf()] {
+            let p = stage_source::plan(&request(vec![omero("Image", id)], "Lab A", m, "0.4"), &src)
+                .await
+                .unwrap();
+            let img = &p.images[0];
+            match &img.source {
+                PixelSource::Tiff {
+                    series: s,
+                    files: f,
+                    ..
+                } => assert_eq!((*s, f.len()), (series, files), "Image {id}: {p:?}"),
+                other => panic!("Image {id} is not read from its files: {other:?}"),
+            }
+            assert!(
+                img.passed_over[0].starts_with("zarr: OMERO knows no OME-Zarr"),
+                "{:?}",
+                img.passed_over
+            );
+            let tiles = e.omero.faults.tiles.load(Ordering::Relaxed);
+            let root = e.out.join(format!("in-place-{id}-{}", img.format));
+            let staged = stage(&p, &root, Some(c.clone())).await;
+            assert_eq!(
+                e.omero.faults.tiles.load(Ordering::Relaxed),
+                tiles,
+                "Image {id}"
+            );
+            let out = inputs_dir(&root).join(&img.output);
+            let (seen, sha_key) = if img.format == OutputFormat::Tiff {
+                let seen = stage_tests::run_reader("read_tiff.py", &[out.as_os_str()]);
+                assert_eq!(seen["series"], 1, "Image {id}: one image in its TIFF");
+                (seen, "sha256_tczyx")
+            } else {
+                let seen = stage_tests::run_reader("read_zarr.py", &[out.as_os_str()]);
+                (seen["image"].clone(), "sha256_tczyx")
+            };
+            assert_eq!(
+                seen[sha_key],
+                sample_sha(a, pixels),
+                "Image {id} {}: {seen}",
+                img.format
+            );
+            // OMERO's rendering settings travel into what was written; a file that holds
+            // just this image is handed on as it is (linked), with its own metadata
+            let linked = staged.entries[0].how == How::Linked;
+            assert_eq!(
+                linked,
+                img.format == OutputFormat::Tiff
+                    && [ids::IMG_ORIGINAL, ids::IMG_ORIGINAL_IMAGEJ].contains(&id),
+                "Image {id}: {:?}",
+                staged.entries[0].how
+            );
+            if img.format == OutputFormat::Zarr {
+                assert_eq!(seen["colors"], serde_json::json!(colors), "Image {id}");
+                assert_eq!(seen["windows"], serde_json::json!(windows), "Image {id}");
+            } else if !linked {
+                assert_eq!(
+                    seen["ome"]["colors"],
+                    serde_json::json!(colors),
+                    "Image {id}"
+                );
+                assert_eq!(
+                    seen["ome"]["windows"],
+                    serde_json::json!(windows),
+                    "Image {id}"
+                );
+            }
+        }
+    }
+    // a plate whose fields are imported in place, assembled from their files
+    let p = stage_source::plan(
+        &request(
+            vec![omero("Plate", ids::PLATE_ORIGINALS)],
+            "Lab A",
+            plate_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.plates[0].output, "Plate In Place.zarr");
+    let root = e.out.join("in-place-plate");
+    let tiles = e.omero.faults.tiles.load(Ordering::Relaxed);
+    stage(&p, &root, Some(c.clone())).await;
+    assert_eq!(e.omero.faults.tiles.load(Ordering::Relaxed), tiles);
+    let seen = stage_tests::run_reader(
+        "read_zarr.py",
+        &[inputs_dir(&root).join(&p.plates[0].output).as_os_str()],
+    );
+    assert_eq!(seen["kind"], "plate", "{seen}");
+    for (field, pixels) in [
+        ("A/1/0", "images/image_00.ome.zarr"),
+        ("A/1/1", "images/image_00.ome.zarr"),
+        ("A/1/2", "images/image_02.ome.zarr"),
+        ("A/1/3", "images/image_01.ome.zarr"),
+    ] {
+        assert_eq!(
+            seen["fields"][field]["sha256_tczyx"],
+            sample_sha(a, pixels),
+            "{field}"
+        );
+        assert_eq!(seen["fields"][field]["colors"], serde_json::json!(colors));
+    }
+    // the same plate for a TIFF workflow: one TIFF per field, named after the field's image
+    let p = stage_source::plan(
+        &request(
+            vec![omero("Plate", ids::PLATE_ORIGINALS)],
+            "Lab A",
+            tiff_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        p.outputs().collect::<Vec<_>>(),
+        [
+            "image_00.ome.tif.0.tif",
+            "multi.ome.tif.0.tif",
+            "series.ome.tif [image_02].0.tif",
+            "hyperstack.tif.0.tif"
+        ]
+    );
+    assert!(partials(&e.out).is_empty());
+}
+
+/// What cannot be the image OMERO describes is refused, naming the image and the file:
+/// an original cut short, a fileset one of whose files is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn originals_cut_short_or_missing_a_file_are_refused_by_name() {
+    let e = env(64);
+    let c = client(&e, PASSWORD, Duration::from_secs(5), 3);
+    let src = sources(&e, &c);
+    for (id, words) in [
+        (ids::IMG_ORIGINAL_TRUNCATED, "truncated.ome.tif"),
+        (ids::IMG_ORIGINAL_MISSING, "multi_1.ome.tif"),
+    ] {
+        let err = stage_source::plan(
+            &request(vec![omero("Image", id)], "Lab A", tiff_wf(), "0.4"),
+            &src,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!("Image {id}")) && err.contains(words),
+            "{err}"
+        );
+    }
+    let err = stage_source::plan(
+        &request(
+            vec![omero("Image", ids::IMG_ORIGINAL_TRUNCATED)],
+            "Lab A",
+            tiff_wf(),
+            "0.4",
+        ),
+        &src,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("cut short") || err.contains("end of the file"),
+        "{err}"
+    );
+}
+
+/// The fake `omero zarr export` (tests/readers/fake_omero_zarr.py) as omero_export_command,
+/// behaving per image as `modes` says; its log of runs.
+fn fake_exporter(
+    e: &Env,
+    tag: &str,
+    modes: &[(i64, &str)],
+    sleep: f64,
+    timeout: Duration,
+    concurrency: usize,
+) -> (Arc<stage_source::export::Exporter>, PathBuf) {
+    let dir = e.out.join("fake-exporter");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join(format!("runs-{tag}.log"));
+    let cfg = dir.join(format!("config-{tag}.json"));
+    let sources: serde_json::Map<String, Value> = [
+        (ids::IMG_ORIGINAL_CZI, "images/image_02.ome.zarr"),
+        (ids::IMG_TILES, "images/image_02.ome.zarr"),
+        (1101, "plate.ome.zarr/A/1/0"),
+    ]
+    .iter()
+    .map(|(id, rel)| {
+        (
+            id.to_string(),
+            Value::from(e.data.samples_a.join(rel).display().to_string()),
+        )
+    })
+    .collect();
+    let modes: serde_json::Map<String, Value> = modes
+        .iter()
+        .map(|(id, m)| (id.to_string(), Value::from(*m)))
+        .collect();
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "sources": sources, "modes": modes, "log": log, "sleep": sleep,
+            "colors": rendered().0,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut command: Vec<String> = vec![
+        stage_tests::python().display().to_string(),
+        stage_tests::repo_root()
+            .join("tests/readers/fake_omero_zarr.py")
+            .display()
+            .to_string(),
+        "--fake-config".into(),
+        cfg.display().to_string(),
+    ];
+    command.extend(
+        [
+            "zarr",
+            "-s",
+            "{server}",
+            "-k",
+            "{session}",
+            "-g",
+            "{group}",
+            "export",
+            "--output",
+            "{output}",
+            "--format",
+            "{format}",
+            "Image:{image}",
+        ]
+        .map(String::from),
+    );
+    (
+        Arc::new(stage_source::export::Exporter::new(
+            stage_source::export::ExportConfig {
+                command,
+                server: "omeroserver:4064".into(),
+                timeout,
+                concurrency,
+            },
+        )),
+        log,
+    )
+}
+
+/// OMERO's exporter as the last source: chosen only when the Zarr, the original files and
+/// the pixel service do not apply (and the plan says why each did not); run with the
+/// daemon's own session in the user's group; its store converted to TIFF or handed on as
+/// OME-Zarr with the pixels and rendering OMERO has; a failure, a timeout, a half-written
+/// store or the wrong image fail with the exporter's last lines and leave nothing behind;
+/// never more exports at once than allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omeros_exporter_is_the_last_source_and_nothing_half_done_counts() {
+    let e = env(96);
+    let a = &e.data.samples_a;
+    // a site without the pixel service
+    let mut cfg = client(&e, PASSWORD, Duration::from_secs(10), 3)
+        .config()
+        .clone();
+    cfg.pixel_buffer_url = None;
+    let c = Arc::new(OmeroClient::new(cfg).unwrap());
+    let without = Sources {
+        fs: e.fs.clone(),
+        omero: Some(OmeroSource::new(c.clone())),
+        exporter: false,
+    };
+    let err = stage_source::plan(
+        &request(
+            vec![omero("Image", ids::IMG_ORIGINAL_CZI)],
+            "Lab A",
+            tiff_wf(),
+            "0.4",
+        ),
+        &without,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("Image 214 cannot be staged")
+            && err.contains("pixel_buffer_url is not set")
+            && err.contains("omero_export_command"),
+        "{err}"
+    );
+    let with = Sources {
+        exporter: true,
+        ..without.clone()
+    };
+    let plan_of = |ids: &[i64], m: ModeDecision| {
+        let with = with.clone();
+        let inputs: Vec<InputRef> = ids.iter().map(|i| omero("Image", *i)).collect();
+        async move {
+            stage_source::plan(&request(inputs, "Lab A", m, "0.4"), &with)
+                .await
+                .unwrap()
+        }
+    };
+    let p = plan_of(&[ids::IMG_ORIGINAL_CZI, ids::IMG_TILES], tiff_wf()).await;
+    for i in &p.images {
+        assert!(matches!(i.source, PixelSource::Export { .. }), "{p:?}");
+        let why = i.passed_over.join("; ");
+        assert!(
+            why.contains("pixel-service: pixel_buffer_url is not set"),
+            "{why}"
+        );
+    }
+    let (exporter, log) = fake_exporter(&e, "tiff", &[], 0.4, Duration::from_mins(1), 1);
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = lines.clone();
+    let mut stage_ctx = ctx(Some(c.clone()));
+    stage_ctx.exporter = Some(exporter);
+    stage_ctx.log = Arc::new(move |l| seen.lock().unwrap().push(l));
+    let root = e.out.join("exported-tiff");
+    let m = stage_source::stage::execute(&p, &root, &stage_ctx)
+        .await
+        .unwrap();
+    assert!(m.entries.iter().all(|x| x.how == How::Exported), "{m:?}");
+    assert!(m.entries.iter().all(|x| x.source == "omero-export"));
+    for i in &p.images {
+        let seen = stage_tests::run_reader(
+            "read_tiff.py",
+            &[inputs_dir(&root).join(&i.output).as_os_str()],
+        );
+        assert_eq!(
+            seen["sha256_tczyx"],
+            sample_sha(a, "images/image_02.ome.zarr")
+        );
+        assert_eq!(seen["ome"]["colors"], serde_json::json!(rendered().0));
+    }
+    // logged in with the daemon's own session, acting in the submission's group, one at a time
+    let runs = std::fs::read_to_string(&log).unwrap();
+    let key = c.session_key().await.unwrap();
+    assert_eq!(runs.lines().count(), 4, "{runs}");
+    assert!(
+        runs.lines().all(|l| l.ends_with(&format!("{key} Lab A"))),
+        "{runs}"
+    );
+    let events: Vec<(String, f64)> = runs
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].to_owned(), f[2].parse().unwrap())
+        })
+        .collect();
+    let mut order = events.clone();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let kinds: Vec<&str> = order.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["start", "end", "start", "end"],
+        "one export at a time: {runs}"
+    );
+    // what it printed reached the history, the session key blotted out
+    let printed = lines.lock().unwrap().join("\n");
+    assert!(
+        printed.contains("Exporting to") && printed.contains("Finished."),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains(&key) && printed.contains("***"),
+        "{printed}"
+    );
+    let left: Vec<String> = std::fs::read_dir(root.join("exports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.iter().all(|n| n.ends_with(".ome.zarr")), "{left:?}");
+
+    // the same for a Zarr workflow: the export handed on as OME-Zarr
+    let p = plan_of(&[ids::IMG_ORIGINAL_CZI], zarr_wf()).await;
+    let mut stage_ctx = ctx(Some(c.clone()));
+    stage_ctx.exporter = Some(fake_exporter(&e, "zarr", &[], 0.0, Duration::from_mins(1), 2).0);
+    let root = e.out.join("exported-zarr");
+    stage_source::stage::execute(&p, &root, &stage_ctx)
+        .await
+        .unwrap();
+    let seen = stage_tests::run_reader(
+        "read_zarr.py",
+        &[inputs_dir(&root).join(&p.images[0].output).as_os_str()],
+    );
+    assert_eq!(
+        seen["image"]["sha256_tczyx"],
+        sample_sha(a, "images/image_02.ome.zarr")
+    );
+
+    // failures: the exporter's last lines, nothing left, no output that looks finished
+    for (mode, words, timeout) in [
+        ("fail", "SecurityViolation", 60),
+        ("sleep", "longer than 2 s", 2),
+        ("half", "cannot be read", 60),
+        ("wrong", "where OMERO describes", 60),
+    ] {
+        let p = plan_of(&[ids::IMG_ORIGINAL_CZI], tiff_wf()).await;
+        let mut stage_ctx = ctx(Some(c.clone()));
+        stage_ctx.exporter = Some(
+            fake_exporter(
+                &e,
+                mode,
+                &[(ids::IMG_ORIGINAL_CZI, mode)],
+                0.0,
+                Duration::from_secs(timeout),
+                2,
+            )
+            .0,
+        );
+        let root = e.out.join(format!("exported-{mode}"));
+        let err = stage_source::stage::execute(&p, &root, &stage_ctx)
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("Image 214") && msg.contains(words),
+            "{mode}: {msg}"
+        );
+        assert!(
+            !err.is_transient(),
+            "{mode}: run again, it fails the same way"
+        );
+        assert!(!msg.contains(&key), "{msg}");
+        assert_eq!(
+            std::fs::read_dir(root.join("exports")).map_or(0, Iterator::count),
+            0,
+            "{mode}: nothing of the export is left"
+        );
+        assert_eq!(
+            std::fs::read_dir(inputs_dir(&root)).unwrap().count(),
+            0,
+            "{mode}: nothing staged"
+        );
+    }
+
+    // at most `concurrency` at once, across every submission sharing the exporter
+    let (exporter, log) = fake_exporter(
+        &e,
+        "many",
+        &[(1101, "wrong")],
+        0.6,
+        Duration::from_mins(1),
+        2,
+    );
+    let p1 = plan_of(&[ids::IMG_ORIGINAL_CZI, ids::IMG_TILES], tiff_wf()).await;
+    let p2 = plan_of(&[1101], tiff_wf()).await;
+    let mut c1 = ctx(Some(c.clone()));
+    c1.exporter = Some(exporter.clone());
+    let mut c2 = ctx(Some(c.clone()));
+    c2.exporter = Some(exporter);
+    let (root1, root2) = (e.out.join("many-1"), e.out.join("many-2"));
+    let (r1, r2) = tokio::join!(
+        stage_source::stage::execute(&p1, &root1, &c1),
+        stage_source::stage::execute(&p2, &root2, &c2),
+    );
+    r1.unwrap();
+    let r2 = r2.unwrap_err().to_string();
+    assert!(
+        r2.contains("Image 1101"),
+        "the mismatching export is refused: {r2}"
+    );
+    let mut running = 0;
+    let mut most = 0;
+    let mut events: Vec<(f64, i32)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[2].parse::<f64>().unwrap(),
+                if f[0] == "start" { 1 } else { -1 },
+            )
+        })
+        .collect();
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    for (_, d) in events {
+        running += d;
+        most = most.max(running);
+    }
+    assert_eq!(most, 2, "two at once, never three");
+}
+
+/// Output names of OMERO images are BIOMERO's (`_SLURM_Image_Transfer.py` exports
+/// `<basename(name)>.zarr`, `<name>_(N).zarr` when taken; `convert_zarr_to_tiff.py` writes
+/// `<zarr without .zarr>.<first key>.tif`, the first key `0`), checked against those rules for
+/// a Dataset whose images collide; the stage manifest says why a name differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omero_images_are_named_as_biomero_names_them() {
+    let e = env(64);
+    let c = client(&e, PASSWORD, Duration::from_secs(5), 3);
+    let src = sources(&e, &c);
+    let ok = vec![
+        omero("Image", ids::IMG_ORIGINAL),
+        omero("Image", ids::IMG_TILES),
+        omero("Image", ids::IMG_ORIGINAL_MULTIFILE),
+    ];
+    for (m, expected) in [
+        (
+            tiff_wf(),
+            [
+                "image_00.ome.tif.0.tif",
+                "kernels µ 3.0.tif",
+                "multi.ome.tif.0.tif",
+            ],
+        ),
+        (
+            zarr_wf(),
+            [
+                "image_00.ome.tif.zarr",
+                "kernels µ 3.zarr",
+                "multi.ome.tif.zarr",
+            ],
+        ),
+    ] {
+        let p = stage_source::plan(&request(ok.clone(), "Lab A", m, "0.4"), &src)
+            .await
+            .unwrap();
+        assert_eq!(p.outputs().collect::<Vec<_>>(), expected);
+        assert!(p.images.iter().all(|i| i.renamed.is_none()));
+    }
+    // the same image twice: the second is `<name>_(1)`, and the plan says why
+    let twice = vec![
+        omero("Image", ids::IMG_TILES),
+        omero("Image", ids::IMG_TILES),
+    ];
+    let p = stage_source::plan(&request(twice, "Lab A", tiff_wf(), "0.4"), &src)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.outputs().collect::<Vec<_>>(),
+        ["kernels µ 3.0.tif", "kernels µ 3_(1).0.tif"]
+    );
+    assert!(p.images[1].renamed.as_deref().unwrap().contains("taken"));
+    let root = e.out.join("names");
+    let m = stage(&p, &root, Some(c.clone())).await;
+    assert!(m.entries[1].renamed.is_some() && m.entries[0].renamed.is_none());
 }

@@ -17,7 +17,7 @@ with tifffile.TiffFile(path) as tf:
     axes = s.axes
     out = {"shape": list(data.shape), "dtype": str(data.dtype), "axes": axes,
            "is_ome": tf.is_ome, "is_bigtiff": tf.is_bigtiff, "pages": len(tf.pages),
-           "compression": int(tf.pages[0].compression)}
+           "compression": int(tf.pages[0].compression), "series": len(tf.series)}
     if tf.is_ome:
         import xml.etree.ElementTree as ET
         root = ET.fromstring(tf.ome_metadata)
@@ -26,6 +26,16 @@ with tifffile.TiffFile(path) as tf:
         out["ome"] = {k: px.get(k) for k in ("DimensionOrder", "Type", "SizeX", "SizeY", "SizeZ", "SizeC", "SizeT",
                                               "PhysicalSizeX", "PhysicalSizeXUnit", "PhysicalSizeZ")}
         out["ome"]["channels"] = [c.get("Name") for c in px.findall("o:Channel", ns)]
+        # colours as RRGGBB from OME's signed RGBA integer; display windows from the map
+        # annotation biomero-stage writes them in (OME-XML has no attribute for them)
+        out["ome"]["colors"] = [None if c.get("Color") is None else "%06X" % ((int(c.get("Color")) & 0xFFFFFFFF) >> 8)
+                                for c in px.findall("o:Channel", ns)]
+        windows = {}
+        for m in root.findall(".//o:MapAnnotation", ns):
+            if m.get("Namespace") == "biomero-stage/display-window":
+                for e in m.findall("o:Value/o:M", ns):
+                    windows[int(e.get("K"))] = [float(v) for v in e.text.split(",")]
+        out["ome"]["windows"] = [windows.get(i) for i in range(len(out["ome"]["channels"]))]
         out["ome"]["name"] = root.find(".//o:Image", ns).get("Name")
 # reorder to TCZYX: map tifffile axes (T, Z, C, Y, X, S) onto TCZYX
 a = data

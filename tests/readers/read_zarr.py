@@ -39,6 +39,9 @@ def image_info(group):
     info = {"shape": list(arr.shape), "dtype": str(arr.dtype), "axes": [a["name"] for a in ms["axes"]],
             "levels": len(ms["datasets"]), "shape_tczyx": shape, "sha256_tczyx": sha,
             "channels": [c.get("label") for c in attrs.get("omero", {}).get("channels", [])],
+            "colors": [c.get("color") for c in attrs.get("omero", {}).get("channels", [])],
+            "windows": [[c["window"]["start"], c["window"]["end"]] if "window" in c else None
+                        for c in attrs.get("omero", {}).get("channels", [])],
             "scale0": ms["datasets"][0]["coordinateTransformations"][0]["scale"], "labels": {}}
     if "labels" in group:
         for name in ome_attrs(group["labels"]).get("labels", []):

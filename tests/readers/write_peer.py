@@ -3,6 +3,7 @@
 
   write_peer.py tiff-cyx OUT.tif          tifffile, plain 'shaped' description, axes CYX (uint16)
   write_peer.py tiff-imagej OUT.tif       tifffile ImageJ hyperstack TZCYX (uint8)
+  write_peer.py imagej-of ZARR OUT.tif    tifffile ImageJ hyperstack of an OME-Zarr image's level 0
   write_peer.py ome-zarr-image OUT 0.4|0.5   ome-zarr-py write_image, default pyramid (s0/0 naming)
   write_peer.py ome-zarr-plate OUT 0.4|0.5   ome-zarr-py plate with labels (inner version keys in 0.5)
   write_peer.py rgb-zarr OUT              ome-zarr-py CYX uint8 with 3 channels (an RGB image)
@@ -34,6 +35,15 @@ if kind == "tiff-cyx":
     a = rng.integers(0, 60000, size=(3, 130, 170), dtype=np.uint16)
     tifffile.imwrite(out, a, photometric="minisblack", metadata={"axes": "CYX"})
     print(json.dumps({"sha256_tczyx": sha(tczyx(a, "cyx")), "shape": list(a.shape)}))
+elif kind == "imagej-of":
+    import tifffile, zarr
+    g = zarr.open_group(sys.argv[2], mode="r")
+    attrs = dict(g.attrs)
+    attrs = attrs.get("ome", attrs)
+    a = np.asarray(g[attrs["multiscales"][0]["datasets"][0]["path"]][...])  # TCZYX
+    tifffile.imwrite(sys.argv[3], np.transpose(a, (0, 2, 1, 3, 4)), imagej=True,
+                     metadata={"axes": "TZCYX", "mode": "composite"})
+    print(json.dumps({"sha256_tczyx": sha(a)}))
 elif kind == "tiff-imagej":
     import tifffile
     a = rng.integers(0, 255, size=(2, 3, 2, 40, 50), dtype=np.uint8)  # TZCYX

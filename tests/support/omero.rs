@@ -60,9 +60,11 @@ pub struct Img {
     pub path: PathBuf,
     /// How OMERO points at the Zarr.
     pub hint: ZarrHint,
-    /// Its fileset's one original file, as a path in the managed repository
-    /// ([`WorldData::managed`]); `None`: no fileset.
-    pub original: Option<String>,
+    /// Its fileset's original files, as paths in the managed repository
+    /// ([`WorldData::managed`]); empty: no fileset.
+    pub originals: Vec<String>,
+    /// Which series of its fileset it is (`omero:series`).
+    pub series: i64,
 }
 
 /// A well.
@@ -141,6 +143,20 @@ pub mod ids {
     pub const IMG_ORIGINAL_CZI: i64 = 214;
     /// Likewise, its link holding OMERO's path of the file ([`super::OMERO_SIDE_ROOT`]).
     pub const IMG_ORIGINAL_OMERO_PATH: i64 = 215;
+    /// Imported in place from a multi-file OME-TIFF fileset: channel 0 in one file (with
+    /// the OME-XML), channel 1 in another (`BinaryOnly`, pointing at the first).
+    pub const IMG_ORIGINAL_MULTIFILE: i64 = 216;
+    /// Series 2 of a three-series OME-TIFF (`omero:series` 2).
+    pub const IMG_ORIGINAL_SERIES: i64 = 217;
+    /// An ImageJ hyperstack TIFF (2 channels).
+    pub const IMG_ORIGINAL_IMAGEJ: i64 = 218;
+    /// An OME-TIFF cut short on the storage.
+    pub const IMG_ORIGINAL_TRUNCATED: i64 = 219;
+    /// A multi-file fileset one of whose files is gone from the storage.
+    pub const IMG_ORIGINAL_MISSING: i64 = 220;
+    /// A plate of one well whose four fields are imported in place: [`IMG_ORIGINAL`],
+    /// [`IMG_ORIGINAL_MULTIFILE`], [`IMG_ORIGINAL_SERIES`], [`IMG_ORIGINAL_IMAGEJ`].
+    pub const PLATE_ORIGINALS: i64 = 13;
     /// Image of `Lab B`.
     pub const IMG_OTHER_GROUP: i64 = 301;
     /// First well id of [`PLATE_TILES`].
@@ -217,7 +233,8 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
                                 group: "Lab A".into(),
                                 path,
                                 hint,
-                                original: None,
+                                originals: Vec::new(),
+                                series: 0,
                             },
                         );
                         fields.push((next, id * 10 + 1));
@@ -285,7 +302,8 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
                 group: "Lab A".into(),
                 path: samples_a.join(format!("images/image_{i:02}.ome.zarr")),
                 hint,
-                original: None,
+                originals: Vec::new(),
+                series: 0,
             },
         );
     }
@@ -305,7 +323,8 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
             group: "Lab B".into(),
             path: samples_other.join("images/image_00.ome.zarr"),
             hint: ZarrHint::None,
-            original: None,
+            originals: Vec::new(),
+            series: 0,
         },
     );
     w.datasets.insert(
@@ -387,10 +406,12 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
                 group: "Lab A".into(),
                 path: pixels,
                 hint: ZarrHint::None,
-                original: Some(rel),
+                originals: vec![rel],
+                series: 0,
             },
         );
     }
+    in_place_filesets(&mut w, &samples_a, &managed);
     (
         w,
         WorldData {
@@ -402,6 +423,243 @@ pub fn standard_world(root: &Path, size: u32) -> (World, WorldData) {
             managed,
         },
     )
+}
+
+/// The planes of a sample image (t, z, c order, c fastest), its size and pixel type.
+fn sample_planes(image: &Path) -> (u32, u32, stage_ngff::PixelType, Vec<Vec<u8>>) {
+    let r = ImageReader::open(image).expect("sample image");
+    let s = r.sizes();
+    let mut reader = r.plane_reader(0, 8 << 20).expect("plane reader");
+    let mut planes = Vec::new();
+    for t in 0..s.t {
+        for z in 0..s.z {
+            for c in 0..s.c {
+                let mut buf = vec![0u8; reader.plane_bytes()];
+                reader.read_plane(t, c, z, &mut buf).expect("plane");
+                planes.push(buf);
+            }
+        }
+    }
+    let (w, h) = (
+        u32::try_from(s.x).expect("width"),
+        u32::try_from(s.y).expect("height"),
+    );
+    (w, h, r.dtype, planes)
+}
+
+/// Writes a TIFF of `pages` with `description` (as OME-TIFF writers and ImageJ write them).
+fn write_tiff(
+    path: &Path,
+    description: String,
+    (w, h, dtype): (u32, u32, stage_ngff::PixelType),
+    pages: &[&[u8]],
+) {
+    use stage_ngff::tiff::write::{TiffCompression, TiffLayout, TiffWriter};
+    let layout = TiffLayout {
+        width: w,
+        height: h,
+        samples_per_pixel: 1,
+        dtype,
+        pages: pages.len() as u64,
+        description,
+        compression: TiffCompression::None,
+    };
+    let mut writer = TiffWriter::create(path, layout, false).expect("tiff");
+    for p in pages {
+        writer.write_page(p).expect("page");
+    }
+    writer.finish().expect("finish");
+}
+
+/// OME-XML of several images of 2 channels (`XYCZT`), the planes of image `k` stored as
+/// `blocks[k]`: (first c, IFD, plane count, file name).
+fn ome_xml(uuid: &str, images: &[(&str, (u32, u32), Vec<(u32, u32, u32, &str)>)]) -> String {
+    let mut x = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{SCHEMA}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" UUID="urn:uuid:{uuid}" Creator="OME Bio-Formats 7.3.0">"#
+    );
+    for (k, (name, (w, h), blocks)) in images.iter().enumerate() {
+        x.push_str(&format!(
+            r#"<Image ID="Image:{k}" Name="{name}"><Pixels ID="Pixels:{k}" DimensionOrder="XYCZT" Type="uint16" SizeX="{w}" SizeY="{h}" SizeZ="1" SizeC="2" SizeT="1" BigEndian="false" Interleaved="false"><Channel ID="Channel:{k}:0" Name="ch0" Color="-16776961" SamplesPerPixel="1"/><Channel ID="Channel:{k}:1" Name="ch1" Color="16711935" SamplesPerPixel="1"/>"#
+        ));
+        for (c, ifd, count, file) in blocks {
+            x.push_str(&format!(
+                r#"<TiffData FirstC="{c}" FirstT="0" FirstZ="0" IFD="{ifd}" PlaneCount="{count}"><UUID FileName="{file}">urn:uuid:{file}</UUID></TiffData>"#
+            ));
+        }
+        x.push_str("</Pixels></Image>");
+    }
+    x.push_str("</OME>");
+    x
+}
+
+/// Links `files` (on the storage) from a fileset folder of the managed repository; the
+/// repository paths, in the order given.
+fn link_fileset(managed: &Path, id: i64, files: &[PathBuf]) -> Vec<String> {
+    files
+        .iter()
+        .map(|f| {
+            let name = f.file_name().expect("file name").to_string_lossy();
+            let rel = format!("alice_60/2026-12/02/11-00-{id}.000/{name}");
+            let link = managed.join(&rel);
+            std::fs::create_dir_all(link.parent().expect("parent")).expect("managed repository");
+            std::os::unix::fs::symlink(f, &link).expect("in-place link");
+            rel
+        })
+        .collect()
+}
+
+/// The in-place imports of every shape BIOMERO.importer leaves: a multi-file OME-TIFF, a
+/// later series of a multi-series file, an ImageJ hyperstack, a file cut short, a fileset
+/// missing a file, and a plate of such fields.
+fn in_place_filesets(w: &mut World, samples: &Path, managed: &Path) {
+    let dir = samples.join("in-place");
+    std::fs::create_dir_all(&dir).expect("in-place folder");
+    let image = |k: usize| samples.join(format!("images/image_{k:02}.ome.zarr"));
+    let (width, height, dtype, p0) = sample_planes(&image(0));
+    let format = (width, height, dtype);
+    let add =
+        |w: &mut World, id: i64, name: &str, pixels: PathBuf, files: &[PathBuf], series: i64| {
+            let originals = link_fileset(managed, id, files);
+            w.images.insert(
+                id,
+                Img {
+                    id,
+                    name: name.into(),
+                    group: "Lab A".into(),
+                    path: pixels,
+                    hint: ZarrHint::None,
+                    originals,
+                    series,
+                },
+            );
+        };
+    // a multi-file fileset: the OME-XML in the first file, the second `BinaryOnly`
+    for (sub, gone) in [("multi", false), ("multi-missing", true)] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).expect("fileset folder");
+        let xml = ome_xml(
+            "aaaa",
+            &[(
+                "multi",
+                (width, height),
+                vec![(0, 0, 1, "multi_0.ome.tif"), (1, 0, 1, "multi_1.ome.tif")],
+            )],
+        );
+        let (a, b) = (d.join("multi_0.ome.tif"), d.join("multi_1.ome.tif"));
+        write_tiff(&a, xml, format, &[&p0[0]]);
+        write_tiff(
+            &b,
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{SCHEMA}" UUID="urn:uuid:bbbb"><BinaryOnly MetadataFile="multi_0.ome.tif" UUID="urn:uuid:aaaa"/></OME>"#
+            ),
+            format,
+            &[&p0[1]],
+        );
+        // OMERO lists the file that was imported first: the one without metadata
+        let files = [b.clone(), a.clone()];
+        if gone {
+            add(
+                w,
+                ids::IMG_ORIGINAL_MISSING,
+                "multi.ome.tif",
+                image(0),
+                &files,
+                0,
+            );
+            std::fs::remove_file(&b).expect("remove a fileset file");
+        } else {
+            add(
+                w,
+                ids::IMG_ORIGINAL_MULTIFILE,
+                "multi.ome.tif",
+                image(0),
+                &files,
+                0,
+            );
+        }
+    }
+    // three series in one file; the image is the third
+    let planes: Vec<Vec<Vec<u8>>> = (0..3).map(|k| sample_planes(&image(k)).3).collect();
+    let names = ["image_00", "image_01", "image_02"];
+    let xml = ome_xml(
+        "cccc",
+        &(0..3u32)
+            .map(|k| {
+                (
+                    names[k as usize],
+                    (width, height),
+                    vec![(0, 2 * k, 2, "series.ome.tif")],
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let series = dir.join("series.ome.tif");
+    let pages: Vec<&[u8]> = planes.iter().flatten().map(Vec::as_slice).collect();
+    write_tiff(&series, xml, format, &pages);
+    add(
+        w,
+        ids::IMG_ORIGINAL_SERIES,
+        "series.ome.tif [image_02]",
+        image(2),
+        &[series],
+        2,
+    );
+    // an ImageJ hyperstack, written by tifffile as ImageJ writes it (one contiguous block)
+    let hyper = dir.join("hyperstack.tif");
+    crate::run_reader(
+        "write_peer.py",
+        &[
+            "imagej-of".as_ref(),
+            image(1).as_os_str(),
+            hyper.as_os_str(),
+        ],
+    );
+    add(
+        w,
+        ids::IMG_ORIGINAL_IMAGEJ,
+        "hyperstack.tif",
+        image(1),
+        &[hyper],
+        0,
+    );
+    // an OME-TIFF cut short
+    let cut = dir.join("truncated.ome.tif");
+    let whole = std::fs::read(samples.join("tiffs/image_00.ome.tif")).expect("sample tiff");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).expect("truncated tiff");
+    add(
+        w,
+        ids::IMG_ORIGINAL_TRUNCATED,
+        "truncated.ome.tif",
+        image(0),
+        &[cut],
+        0,
+    );
+    // a plate of one well, its fields imported in place
+    let fields = [
+        ids::IMG_ORIGINAL,
+        ids::IMG_ORIGINAL_MULTIFILE,
+        ids::IMG_ORIGINAL_SERIES,
+        ids::IMG_ORIGINAL_IMAGEJ,
+    ];
+    let acquisition = ids::PLATE_ORIGINALS * 10 + 1;
+    w.plates.insert(
+        ids::PLATE_ORIGINALS,
+        PlateDef {
+            id: ids::PLATE_ORIGINALS,
+            name: "Plate In Place".into(),
+            group: "Lab A".into(),
+            rows: 1,
+            columns: 1,
+            acquisitions: vec![(acquisition, "Run in place".into(), 4)],
+            wells: vec![WellDef {
+                id: ids::PLATE_ORIGINALS * 100,
+                row: 0,
+                column: 0,
+                fields: fields.iter().map(|f| (*f, acquisition)).collect(),
+            }],
+            store: dir.join("no-plate-store"),
+        },
+    );
 }
 
 /// Injected faults and counters.
@@ -667,13 +925,74 @@ fn pixels(img: &Img, with_channels: bool) -> Value {
     p
 }
 
+/// The colour the stand-in's OMERO renders channel `c` in (not the store's own).
+pub fn rendered_color(c: usize) -> &'static str {
+    ["FF0000", "FFFF00", "00FFFF", "FF00FF"][c % 4]
+}
+
+/// The display window the stand-in's OMERO renders channel `c` with.
+pub fn rendered_window(c: usize) -> (f64, f64) {
+    let c = f64::from(u32::try_from(c).unwrap_or(0));
+    (50.0 + c, 3000.0 + 10.0 * c)
+}
+
+fn rendering_json(img: &Img) -> Value {
+    let r = ImageReader::open(&img.path).expect("sample image");
+    let s = r.sizes();
+    let max = match r.dtype.size() {
+        1 => 255.0,
+        2 => 65535.0,
+        _ => 4_294_967_295.0,
+    };
+    let channels: Vec<Value> = r
+        .channel_names()
+        .iter()
+        .enumerate()
+        .map(|(c, label)| {
+            let (start, end) = rendered_window(c);
+            json!({
+                "emissionWave": null,
+                "label": label,
+                "color": rendered_color(c),
+                "inverted": false,
+                "reverseIntensity": false,
+                "family": "linear",
+                "coefficient": 1.0,
+                "window": {"min": 0.0, "max": max, "start": start, "end": end},
+                "active": true,
+            })
+        })
+        .collect();
+    json!({
+        "id": img.id,
+        "meta": {
+            "imageName": img.name, "imageDescription": "", "imageAuthor": "Alice A",
+            "imageArchived": false, "projectName": "Multiple", "projectId": null,
+            "projectDescription": "", "datasetName": "Multiple", "datasetId": null,
+            "datasetDescription": "", "wellSampleId": "", "wellId": "",
+            "imageTimestamp": 1_700_000_000.0, "imageId": img.id, "pixelsType": r.dtype.name(),
+        },
+        "perms": {"canAnnotate": true, "canEdit": true, "canDelete": true, "canLink": true},
+        "tiles": false,
+        "interpolate": true,
+        "size": {"width": s.x, "height": s.y, "z": s.z, "t": s.t, "c": s.c},
+        "pixel_size": {"x": 0.65, "y": 0.65, "z": null},
+        "init_zoom": 0,
+        "pixel_range": [0, max],
+        "channels": channels,
+        "split_channel": {"g": {"width": s.x, "height": s.y, "border": 2, "gridx": 2, "gridy": 1},
+                          "c": {"width": s.x, "height": s.y, "border": 2, "gridx": 2, "gridy": 1}},
+        "rdefs": {"model": "color", "projection": "normal", "defaultZ": 0, "defaultT": 0, "invertAxis": false},
+    })
+}
+
 fn image_json(img: &Img, with_pixels: bool, with_channels: bool) -> Value {
     let mut v = json!({
         "@id": img.id,
         "@type": format!("{SCHEMA}#Image"),
         "Name": img.name,
         "AcquisitionDate": 1_700_000_000_000_i64,
-        "omero:series": 0,
+        "omero:series": img.series,
         "omero:details": details(&img.group),
         "url:image": format!("/api/v0/m/images/{}/", img.id),
     });
@@ -1037,6 +1356,16 @@ async fn handle(
             &json!({"annotations": anns, "experimenters": []}),
         );
     }
+    if let ["webgateway", "imgData", id] = segs.as_slice() {
+        // omeroweb/webgateway/marshal.py imageMarshal with channelMarshal per channel: the
+        // rendering settings of the image (here: the store's channels, each recoloured as a
+        // user would in OMERO.iviewer, and its window narrowed), so a test can tell them from
+        // the acquisition colours and the store's own `omero` block
+        let Some(img) = id_of(id).and_then(|i| w.images.get(&i)) else {
+            return message(StatusCode::NOT_FOUND, &format!("Image:{id} not found"));
+        };
+        return json_response(StatusCode::OK, &rendering_json(img));
+    }
     if let ["webgateway", "original_file_paths", id] = segs.as_slice() {
         // omeroweb/webgateway/views.py original_file_paths: {} without a fileset
         let Some(img) = id_of(id).and_then(|i| w.images.get(&i)) else {
@@ -1044,14 +1373,17 @@ async fn handle(
         };
         return json_response(
             StatusCode::OK,
-            &img.original.as_ref().map_or_else(
-                || json!({}),
-                |rel| {
-                    let name = rel.rsplit('/').next().unwrap_or(rel);
-                    json!({"repo": [rel], "client": [format!("home/alice/data/{name}")],
-                           "fileset": {"id": img.id + 80_000}})
-                },
-            ),
+            &if img.originals.is_empty() {
+                json!({})
+            } else {
+                let client: Vec<String> = img
+                    .originals
+                    .iter()
+                    .map(|rel| format!("home/alice/data/{}", rel.rsplit('/').next().unwrap_or(rel)))
+                    .collect();
+                json!({"repo": img.originals, "client": client,
+                       "fileset": {"id": img.id + 80_000}})
+            },
         );
     }
     if path == "/webclient/api/annotations/" {

@@ -161,6 +161,23 @@ settings! {
     omero_timeout_secs: u64 = 60,
     /// Tile edge in pixels for pixel-buffer requests.
     omero_tile_size: u32 = 1024,
+    /// OMERO's own exporter, the last source of an OMERO image's pixels (after its Zarr, its
+    /// original files and the pixel service): an argument list, run on this host in the OMERO
+    /// Python environment, with `{server}`, `{session}` (a session of `omero_user`),
+    /// `{group}` (the submission's group), `{image}`, `{output}` (a folder the store goes
+    /// in as `<image>.ome.zarr`) and `{format}` (`0.4`/`0.5`) filled in. BIOMERO's own:
+    /// `["omero", "zarr", "-s", "{server}", "-k", "{session}", "-g", "{group}", "export",
+    /// "--output", "{output}", "--format", "{format}", "Image:{image}"]` (omero-cli-zarr 0.8+;
+    /// older ones take no `--format`). As an environment variable: shell words. Unset: no
+    /// exporter.
+    #[serde(deserialize_with = "command_list")]
+    omero_export_command: Option<Vec<String>> = None,
+    /// The OMERO server the exporter logs in to (`host` or `host:port`, as `{server}`).
+    omero_server: Option<String> = None,
+    /// The longest one export may take, in seconds; it is then stopped and the step fails.
+    omero_export_timeout_secs: u64 = 3600,
+    /// Exports running at once across the daemon (each is a Java/Python process of its own).
+    omero_export_concurrency: u32 = 2,
     /// An ssh config file to use instead of `~/.ssh/config` (the `[SSH] host` alias is looked up there).
     ssh_config_file: Option<PathBuf> = None,
     /// How long to wait for the SSH connection, in seconds.
@@ -472,6 +489,71 @@ impl StageSettings {
                 "omero_tile_size",
                 self.omero_tile_size.to_string(),
                 "use 64 to 8192 pixels (omero-ms-pixel-buffer limits tiles; 1024 is a good default)",
+            ));
+        }
+        if let Some(cmd) = &self.omero_export_command {
+            let shown = cmd.join(" ");
+            match cmd.first() {
+                None => {
+                    return Err(invalid(
+                        "omero_export_command",
+                        "[]".into(),
+                        "give the command and its arguments, or leave it unset",
+                    ));
+                }
+                Some(_) if !cmd.iter().any(|a| a.contains("{image}")) => {
+                    return Err(invalid(
+                        "omero_export_command",
+                        shown,
+                        "name the image with {image} (e.g. `Image:{image}`)",
+                    ));
+                }
+                Some(_) if !cmd.iter().any(|a| a.contains("{output}")) => {
+                    return Err(invalid(
+                        "omero_export_command",
+                        shown,
+                        "give the output folder with {output} (e.g. `--output {output}`)",
+                    ));
+                }
+                Some(_) => {}
+            }
+            if let Some(unknown) = cmd.iter().find_map(|a| unknown_placeholder(a)) {
+                return Err(invalid(
+                    "omero_export_command",
+                    shown,
+                    &format!(
+                        "`{unknown}` is not a placeholder; use {{server}}, {{session}}, {{group}}, {{image}}, {{output}} or {{format}}"
+                    ),
+                ));
+            }
+            if cmd.iter().any(|a| a.contains("{server}")) && self.omero_server.is_none() {
+                return Err(invalid(
+                    "omero_server",
+                    "unset".into(),
+                    "omero_export_command uses {server}: set omero_server to the OMERO server's host (and :port)",
+                ));
+            }
+            if self.omero_user.is_none() {
+                warnings.push(Warning::general(
+                    "omero_export_command is set but omero_user is not: the exporter has no session to log in with",
+                ));
+            }
+        }
+        if self.omero_export_timeout_secs == 0 || self.omero_export_concurrency == 0 {
+            return Err(invalid(
+                "omero_export_concurrency",
+                format!(
+                    "{}/{}",
+                    self.omero_export_concurrency, self.omero_export_timeout_secs
+                ),
+                "omero_export_concurrency and omero_export_timeout_secs must be at least 1",
+            ));
+        }
+        if self.omero_export_concurrency > 64 {
+            return Err(invalid(
+                "omero_export_concurrency",
+                self.omero_export_concurrency.to_string(),
+                "at most 64 exports at once (each one is a process of its own)",
             ));
         }
         if self.omero_url.is_some() && self.omero_user.is_none() {
@@ -794,6 +876,41 @@ fn path_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::
             .map(PathBuf::from)
             .collect(),
     })
+}
+
+/// The first `{…}` in `arg` that is not one of the exporter's placeholders.
+fn unknown_placeholder(arg: &str) -> Option<String> {
+    const KNOWN: [&str; 6] = ["server", "session", "group", "image", "output", "format"];
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after.find('}')?;
+        let name = &after[..close];
+        if !KNOWN.contains(&name) {
+            return Some(format!("{{{name}}}"));
+        }
+        rest = &after[close + 1..];
+    }
+    None
+}
+
+/// A command: a TOML array of arguments, or text split into shell words (an environment variable).
+fn command_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Command {
+        List(Vec<String>),
+        Text(String),
+    }
+    match Option::<Command>::deserialize(d)? {
+        None => Ok(None),
+        Some(Command::List(v)) => Ok(Some(v)),
+        Some(Command::Text(t)) => shlex::split(&t).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{t}` is not a list of shell words (an unclosed quote?)"
+            ))
+        }),
+    }
 }
 
 /// `$STATE_DIRECTORY` (systemd), else `$XDG_STATE_HOME/biomero-stage`, else `~/.local/state/biomero-stage`.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use stage_config::StageSettings;
 use stage_config::mode::ModeDecision;
 use stage_config::settings::Secret;
+use stage_source::export::{ExportConfig, Exporter};
 use stage_source::omero::{OmeroClient, OmeroConfig, OmeroSource};
 use stage_source::{FsSource, GroupFolders, InputRef, Request, SourceError, Sources};
 
@@ -18,6 +19,19 @@ use crate::intake::SubmissionDoc;
 struct Cached {
     groups: Option<(Option<std::path::PathBuf>, Arc<GroupFolders>)>,
     omero: Option<((String, Secret), Arc<OmeroClient>)>,
+    /// Kept while its settings stay the same: its concurrency is the daemon's.
+    exporter: Option<(ExportConfig, Arc<Exporter>)>,
+}
+
+/// The sources of the settings in force.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// What plans read.
+    pub sources: Sources,
+    /// The OMERO client, when OMERO is configured.
+    pub omero: Option<Arc<OmeroClient>>,
+    /// OMERO's exporter, when `omero_export_command` is set.
+    pub exporter: Option<Arc<Exporter>>,
 }
 
 /// Sources built from settings, cached while the settings they depend on stay the same.
@@ -65,11 +79,8 @@ impl SourceCache {
         }
     }
 
-    /// The sources for `settings`, and the OMERO client when OMERO is configured.
-    pub fn sources(
-        &self,
-        settings: &StageSettings,
-    ) -> Result<(Sources, Option<Arc<OmeroClient>>), SourceError> {
+    /// The sources for `settings`, with the OMERO client and exporter when configured.
+    pub fn sources(&self, settings: &StageSettings) -> Result<Built, SourceError> {
         let groups = self.groups(settings);
         let mut c = self
             .inner
@@ -120,13 +131,34 @@ impl SourceCache {
             }
             _ => None,
         };
-        Ok((
-            Sources {
+        let exporter = match &settings.omero_export_command {
+            Some(command) => {
+                let cfg = ExportConfig {
+                    command: command.clone(),
+                    server: settings.omero_server.clone().unwrap_or_default(),
+                    timeout: Duration::from_secs(settings.omero_export_timeout_secs),
+                    concurrency: usize::try_from(settings.omero_export_concurrency).unwrap_or(2),
+                };
+                match &c.exporter {
+                    Some((k, e)) if *k == cfg => Some(e.clone()),
+                    _ => {
+                        let e = Arc::new(Exporter::new(cfg.clone()));
+                        c.exporter = Some((cfg, e.clone()));
+                        Some(e)
+                    }
+                }
+            }
+            None => None,
+        };
+        Ok(Built {
+            sources: Sources {
                 fs,
                 omero: omero.clone().map(OmeroSource::new),
+                exporter: exporter.is_some(),
             },
             omero,
-        ))
+            exporter,
+        })
     }
 }
 

@@ -121,7 +121,7 @@ pub fn image_to_tiff(
             img.dtype,
             "XYCZT",
             &physical_for_xml(img),
-            &img.channel_names(),
+            &img.channel_specs(),
             rgb,
         ),
         compression: opts.compression,
@@ -418,7 +418,8 @@ pub fn spec_for_tiff(info: &TiffInfo, opts: &ZarrOptions) -> ImageSpec {
     let [x, y, z] = info.physical_um;
     spec.pixel_size_zyx = [z.unwrap_or(1.0), y.unwrap_or(1.0), x.unwrap_or(1.0)];
     spec.time_step = info.time_step_s.unwrap_or(1.0);
-    spec.channels = ChannelSpec::defaults(info.sizes.c, &info.channels);
+    spec.channels =
+        ChannelSpec::described(info.sizes.c, &info.channels, &info.colors, &info.windows);
     spec
 }
 
@@ -429,19 +430,111 @@ pub fn tiff_to_zarr(
     opts: &ZarrOptions,
     progress: &dyn Progress,
 ) -> Result<ZarrReport> {
-    let info = inspect(tiff)?;
+    tiff_image_to_zarr(&inspect(tiff)?, target, opts, progress)
+}
+
+/// Converts one TIFF image (a series of a file, or of a multi-file fileset) to an OME-Zarr
+/// image at `target`, streaming page by page.
+pub fn tiff_image_to_zarr(
+    info: &TiffInfo,
+    target: &Path,
+    opts: &ZarrOptions,
+    progress: &dyn Progress,
+) -> Result<ZarrReport> {
     progress.add_total(info.sizes.planes());
-    let spec = spec_for_tiff(&info, opts);
+    let spec = spec_for_tiff(info, opts);
     let (staging, writer) = ImageWriter::create_store(target, spec)?;
-    write_tiff_pages(&info, &writer, progress)?;
+    write_tiff_pages(info, &writer, progress)?;
     drop(writer);
     let store = staging.commit()?;
     Ok(ZarrReport {
-        source: tiff.to_path_buf(),
+        source: info.path.clone(),
         store,
         sizes: info.sizes,
         dtype: info.dtype,
         axes_from: info.source.to_owned(),
+    })
+}
+
+/// Writes one TIFF image (a series of a file, or of a multi-file fileset) as a TIFF of its
+/// own at `target`: TZCYX pages (interleaved pages stay interleaved) with OME-XML, as
+/// BIOMERO's converter writes them, streaming page by page.
+pub fn tiff_image_to_tiff(
+    info: &TiffInfo,
+    target: &Path,
+    opts: &TiffOptions,
+    progress: &dyn Progress,
+) -> Result<TiffReport> {
+    let s = info.sizes;
+    let rgb = info.samples_per_pixel > 1;
+    let too_big = || NgffError::TooLarge {
+        path: target.to_path_buf(),
+        message: "a TIFF page is at most 2^32 pixels wide or high".into(),
+    };
+    let um = |v: Option<f64>| v.map(|v| (v, "micrometer".to_owned()));
+    let [x, y, z] = info.physical_um;
+    let layout = TiffLayout {
+        width: u32::try_from(s.x).map_err(|_| too_big())?,
+        height: u32::try_from(s.y).map_err(|_| too_big())?,
+        samples_per_pixel: info.samples_per_pixel.max(1),
+        dtype: info.dtype,
+        pages: info.pages,
+        description: ome_xml::write(
+            &info.name,
+            s,
+            info.dtype,
+            "XYCZT",
+            &PhysicalForXml {
+                x: um(x),
+                y: um(y),
+                z: um(z),
+                t: info.time_step_s.map(|v| (v, "second".to_owned())),
+            },
+            &ChannelSpec::described(s.c, &info.channels, &info.colors, &info.windows),
+            rgb,
+        ),
+        compression: opts.compression,
+    };
+    progress.add_total(s.planes());
+    let mut writer = TiffWriter::create(target, layout, opts.force_bigtiff)?;
+    let bigtiff = writer.is_big();
+    let mut pages = TiffPages::open(info)?;
+    let order: Vec<u64> = (0..s.t)
+        .flat_map(|t| {
+            (0..s.z).flat_map(move |z| {
+                let cs = if rgb { 1 } else { s.c };
+                (0..cs).map(move |c| (t, z, c))
+            })
+        })
+        .map(|(t, z, c)| info.page_index(t, z, c))
+        .collect();
+    let mut order = order.into_iter();
+    double_buffered(
+        Vec::new,
+        |buf| match order.next() {
+            Some(k) => pages.read_page(k, buf).map(|()| Some(())),
+            None => Ok(None),
+        },
+        |(), page| {
+            writer.write_page(page)?;
+            progress.advance(if rgb { s.c } else { 1 });
+            Ok(())
+        },
+    )?;
+    let file = writer.finish()?;
+    let (axes, shape) = if rgb {
+        ("TZYXC".to_owned(), vec![s.t, s.z, s.y, s.x, s.c])
+    } else {
+        ("TZCYX".to_owned(), vec![s.t, s.z, s.c, s.y, s.x])
+    };
+    Ok(TiffReport {
+        file,
+        axes,
+        shape,
+        dtype: info.dtype,
+        pixel_bytes: s.planes() * s.y * s.x * info.dtype.size() as u64,
+        bigtiff,
+        missing_chunks: 0,
     })
 }
 

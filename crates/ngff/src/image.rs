@@ -289,6 +289,27 @@ impl ImageReader {
         }
     }
 
+    /// The channels as `omero` describes them (name, colour, display window), the defaults
+    /// where it says nothing.
+    pub fn channel_specs(&self) -> Vec<crate::write::attrs::ChannelSpec> {
+        let chans = self
+            .omero
+            .as_ref()
+            .map(|o| o.channels.as_slice())
+            .unwrap_or_default();
+        let colors: Vec<Option<String>> = chans.iter().map(|c| c.color.clone()).collect();
+        let windows: Vec<Option<(f64, f64)>> = chans
+            .iter()
+            .map(|c| c.window.as_ref().and_then(|w| w.start.zip(w.end)))
+            .collect();
+        crate::write::attrs::ChannelSpec::described(
+            self.sizes().c,
+            &self.channel_names(),
+            &colors,
+            &windows,
+        )
+    }
+
     /// Channel names (from `omero`; `C0`, `C1`, … otherwise).
     pub fn channel_names(&self) -> Vec<String> {
         let n = usize::try_from(self.sizes().c).unwrap_or(0);

@@ -86,6 +86,20 @@ pub struct Inspection {
     pub problems: Vec<String>,
 }
 
+/// Chunk files level `level` of `img` lacks (chunks never written read as the fill value:
+/// fine for sparse labels, and for writers that skip empty chunks; suspicious otherwise).
+pub fn absent_chunks(img: &ImageReader, level: usize) -> u64 {
+    img.levels.get(level).map_or(0, |l| {
+        let grid: u64 = l
+            .shape
+            .iter()
+            .zip(&l.chunks)
+            .map(|(s, c)| s.div_ceil((*c).max(1)))
+            .product();
+        grid.saturating_sub(count_files(&img.root.join(&l.path)))
+    })
+}
+
 fn count_files(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;

@@ -89,6 +89,10 @@ pub struct KeepRequest<'a> {
     pub staged: &'a Path,
     /// Names of the staged inputs.
     pub staged_inputs: Vec<String>,
+    /// For staged inputs that are OMERO images or plates: the name BIOMERO's result scripts
+    /// see as the original (the image's name; `getOriginalFilename` of the staged name),
+    /// `{original_file}` and `{original_ext}` of the rename pattern.
+    pub original_names: std::collections::BTreeMap<String, String>,
     /// Output limits.
     pub limits: Limits,
     /// The NGFF version the site's OMERO reads.
@@ -169,7 +173,7 @@ fn assemble(
     classify::match_inputs(&mut items, &req.staged_inputs);
     let mut notes = Vec::new();
     if let Some(pattern) = &req.rename {
-        for r in crate::rename::apply(partial, &mut items, pattern)? {
+        for r in crate::rename::apply(partial, &mut items, pattern, &req.original_names)? {
             notes.push(format!("renamed {r}"));
         }
     }

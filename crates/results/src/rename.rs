@@ -115,8 +115,15 @@ fn numbered(name: &str, n: usize) -> String {
 }
 
 /// Renames the image items under `root` by `pattern`, updating their paths (and their
-/// label paths). Returns one line per renamed item, `old -> new`.
-pub fn apply(root: &Path, items: &mut [Item], pattern: &str) -> Result<Vec<String>> {
+/// label paths); an item's original is the input it was matched to, by the name in
+/// `originals` when there is one (an OMERO image's own name). Returns one line per renamed
+/// item, `old -> new`.
+pub fn apply(
+    root: &Path,
+    items: &mut [Item],
+    pattern: &str,
+    originals: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<String>> {
     let mut done = Vec::new();
     for item in items
         .iter_mut()
@@ -126,7 +133,10 @@ pub fn apply(root: &Path, items: &mut [Item], pattern: &str) -> Result<Vec<Strin
             Some((d, n)) => (Some(d.to_owned()), n.to_owned()),
             None => (None, item.path.clone()),
         };
-        let original = item.input.as_deref();
+        let original = item
+            .input
+            .as_deref()
+            .map(|i| originals.get(i).map_or(i, String::as_str));
         let wanted = render(pattern, &name, original)?;
         if wanted == name {
             continue;
@@ -222,7 +232,13 @@ mod tests {
             mk("b_mask.tif", ItemKind::ImageFile, Some("b.tif")),
             mk("table.csv", ItemKind::Attachment, None),
         ];
-        let done = apply(d.path(), &mut items, "result.{ext}").unwrap();
+        let done = apply(
+            d.path(),
+            &mut items,
+            "result.{ext}",
+            &std::collections::BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(
             done,
             ["a_mask.tif -> result.tif", "b_mask.tif -> result_2.tif"]

@@ -336,7 +336,13 @@ fn write_one(
 fn write_tiff(path: &Path, name: &str, spec: &SampleSpec, seed: u64) -> Result<()> {
     let sizes = spec.sizes();
     let (planes, _, _) = image_planes(seed, sizes);
-    let channels: Vec<String> = (0..spec.channels).map(|c| format!("ch{c}")).collect();
+    let channels: Vec<ChannelSpec> = (0..spec.channels as usize)
+        .map(|c| ChannelSpec {
+            label: format!("ch{c}"),
+            color: DEFAULT_COLORS[c % DEFAULT_COLORS.len()].to_owned(),
+            window: Some((100.0, 100.0 + f64::from(AMPLITUDE[c % 4]))),
+        })
+        .collect();
     let phys = PhysicalForXml {
         x: Some((0.1625, "micrometer".into())),
         y: Some((0.1625, "micrometer".into())),

@@ -93,6 +93,9 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    /// OMERO's exporter gave no usable store.
+    #[error(transparent)]
+    Export(#[from] Box<crate::export::ExportError>),
     /// Staging stopped because the submission was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -101,10 +104,13 @@ pub enum SourceError {
 impl SourceError {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            SourceError::Unavailable { .. } | SourceError::Io { .. }
-        )
+        match self {
+            SourceError::Unavailable { .. } | SourceError::Io { .. } => true,
+            // a local file operation around the export may work later; the export itself,
+            // run again on the same image, would fail the same way
+            SourceError::Export(e) => matches!(**e, crate::export::ExportError::Io { .. }),
+            _ => false,
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

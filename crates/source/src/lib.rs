@@ -14,6 +14,7 @@
 //! - [`stage`]: how it is executed.
 
 pub mod error;
+pub mod export;
 pub mod fs;
 pub mod groups;
 pub mod omero;

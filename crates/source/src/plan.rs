@@ -46,6 +46,12 @@ pub struct OmeroPixels {
     pub physical_zyx_um: [Option<f64>; 3],
     /// Channel names (may be fewer than channels).
     pub channels: Vec<String>,
+    /// Channel colours (`RRGGBB`) from OMERO's rendering settings, where known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub colors: Vec<Option<String>>,
+    /// Display windows (start, end) from OMERO's rendering settings, where known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Option<(f64, f64)>>,
 }
 
 /// Where one image's pixels come from.
@@ -57,10 +63,22 @@ pub enum PixelSource {
         /// The image group.
         path: PathBuf,
     },
-    /// A TIFF or OME-TIFF file on disk.
+    /// A TIFF or OME-TIFF file on disk (an OMERO image's original file: one series of it,
+    /// possibly spread over the files of a multi-file fileset).
     Tiff {
-        /// The file.
+        /// The file (the one holding the OME-XML for a fileset).
         path: PathBuf,
+        /// The series (OME-XML image) of the file.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        series: usize,
+        /// Every file of its fileset, checked to lie in the data roots and the group's folder
+        /// (empty: just `path`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<PathBuf>,
+        /// For an OMERO image: how OMERO describes and renders it (channel names, colours
+        /// and windows given to what is written from the file).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        omero: Option<OmeroPixels>,
     },
     /// Tiles from omero-ms-pixel-buffer.
     OmeroTiles {
@@ -69,6 +87,31 @@ pub enum PixelSource {
         /// Its pixels.
         pixels: OmeroPixels,
     },
+    /// OMERO's own exporter (`omero zarr export`, the configured command), run at staging
+    /// into an OME-Zarr that is then read like any other.
+    Export {
+        /// OMERO image id.
+        image: i64,
+        /// Its pixels, as OMERO describes them (the export must match).
+        pixels: OmeroPixels,
+    },
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl PixelSource {
+    /// The source's name, as `plan` shows it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PixelSource::Zarr { .. } => "zarr",
+            PixelSource::Tiff { .. } => "tiff-file",
+            PixelSource::OmeroTiles { .. } => "pixel-service",
+            PixelSource::Export { .. } => "omero-export",
+        }
+    }
 }
 
 /// Where an output came from, for matching results back to inputs.
@@ -118,6 +161,13 @@ pub struct PlannedImage {
     pub origin: Origin,
     /// Pixel bytes (full resolution).
     pub bytes: u64,
+    /// For an OMERO image: why each source before the one used did not apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passed_over: Vec<String>,
+    /// Why the output is not named exactly as BIOMERO names it from the image's name
+    /// (a name taken already, or unsafe as a file name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed: Option<String>,
 }
 
 /// A plate acquisition.
@@ -144,6 +194,9 @@ pub struct PlannedField {
     pub name: String,
     /// Its pixels.
     pub source: PixelSource,
+    /// Why each source before the one used did not apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passed_over: Vec<String>,
 }
 
 /// One well assembled from OMERO.

@@ -58,6 +58,9 @@ pub struct Sources {
     pub fs: FsSource,
     /// OMERO, when configured.
     pub omero: Option<OmeroSource>,
+    /// OMERO's exporter (`omero_export_command`) is configured: the last source of an OMERO
+    /// image's pixels.
+    pub exporter: bool,
 }
 
 /// An image found, before its output format is chosen.
@@ -68,6 +71,9 @@ struct FoundImage {
     source: PixelSource,
     origin: Origin,
     bytes: u64,
+    /// An OMERO image: its output is named as BIOMERO names its export (the name kept).
+    omero: bool,
+    passed_over: Vec<String>,
 }
 
 /// A plate found.
@@ -81,6 +87,8 @@ struct FoundPlate {
     fields: Vec<FoundImage>,
     bytes: u64,
     wells: usize,
+    /// An OMERO plate: its output is named as BIOMERO names its export.
+    omero: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +113,8 @@ fn zarr_image(input: &str, path: &Path, name: String, origin: Origin) -> Result<
             path: path.to_path_buf(),
         },
         origin,
+        omero: false,
+        passed_over: Vec::new(),
     })
 }
 
@@ -147,6 +157,7 @@ fn zarr_plate(input: &str, path: &Path, mut origin: Origin) -> Result<FoundPlate
         origin,
         fields,
         wells,
+        omero: false,
     })
 }
 
@@ -209,8 +220,15 @@ fn resolve_path(fs: &FsSource, raw: &str, group: &str) -> Result<Vec<Found>> {
                 input: raw.to_owned(),
                 name,
                 bytes: info.sizes.planes() * info.sizes.y * info.sizes.x * info.dtype.size() as u64,
-                source: PixelSource::Tiff { path: p },
+                source: PixelSource::Tiff {
+                    path: p,
+                    series: 0,
+                    files: Vec::new(),
+                    omero: None,
+                },
                 origin,
+                omero: false,
+                passed_over: Vec::new(),
             })]
         }
         FsInput::Plate(p) => vec![Found::Plate(zarr_plate(raw, &p, origin)?)],
@@ -237,79 +255,126 @@ fn usable_zarr(fs: &FsSource, raw: &str) -> std::result::Result<PathBuf, String>
     }
 }
 
-/// Why an OMERO image's original file is not used.
+/// What this site can fall back to for an OMERO image's pixels, after its Zarr and its
+/// original files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fallbacks {
+    /// `managed_repository` is set: original files can be looked up.
+    pub managed_repository: bool,
+    /// `pixel_buffer_url` is set.
+    pub pixel_service: bool,
+    /// `omero_export_command` is set.
+    pub exporter: bool,
+}
+
+/// Why an OMERO image's original files are not used.
 enum NotOriginal {
-    /// Not a file biomero-stage reads (a vendor format, a multi-file fileset, a later series):
-    /// the pixel service is asked instead.
+    /// Not files biomero-stage reads (a vendor format, a fileset without OME-XML, a series
+    /// OMERO did not name): the next source is tried.
     Unread(String),
-    /// Refused: outside the data roots or the group's folder, or not the image OMERO describes.
+    /// Refused: outside the data roots or the group's folder, missing or cut short, or not
+    /// the image OMERO describes.
     Refused(SourceError),
 }
 
-/// The original file of OMERO image `info` on the shared storage, when it is a TIFF,
-/// BigTIFF or OME-TIFF this build reads, and holds exactly the pixels OMERO describes.
-fn original_tiff(fs: &FsSource, info: &ImageInfo) -> std::result::Result<PathBuf, NotOriginal> {
+fn is_tiff_name(p: &Path) -> bool {
+    stage_ngff::tiff::read::is_tiff_path(p)
+}
+
+fn is_companion(p: &Path) -> bool {
+    p.to_string_lossy()
+        .to_ascii_lowercase()
+        .ends_with(".companion.ome")
+}
+
+/// The original files of OMERO image `info` on the shared storage, when they are a TIFF,
+/// BigTIFF, OME-TIFF (one series of it, possibly spread over a multi-file fileset) or an
+/// ImageJ / tifffile TIFF, and hold exactly the pixels OMERO describes.
+fn original_tiff(fs: &FsSource, info: &ImageInfo) -> std::result::Result<PixelSource, NotOriginal> {
     let input = format!("Image {}", info.id);
-    let file = match info.original_files.as_slice() {
-        [one] => one,
-        files => {
-            return Err(NotOriginal::Unread(format!(
-                "its fileset has {} files (a multi-file format is not read natively)",
-                files.len()
-            )));
-        }
-    };
-    let lower = file.to_string_lossy().to_ascii_lowercase();
-    if ![".tif", ".tiff"].iter().any(|e| lower.ends_with(e)) {
+    let files = &info.original_files;
+    if let Some(other) = files.iter().find(|f| !is_tiff_name(f) && !is_companion(f)) {
         return Err(NotOriginal::Unread(format!(
-            "its original file {} is not a TIFF",
-            file.display()
-        )));
-    }
-    // `name [n]`: series n of a multi-series file; the reader reads the first series
-    if let Some(n) = info
-        .name
-        .rsplit_once(" [")
-        .and_then(|(_, rest)| rest.strip_suffix(']'))
-        .and_then(|n| n.parse::<u32>().ok())
-        && n > 0
-    {
-        return Err(NotOriginal::Unread(format!(
-            "it is series {n} of {}; only a file's first series is read natively",
-            file.display()
+            "its fileset holds {}, a format not read natively (only TIFF, BigTIFF and OME-TIFF filesets are)",
+            other.file_name().map_or_else(
+                || other.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            )
         )));
     }
     // the managed repository links an in-place import to the file on the storage: followed,
-    // and the target must lie in the data roots and the group's folder
-    let raw = file.to_string_lossy().into_owned();
-    let path = match &info.group {
-        Some(g) => fs.confine(&raw, g),
-        None => fs.within_roots(&raw),
-    }
-    .map_err(|e| {
-        let target = std::fs::canonicalize(file).map_or_else(
-            |_| String::new(),
-            |t| format!(" (it links to {})", t.display()),
-        );
-        NotOriginal::Refused(SourceError::refused(
-            &input,
-            format!("its original file {}{target}: {e}", file.display()),
-        ))
-    })?;
-    let tiff = stage_ngff::tiff::read::inspect(&path).map_err(|source| {
+    // and every target must lie in the data roots and the group's folder
+    let confine = |file: &PathBuf| -> std::result::Result<PathBuf, NotOriginal> {
+        let raw = file.to_string_lossy().into_owned();
+        match &info.group {
+            Some(g) => fs.confine(&raw, g),
+            None => fs.within_roots(&raw),
+        }
+        .map_err(|e| {
+            let target = std::fs::canonicalize(file).map_or_else(
+                |_| String::new(),
+                |t| format!(" (it links to {})", t.display()),
+            );
+            NotOriginal::Refused(SourceError::refused(
+                &input,
+                format!("its original file {}{target}: {e}", file.display()),
+            ))
+        })
+    };
+    let confined: Vec<PathBuf> = files
+        .iter()
+        .map(confine)
+        .collect::<std::result::Result<_, _>>()?;
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let allowed: Vec<PathBuf> = confined.iter().map(|p| canonical(p)).collect();
+    let series = info.series.map_or(0, |s| s as usize);
+    let data = |source| {
         NotOriginal::Refused(SourceError::Data {
             input: input.clone(),
             source: Box::new(source),
         })
-    })?;
+    };
+    // the file that describes the image: the first TIFF of the fileset with OME-XML (or a
+    // pointer to its companion), else the only TIFF
+    let tiffs: Vec<&PathBuf> = confined.iter().filter(|p| is_tiff_name(p)).collect();
+    let mut chosen = None;
+    for t in &tiffs {
+        let tiff = stage_ngff::tiff::read::inspect_series(t, series).map_err(data)?;
+        if tiff.source == "ome-xml" || tiffs.len() == 1 {
+            chosen = Some(tiff);
+            break;
+        }
+    }
+    let Some(tiff) = chosen else {
+        return Err(NotOriginal::Unread(format!(
+            "its fileset has {} TIFF files without OME-XML saying how they form the image",
+            tiffs.len()
+        )));
+    };
+    if info.series.is_none() && tiff.series_count > 1 {
+        return Err(NotOriginal::Unread(format!(
+            "{} holds {} series and OMERO did not say which one this image is",
+            tiff.path.display(),
+            tiff.series_count
+        )));
+    }
+    if let Some(stray) = tiff.files.iter().find(|f| !allowed.contains(&canonical(f))) {
+        return Err(NotOriginal::Refused(SourceError::refused(
+            &input,
+            format!(
+                "its OME-XML names {}, which is not a file of its fileset in OMERO; it is not used",
+                stray.display()
+            ),
+        )));
+    }
     if let Some(px) = &info.pixels
         && (px.sizes != tiff.sizes || px.dtype != tiff.dtype)
     {
         return Err(NotOriginal::Refused(SourceError::refused(
             &input,
             format!(
-                "its original file {} holds {} {} pixels, but OMERO describes {} {}: it is not used, and no guess is made",
-                path.display(),
+                "series {series} of its original file {} holds {} {} pixels, but OMERO describes {} {}: it is not used, and no guess is made",
+                tiff.path.display(),
                 tiff.sizes,
                 tiff.dtype,
                 px.sizes,
@@ -317,107 +382,111 @@ fn original_tiff(fs: &FsSource, info: &ImageInfo) -> std::result::Result<PathBuf
             ),
         )));
     }
-    Ok(path)
+    Ok(PixelSource::Tiff {
+        files: if tiff.files.len() == 1 && tiff.files[0] == tiff.path {
+            Vec::new()
+        } else {
+            tiff.files.clone()
+        },
+        path: tiff.path,
+        series,
+        omero: info.pixels.clone(),
+    })
 }
 
-/// The pixel source of an OMERO image: its Zarr on disk if usable, else its original TIFF on
-/// the storage, else pixel-buffer tiles.
+fn pixel_bytes(px: &crate::plan::OmeroPixels) -> u64 {
+    px.sizes.planes() * px.sizes.y * px.sizes.x * px.dtype.size() as u64
+}
+
+/// The pixel source of an OMERO image, the first that applies of: its OME-Zarr on the
+/// storage (ExternalInfo / `biomero.import`), its original files (TIFF family), the pixel
+/// service, OMERO's exporter; with why each earlier one did not apply.
 fn omero_pixels(
     fs: &FsSource,
+    fallbacks: Fallbacks,
     info: &ImageInfo,
-    notes: &mut Vec<String>,
-) -> Result<(PixelSource, u64)> {
-    let tiles = |notes: &mut Vec<String>| -> Result<(PixelSource, u64)> {
-        let px = info.pixels.clone().ok_or_else(|| SourceError::Protocol {
-            url: format!("Image {}", info.id),
-            reason: "no Pixels in OMERO's answer".into(),
-        })?;
-        let _ = notes;
-        let bytes = px.sizes.planes() * px.sizes.y * px.sizes.x * px.dtype.size() as u64;
-        Ok((
+) -> Result<(PixelSource, u64, Vec<String>)> {
+    let mut passed_over = Vec::new();
+    let input = format!("Image {}", info.id);
+    match &info.zarr_path {
+        Some(raw) => match usable_zarr(fs, raw) {
+            Ok(path) => {
+                let data = |source| SourceError::Data {
+                    input: input.clone(),
+                    source: Box::new(source),
+                };
+                let img = ImageReader::open(&path).map_err(data)?;
+                img.checked_labels().map_err(data)?;
+                let bytes = img.plane_bytes() * img.sizes().planes();
+                return Ok((PixelSource::Zarr { path }, bytes, passed_over));
+            }
+            Err(why) => {
+                passed_over.push(format!("zarr: its Zarr cannot be read from here ({why})"));
+            }
+        },
+        None => passed_over.push(
+            "zarr: OMERO knows no OME-Zarr for it (no ExternalInfo, no biomero.import Filepath)"
+                .into(),
+        ),
+    }
+    let px = info.pixels.clone().ok_or_else(|| SourceError::Protocol {
+        url: input.clone(),
+        reason: "no Pixels in OMERO's answer".into(),
+    })?;
+    let bytes = pixel_bytes(&px);
+    if !fallbacks.managed_repository {
+        passed_over.push(
+            "tiff-file: managed_repository is not set, so original files cannot be found".into(),
+        );
+    } else if info.original_files.is_empty() {
+        passed_over.push("tiff-file: OMERO lists no original files for it".into());
+    } else {
+        match original_tiff(fs, info) {
+            Ok(source) => return Ok((source, bytes, passed_over)),
+            Err(NotOriginal::Refused(e)) => return Err(e),
+            Err(NotOriginal::Unread(why)) => passed_over.push(format!("tiff-file: {why}")),
+        }
+    }
+    if fallbacks.pixel_service {
+        return Ok((
             PixelSource::OmeroTiles {
                 image: info.id,
                 pixels: px,
             },
             bytes,
-        ))
-    };
-    match &info.zarr_path {
-        Some(raw) => match usable_zarr(fs, raw) {
-            Ok(path) => {
-                let data = |source| SourceError::Data {
-                    input: format!("Image {}", info.id),
-                    source: Box::new(source),
-                };
-                let img = ImageReader::open(&path).map_err(data)?;
-                img.checked_labels().map_err(data)?;
-                Ok((
-                    PixelSource::Zarr { path },
-                    img.plane_bytes() * img.sizes().planes(),
-                ))
-            }
-            Err(why) => {
-                notes.push(format!(
-                    "Image {}: its Zarr cannot be read from here ({why}); its pixels come from the pixel service",
-                    info.id
-                ));
-                tiles(notes)
-            }
-        },
-        None if info.original_files.is_empty() => tiles(notes),
-        None => match original_tiff(fs, info) {
-            Ok(path) => {
-                let bytes = info.pixels.as_ref().map_or(0, |px| {
-                    px.sizes.planes() * px.sizes.y * px.sizes.x * px.dtype.size() as u64
-                });
-                Ok((PixelSource::Tiff { path }, bytes))
-            }
-            Err(NotOriginal::Refused(e)) => Err(e),
-            Err(NotOriginal::Unread(why)) => {
-                notes.push(format!(
-                    "Image {}: {why}; its pixels come from the pixel service",
-                    info.id
-                ));
-                tiles(notes)
-            }
-        },
+            passed_over,
+        ));
     }
+    passed_over.push("pixel-service: pixel_buffer_url is not set".into());
+    if fallbacks.exporter {
+        return Ok((
+            PixelSource::Export {
+                image: info.id,
+                pixels: px,
+            },
+            bytes,
+            passed_over,
+        ));
+    }
+    passed_over.push("omero-export: omero_export_command is not set".into());
+    Err(SourceError::NotConfigured(format!(
+        "{input} cannot be staged: {}; set pixel_buffer_url (omero-ms-pixel-buffer) or omero_export_command (omero-cli-zarr) in biomero-stage.toml",
+        passed_over.join("; ")
+    )))
 }
 
-/// `cells.ome.tif` → `cells`: an OMERO image name often carries its file's
-/// extension, and the output gets its own.
-fn without_image_extension(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    for ext in [
-        ".ome.tiff",
-        ".ome.tif",
-        ".tiff",
-        ".tif",
-        ".ome.zarr",
-        ".zarr",
-    ] {
-        if lower.ends_with(ext) && name.len() > ext.len() {
-            return name[..name.len() - ext.len()].to_owned();
-        }
-    }
-    name.to_owned()
-}
-
-fn found_omero(fs: &FsSource, unit: Unit, notes: &mut Vec<String>) -> Result<Found> {
+fn found_omero(fs: &FsSource, fallbacks: Fallbacks, unit: Unit) -> Result<Found> {
     match unit {
         Unit::Image { info, origin } => {
-            let (source, bytes) = omero_pixels(fs, &info, notes)?;
-            let name = match (&origin.plate, &origin.well, &origin.field) {
-                (Some(p), Some(w), Some(f)) => format!("{p}_{w}_{f}"),
-                _ if info.name.is_empty() => format!("image_{}", info.id),
-                _ => without_image_extension(&info.name),
-            };
+            let (source, bytes, passed_over) = omero_pixels(fs, fallbacks, &info)?;
             Ok(Found::Image(FoundImage {
                 input: format!("Image {}", info.id),
-                name,
+                name: info.name.clone(),
                 source,
                 origin,
                 bytes,
+                omero: true,
+                passed_over,
             }))
         }
         Unit::Plate {
@@ -452,11 +521,12 @@ fn found_omero(fs: &FsSource, unit: Unit, notes: &mut Vec<String>) -> Result<Fou
                 let well_name = format!("{}{}", rows[w.row], columns[w.column]);
                 let mut pf = Vec::new();
                 for (i, s) in w.samples.iter().enumerate() {
-                    let (source, bytes) = omero_pixels(fs, &s.image, notes)?;
+                    let (source, bytes, passed_over) = omero_pixels(fs, fallbacks, &s.image)?;
                     let field = i.to_string();
+                    // a field staged on its own is named as BIOMERO names the image's export
                     fields.push(FoundImage {
                         input: input.clone(),
-                        name: format!("{name}_{well_name}_{field}"),
+                        name: s.image.name.clone(),
                         source: source.clone(),
                         origin: Origin {
                             image_id: Some(s.image.id),
@@ -467,6 +537,8 @@ fn found_omero(fs: &FsSource, unit: Unit, notes: &mut Vec<String>) -> Result<Fou
                             ..origin.clone()
                         },
                         bytes,
+                        omero: true,
+                        passed_over: passed_over.clone(),
                     });
                     pf.push(PlannedField {
                         path: field,
@@ -474,6 +546,7 @@ fn found_omero(fs: &FsSource, unit: Unit, notes: &mut Vec<String>) -> Result<Fou
                         image_id: s.image.id,
                         name: s.image.name.clone(),
                         source,
+                        passed_over,
                     });
                 }
                 planned_wells.push(PlannedWell {
@@ -511,6 +584,7 @@ fn found_omero(fs: &FsSource, unit: Unit, notes: &mut Vec<String>) -> Result<Fou
                 origin,
                 wells: wells.len(),
                 fields,
+                omero: true,
             }))
         }
     }
@@ -582,25 +656,29 @@ pub async fn plan(req: &Request, sources: &Sources) -> Result<Plan> {
                         "{kind} {id} is an OMERO object but OMERO is not configured; set omero_url, omero_user and the password in biomero-stage.toml"
                     ))
                 })?;
-                let units = omero.resolve(kind, *id, &req.group).await?;
-                if units.is_empty() {
+                let resolved = omero.resolve(kind, *id, &req.group).await?;
+                if resolved.units.is_empty() {
                     return Err(SourceError::Empty(format!("{kind} {id} holds no images")));
                 }
-                let fs = sources.fs.clone();
+                notes.extend(resolved.notes);
+                let cfg = omero.client().config();
+                let fallbacks = Fallbacks {
+                    managed_repository: cfg.managed_repository.is_some(),
+                    pixel_service: cfg.pixel_buffer_url.is_some(),
+                    exporter: sources.exporter,
+                };
+                let (fs, units) = (sources.fs.clone(), resolved.units);
                 let r = tokio::task::spawn_blocking(move || {
-                    let mut notes = Vec::new();
-                    let f = units
+                    units
                         .into_iter()
-                        .map(|u| found_omero(&fs, u, &mut notes))
-                        .collect::<Result<Vec<_>>>();
-                    f.map(|f| (f, notes))
+                        .map(|u| found_omero(&fs, fallbacks, u))
+                        .collect::<Result<Vec<_>>>()
                 })
                 .await
                 .map_err(|e| {
                     SourceError::NotConfigured(format!("planning {kind} {id} failed: {e}"))
                 })??;
-                found.extend(r.0);
-                notes.extend(r.1);
+                found.extend(r);
             }
         }
     }
@@ -622,18 +700,33 @@ fn assign(found: Vec<Found>, req: &Request, notes: Vec<String>) -> Result<Plan> 
     }
     };
     let mut push_image = |f: FoundImage, format: OutputFormat, names: &mut UniqueNames| {
-        let ext = if format == OutputFormat::Tiff {
-            ".tif"
+        let (output, renamed) = if f.omero {
+            // BIOMERO exports `<name>.zarr`; its converter writes `<name>.<first key>.tif`,
+            // the first key being `0` in every store omero-cli-zarr writes
+            let ext = if format == OutputFormat::Tiff {
+                ".0.tif"
+            } else {
+                ".zarr"
+            };
+            let fallback = format!("image_{}", f.origin.image_id.unwrap_or_default());
+            names.claim_verbatim(&f.name, &fallback, ext)
         } else {
-            ".zarr"
+            let ext = if format == OutputFormat::Tiff {
+                ".tif"
+            } else {
+                ".zarr"
+            };
+            (names.claim(&f.name, ext), None)
         };
         images.push(PlannedImage {
-            output: names.claim(&f.name, ext),
+            output,
             format,
             name: f.name,
             source: f.source,
             origin: f.origin,
             bytes: f.bytes,
+            passed_over: f.passed_over,
+            renamed,
         });
     };
     for f in found {
@@ -644,7 +737,12 @@ fn assign(found: Vec<Found>, req: &Request, notes: Vec<String>) -> Result<Plan> 
             }
             Found::Plate(p) => match req.modes.plate_mode() {
                 Some(InputMode::ZarrPlate) => plates.push(PlannedPlate {
-                    output: names.claim(&p.name, ".zarr"),
+                    output: if p.omero {
+                        let fallback = format!("plate_{}", p.origin.plate_id.unwrap_or_default());
+                        names.claim_verbatim(&p.name, &fallback, ".zarr").0
+                    } else {
+                        names.claim(&p.name, ".zarr")
+                    },
                     name: p.name,
                     source: p.source,
                     origin: p.origin,

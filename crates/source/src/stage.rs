@@ -9,16 +9,21 @@
 //! ngff engine — OMERO tiles are fetched for the next plane while the
 //! previous one is encoded and written, so memory stays at a few planes.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use stage_ngff::convert::{TiffOptions, ZarrOptions, image_to_tiff, tiff_to_zarr};
+use stage_ngff::convert::{
+    TiffOptions, ZarrOptions, image_to_tiff, spec_for_tiff, tiff_image_to_tiff, tiff_image_to_zarr,
+    write_tiff_pages,
+};
 use stage_ngff::copy::pass_through;
 use stage_ngff::progress::Progress;
 use stage_ngff::tiff::ome_xml::{self, PhysicalForXml};
+use stage_ngff::tiff::read::TiffInfo;
 use stage_ngff::tiff::write::{TiffLayout, TiffWriter};
 use stage_ngff::write::array::Compression;
 use stage_ngff::write::atomic::StagingDir;
@@ -28,6 +33,7 @@ use stage_ngff::write::plate::{PlateSpec, PlateWriter, WellSpec};
 use stage_ngff::{ImageReader, NgffError, NgffVersion, Sizes};
 
 use crate::error::{Result, SourceError};
+use crate::export::{ExportRequest, Exporter};
 use crate::omero::OmeroClient;
 use crate::omero::tiles::fetch_plane;
 use crate::plan::{
@@ -42,8 +48,14 @@ pub const MANIFEST_FILE: &str = "stage-manifest.json";
 /// How to stage.
 #[derive(Clone)]
 pub struct StageContext {
-    /// OMERO, for pixel-buffer tiles.
+    /// OMERO, for pixel-buffer tiles (and the exporter's session).
     pub omero: Option<Arc<OmeroClient>>,
+    /// OMERO's exporter, for images planned from it.
+    pub exporter: Option<Arc<Exporter>>,
+    /// The submission's OMERO group (the exporter acts in it).
+    pub group: String,
+    /// Where each line the exporter prints goes (the submission's history).
+    pub log: Arc<dyn Fn(String) + Send + Sync>,
     /// Progress in planes.
     pub progress: Arc<dyn Progress + Send + Sync>,
     /// Set to stop between planes and outputs.
@@ -70,6 +82,8 @@ pub enum How {
     Fetched,
     /// Assembled field by field (a plate from OMERO).
     Assembled,
+    /// Exported by OMERO's exporter, then converted or linked.
+    Exported,
 }
 
 impl std::fmt::Display for How {
@@ -81,6 +95,7 @@ impl std::fmt::Display for How {
             How::Converted => "converted",
             How::Fetched => "fetched",
             How::Assembled => "assembled",
+            How::Exported => "exported by OMERO",
         })
     }
 }
@@ -105,6 +120,12 @@ pub struct ManifestEntry {
     pub how: How,
     /// Seconds it took.
     pub seconds: f64,
+    /// Where its pixels came from (`zarr`, `tiff-file`, `pixel-service`, `omero-export`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// Why the output is not named exactly as BIOMERO names it (a name taken, an unsafe one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed: Option<String>,
 }
 
 /// `stage-manifest.json`: what was staged and where it came from (the result step matches outputs with it).
@@ -144,6 +165,7 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
         .sum::<u64>();
     ctx.progress.add_total(total);
     let version = version_of(plan);
+    let exported = export_all(plan, root, version, ctx).await?;
     let mut entries = Vec::new();
     for img in &plan.images {
         check(ctx)?;
@@ -155,7 +177,7 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
         } else {
             let span = tracing::info_span!("stage_image", output = %img.output);
             let _e = span.enter();
-            stage_image(img, &target, version, ctx).await?
+            stage_image(img, &target, version, ctx, &exported).await?
         };
         tracing::info!(output = %img.output, how = %how, seconds = started.elapsed().as_secs_f64(), "staged");
         entries.push(ManifestEntry {
@@ -167,6 +189,8 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
             bytes: img.bytes,
             how,
             seconds: started.elapsed().as_secs_f64(),
+            source: img.source.kind().to_owned(),
+            renamed: img.renamed.clone(),
         });
     }
     for p in &plan.plates {
@@ -176,7 +200,7 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
         let how = if target.exists() {
             How::AlreadyStaged
         } else {
-            stage_plate(p, &target, version, ctx).await?
+            stage_plate(p, &target, version, ctx, &exported).await?
         };
         tracing::info!(output = %p.output, how = %how, seconds = started.elapsed().as_secs_f64(), "staged");
         entries.push(ManifestEntry {
@@ -188,6 +212,11 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
             bytes: p.bytes,
             how,
             seconds: started.elapsed().as_secs_f64(),
+            source: match &p.source {
+                PlateSource::Zarr { .. } => "zarr".to_owned(),
+                PlateSource::Omero { .. } => "omero".to_owned(),
+            },
+            renamed: None,
         });
     }
     let manifest = StageManifest {
@@ -204,6 +233,93 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
             source: Box::new(source),
         })?;
     Ok(manifest)
+}
+
+/// The folder exports of a submission go to, beside `data/in` (not uploaded).
+pub const EXPORTS_DIR: &str = "exports";
+
+/// Every image the plan takes from OMERO's exporter, exported (at most the exporter's
+/// concurrency at a time, across the daemon) into `<root>/exports/<image>.ome.zarr`; an
+/// export finished by an earlier attempt is kept.
+async fn export_all(
+    plan: &Plan,
+    root: &Path,
+    version: NgffVersion,
+    ctx: &StageContext,
+) -> Result<HashMap<i64, PathBuf>> {
+    let mut wanted: Vec<(i64, OmeroPixels)> = Vec::new();
+    let fields = plan.plates.iter().flat_map(|p| match &p.source {
+        PlateSource::Omero { wells, .. } => wells
+            .iter()
+            .flat_map(|w| w.fields.iter().map(|f| &f.source))
+            .collect::<Vec<_>>(),
+        PlateSource::Zarr { .. } => Vec::new(),
+    });
+    for source in plan.images.iter().map(|i| &i.source).chain(fields) {
+        if let PixelSource::Export { image, pixels } = source
+            && !wanted.iter().any(|(i, _)| i == image)
+        {
+            wanted.push((*image, pixels.clone()));
+        }
+    }
+    let mut done = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(done);
+    }
+    let exporter = ctx.exporter.clone().ok_or_else(|| {
+        SourceError::NotConfigured(format!(
+            "Image {} is to be exported by OMERO's exporter, but omero_export_command is not set (any more); set it, or plan the submission again",
+            wanted[0].0
+        ))
+    })?;
+    let client = ctx.omero.clone().ok_or_else(|| {
+        SourceError::NotConfigured(
+            "OMERO's exporter needs a session of omero_user, but OMERO is not configured".into(),
+        )
+    })?;
+    let session = Arc::new(client.session_key().await?);
+    let dir = root.join(EXPORTS_DIR);
+    let mut set = tokio::task::JoinSet::new();
+    for (image, pixels) in wanted {
+        let (exporter, session, dir) = (exporter.clone(), session.clone(), dir.clone());
+        let (group, log, progress) = (ctx.group.clone(), ctx.log.clone(), ctx.progress.clone());
+        set.spawn(async move {
+            let req = ExportRequest {
+                image,
+                pixels: &pixels,
+                group: &group,
+                session: &session,
+                format: version,
+                dir: &dir,
+            };
+            let line = |l: String| log(format!("Image {image}: {l}"));
+            let r = exporter.export(&req, &line).await;
+            progress.advance(0);
+            (image, r)
+        });
+    }
+    let mut first_error = None;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((image, Ok(path))) => {
+                done.insert(image, path);
+            }
+            Ok((_, Err(e))) => {
+                // the others are left to finish: their stores are kept for the next attempt
+                first_error.get_or_insert(SourceError::Export(Box::new(e)));
+            }
+            Err(e) => {
+                first_error.get_or_insert(SourceError::NotConfigured(format!(
+                    "an export task failed: {e}"
+                )));
+            }
+        }
+        check(ctx)?;
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
 }
 
 /// Removes what an interrupted run left half-written (only one run stages a submission at a time).
@@ -273,51 +389,126 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
+/// An OMERO image's original file, read again as planned: series `series` of `path`, its
+/// pages only in the fileset's `files` checked at planning, with OMERO's channel names,
+/// colours and windows (`omero`) put on it.
+fn original(
+    path: &Path,
+    series: usize,
+    files: &[PathBuf],
+    omero: Option<&OmeroPixels>,
+) -> stage_ngff::Result<TiffInfo> {
+    let mut info = stage_ngff::tiff::read::inspect_series(path, series)?;
+    let allowed = |f: &PathBuf| f == path || files.contains(f);
+    if let Some(stray) = info.files.iter().find(|f| !allowed(f)) {
+        return Err(NgffError::Invalid {
+            message: format!(
+                "{} now names {}, which was not a file of its fileset when the submission was planned",
+                path.display(),
+                stray.display()
+            ),
+        });
+    }
+    if let Some(px) = omero {
+        if px.sizes != info.sizes || px.dtype != info.dtype {
+            return Err(NgffError::Invalid {
+                message: format!(
+                    "{} changed since planning: it holds {} {} pixels, OMERO describes {} {}",
+                    path.display(),
+                    info.sizes,
+                    info.dtype,
+                    px.sizes,
+                    px.dtype
+                ),
+            });
+        }
+        if !px.channels.is_empty() {
+            info.channels.clone_from(&px.channels);
+        }
+        if !px.colors.is_empty() {
+            info.colors.clone_from(&px.colors);
+        }
+        if !px.windows.is_empty() {
+            info.windows.clone_from(&px.windows);
+        }
+    }
+    Ok(info)
+}
+
+/// The store an image's pixels are read from when they are an OME-Zarr: its own, or the
+/// one OMERO's exporter wrote for it.
+fn zarr_of<'a>(source: &'a PixelSource, exported: &'a HashMap<i64, PathBuf>) -> Option<&'a Path> {
+    match source {
+        PixelSource::Zarr { path } => Some(path),
+        PixelSource::Export { image, .. } => exported.get(image).map(PathBuf::as_path),
+        _ => None,
+    }
+}
+
 async fn stage_image(
     img: &PlannedImage,
     target: &Path,
     version: NgffVersion,
     ctx: &StageContext,
+    exported: &HashMap<i64, PathBuf>,
 ) -> Result<How> {
     let t = target.to_path_buf();
     let progress = ctx.progress.clone();
     let (tiff, compression) = (ctx.tiff, ctx.compression);
-    match (&img.source, img.format) {
-        (PixelSource::Zarr { path }, OutputFormat::Tiff) => {
-            let path = path.clone();
+    let via_export = matches!(img.source, PixelSource::Export { .. });
+    if let Some(path) = zarr_of(&img.source, exported) {
+        let path = path.to_path_buf();
+        return if img.format == OutputFormat::Tiff {
             blocking(&img.output, move || {
                 let reader = ImageReader::open(&path)?;
                 progress.add_total(reader.sizes().planes());
-                image_to_tiff(&reader, &t, &tiff, &*progress).map(|_| How::Converted)
+                image_to_tiff(&reader, &t, &tiff, &*progress).map(|_| {
+                    if via_export {
+                        How::Exported
+                    } else {
+                        How::Converted
+                    }
+                })
             })
             .await
-        }
-        (PixelSource::Zarr { path }, _) => {
-            let path = path.clone();
+        } else {
             blocking(&img.output, move || {
                 pass_through(&path, &t, version, compression).map(|r| match r.mode {
+                    _ if via_export => How::Exported,
                     stage_ngff::copy::CopyMode::Reencode => How::Reencoded,
                     _ => How::Linked,
                 })
             })
             .await
-        }
-        (PixelSource::Tiff { path }, OutputFormat::Tiff) => {
-            let path = path.clone();
-            blocking(&img.output, move || {
-                link_file(&path, &t).map(|()| How::Linked)
-            })
-            .await
-        }
-        (PixelSource::Tiff { path }, _) => {
-            let path = path.clone();
+        };
+    }
+    match (&img.source, img.format) {
+        (
+            PixelSource::Tiff {
+                path,
+                series,
+                files,
+                omero,
+            },
+            format,
+        ) => {
+            let (path, series, files, omero) =
+                (path.clone(), *series, files.clone(), omero.clone());
             let opts = ZarrOptions {
                 version,
                 compression,
                 ..ZarrOptions::default()
             };
             blocking(&img.output, move || {
-                tiff_to_zarr(&path, &t, &opts, &*progress).map(|_| How::Converted)
+                let info = original(&path, series, &files, omero.as_ref())?;
+                if format != OutputFormat::Tiff {
+                    tiff_image_to_zarr(&info, &t, &opts, &*progress).map(|_| How::Converted)
+                } else if info.is_whole_file() {
+                    // the file holds exactly this image: handed on as it is
+                    link_file(&path, &t).map(|()| How::Linked)
+                } else {
+                    tiff_image_to_tiff(&info, &t, &tiff, &*progress).map(|_| How::Converted)
+                }
             })
             .await
         }
@@ -333,6 +524,12 @@ async fn stage_image(
             })?;
             fetch_into(*image, pixels, sink, &img.output, ctx).await?;
             Ok(How::Fetched)
+        }
+        (PixelSource::Zarr { .. } | PixelSource::Export { .. }, _) => {
+            Err(SourceError::NotConfigured(format!(
+                "{}: its export is missing after the export step",
+                img.output
+            )))
         }
     }
 }
@@ -363,8 +560,14 @@ fn image_spec(
     spec.compression = compression;
     let [z, y, x] = px.physical_zyx_um;
     spec.pixel_size_zyx = [z.unwrap_or(1.0), y.unwrap_or(1.0), x.unwrap_or(1.0)];
-    spec.channels = ChannelSpec::defaults(px.sizes.c, &px.channels);
+    spec.channels = channel_specs(px);
     spec
+}
+
+/// The channels of an OMERO image as OMERO renders them (names, colours, windows), the
+/// defaults where OMERO said nothing.
+fn channel_specs(px: &OmeroPixels) -> Vec<ChannelSpec> {
+    ChannelSpec::described(px.sizes.c, &px.channels, &px.colors, &px.windows)
 }
 
 /// Where fetched planes go.
@@ -406,7 +609,7 @@ impl Sink {
                     z: um(z),
                     t: None,
                 },
-                &px.channels,
+                &channel_specs(px),
                 false,
             ),
             compression: opts.compression,
@@ -531,6 +734,7 @@ async fn stage_plate(
     target: &Path,
     version: NgffVersion,
     ctx: &StageContext,
+    exported: &HashMap<i64, PathBuf>,
 ) -> Result<How> {
     match &p.source {
         PlateSource::Zarr { path } => {
@@ -584,6 +788,30 @@ async fn stage_plate(
             for w in wells {
                 for f in &w.fields {
                     check(ctx)?;
+                    if let Some(path) = zarr_of(&f.source, exported) {
+                        let (plate, path, row, column, field) = (
+                            plate.clone(),
+                            path.to_path_buf(),
+                            w.row,
+                            w.column,
+                            f.path.clone(),
+                        );
+                        let (name, compression, progress) =
+                            (f.name.clone(), ctx.compression, ctx.progress.clone());
+                        blocking(&p.output, move || {
+                            copy_planes(
+                                &plate,
+                                &path,
+                                (row, column, &field),
+                                &name,
+                                version,
+                                compression,
+                                &*progress,
+                            )
+                        })
+                        .await?;
+                        continue;
+                    }
                     match &f.source {
                         PixelSource::OmeroTiles { image, pixels } => {
                             let spec = image_spec(&f.name, pixels, version, ctx.compression);
@@ -593,30 +821,46 @@ async fn stage_plate(
                             ctx.progress.add_total(pixels.sizes.planes());
                             fetch_into(*image, pixels, Sink::Field(writer), &p.output, ctx).await?;
                         }
-                        PixelSource::Zarr { path } => {
-                            let (plate, path, row, column, field) =
-                                (plate.clone(), path.clone(), w.row, w.column, f.path.clone());
-                            let (name, compression, progress) =
-                                (f.name.clone(), ctx.compression, ctx.progress.clone());
+                        PixelSource::Tiff {
+                            path,
+                            series,
+                            files,
+                            omero,
+                        } => {
+                            let (plate, path, series, files, omero) = (
+                                plate.clone(),
+                                path.clone(),
+                                *series,
+                                files.clone(),
+                                omero.clone(),
+                            );
+                            let (row, column, field, name) =
+                                (w.row, w.column, f.path.clone(), f.name.clone());
+                            let (compression, progress) = (ctx.compression, ctx.progress.clone());
                             blocking(&p.output, move || {
-                                copy_planes(
-                                    &plate,
-                                    &path,
-                                    (row, column, &field),
-                                    &name,
+                                let mut info = original(&path, series, &files, omero.as_ref())?;
+                                info.name = name;
+                                let opts = ZarrOptions {
                                     version,
                                     compression,
-                                    &*progress,
-                                )
+                                    ..ZarrOptions::default()
+                                };
+                                let writer = plate.field(
+                                    row,
+                                    column,
+                                    &field,
+                                    spec_for_tiff(&info, &opts),
+                                )?;
+                                progress.add_total(info.sizes.planes());
+                                write_tiff_pages(&info, &writer, &*progress)
                             })
                             .await?;
                         }
-                        PixelSource::Tiff { path } => {
-                            return Err(SourceError::WrongKind {
-                                input: path.display().to_string(),
-                                reason: "a TIFF cannot be a field of a plate assembled from OMERO"
-                                    .into(),
-                            });
+                        PixelSource::Zarr { .. } | PixelSource::Export { .. } => {
+                            return Err(SourceError::NotConfigured(format!(
+                                "{}: the export of Image {} is missing after the export step",
+                                p.output, f.image_id
+                            )));
                         }
                     }
                 }
@@ -648,6 +892,7 @@ fn copy_planes(
         ps.y.map_or(1.0, |v| v.0),
         ps.x.map_or(1.0, |v| v.0),
     ];
+    spec.channels = img.channel_specs();
     let writer = plate.field(row, column, field, spec)?;
     progress.add_total(s.planes());
     let mut reader = img.plane_reader(0, 32 << 20)?;

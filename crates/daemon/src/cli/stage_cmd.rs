@@ -14,14 +14,13 @@ use stage_config::registry::DescriptorRefresh;
 use stage_ngff::convert::TiffOptions;
 use stage_ngff::write::array::Compression;
 use stage_source::Plan;
-use stage_source::omero::OmeroClient;
 use stage_source::plan::{PixelSource, PlateSource};
 use stage_source::stage::{INPUTS_DIR, MANIFEST_FILE, StageContext};
 
 use super::GlobalArgs;
 use crate::intake;
 use crate::progress::Bar;
-use crate::sources::SourceCache;
+use crate::sources::{Built, SourceCache};
 
 /// `plan` options.
 #[derive(Debug, Args)]
@@ -50,7 +49,7 @@ pub(super) struct StageArgs {
 async fn make_plan(
     file: &std::path::Path,
     global: &GlobalArgs,
-) -> anyhow::Result<Result<(Plan, Option<Arc<OmeroClient>>), String>> {
+) -> anyhow::Result<Result<(Plan, Built, String), String>> {
     let bytes = super::read_file_or_stdin(file)?;
     let snapshot = load_snapshot(&global.sources(), DescriptorRefresh::CacheFirst, 1)
         .await
@@ -63,21 +62,37 @@ async fn make_plan(
         return Ok(Err(format!("unknown workflow `{}`", accepted.doc.workflow)));
     };
     let settings = &snapshot.settings.settings;
-    let (sources, omero) = match SourceCache::default().sources(settings) {
-        Ok(s) => s,
+    let built = match SourceCache::default().sources(settings) {
+        Ok(b) => b,
         Err(e) => return Ok(Err(e.to_string())),
     };
     let request = crate::sources::request(&accepted.doc, wf.modes, settings);
-    Ok(match stage_source::plan(&request, &sources).await {
-        Ok(p) => Ok((p, omero)),
+    Ok(match stage_source::plan(&request, &built.sources).await {
+        Ok(p) => Ok((p, built, accepted.doc.user.group.clone())),
         Err(e) => Err(e.to_string()),
     })
 }
 
 fn describe(s: &PixelSource) -> String {
     match s {
-        PixelSource::Zarr { path } | PixelSource::Tiff { path } => path.display().to_string(),
-        PixelSource::OmeroTiles { image, .. } => format!("OMERO Image {image} (pixel service)"),
+        PixelSource::Zarr { path } => format!("zarr: {}", path.display()),
+        PixelSource::Tiff {
+            path,
+            series,
+            files,
+            ..
+        } => {
+            let mut d = format!("tiff-file: {}", path.display());
+            if *series > 0 {
+                d.push_str(&format!(" (series {series})"));
+            }
+            if files.len() > 1 {
+                d.push_str(&format!(" (+{} more files)", files.len() - 1));
+            }
+            d
+        }
+        PixelSource::OmeroTiles { image, .. } => format!("pixel-service: OMERO Image {image}"),
+        PixelSource::Export { image, .. } => format!("omero-export: OMERO Image {image}"),
     }
 }
 
@@ -120,6 +135,34 @@ fn print_plan(plan: &Plan) {
         mib(plan.bytes),
         plan.ngff_version
     );
+    for i in &plan.images {
+        if !i.passed_over.is_empty() {
+            println!(
+                "{}: from {}; not from {}",
+                i.output,
+                i.source.kind(),
+                i.passed_over.join("; ")
+            );
+        }
+        if let Some(r) = &i.renamed {
+            println!("{}: named so because {r}", i.output);
+        }
+    }
+    for p in &plan.plates {
+        if let PlateSource::Omero { wells, .. } = &p.source {
+            for f in wells.iter().flat_map(|w| &w.fields) {
+                if !f.passed_over.is_empty() {
+                    println!(
+                        "{} field Image {}: from {}; not from {}",
+                        p.output,
+                        f.image_id,
+                        f.source.kind(),
+                        f.passed_over.join("; ")
+                    );
+                }
+            }
+        }
+    }
     for n in &plan.notes {
         println!("note: {n}");
     }
@@ -127,7 +170,7 @@ fn print_plan(plan: &Plan) {
 
 pub(super) async fn plan(a: &PlanArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match make_plan(&a.file, global).await? {
-        Ok((plan, _)) => {
+        Ok((plan, _, _)) => {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
@@ -147,7 +190,7 @@ pub(super) async fn plan(a: &PlanArgs, global: &GlobalArgs) -> anyhow::Result<Ex
 }
 
 pub(super) async fn stage(a: &StageArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let (plan, omero) = match make_plan(&a.file, global).await? {
+    let (plan, built, group) = match make_plan(&a.file, global).await? {
         Ok(p) => p,
         Err(message) => {
             eprintln!("{message}");
@@ -156,7 +199,10 @@ pub(super) async fn stage(a: &StageArgs, global: &GlobalArgs) -> anyhow::Result<
     };
     let bar = Arc::new(Bar::new("planes"));
     let ctx = StageContext {
-        omero,
+        omero: built.omero,
+        exporter: built.exporter,
+        group,
+        log: Arc::new(|l: String| eprintln!("exporter: {l}")),
         progress: bar.clone(),
         cancel: Arc::new(AtomicBool::new(false)),
         tiff: TiffOptions::default(),

@@ -6,6 +6,14 @@
 //! an ImageJ hyperstack description (`channels=`, `slices=`, `frames=`);
 //! otherwise each page is a channel (how biomero-converter reads a plain
 //! multi-page TIFF). Interleaved RGB(A) samples become channels.
+//!
+//! An OME-TIFF may hold several images (series) and may spread an image over
+//! several files of a fileset (`TiffData` naming another file by its UUID's
+//! `FileName`, or a `BinaryOnly` file pointing at the file with the metadata):
+//! [`inspect_series`] reads one series, resolving every plane to its file and
+//! page, and checks each page against the file before anything is allocated.
+//! Another file of a fileset must be a plain name in the same folder, and must
+//! really be there (a symbolic link out of the folder is refused).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -31,7 +39,7 @@ pub struct TiffInfo {
     pub sizes: Sizes,
     /// Pixel type.
     pub dtype: PixelType,
-    /// Pages in the file (of the first series).
+    /// Pages of this image (planes; for interleaved RGB, planes of all channels).
     pub pages: u64,
     /// Samples per pixel within a page (1, or 3/4 for interleaved RGB(A)).
     pub samples_per_pixel: u16,
@@ -43,11 +51,57 @@ pub struct TiffInfo {
     pub time_step_s: Option<f64>,
     /// Channel names.
     pub channels: Vec<String>,
+    /// Channel colours (`RRGGBB`), per channel, where the file gives them.
+    pub colors: Vec<Option<String>>,
+    /// Display windows (start, end), per channel, where the file gives them.
+    pub windows: Vec<Option<(f64, f64)>>,
     /// Where the axes came from: `ome-xml`, `tifffile`, `imagej` or `pages-as-channels`.
     pub source: &'static str,
+    /// The series (OME-XML image) this is: 0 for the first.
+    pub series: usize,
+    /// How many series the file holds.
+    pub series_count: usize,
+    /// The files holding the pages: `path` first when it holds any, then the other files
+    /// of a multi-file fileset.
+    pub files: Vec<PathBuf>,
+    /// Where each page is, in page order ([`TiffInfo::page_position`]): an index into
+    /// `files` and the page (IFD) within that file.
+    pub planes: Vec<(u32, u32)>,
 }
 
 impl TiffInfo {
+    /// Whether the file holds exactly this image and nothing else, its pages in order:
+    /// the file can be handed on as it is.
+    pub fn is_whole_file(&self) -> bool {
+        self.series_count == 1
+            && self.files.len() == 1
+            && self.files[0] == self.path
+            && self
+                .planes
+                .iter()
+                .enumerate()
+                .all(|(i, (f, ifd))| *f == 0 && usize::try_from(*ifd).is_ok_and(|p| p == i))
+    }
+
+    /// The page holding plane (t, z, c) (for interleaved RGB, the page of all channels at
+    /// (t, z); `c` is ignored), the inverse of [`TiffInfo::page_position`].
+    pub fn page_index(&self, t: u64, z: u64, c: u64) -> u64 {
+        let s = self.sizes;
+        let c_per_page = if self.samples_per_pixel > 1 { 1 } else { s.c };
+        let (mut idx, mut stride) = (0, 1);
+        for axis in self.order.chars() {
+            let (v, n) = match axis {
+                'Z' => (z, s.z),
+                'C' => (if c_per_page == 1 { 0 } else { c }, c_per_page),
+                'T' => (t, s.t),
+                _ => continue,
+            };
+            idx += v * stride;
+            stride *= n.max(1);
+        }
+        idx
+    }
+
     /// (t, z, c) of the first plane in `page` (for interleaved RGB, c is 0 and the page holds all channels).
     pub fn page_position(&self, page: u64) -> (u64, u64, u64) {
         let s = self.sizes;
@@ -76,9 +130,16 @@ impl TiffInfo {
 }
 
 fn tiff_err(path: &Path, e: impl std::fmt::Display) -> NgffError {
+    let mut message = e.to_string();
+    // the decoder's words for reading past the end of the file (std's `UnexpectedEof`)
+    if message.contains("failed to fill whole buffer") {
+        message.push_str(
+            ": the file ends before its own directories or data do; it is cut short (a copy or transfer that did not finish)",
+        );
+    }
     NgffError::Tiff {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message,
     }
 }
 
@@ -169,9 +230,11 @@ fn stem(path: &Path) -> String {
     n
 }
 
-/// Reads the metadata of a TIFF (walks the pages of the first series).
-pub fn inspect(path: &Path) -> Result<TiffInfo> {
-    let mut d = open(path)?;
+/// The pixel format of the decoder's current page: (width, height, samples per pixel, type).
+fn page_format(
+    d: &mut Decoder<BufReader<File>>,
+    path: &Path,
+) -> Result<(u32, u32, u16, PixelType)> {
     let (width, height) = d.dimensions().map_err(|e| tiff_err(path, e))?;
     let spp: u16 = d
         .find_tag_unsigned(Tag::SamplesPerPixel)
@@ -190,36 +253,140 @@ pub fn inspect(path: &Path) -> Result<TiffInfo> {
     let dtype = PixelType::from_tiff(bits, format).ok_or_else(|| {
         tiff_err(path, format!("{bits}-bit samples of format {format} are not supported (use 8/16/32-bit integers or 32/64-bit floats)"))
     })?;
+    Ok((width, height, spp, dtype))
+}
+
+fn page_bytes_of(width: u32, height: u32, spp: u16, dtype: PixelType) -> u64 {
+    u64::from(width)
+        .saturating_mul(u64::from(height))
+        .saturating_mul(u64::try_from(dtype.size()).unwrap_or(u64::MAX))
+        .saturating_mul(u64::from(spp.max(1)))
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .map_err(|e| NgffError::io(path, e))?
+        .len())
+}
+
+/// Another file of `of`'s fileset, named `name` in OME-XML: a plain name in the same
+/// folder, really there (not a link out of it).
+fn sibling(of: &Path, name: &str) -> Result<PathBuf> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\\');
+    if !plain {
+        return Err(tiff_err(
+            of,
+            format!(
+                "its OME-XML names the file `{name}`, which is not a plain file name in its folder; refusing to follow it"
+            ),
+        ));
+    }
+    let dir = of.parent().unwrap_or(Path::new("."));
+    let p = dir.join(name);
+    let real = std::fs::canonicalize(&p).map_err(|e| {
+        tiff_err(
+            of,
+            format!(
+                "its OME-XML names the file `{name}` of its fileset, which cannot be read: {e}"
+            ),
+        )
+    })?;
+    let real_dir = std::fs::canonicalize(dir).map_err(|e| NgffError::io(dir, e))?;
+    if real.parent() != Some(real_dir.as_path()) {
+        return Err(tiff_err(
+            of,
+            format!(
+                "the file `{name}` of its fileset links to {}, outside its folder; refusing to follow it",
+                real.display()
+            ),
+        ));
+    }
+    Ok(p)
+}
+
+/// Whether `p` is named as a TIFF (`.tif`, `.tiff`, any case; `.ome.tif` included).
+pub fn is_tiff_path(p: &Path) -> bool {
+    p.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"))
+}
+
+/// Reads the metadata of a TIFF's first series.
+pub fn inspect(path: &Path) -> Result<TiffInfo> {
+    inspect_series(path, 0)
+}
+
+/// Reads the metadata of series `series` of a TIFF (the OME-XML image of that index; a
+/// TIFF without OME-XML holds one), resolving each of its planes to a file and page and
+/// checking every one of those pages.
+pub fn inspect_series(path: &Path, series: usize) -> Result<TiffInfo> {
+    let mut d = open(path)?;
     let description = d
         .find_tag(Tag::ImageDescription)
         .ok()
         .flatten()
         .and_then(|v| v.into_string().ok())
         .unwrap_or_default();
-    let file_len = std::fs::metadata(path)
-        .map_err(|e| NgffError::io(path, e))?
-        .len();
-    let page_bytes = u64::from(width)
-        .saturating_mul(u64::from(height))
-        .saturating_mul(u64::try_from(dtype.size()).unwrap_or(u64::MAX))
-        .saturating_mul(u64::from(spp.max(1)));
-    check_page_data(&mut d, path, 0, page_bytes, file_len)?;
+    let doc = match ome_xml::parse_document(&description) {
+        Some(doc) if doc.images.is_empty() => match &doc.metadata_file {
+            // a file of a fileset that holds only pixels: the metadata is elsewhere
+            Some(companion) => {
+                let c = sibling(path, companion)?;
+                let xml = if is_tiff_path(&c) {
+                    // the master file of the fileset: its first page's description
+                    open(&c)?
+                        .find_tag(Tag::ImageDescription)
+                        .ok()
+                        .flatten()
+                        .and_then(|v| v.into_string().ok())
+                        .unwrap_or_default()
+                } else {
+                    std::fs::read_to_string(&c).map_err(|e| NgffError::io(&c, e))?
+                };
+                // the metadata names the master file's own planes without a FileName
+                ome_xml::parse_document(&xml).map(|doc| (doc, Some(c)))
+            }
+            None => None,
+        },
+        Some(doc) => Some((doc, None)),
+        None => None,
+    };
+    match doc {
+        Some((doc, companion)) if !doc.images.is_empty() => {
+            from_ome(path, &doc, companion.as_deref(), series)
+        }
+        _ if series > 0 => Err(tiff_err(
+            path,
+            format!(
+                "holds a single image (it has no OME-XML series); series {series} is not in it"
+            ),
+        )),
+        _ => plain(path, d, &description),
+    }
+}
+
+/// A TIFF without usable OME-XML: pages of the first page's size, in order.
+fn plain(path: &Path, mut d: Decoder<BufReader<File>>, description: &str) -> Result<TiffInfo> {
+    let (width, height, spp, dtype) = page_format(&mut d, path)?;
+    let len = file_len(path)?;
+    let page_bytes = page_bytes_of(width, height, spp, dtype);
+    check_page_data(&mut d, path, 0, page_bytes, len)?;
     let mut pages: u64 = 1;
+    let mut more = false;
     while d.more_images() {
         d.next_image().map_err(|e| tiff_err(path, e))?;
         let (w, h) = d.dimensions().map_err(|e| tiff_err(path, e))?;
         if (w, h) != (width, height) {
-            break; // a thumbnail or another series: not part of this image
+            more = true; // a thumbnail or another series: not part of this image
+            break;
         }
         if pages >= MAX_PAGES {
-            return Err(tiff_err(
-                path,
-                format!(
-                    "has more than {MAX_PAGES} pages of {width}×{height}; an image of that many planes is not staged from one TIFF (split it, or convert it to OME-Zarr first)"
-                ),
-            ));
+            return Err(too_many_pages(path, width, height));
         }
-        check_page_data(&mut d, path, pages, page_bytes, file_len)?;
+        check_page_data(&mut d, path, pages, page_bytes, len)?;
         pages += 1;
     }
     let (y, x) = (u64::from(height), u64::from(width));
@@ -241,39 +408,259 @@ pub fn inspect(path: &Path) -> Result<TiffInfo> {
         physical_um: [None, None, None],
         time_step_s: None,
         channels: Vec::new(),
+        colors: Vec::new(),
+        windows: Vec::new(),
         source: "pages-as-channels",
+        series: 0,
+        series_count: if more { 2 } else { 1 },
+        files: vec![path.to_path_buf()],
+        planes: (0..u32::try_from(pages).unwrap_or(u32::MAX))
+            .map(|i| (0, i))
+            .collect(),
     };
-    if let Some(ome) = ome_xml::parse(&description) {
-        let s = ome.sizes;
-        let per_page = if spp > 1 { u64::from(spp) } else { 1 };
-        let expected = s.t * s.z * (s.c / per_page.max(1)).max(1);
-        if s.y != y || s.x != x || expected > pages {
-            return Err(tiff_err(
-                path,
-                format!(
-                    "OME-XML says {}×{}×{}×{}×{} (TCZYX) but the file has {pages} pages of {y}×{x}",
-                    s.t, s.c, s.z, s.y, s.x
-                ),
-            ));
-        }
-        info.sizes = s;
-        info.order = ome.dimension_order.trim_start_matches("XY").to_owned();
-        info.physical_um = ome.physical_um;
-        info.time_step_s = ome.time_increment_s;
-        info.channels = ome.channels;
-        info.name = ome.name.filter(|n| !n.is_empty()).unwrap_or(info.name);
-        info.pages = expected;
-        info.source = "ome-xml";
-    } else if let Some((sizes, order)) = tifffile_shape(&description, y, x, pages, spp) {
+    if let Some((sizes, order)) = tifffile_shape(description, y, x, pages, spp) {
         info.sizes = sizes;
         info.order = order;
         info.source = "tifffile";
-    } else if let Some(sizes) = imagej(&description, y, x, pages) {
+    } else if let Some(sizes) = imagej(description, y, x, pages) {
         info.sizes = sizes;
         info.order = "CZT".into();
         info.source = "imagej";
     }
     Ok(info)
+}
+
+fn too_many_pages(path: &Path, width: u32, height: u32) -> NgffError {
+    tiff_err(
+        path,
+        format!(
+            "has more than {MAX_PAGES} pages of {width}×{height}; an image of that many planes is not staged from one TIFF (split it, or convert it to OME-Zarr first)"
+        ),
+    )
+}
+
+/// Series `series` of an OME-XML document read from `path` (or from its companion file).
+fn from_ome(
+    path: &Path,
+    doc: &ome_xml::OmeDocument,
+    metadata_file: Option<&Path>,
+    series: usize,
+) -> Result<TiffInfo> {
+    let img = doc.images.get(series).ok_or_else(|| {
+        tiff_err(
+            path,
+            format!(
+                "holds {} series (0 to {}); series {series} is not in it",
+                doc.images.len(),
+                doc.images.len() - 1
+            ),
+        )
+    })?;
+    let px = &img.pixels;
+    let s = px.sizes;
+    let per_page = u64::from(px.samples_per_pixel.max(1));
+    let c_pages = (s.c / per_page).max(1);
+    let expected = s.t.saturating_mul(s.z).saturating_mul(c_pages);
+    if expected > MAX_PAGES {
+        return Err(too_many_pages(
+            path,
+            u32::try_from(s.x).unwrap_or(u32::MAX),
+            u32::try_from(s.y).unwrap_or(u32::MAX),
+        ));
+    }
+    let order = px.dimension_order.trim_start_matches("XY").to_owned();
+    // a plane's page index in the dimension order, fastest axis first
+    let index_of = |(z, c, t): (u64, u64, u64)| -> Option<u64> {
+        let mut idx = 0;
+        let mut stride = 1;
+        for axis in order.chars() {
+            let (v, n) = match axis {
+                'Z' => (z, s.z),
+                'C' => (c, c_pages),
+                'T' => (t, s.t),
+                _ => continue,
+            };
+            if v >= n.max(1) {
+                return None;
+            }
+            idx += v * stride;
+            stride *= n.max(1);
+        }
+        Some(idx)
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut file_index = |f: PathBuf| -> u32 {
+        let i = files.iter().position(|x| *x == f).unwrap_or_else(|| {
+            files.push(f);
+            files.len() - 1
+        });
+        u32::try_from(i).unwrap_or(u32::MAX)
+    };
+    let total = usize::try_from(expected).unwrap_or(usize::MAX);
+    let mut planes: Vec<Option<(u32, u32)>> = vec![None; total];
+    // a plane without a FileName is in the file the metadata came from
+    let holder = metadata_file.unwrap_or(path);
+    let own_file = |name: Option<&String>| -> Result<PathBuf> {
+        match name {
+            Some(n)
+                if path
+                    .file_name()
+                    .is_some_and(|f| f.to_string_lossy() == n.as_str()) =>
+            {
+                Ok(path.to_path_buf())
+            }
+            Some(n) => sibling(path, n),
+            None if is_tiff_path(holder) => Ok(holder.to_path_buf()),
+            None => Err(tiff_err(
+                path,
+                "its fileset's metadata does not say which file holds a plane (TiffData without a FileName)",
+            )),
+        }
+    };
+    if img.tiff_data.is_empty() {
+        let f = file_index(own_file(None)?);
+        for (k, p) in planes.iter_mut().enumerate() {
+            *p = Some((f, u32::try_from(k).unwrap_or(u32::MAX)));
+        }
+    }
+    for block in &img.tiff_data {
+        let (z, c, t) = block.first;
+        let start = index_of((z, c, t)).ok_or_else(|| {
+            tiff_err(
+                path,
+                format!("series {series}: a TiffData block starts at z={z} c={c} t={t}, outside the image"),
+            )
+        })?;
+        let count = block
+            .plane_count
+            .unwrap_or(if block.has_ifd { 1 } else { expected - start });
+        let f = file_index(own_file(block.file_name.as_ref())?);
+        for i in 0..count {
+            let k = usize::try_from(start + i).unwrap_or(usize::MAX);
+            let ifd = u32::try_from(block.ifd + i).map_err(|_| {
+                tiff_err(
+                    path,
+                    format!("series {series}: a page index beyond any TIFF"),
+                )
+            })?;
+            match planes.get_mut(k) {
+                Some(slot) => *slot = Some((f, ifd)),
+                None => {
+                    return Err(tiff_err(
+                        path,
+                        format!(
+                            "series {series}: its TiffData blocks describe more than the {expected} planes of the image"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let planes: Vec<(u32, u32)> = planes
+        .into_iter()
+        .enumerate()
+        .map(|(k, p)| {
+            p.ok_or_else(|| {
+                tiff_err(
+                    path,
+                    format!("series {series}: plane {k} of {expected} is stored in none of its fileset's files"),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let (width, height, spp, dtype) = check_planes(path, &files, &planes, px.dtype)?;
+    if (u64::from(width), u64::from(height)) != (s.x, s.y) || u64::from(spp.max(1)) != per_page {
+        return Err(tiff_err(
+            path,
+            format!(
+                "OME-XML says series {series} is {}×{}×{}×{}×{} (TCZYX) but its pages are {height}×{width} with {spp} sample(s) per pixel",
+                s.t, s.c, s.z, s.y, s.x
+            ),
+        ));
+    }
+    Ok(TiffInfo {
+        path: path.to_path_buf(),
+        name: px
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| stem(path)),
+        sizes: s,
+        dtype,
+        pages: expected,
+        samples_per_pixel: spp,
+        order,
+        physical_um: px.physical_um,
+        time_step_s: px.time_increment_s,
+        channels: px.channels.clone(),
+        colors: px.colors.clone(),
+        windows: px.windows.clone(),
+        source: "ome-xml",
+        series,
+        series_count: doc.images.len(),
+        files,
+        planes,
+    })
+}
+
+/// Checks every page `planes` names: it exists, has the first page's size, samples and
+/// type, and holds the data it claims. Returns that format.
+fn check_planes(
+    path: &Path,
+    files: &[PathBuf],
+    planes: &[(u32, u32)],
+    declared: Option<PixelType>,
+) -> Result<(u32, u32, u16, PixelType)> {
+    let mut format: Option<(u32, u32, u16, PixelType)> = None;
+    for (fi, file) in files.iter().enumerate() {
+        let mut d = open(file)?;
+        let len = file_len(file)?;
+        for (k, (_, ifd)) in planes
+            .iter()
+            .enumerate()
+            .filter(|(_, (f, _))| usize::try_from(*f).is_ok_and(|f| f == fi))
+        {
+            let page = usize::try_from(*ifd).unwrap_or(usize::MAX);
+            d.seek_to_image(page).map_err(|e| {
+                tiff_err(
+                    file,
+                    format!("plane {k} is said to be page {ifd}, which the file does not have ({e}); the fileset is incomplete or damaged"),
+                )
+            })?;
+            let f = page_format(&mut d, file)?;
+            match format {
+                None => {
+                    if let Some(t) = declared
+                        && t != f.3
+                    {
+                        return Err(tiff_err(
+                            path,
+                            format!("OME-XML says {} pixels, but its pages hold {}", t, f.3),
+                        ));
+                    }
+                    format = Some(f);
+                }
+                Some(first) if first != f => {
+                    return Err(tiff_err(
+                        file,
+                        format!(
+                            "page {ifd} is {}×{} {} with {} sample(s), unlike the image's other pages ({}×{} {} with {})",
+                            f.1, f.0, f.3, f.2, first.1, first.0, first.3, first.2
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+            check_page_data(
+                &mut d,
+                file,
+                u64::from(*ifd),
+                page_bytes_of(f.0, f.1, f.2, f.3),
+                len,
+            )?;
+        }
+    }
+    format.ok_or_else(|| tiff_err(path, "the image has no planes"))
 }
 
 /// tifffile's `{"shape": [...], "axes": "..."}`.
@@ -359,26 +746,29 @@ fn imagej(desc: &str, y: u64, x: u64, pages: u64) -> Option<Sizes> {
     (s.planes() == pages).then_some(s)
 }
 
-/// Reads pages in file order into a reused buffer.
+/// How many files of a fileset [`TiffPages`] keeps open at once.
+const OPEN_FILES: usize = 16;
+
+/// Reads an image's pages in page order (across the files of its fileset) into a reused buffer.
 pub struct TiffPages {
-    decoder: Decoder<BufReader<File>>,
-    path: PathBuf,
+    files: Vec<PathBuf>,
+    planes: Vec<(u32, u32)>,
+    open: std::collections::HashMap<u32, Decoder<BufReader<File>>>,
     next: u64,
-    total: u64,
     page_bytes: usize,
 }
 
 impl TiffPages {
-    /// Starts reading the pages of `info.path`.
+    /// Starts reading the pages of `info`.
     pub fn open(info: &TiffInfo) -> Result<Self> {
         let page_bytes = usize::try_from(info.sizes.y * info.sizes.x).unwrap_or(usize::MAX)
             * info.dtype.size()
             * usize::from(info.samples_per_pixel.max(1));
         Ok(TiffPages {
-            decoder: open(&info.path)?,
-            path: info.path.clone(),
+            files: info.files.clone(),
+            planes: info.planes.clone(),
+            open: std::collections::HashMap::new(),
             next: 0,
-            total: info.pages,
             page_bytes,
         })
     }
@@ -390,20 +780,42 @@ impl TiffPages {
 
     /// Reads the next page into `buf` (resized to one page); `None` after the last page.
     pub fn next_page(&mut self, buf: &mut Vec<u8>) -> Result<Option<u64>> {
-        if self.next >= self.total {
+        let k = self.next;
+        if usize::try_from(k).map_or(true, |k| k >= self.planes.len()) {
             return Ok(None);
         }
-        if self.next > 0 {
-            self.decoder
-                .next_image()
-                .map_err(|e| tiff_err(&self.path, e))?;
-        }
-        buf.resize(self.page_bytes, 0);
-        self.decoder
-            .read_image_bytes(buf)
-            .map_err(|e| tiff_err(&self.path, format!("page {}: {e}", self.next)))?;
+        self.read_page(k, buf)?;
         self.next += 1;
-        Ok(Some(self.next - 1))
+        Ok(Some(k))
+    }
+
+    /// Reads page `k` (in page order) into `buf` (resized to one page).
+    pub fn read_page(&mut self, k: u64, buf: &mut Vec<u8>) -> Result<()> {
+        let Some(&(file, ifd)) = usize::try_from(k).ok().and_then(|k| self.planes.get(k)) else {
+            return Err(tiff_err(
+                self.files.first().map_or(Path::new("?"), PathBuf::as_path),
+                format!("page {k} is not part of the image"),
+            ));
+        };
+        let path = self
+            .files
+            .get(usize::try_from(file).unwrap_or(usize::MAX))
+            .cloned()
+            .ok_or_else(|| tiff_err(Path::new("?"), format!("page {k} names no file")))?;
+        if !self.open.contains_key(&file) {
+            if self.open.len() >= OPEN_FILES {
+                self.open.clear();
+            }
+            self.open.insert(file, open(&path)?);
+        }
+        let Some(d) = self.open.get_mut(&file) else {
+            return Err(tiff_err(&path, "the file could not be kept open"));
+        };
+        d.seek_to_image(usize::try_from(ifd).unwrap_or(usize::MAX))
+            .map_err(|e| tiff_err(&path, format!("page {ifd}: {e}")))?;
+        buf.resize(self.page_bytes, 0);
+        d.read_image_bytes(buf)
+            .map_err(|e| tiff_err(&path, format!("page {ifd}: {e}")))
     }
 }
 
@@ -522,7 +934,13 @@ mod tests {
             physical_um: [None; 3],
             time_step_s: None,
             channels: vec![],
+            colors: vec![],
+            windows: vec![],
             source: "ome-xml",
+            series: 0,
+            series_count: 1,
+            files: vec![],
+            planes: vec![],
         };
         assert_eq!(info.page_position(0), (0, 0, 0));
         assert_eq!(info.page_position(1), (0, 1, 0));

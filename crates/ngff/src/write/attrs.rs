@@ -31,11 +31,35 @@ impl ChannelSpec {
     /// `count` channels named after `labels` (`C<i>` where a name is missing), in the
     /// default colours, without a display window.
     pub fn defaults(count: u64, labels: &[String]) -> Vec<ChannelSpec> {
+        ChannelSpec::described(count, labels, &[], &[])
+    }
+
+    /// `count` channels as a source describes them: names, colours (`RRGGBB`; another
+    /// spelling, or none, gives the default colour) and display windows, each where given.
+    pub fn described(
+        count: u64,
+        labels: &[String],
+        colors: &[Option<String>],
+        windows: &[Option<(f64, f64)>],
+    ) -> Vec<ChannelSpec> {
         (0..usize::try_from(count).unwrap_or(0))
             .map(|i| ChannelSpec {
-                label: labels.get(i).cloned().unwrap_or_else(|| format!("C{i}")),
-                color: DEFAULT_COLORS[i % DEFAULT_COLORS.len()].to_owned(),
-                window: None,
+                label: labels
+                    .get(i)
+                    .filter(|l| !l.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| format!("C{i}")),
+                color: colors
+                    .get(i)
+                    .and_then(Option::as_deref)
+                    .map(|c| c.trim_start_matches('#').to_ascii_uppercase())
+                    .filter(|c| c.len() == 6 && c.chars().all(|ch| ch.is_ascii_hexdigit()))
+                    .unwrap_or_else(|| DEFAULT_COLORS[i % DEFAULT_COLORS.len()].to_owned()),
+                window: windows
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .filter(|(a, b)| a.is_finite() && b.is_finite()),
             })
             .collect()
     }

@@ -111,6 +111,12 @@ impl OmeroClient {
         Ok((key, s.generation))
     }
 
+    /// A session key of the daemon's account (logging in when there is none), for a tool
+    /// that joins the session (OMERO's exporter). A secret: never logged or stored.
+    pub async fn session_key(&self) -> Result<String> {
+        self.session().await.map(|(k, _)| k)
+    }
+
     /// Forgets session `generation` (it was refused) so the next request logs in again.
     async fn expire(&self, generation: u64) {
         let mut s = self.session.lock().await;

@@ -10,5 +10,5 @@ pub mod session;
 pub mod tiles;
 
 pub use client::{OmeroClient, OmeroConfig};
-pub use resolve::{OmeroSource, Unit};
+pub use resolve::{OmeroSource, Resolved, Unit};
 pub use session::{Container, ContainerKind, EventContext, SessionError, UserSession};

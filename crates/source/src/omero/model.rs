@@ -32,6 +32,8 @@ pub struct ImageInfo {
     /// Its fileset's files in OMERO's managed repository (`webgateway/original_file_paths/`
     /// joined to `managed_repository`), when looked up.
     pub original_files: Vec<std::path::PathBuf>,
+    /// Which series of its fileset it is (`omero:series`), when OMERO says.
+    pub series: Option<u32>,
 }
 
 /// A plate acquisition (run).
@@ -148,20 +150,31 @@ pub fn pixels(v: &Value) -> Result<OmeroPixels, String> {
     let dtype = PixelType::parse(type_name).ok_or_else(|| {
         format!("pixel type `{type_name}` cannot be staged (bit images are not supported)")
     })?;
-    let channels = v
+    let listed = v
         .get("Channels")
         .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    c.get("Name")
-                        .and_then(Value::as_str)
-                        .map_or_else(|| format!("C{i}"), ToOwned::to_owned)
-                })
-                .collect()
-        })
+        .map(Vec::as_slice)
         .unwrap_or_default();
+    let channels = listed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.get("Name")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("C{i}"), ToOwned::to_owned)
+        })
+        .collect();
+    // the acquisition colour (omero-marshal's signed RGBA `Color`); rendering settings,
+    // when read, take its place
+    let colors: Vec<Option<String>> = listed
+        .iter()
+        .map(|c| {
+            c.get("Color")
+                .and_then(Value::as_i64)
+                .and_then(|v| i32::try_from(v).ok())
+                .map(stage_ngff::tiff::ome_xml::color_hex)
+        })
+        .collect();
     Ok(OmeroPixels {
         sizes,
         dtype,
@@ -171,6 +184,12 @@ pub fn pixels(v: &Value) -> Result<OmeroPixels, String> {
             length_um(v.get("PhysicalSizeX")),
         ],
         channels,
+        colors: if colors.iter().any(Option::is_some) {
+            colors
+        } else {
+            Vec::new()
+        },
+        windows: Vec::new(),
     })
 }
 
@@ -204,7 +223,70 @@ pub fn image(v: &Value) -> Result<ImageInfo, String> {
         pixels,
         zarr_path: external_zarr(v),
         original_files: Vec::new(),
+        series: v
+            .get("omero:series")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok()),
     })
+}
+
+/// An image's rendering settings as OMERO.web's `webgateway/imgData/<id>/` answers
+/// (`channelMarshal` in `omeroweb/webgateway/marshal.py`): per channel its label, colour
+/// (`RRGGBB`) and display window `{min, max, start, end}`. `None` when the answer has no
+/// channels (OMERO could not prepare a rendering engine).
+pub fn rendering(v: &Value) -> Option<Rendering> {
+    let chans = v.get("channels")?.as_array()?;
+    if chans.is_empty() {
+        return None;
+    }
+    Some(Rendering {
+        labels: chans
+            .iter()
+            .map(|c| {
+                c.get("label")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect(),
+        colors: chans
+            .iter()
+            .map(|c| {
+                c.get("color")
+                    .and_then(Value::as_str)
+                    .map(|h| h.trim_start_matches('#').to_ascii_uppercase())
+            })
+            .collect(),
+        windows: chans
+            .iter()
+            .map(|c| {
+                let w = c.get("window")?;
+                Some((w.get("start")?.as_f64()?, w.get("end")?.as_f64()?))
+            })
+            .collect(),
+    })
+}
+
+/// How OMERO renders an image's channels.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rendering {
+    /// Channel labels.
+    pub labels: Vec<String>,
+    /// Colours, `RRGGBB`.
+    pub colors: Vec<Option<String>>,
+    /// Display windows (start, end).
+    pub windows: Vec<Option<(f64, f64)>>,
+}
+
+impl Rendering {
+    /// Puts these settings on `px`: colours and windows; labels only where `px` has none.
+    pub fn apply(&self, px: &mut OmeroPixels) {
+        px.colors.clone_from(&self.colors);
+        px.windows.clone_from(&self.windows);
+        if px.channels.is_empty() {
+            px.channels.clone_from(&self.labels);
+        }
+    }
 }
 
 /// Reads a well.

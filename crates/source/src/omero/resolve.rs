@@ -43,6 +43,31 @@ pub enum Unit {
     },
 }
 
+/// What a selected object resolved to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// Its images and plates.
+    pub units: Vec<Unit>,
+    /// What a person should know (rendering settings that could not be read, …).
+    pub notes: Vec<String>,
+}
+
+/// Every image of `units`, plate fields included.
+fn images_mut(units: &mut [Unit]) -> impl Iterator<Item = &mut ImageInfo> {
+    units
+        .iter_mut()
+        .flat_map(|u| -> Box<dyn Iterator<Item = &mut ImageInfo>> {
+            match u {
+                Unit::Image { info, .. } => Box::new(std::iter::once(info)),
+                Unit::Plate { wells, .. } => Box::new(
+                    wells
+                        .iter_mut()
+                        .flat_map(|w| w.samples.iter_mut().map(|s| &mut s.image)),
+                ),
+            }
+        })
+}
+
 /// The OMERO source.
 #[derive(Debug, Clone)]
 pub struct OmeroSource {
@@ -98,7 +123,7 @@ impl OmeroSource {
     }
 
     /// Resolves one selected object of `kind` (`Image`, `Dataset`, `Well`, `Plate`, `Screen`) for `group`.
-    pub async fn resolve(&self, kind: &str, id: i64, group: &str) -> Result<Vec<Unit>> {
+    pub async fn resolve(&self, kind: &str, id: i64, group: &str) -> Result<Resolved> {
         let c = &self.client;
         let mut units = match kind {
             "Image" => {
@@ -177,47 +202,101 @@ impl OmeroSource {
         };
         self.find_zarr_annotations(&mut units).await?;
         self.find_original_files(&mut units).await?;
-        Ok(units)
+        let notes = self.find_rendering(&mut units).await;
+        Ok(Resolved { units, notes })
     }
 
-    /// Fills `original_files` of images without a Zarr, when the managed repository is
-    /// mounted here: `webgateway/original_file_paths/<id>/` lists a fileset's files as paths
-    /// in the managed repository (`repo`; `{}` for an image without a fileset), as
-    /// `original_file_paths` in `omeroweb/webgateway/views.py` answers.
+    /// `GET <path(id)>` of OMERO.web for each of `ids`, at most `concurrency` at a time (a
+    /// Dataset or a plate may hold thousands); an image OMERO.web does not find answers `Null`.
+    async fn per_image(&self, ids: Vec<i64>, path: fn(i64) -> String) -> Vec<(i64, Result<Value>)> {
+        let sem = Arc::new(Semaphore::new(self.client.config().concurrency.max(1)));
+        let mut set = JoinSet::new();
+        for id in ids {
+            let (c, sem) = (self.client.clone(), sem.clone());
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                match c.web(&path(id)).await {
+                    Ok(v) => (id, Ok(v)),
+                    Err(SourceError::NotFound { .. }) => (id, Ok(Value::Null)),
+                    Err(e) => (id, Err(e)),
+                }
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(x) => out.push(x),
+                Err(e) => out.push((
+                    0,
+                    Err(SourceError::NotConfigured(format!(
+                        "an OMERO.web request failed: {e}"
+                    ))),
+                )),
+            }
+        }
+        out
+    }
+
+    /// Puts OMERO's rendering settings (channel colours and display windows,
+    /// `webgateway/imgData/<id>/`) on every image whose pixels are not read from a Zarr
+    /// (a Zarr keeps its own `omero` block). An image whose settings cannot be read keeps
+    /// its acquisition colours and no window; the returned notes say which.
+    async fn find_rendering(&self, units: &mut [Unit]) -> Vec<String> {
+        let wanted: Vec<i64> = images_mut(units)
+            .filter(|i| i.zarr_path.is_none() && i.pixels.is_some())
+            .map(|i| i.id)
+            .collect();
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let mut found: HashMap<i64, model::Rendering> = HashMap::new();
+        let mut failed = Vec::new();
+        for (id, r) in self
+            .per_image(wanted, |id| format!("webgateway/imgData/{id}/"))
+            .await
+        {
+            match r.map(|v| model::rendering(&v)) {
+                Ok(Some(rendering)) => {
+                    found.insert(id, rendering);
+                }
+                Ok(None) => {
+                    failed.push(format!("Image {id}: OMERO.web gave no rendering settings"));
+                }
+                Err(e) => failed.push(format!("Image {id}: {e}")),
+            }
+        }
+        for info in images_mut(units) {
+            if let (Some(r), Some(px)) = (found.get(&info.id), info.pixels.as_mut()) {
+                r.apply(px);
+            }
+        }
+        failed.sort();
+        failed
+            .into_iter()
+            .map(|f| {
+                format!("{f}; its channels keep their acquisition colours, without display windows")
+            })
+            .collect()
+    }
+
+    /// Fills `original_files` of images and plate fields without a Zarr, when the managed
+    /// repository is mounted here: `webgateway/original_file_paths/<id>/` lists a fileset's
+    /// files as paths in the managed repository (`repo`; `{}` for an image without a
+    /// fileset), as `original_file_paths` in `omeroweb/webgateway/views.py` answers.
     async fn find_original_files(&self, units: &mut [Unit]) -> Result<()> {
         let Some(managed) = self.client.config().managed_repository.clone() else {
             return Ok(());
         };
-        // one request per image, at most `concurrency` at a time (a Dataset may hold thousands)
-        let wanted: Vec<i64> = units
-            .iter()
-            .filter_map(|u| match u {
-                Unit::Image { info, .. } if info.zarr_path.is_none() => Some(info.id),
-                _ => None,
-            })
+        let wanted: Vec<i64> = images_mut(units)
+            .filter(|i| i.zarr_path.is_none())
+            .map(|i| i.id)
             .collect();
-        let sem = Arc::new(Semaphore::new(self.client.config().concurrency.max(1)));
-        let mut set = JoinSet::new();
-        for id in wanted {
-            let (c, sem) = (self.client.clone(), sem.clone());
-            set.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                match c
-                    .web(&format!("webgateway/original_file_paths/{id}/"))
-                    .await
-                {
-                    Ok(v) => Ok((id, v)),
-                    Err(SourceError::NotFound { .. }) => Ok((id, Value::Null)),
-                    Err(e) => Err(e),
-                }
-            });
-        }
         let mut found: HashMap<i64, Vec<std::path::PathBuf>> = HashMap::new();
-        while let Some(r) = set.join_next().await {
-            let (id, v) = r.map_err(|e| {
-                SourceError::NotConfigured(format!("an original-file request failed: {e}"))
-            })??;
-            let files = v["repo"]
+        for (id, v) in self
+            .per_image(wanted, |id| format!("webgateway/original_file_paths/{id}/"))
+            .await
+        {
+            let files = v?["repo"]
                 .as_array()
                 .map(|repo| {
                     repo.iter()
@@ -234,10 +313,8 @@ impl OmeroSource {
                 .unwrap_or_default();
             found.insert(id, files);
         }
-        for u in units.iter_mut() {
-            if let Unit::Image { info, .. } = u
-                && let Some(files) = found.get(&info.id)
-            {
+        for info in images_mut(units) {
+            if let Some(files) = found.get(&info.id) {
                 info.original_files.clone_from(files);
             }
         }

@@ -214,6 +214,24 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
     );
     let staged = settings.staging_dir().join(&s.id).join(INPUTS_DIR);
     let staged_inputs: Vec<String> = plan.outputs().map(str::to_owned).collect();
+    // an OMERO image's original, for BIOMERO's rename variables, is its own name
+    let original_names = plan
+        .images
+        .iter()
+        .filter(|i| i.origin.image_id.is_some())
+        .map(|i| {
+            (
+                i.output.clone(),
+                stage_ngff::names::verbatim_stem(&i.name, &i.output).0,
+            )
+        })
+        .chain(
+            plan.plates
+                .iter()
+                .filter(|p| p.origin.plate_id.is_some())
+                .map(|p| (p.output.clone(), p.name.clone())),
+        )
+        .collect();
     let expect_images = !plan.plates.is_empty()
         || plan
             .images
@@ -236,6 +254,7 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
             workflow: &workflow,
             staged: &staged,
             staged_inputs,
+            original_names,
             limits,
             omero_ngff,
             expect_images,

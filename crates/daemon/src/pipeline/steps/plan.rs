@@ -41,7 +41,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     };
     let settings = &config.settings.settings;
     let sources = match ctx.runtime.sources.sources(settings) {
-        Ok((s, _)) => s,
+        Ok(b) => b.sources,
         Err(e) => return super::source_outcome(&e),
     };
     let request = crate::sources::request(&accepted.doc, wf.modes, settings);

@@ -48,9 +48,13 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     };
     let config = ctx.runtime.config.current();
     let settings = &config.settings.settings;
-    let omero = match ctx.runtime.sources.sources(settings) {
-        Ok((_, o)) => o,
+    let built = match ctx.runtime.sources.sources(settings) {
+        Ok(b) => b,
         Err(e) => return super::source_outcome(&e),
+    };
+    let group = match super::document(s) {
+        Ok(doc) => doc.user.group,
+        Err(o) => return o,
     };
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
@@ -63,8 +67,12 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     if let Err(o) = room_for(&plan, &root, settings.max_stage_bytes) {
         return o;
     }
+    let (log, flushed) = export_log(ctx, &s.id);
     let stage_ctx = StageContext {
-        omero,
+        omero: built.omero,
+        exporter: built.exporter,
+        group,
+        log,
         progress: Arc::new(()),
         cancel,
         tiff: TiffOptions::default(),
@@ -72,6 +80,9 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     };
     let result = stage_source::stage::execute(&plan, &root, &stage_ctx).await;
     watcher.abort();
+    // the exporter's last lines are in the history before the step's own event
+    drop(stage_ctx);
+    let _ = flushed.await;
     match result {
         Ok(manifest) => {
             let fresh: u64 = manifest
@@ -93,6 +104,58 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         Err(stage_source::SourceError::Cancelled) => StepOutcome::Cancelled,
         Err(e) => super::source_outcome(&e),
     }
+}
+
+/// The exporter's lines into the submission's history: gathered, and written as one `stage`
+/// note at most every 5 s (the last lines when it ends), so a chatty export keeps the
+/// history small. The task ends, after writing what is left, once every copy of the
+/// returned function is dropped.
+fn export_log(
+    ctx: &StepContext,
+    id: &str,
+) -> (
+    Arc<dyn Fn(String) + Send + Sync>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (store, id) = (ctx.runtime.store.clone(), id.to_owned());
+    let task = tokio::spawn(async move {
+        const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+        const KEEP: usize = 40;
+        let mut pending: Vec<String> = Vec::new();
+        let mut skipped = 0usize;
+        let mut last = tokio::time::Instant::now() - EVERY;
+        loop {
+            let next = tokio::time::timeout_at(last + EVERY, rx.recv()).await;
+            let closed = matches!(next, Ok(None));
+            if let Ok(Some(l)) = next {
+                if pending.len() == KEEP {
+                    pending.remove(0);
+                    skipped += 1;
+                }
+                pending.push(l);
+            }
+            if !pending.is_empty() && (closed || tokio::time::Instant::now() >= last + EVERY) {
+                let detail = serde_json::json!({
+                    "exporter": std::mem::take(&mut pending),
+                    "lines_left_out": std::mem::take(&mut skipped),
+                });
+                if let Err(e) = store.note(&id, "stage", &detail).await {
+                    tracing::warn!(id = %id, error = %e, "cannot note the exporter's output");
+                }
+                last = tokio::time::Instant::now();
+            }
+            if closed {
+                break;
+            }
+        }
+    });
+    (
+        Arc::new(move |l: String| {
+            let _ = tx.send(l);
+        }),
+        task,
+    )
 }
 
 /// `bytes` for a person: `1.5 GiB`.
@@ -185,6 +248,8 @@ mod tests {
                 source,
                 origin: Origin::default(),
                 bytes,
+                passed_over: Vec::new(),
+                renamed: None,
             }],
             plates: Vec::new(),
             bytes,
