@@ -139,6 +139,23 @@ fn child(args: &[String]) {
             }
             eprintln!("decode only: {:.3}s", t0.elapsed().as_secs_f64());
         }
+        "orig2tiff" => {
+            // an OMERO image's original OME-TIFF, rewritten as its own TIFF (what a series of
+            // a multi-series file or a multi-file fileset needs)
+            let info = stage_ngff::tiff::read::inspect(Path::new(&args[2])).unwrap();
+            convert::tiff_image_to_tiff(&info, Path::new(&args[1]), &TiffOptions::default(), &())
+                .unwrap();
+        }
+        "orig2zarr" => {
+            let info = stage_ngff::tiff::read::inspect(Path::new(&args[2])).unwrap();
+            convert::tiff_image_to_zarr(&info, Path::new(&args[1]), &ZarrOptions::default(), &())
+                .unwrap();
+        }
+        "z2t-one" => {
+            let img = stage_ngff::ImageReader::open(Path::new(&args[2])).unwrap();
+            convert::image_to_tiff(&img, Path::new(&args[1]), &TiffOptions::default(), &())
+                .unwrap();
+        }
         "reencode" => {
             pass_through(
                 Path::new(&args[1]),
@@ -409,6 +426,61 @@ fn main() {
         },
     ];
 
+    // the same pixels as an OMERO image imported in place would have them: an OME-TIFF
+    let original = out.join("original-a.ome.tif");
+    if !original.exists() {
+        let img =
+            stage_ngff::ImageReader::open(&data.join("image_ngff04_zarrv2.ome.zarr")).unwrap();
+        let tmp = out.join("original-a.ome.tif.partial");
+        convert::image_to_tiff(&img, &tmp, &TiffOptions::default(), &()).unwrap();
+        std::fs::rename(&tmp, &original).unwrap();
+    }
+    let original = original.display().to_string();
+    let from_originals = [
+        Scenario {
+            name: "stage-original-to-tiff-vs-zarr",
+            pixel_mb: image_mb,
+            target: "originals about as fast as Zarr (ratio near 1)",
+            ours: Side {
+                label: "from the original OME-TIFF (rewritten)".into(),
+                cmd: sh(&[&me, "--child", "orig2tiff", &o("orig-t.tif"), &original]),
+            },
+            peers: vec![Side {
+                label: "from the on-disk Zarr of the same pixels".into(),
+                cmd: sh(&[
+                    &me,
+                    "--child",
+                    "z2t-one",
+                    &o("zarr-t.tif"),
+                    &d("image_ngff04_zarrv2.ome.zarr"),
+                ]),
+            }],
+            clean: vec![out.join("orig-t.tif"), out.join("zarr-t.tif")],
+            mkdirs: vec![],
+        },
+        Scenario {
+            name: "stage-original-to-zarr-vs-zarr",
+            pixel_mb: image_mb,
+            target: "originals about as fast as Zarr (ratio near 1)",
+            ours: Side {
+                label: "from the original OME-TIFF (encoded)".into(),
+                cmd: sh(&[&me, "--child", "orig2zarr", &o("orig-z.zarr"), &original]),
+            },
+            peers: vec![Side {
+                label: "from the on-disk Zarr (re-encoded to 0.5)".into(),
+                cmd: sh(&[
+                    &me,
+                    "--child",
+                    "reencode",
+                    &d("image_ngff04_zarrv2.ome.zarr"),
+                    &o("zarr-z.zarr"),
+                ]),
+            }],
+            clean: vec![out.join("orig-z.zarr"), out.join("zarr-z.zarr")],
+            mkdirs: vec![],
+        },
+    ];
+
     let mut results = Vec::new();
     println!(
         "\nmachine: {} cores; {runs} measured pairs per side after one warm-up; medians",
@@ -420,6 +492,7 @@ fn main() {
     );
     for s in scenarios
         .iter()
+        .chain(from_originals.iter())
         .filter(|s| only.as_deref().is_none_or(|o| s.name.contains(o)))
     {
         let mut ours_runs = Vec::new();

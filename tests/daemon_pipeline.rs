@@ -337,3 +337,126 @@ fn a_daemon_killed_while_staging_continues_after_restart_and_stages_everything_o
         .clone();
     assert_eq!(seen["sha256_tczyx"], sha, "{rel}");
 }
+
+/// On a site without the pixel service, an image only OMERO itself can read is exported by
+/// OMERO's exporter (`omero_export_command`, here the stand-in for `omero zarr export`):
+/// `plan` says why each earlier source did not apply; what the exporter printed is in the
+/// submission's history with the session key blotted out; the staged TIFF holds the image.
+#[test]
+fn an_image_only_omero_can_read_is_exported_with_its_lines_in_the_history() {
+    let probe = stage_tests::omero::omero_site_with(96, "", false);
+    let cfg = probe.dir.path().join("fake-exporter.json");
+    let log = probe.dir.path().join("fake-exporter.log");
+    std::fs::write(
+        &cfg,
+        json!({
+            "sources": {ids::IMG_ORIGINAL_CZI.to_string(): probe.data.samples_a.join("images/image_02.ome.zarr")},
+            "modes": {}, "log": log, "sleep": 0, "colors": ["FF0000", "FFFF00"],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let exporter: Vec<String> = [
+        stage_tests::python().display().to_string(),
+        stage_tests::repo_root()
+            .join("tests/readers/fake_omero_zarr.py")
+            .display()
+            .to_string(),
+        "--fake-config".into(),
+        cfg.display().to_string(),
+    ]
+    .into_iter()
+    .chain(
+        [
+            "zarr",
+            "-s",
+            "{server}",
+            "-k",
+            "{session}",
+            "-g",
+            "{group}",
+            "export",
+            "--output",
+            "{output}",
+            "--format",
+            "{format}",
+            "Image:{image}",
+        ]
+        .map(String::from),
+    )
+    .collect();
+    // the settings name the exporter; the probe site's files are reused
+    let extra = format!(
+        "omero_export_command = {}\nomero_server = \"omeroserver:4064\"\n",
+        serde_json::to_string(&exporter).unwrap()
+    );
+    let mut settings = std::fs::read_to_string(&probe.settings).unwrap();
+    settings.push_str(&extra);
+    std::fs::write(&probe.settings, settings).unwrap();
+    let s = probe;
+    let d = start(&s, &["--poll-ms", "200"]);
+    let sub = json!({
+        "version": 1, "id": "exported", "workflow": "cellpose",
+        "inputs": {"omero": [{"type": "Image", "id": ids::IMG_ORIGINAL_CZI}]},
+        "user": {"name": "alice", "group": "Lab A"}
+    });
+    let file = s.dir.path().join("exported.json");
+    std::fs::write(&file, sub.to_string()).unwrap();
+    let (code, out, err) = text(
+        &command(s.dir.path())
+            .env("BIOMERO_STAGE_OMERO_PASSWORD", PASSWORD)
+            .args(["--config", &s.settings.display().to_string(), "plan"])
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("from omero-export; not from zarr: OMERO knows no OME-Zarr")
+            && out.contains("pixel-service: pixel_buffer_url is not set"),
+        "{out}"
+    );
+    let r = http_post(&d.base, "/api/v1/submissions", &sub);
+    assert_eq!(r["created"], true, "{r}");
+    let v = wait_submission(&d, "exported", 120, |v| {
+        v["submission"]["state"] == "staged" || v["submission"]["done"] == true
+    });
+    assert_staged_then_upload_tried(&v, "exported");
+    let noted: Vec<&Value> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["step"] == "stage" && e["outcome"] == "noted")
+        .collect();
+    let lines = noted
+        .iter()
+        .map(|e| e["detail"]["exporter"].to_string())
+        .collect::<String>();
+    assert!(
+        lines.contains("Exporting to") && lines.contains("Finished.") && lines.contains("***"),
+        "{v}"
+    );
+    let key = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(3)
+        .unwrap()
+        .to_owned();
+    assert!(!v.to_string().contains(&key) && !d.log_text().contains(&key));
+    let tiff = staged_dir(&s, "exported").join("scan.czi [0].0.tif");
+    let seen = stage_tests::run_reader("read_tiff.py", &[tiff.as_os_str()]);
+    let want: Value =
+        serde_json::from_slice(&std::fs::read(s.data.samples_a.join("MANIFEST.json")).unwrap())
+            .unwrap();
+    let sha = want["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["path"] == "images/image_02.ome.zarr")
+        .unwrap()["sha256"]
+        .clone();
+    assert_eq!(seen["sha256_tczyx"], sha);
+}

@@ -1725,6 +1725,11 @@ pub struct OmeroSite {
 
 /// Writes an [`OmeroSite`] with images of `size`² and `extra` settings.
 pub fn omero_site(size: u32, extra: &str) -> OmeroSite {
+    omero_site_with(size, extra, true)
+}
+
+/// [`omero_site`], with or without omero-ms-pixel-buffer (`pixel_buffer_url`).
+pub fn omero_site_with(size: u32, extra: &str, pixel_service: bool) -> OmeroSite {
     let dir = tempfile::tempdir().expect("tempdir");
     let (world, data) = standard_world(&dir.path().join("data"), size);
     let omero = TestOmero::start(world);
@@ -1745,8 +1750,13 @@ pub fn omero_site(size: u32, extra: &str) -> OmeroSite {
         "Host slurm\n  HostName 127.0.0.1\n  Port 1\n  BatchMode yes\n",
     )
     .expect("ssh config");
+    let pixels = if pixel_service {
+        format!("pixel_buffer_url = \"{}\"\n", omero.url)
+    } else {
+        String::new()
+    };
     let extra = format!(
-        "data_roots = [\"{root}\"]\ngroup_mappings_file = \"{mappings}\"\nomero_url = \"{url}\"\nomero_user = \"{USER}\"\npixel_buffer_url = \"{url}\"\nssh_config_file = \"{ssh}\"\n{extra}",
+        "data_roots = [\"{root}\"]\ngroup_mappings_file = \"{mappings}\"\nomero_url = \"{url}\"\nomero_user = \"{USER}\"\n{pixels}ssh_config_file = \"{ssh}\"\n{extra}",
         root = data.root.display(),
         mappings = mappings.display(),
         url = omero.url,
