@@ -1410,8 +1410,9 @@ async fn omeros_exporter_is_the_last_source_and_nothing_half_done_counts() {
 
 /// Output names of OMERO images are BIOMERO's (`_SLURM_Image_Transfer.py` exports
 /// `<basename(name)>.zarr`, `<name>_(N).zarr` when taken; `convert_zarr_to_tiff.py` writes
-/// `<zarr without .zarr>.<first key>.tif`, the first key `0`), checked against those rules for
-/// a Dataset whose images collide; the stage manifest says why a name differs.
+/// `<zarr without .zarr>.<first key>.tif`, the first key `0`); BIOMERO's own converter, run on
+/// each staged Zarr, writes the TIFF name a TIFF workflow gets; names that collide get `_(N)`,
+/// and the stage manifest says why a name differs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn omero_images_are_named_as_biomero_names_them() {
     let e = env(64);
@@ -1446,6 +1447,30 @@ async fn omero_images_are_named_as_biomero_names_them() {
         assert_eq!(p.outputs().collect::<Vec<_>>(), expected);
         assert!(p.images.iter().all(|i| i.renamed.is_none()));
     }
+    // BIOMERO's own converter (biomero 2.8.3's convert_zarr_to_tiff.py) names the TIFF of each
+    // Zarr as we name it for a TIFF workflow
+    let zarr_plan = stage_source::plan(&request(ok.clone(), "Lab A", zarr_wf(), "0.4"), &src)
+        .await
+        .unwrap();
+    let tiff_plan = stage_source::plan(&request(ok.clone(), "Lab A", tiff_wf(), "0.4"), &src)
+        .await
+        .unwrap();
+    let root = e.out.join("biomero-converter");
+    stage(&zarr_plan, &root, Some(c.clone())).await;
+    let converter = biomero_converter();
+    for (z, t) in zarr_plan.images.iter().zip(&tiff_plan.images) {
+        let store = inputs_dir(&root).join(&z.output);
+        let seen = stage_tests::run_reader(
+            "biomero_converter.py",
+            &[converter.as_os_str(), store.as_os_str()],
+        );
+        assert_eq!(
+            seen["written"],
+            serde_json::json!([t.output]),
+            "{}",
+            z.output
+        );
+    }
     // the same image twice: the second is `<name>_(1)`, and the plan says why
     let twice = vec![
         omero("Image", ids::IMG_TILES),
@@ -1462,4 +1487,26 @@ async fn omero_images_are_named_as_biomero_names_them() {
     let root = e.out.join("names");
     let m = stage(&p, &root, Some(c.clone())).await;
     assert!(m.entries[1].renamed.is_some() && m.entries[0].renamed.is_none());
+}
+
+/// BIOMERO's converter as the biomero 2.8.3 wheel ships it (`resources/convert_zarr_to_tiff.py`
+/// in the virtualenv of `scripts/setup-biomero-py`).
+fn biomero_converter() -> PathBuf {
+    let py = std::env::var_os("BIOMERO_STAGE_BIOMERO_PYTHON").map_or_else(
+        || stage_tests::repo_root().join("target/biomero-pyenv/bin/python"),
+        PathBuf::from,
+    );
+    let out = std::process::Command::new(&py)
+        .args([
+            "-c",
+            "import importlib.util as u; print(u.find_spec('resources.convert_zarr_to_tiff').origin)",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup-biomero-py)", py.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
