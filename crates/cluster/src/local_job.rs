@@ -33,10 +33,13 @@ pub const LOG: &str = "job.log";
 const START_GRACE: Duration = Duration::from_secs(10);
 
 /// The shell around the script: records its pid, runs the script, records the exit code
-/// (143 when stopped).
+/// (143 when stopped). The script runs in the background and is waited for: a shell runs a
+/// trap only once its foreground command has ended, so a stop that arrived just before the
+/// script started would otherwise wait for the whole script.
 const WRAPPER: &str = r#"echo $$ > .local-pid.tmp && mv .local-pid.tmp .local-pid
 trap 'echo 143 > .local-exit.tmp && mv .local-exit.tmp .local-exit; exit 143' TERM
-"$0"
+"$0" &
+wait $!
 code=$?
 echo $code > .local-exit.tmp && mv .local-exit.tmp .local-exit
 exit $code"#;
@@ -360,6 +363,23 @@ mod tests {
             .status()
             .unwrap();
         assert_eq!(wait_end(&job), LocalState::Lost);
+    }
+
+    /// A stop that arrives the moment the job has started (its shell may not have started
+    /// the script yet) ends it at once, not when the script would have ended.
+    #[test]
+    fn a_job_stopped_as_it_starts_ends_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let s = script(d.path(), "sleep 30");
+        for i in 0..20 {
+            let job = d.path().join(format!("j{i}"));
+            std::fs::create_dir_all(&job).unwrap();
+            submit(&job, &s, &[]).unwrap();
+            cancel(&job).unwrap();
+            let t = Instant::now();
+            assert_eq!(wait_end(&job), LocalState::Exited(143), "attempt {i}");
+            assert!(t.elapsed() < Duration::from_secs(10), "attempt {i}");
+        }
     }
 
     #[test]
