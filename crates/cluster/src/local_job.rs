@@ -33,11 +33,12 @@ pub const LOG: &str = "job.log";
 const START_GRACE: Duration = Duration::from_secs(10);
 
 /// The shell around the script: records its pid, runs the script, records the exit code
-/// (143 when stopped). The script runs in the background and is waited for: a shell runs a
+/// (143 when stopped). The trap is set before the pid is written, so a stop sent to a pid it
+/// can read is always recorded. The script runs in the background and is waited for: a shell runs a
 /// trap only once its foreground command has ended, so a stop that arrived just before the
 /// script started would otherwise wait for the whole script.
-const WRAPPER: &str = r#"echo $$ > .local-pid.tmp && mv .local-pid.tmp .local-pid
-trap 'echo 143 > .local-exit.tmp && mv .local-exit.tmp .local-exit; exit 143' TERM
+const WRAPPER: &str = r#"trap 'echo 143 > .local-exit.tmp && mv .local-exit.tmp .local-exit; exit 143' TERM
+echo $$ > .local-pid.tmp && mv .local-pid.tmp .local-pid
 "$0" &
 wait $!
 code=$?

@@ -117,6 +117,87 @@ pub async fn remote(r: &Remote, dir: &str) -> Result<Listing> {
     })
 }
 
+/// Sizes of the files under `$1`: `F SIZE path` lines from GNU find's `-printf` (no file is
+/// read); where find has no `-printf` (BusyBox), `cksum` lines (every file read), which
+/// [`parse_sizes`] reads as well.
+const SIZES: &str = r#"[ -d "$1" ] || exit 0
+cd -- "$1" || exit 1
+if find . -maxdepth 0 -printf '' 2>/dev/null; then
+  find . \( -type f -printf 'F %s ./%P\n' \) -o \( ! -type d -printf 'OTHER ./%P\n' \) || exit 1
+else
+  find . \( -type f -exec cksum {} + \) -o \( ! -type d -exec printf 'OTHER %s\n' {} + \) || exit 1
+fi"#;
+
+/// The cluster's files under `dir` with their sizes (empty when it does not exist); what is
+/// neither file nor folder is refused.
+pub async fn remote_sizes(r: &Remote, dir: &str) -> Result<BTreeMap<String, u64>> {
+    let out = r.script(SIZES, &[dir.to_owned()]).await?;
+    let sizes = parse_sizes(&out).map_err(|reason| ClusterError::Parse {
+        command: format!("find {dir} -printf"),
+        reason,
+    })?;
+    match sizes.1.first() {
+        Some(other) => Err(ClusterError::Invalid(format!(
+            "{dir}/{other} on the cluster is a symlink or special file; only plain files are transferred"
+        ))),
+        None => Ok(sizes.0),
+    }
+}
+
+/// Parses [`SIZES`]' output: the files' sizes, and what is neither file nor folder.
+pub fn parse_sizes(out: &str) -> std::result::Result<(BTreeMap<String, u64>, Vec<String>), String> {
+    let mut sizes = BTreeMap::new();
+    let mut cksum_lines = String::new();
+    for line in out.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("F ") {
+            let (size, path) = rest
+                .split_once(' ')
+                .ok_or_else(|| format!("unexpected line `{line}`"))?;
+            let size: u64 = size.parse().map_err(|_| format!("bad size in `{line}`"))?;
+            let path = path
+                .strip_prefix("./")
+                .ok_or_else(|| format!("unexpected path in `{line}`"))?;
+            sizes.insert(path.to_owned(), size);
+        } else {
+            cksum_lines.push_str(line);
+            cksum_lines.push('\n');
+        }
+    }
+    let l = parse(&cksum_lines)?;
+    sizes.extend(l.files.into_iter().map(|(k, v)| (k, v.1)));
+    Ok((sizes, l.others))
+}
+
+/// Compares the files that should be there (path → size) with the cluster's; `Err` names the
+/// first differences.
+pub fn compare_sizes(
+    what: &str,
+    want: &BTreeMap<String, u64>,
+    have: &BTreeMap<String, u64>,
+) -> Result<()> {
+    let differ: Vec<String> = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(v))
+        .map(|(k, v)| match have.get(k) {
+            None => format!("{k} (missing)"),
+            Some(s) => format!("{k} ({s} bytes; expected {v})"),
+        })
+        .collect();
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(ClusterError::Verify {
+        what: what.to_owned(),
+        reason: format!(
+            "{} of {} files differ: {}{}",
+            differ.len(),
+            want.len(),
+            differ[..differ.len().min(5)].join(", "),
+            if differ.len() > 5 { ", …" } else { "" }
+        ),
+    })
+}
+
 /// Every multiply-linked file under the job folder: `INODE NLINK ./path` (POSIX `find` and
 /// `ls -ldi`; the inode and link count are the first and third fields).
 /// One `find` with GNU's `-printf` (no process per file); where find has no `-printf`
@@ -340,5 +421,61 @@ mod link_tests {
             "{printf:?}"
         );
         assert_eq!(printf, fallback);
+    }
+
+    /// The size listing reads the same with GNU find's `-printf` and with the `cksum` lines a
+    /// find without it falls back to.
+    #[test]
+    fn the_size_listing_is_the_same_with_and_without_printf() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("job");
+        std::fs::create_dir_all(dir.join("a b/c")).unwrap();
+        std::fs::write(dir.join("a b/c/x y.txt"), b"hello").unwrap();
+        std::fs::write(dir.join("empty"), b"").unwrap();
+        std::os::unix::fs::symlink("empty", dir.join("link")).unwrap();
+        let shim = d.path().join("shim");
+        std::fs::create_dir_all(&shim).unwrap();
+        let real_find = ["/usr/bin/find", "/bin/find"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap();
+        std::fs::write(
+            shim.join("find"),
+            format!("#!/bin/sh\nfor a; do [ \"$a\" = -printf ] && {{ echo 'find: unknown predicate' >&2; exit 1; }}; done\nexec {real_find} \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            shim.join("find"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let run = |path: &str| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", SIZES, "sh"])
+                .arg(&dir)
+                .env("PATH", path)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            parse_sizes(&String::from_utf8(out.stdout).unwrap()).unwrap()
+        };
+        let system = std::env::var("PATH").unwrap_or_default();
+        let printf = run(&system);
+        let fallback = run(&format!("{}:{system}", shim.display()));
+        assert_eq!(printf.0.get("a b/c/x y.txt"), Some(&5));
+        assert_eq!(printf.0.get("empty"), Some(&0));
+        assert_eq!(printf.1, ["link"]);
+        assert_eq!(printf, fallback);
+        let mut want = printf.0.clone();
+        assert!(compare_sizes("upload", &want, &printf.0).is_ok());
+        want.insert("gone".into(), 3);
+        want.insert("empty".into(), 1);
+        let e = compare_sizes("upload", &want, &printf.0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2 of 3 files differ") && e.contains("gone (missing)"),
+            "{e}"
+        );
     }
 }

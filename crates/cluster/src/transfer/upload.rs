@@ -2,8 +2,19 @@
 //!
 //! The cluster's side is listed first: what is already there with the same
 //! size and `cksum` is not sent again (an interrupted upload resumes), files
-//! the cluster holds but this side does not are removed, and the cluster's
-//! side is listed again at the end and compared file by file.
+//! the cluster holds but this side does not are removed.
+//!
+//! The stream is verified as it flows, not by reading it back: the far side
+//! passes it through `tee` into both `tar -xf -` and POSIX `cksum`, this side
+//! sums the same bytes as it sends them, and the two sums and lengths must
+//! agree and tar must exit 0. What that proves: every byte tar unpacked on the
+//! cluster is the byte sent (CRC-32 and length of the whole archive, with each
+//! file's size and name in its header), and tar wrote every entry without an
+//! error. The cluster is then listed by size (GNU `find -printf`, no file
+//! read) and every file must be there at its size. What it no longer proves:
+//! that the cluster's filesystem hands the same bytes back later (the old
+//! read-back `cksum` listing did); files already there when an upload resumes
+//! are still summed on the far side before they are skipped.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -14,9 +25,9 @@ use openssh::Stdio;
 use tokio::io::AsyncWriteExt as _;
 
 use super::TransferReport;
-use super::listing::{self, Listing};
+use super::listing;
 use crate::blocking::blocking;
-use crate::cksum::SummingReader;
+use crate::cksum::Hasher;
 use crate::error::{ClusterError, Result};
 use crate::ssh::Remote;
 
@@ -25,11 +36,13 @@ const CHUNK: usize = 1 << 20;
 /// Buffers in flight between the reader and the sender.
 const POOL: usize = 4;
 
-/// The tar stream's sink: fills pooled buffers and hands them to the sending task.
+/// The tar stream's sink: sums the stream, fills pooled buffers and hands them to the sending
+/// task.
 struct Chunks {
     full: tokio::sync::mpsc::Sender<Vec<u8>>,
     empty: tokio::sync::mpsc::Receiver<Vec<u8>>,
     buf: Vec<u8>,
+    sum: Hasher,
 }
 
 impl Chunks {
@@ -50,6 +63,7 @@ impl std::io::Write for Chunks {
         }
         let n = data.len().min(CHUNK - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
+        self.sum.update(&data[..n]);
         if self.buf.len() == CHUNK {
             self.send()?;
         }
@@ -64,7 +78,11 @@ impl std::io::Write for Chunks {
     }
 }
 
-const UNTAR: &str = r#"mkdir -p -- "$1" && cd -- "$1" && exec tar -xf -"#;
+/// Unpacks the stream and sums it on the way: `tee` feeds `tar -xf -` and `cksum`; prints
+/// `tar <exit code>` and `cksum`'s `<crc> <length>` (fd 4 is the channel's stdout; what tar
+/// leaves unread after the archive's end is drained so `tee` sums the whole stream).
+const UNTAR: &str = r#"mkdir -p -- "$1" && cd -- "$1" || exit 1
+{ { { tee /dev/fd/3 | { tar -xf - >&2; echo "tar $?" >&4; cat > /dev/null; }; } 3>&1 | cksum >&4; } 4>&1; }"#;
 const REMOVE: &str = r#"cd -- "$1" && shift && rm -f -- "$@""#;
 
 /// Uploads the tree at `local` into `remote_dir` (created if needed).
@@ -79,12 +97,9 @@ pub async fn upload(r: &Remote, local: &Path, remote_dir: &str) -> Result<Transf
         )));
     }
     let before = listing::remote(r, remote_dir).await?;
-    // a fresh target: send everything and sum while sending; a resumed one: sum here first
-    let (to_send, mut want) = if before.files.is_empty() {
-        (
-            files.iter().map(|f| f.0.clone()).collect::<Vec<_>>(),
-            Listing::default(),
-        )
+    // a fresh target: send everything; a resumed one: sum here, send what differs
+    let to_send = if before.files.is_empty() {
+        files.iter().map(|f| f.0.clone()).collect::<Vec<_>>()
     } else {
         let root = local.to_path_buf();
         let here = blocking("listing the upload", move || listing::local(&root)).await?;
@@ -105,19 +120,19 @@ pub async fn upload(r: &Remote, local: &Path, remote_dir: &str) -> Result<Transf
             to_send = send.len(),
             "resuming an upload"
         );
-        (send, here)
+        send
     };
     let bytes_sent: u64 = files
         .iter()
-        .filter(|(rel, _)| to_send.binary_search(rel).is_ok() || want.files.is_empty())
+        .filter(|(rel, _)| to_send.binary_search(rel).is_ok())
         .map(|f| f.1)
         .sum();
-    let sums = send_tar(r, local, to_send.clone(), remote_dir).await?;
-    if want.files.is_empty() {
-        want.files = sums;
+    if !to_send.is_empty() {
+        send_tar(r, local, to_send.clone(), remote_dir).await?;
     }
-    let after = listing::remote(r, remote_dir).await?;
-    listing::compare(
+    let after = listing::remote_sizes(r, remote_dir).await?;
+    let want: BTreeMap<String, u64> = files.iter().cloned().collect();
+    listing::compare_sizes(
         &format!("upload to {}:{remote_dir}", r.host()),
         &want,
         &after,
@@ -132,18 +147,72 @@ pub async fn upload(r: &Remote, local: &Path, remote_dir: &str) -> Result<Transf
     })
 }
 
-/// Streams `files` (relative to `root`) as one tar archive into `remote_dir`; returns their sums.
-async fn send_tar(
-    r: &Remote,
-    root: &Path,
-    files: Vec<String>,
-    remote_dir: &str,
-) -> Result<BTreeMap<String, (u32, u64)>> {
+/// What the far side's [`UNTAR`] printed, checked against the stream sent (`sum`, `len`):
+/// tar's exit code, then the far side's `cksum` of what tar was given.
+fn check_untar(out: &str, stderr: &str, sent: (u32, u64)) -> std::result::Result<(), UntarOutcome> {
+    let mut tar = None;
+    let mut sum = None;
+    for line in out.lines() {
+        if let Some(code) = line.strip_prefix("tar ") {
+            tar = code.trim().parse::<i32>().ok();
+        } else {
+            let mut it = line.split_whitespace();
+            if let (Some(c), Some(l), None) = (it.next(), it.next(), it.next()) {
+                sum = c.parse::<u32>().ok().zip(l.parse::<u64>().ok());
+            }
+        }
+    }
+    match (tar, sum) {
+        (Some(0), Some(got)) if got == sent => Ok(()),
+        (Some(0), Some((crc, len))) => Err(UntarOutcome::Differs(format!(
+            "the cluster received {len} bytes with cksum {crc}; {} bytes with cksum {} were sent",
+            sent.1, sent.0
+        ))),
+        (Some(code), _) if code != 0 => Err(UntarOutcome::TarFailed {
+            code,
+            stderr: stderr.trim().to_owned(),
+        }),
+        _ => Err(UntarOutcome::Unreadable(format!(
+            "the cluster's tar and cksum did not report (output `{}`, errors `{}`)",
+            out.trim(),
+            stderr.trim()
+        ))),
+    }
+}
+
+/// Why the far side's unpacking does not count as done.
+#[derive(Debug, PartialEq)]
+enum UntarOutcome {
+    /// The stream arrived different.
+    Differs(String),
+    /// tar failed (its exit code and message).
+    TarFailed { code: i32, stderr: String },
+    /// The far side printed something else (a shell without `tee`, `/dev/fd`, `cksum`).
+    Unreadable(String),
+}
+
+/// A reader that counts what passes through it.
+struct Counting<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Streams `files` (relative to `root`) as one tar archive into `remote_dir` and checks that
+/// the cluster unpacked exactly the stream sent.
+async fn send_tar(r: &Remote, root: &Path, files: Vec<String>, remote_dir: &str) -> Result<()> {
     let sess = r.session().await?;
     let mut cmd = sess.command("sh");
     cmd.args(["-c", UNTAR, "sh", remote_dir])
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().await.map_err(|e| ClusterError::Dropped {
         host: r.host().to_owned(),
@@ -163,50 +232,47 @@ async fn send_tar(
     for _ in 0..POOL {
         let _ = empty_tx.try_send(Vec::with_capacity(CHUNK));
     }
-    let writer =
-        tokio::task::spawn_blocking(move || -> std::io::Result<BTreeMap<String, (u32, u64)>> {
-            let out = Chunks {
-                full: full_tx,
-                empty: empty_rx,
-                buf: Vec::new(),
-            };
-            let mut b = tar::Builder::new(out);
-            b.mode(tar::HeaderMode::Deterministic);
-            let mut sums = BTreeMap::new();
-            for rel in files {
-                let path = root.join(&rel);
-                let f = std::fs::File::open(&path)
-                    .map_err(|e| std::io::Error::new(e.kind(), format!("{rel}: {e}")))?;
-                let meta = f.metadata()?;
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(meta.len());
-                h.set_mode(0o644);
-                h.set_mtime(
-                    meta.modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_secs()),
-                );
-                // 1 MiB reads, summed, copied once into the stream's buffer
-                let cap = usize::try_from(meta.len())
-                    .unwrap_or(CHUNK)
-                    .clamp(512, CHUNK);
-                let mut reader = std::io::BufReader::with_capacity(cap, SummingReader::new(f));
-                b.append_data(&mut h, &rel, &mut reader)?;
-                let (sum, len) = reader.into_inner().finish();
-                if len != meta.len() {
-                    return Err(std::io::Error::other(format!(
-                        "{} changed size while it was sent",
-                        path.display()
-                    )));
-                }
-                sums.insert(rel, (sum, len));
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u32, u64)> {
+        let out = Chunks {
+            full: full_tx,
+            empty: empty_rx,
+            buf: Vec::new(),
+            sum: Hasher::default(),
+        };
+        let mut b = tar::Builder::new(out);
+        b.mode(tar::HeaderMode::Deterministic);
+        for rel in files {
+            let path = root.join(&rel);
+            let f = std::fs::File::open(&path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{rel}: {e}")))?;
+            let meta = f.metadata()?;
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(meta.len());
+            h.set_mode(0o644);
+            h.set_mtime(
+                meta.modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs()),
+            );
+            // 1 MiB reads, copied once into the stream's buffer (summed there)
+            let cap = usize::try_from(meta.len())
+                .unwrap_or(CHUNK)
+                .clamp(512, CHUNK);
+            let mut reader = std::io::BufReader::with_capacity(cap, Counting { inner: f, n: 0 });
+            b.append_data(&mut h, &rel, &mut reader)?;
+            if reader.into_inner().n != meta.len() {
+                return Err(std::io::Error::other(format!(
+                    "{} changed size while it was sent",
+                    path.display()
+                )));
             }
-            let mut out = b.into_inner()?;
-            out.flush()?;
-            Ok(sums)
-        });
+        }
+        let mut out = b.into_inner()?;
+        out.flush()?;
+        Ok(out.sum.finish())
+    });
     let mut stdin = stdin;
     let mut send_error = None;
     while let Some(mut chunk) = full_rx.recv().await {
@@ -260,17 +326,119 @@ async fn send_tar(
             });
         }
     };
-    if !status.status.success() {
-        return Err(ClusterError::Remote {
-            host: r.host().to_owned(),
-            command: format!("tar -xf - (into {remote_dir})"),
-            code: status.status.code().unwrap_or(-1),
-            stderr: String::from_utf8_lossy(&status.stderr).trim().to_owned(),
-        });
-    }
-    sent.map_err(|e| ClusterError::Dropped {
+    let sent = sent.map_err(|e| ClusterError::Dropped {
         host: r.host().to_owned(),
         command: "tar -xf -".into(),
         reason: e.to_string(),
+    })?;
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    check_untar(&stdout, &stderr, sent).map_err(|outcome| match outcome {
+        UntarOutcome::Differs(reason) => ClusterError::Verify {
+            what: format!("upload to {}:{remote_dir}", r.host()),
+            reason,
+        },
+        UntarOutcome::TarFailed { code, stderr } => ClusterError::Remote {
+            host: r.host().to_owned(),
+            command: format!("tar -xf - (into {remote_dir})"),
+            code,
+            stderr,
+        },
+        UntarOutcome::Unreadable(reason) => ClusterError::Remote {
+            host: r.host().to_owned(),
+            command: format!("tar -xf - | cksum (into {remote_dir})"),
+            code: status.status.code().unwrap_or(-1),
+            stderr: reason,
+        },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A tar stream as [`send_tar`] writes it, with this side's sum of it.
+    fn stream(files: &[(&str, &[u8])]) -> (Vec<u8>, (u32, u64)) {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, body) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, *body).unwrap();
+        }
+        let bytes = b.into_inner().unwrap();
+        let mut sum = Hasher::default();
+        sum.update(&bytes);
+        (bytes, sum.finish())
+    }
+
+    /// Runs [`UNTAR`] with this host's `sh`, `tee`, `tar` and `cksum` (the cluster's tools).
+    fn untar(dir: &Path, input: &[u8]) -> (String, String) {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", UNTAR, "sh"])
+            .arg(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_far_side_sums_the_stream_as_this_side_does_and_unpacks_it() {
+        let d = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (bytes, sent) = stream(&[("a/b/big", &big), ("small.txt", b"hello")]);
+        let (out, err) = untar(&d.path().join("in"), &bytes);
+        assert_eq!(check_untar(&out, &err, sent), Ok(()), "{out} {err}");
+        assert_eq!(std::fs::read(d.path().join("in/a/b/big")).unwrap(), big);
+        // trailing bytes after the archive's end are summed too (tar leaves them unread)
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0u8; 100_000]);
+        let (out, err) = untar(&d.path().join("in2"), &longer);
+        assert!(
+            matches!(check_untar(&out, &err, sent), Err(UntarOutcome::Differs(_))),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_stream_changed_on_the_way_is_refused_though_tar_unpacks_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut bytes, sent) = stream(&[("f", &[7u8; 4000])]);
+        bytes[600] ^= 0x01; // in the file's data: tar cannot tell
+        let (out, err) = untar(&d.path().join("in"), &bytes);
+        assert!(out.contains("tar 0"), "{out}");
+        let e = check_untar(&out, &err, sent).unwrap_err();
+        assert!(
+            matches!(&e, UntarOutcome::Differs(m) if m.contains("were sent")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_tar_and_a_silent_far_side_are_told_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let (out, err) = untar(&d.path().join("in"), b"not a tar archive at all");
+        match check_untar(&out, &err, (1, 1)).unwrap_err() {
+            UntarOutcome::TarFailed { code, stderr } => {
+                assert_ne!(code, 0);
+                assert!(stderr.contains("tar"), "{stderr}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            check_untar("", "sh: tee: not found", (1, 1)),
+            Err(UntarOutcome::Unreadable(m)) if m.contains("tee: not found")
+        ));
+    }
 }
