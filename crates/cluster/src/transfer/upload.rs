@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(std::fs::read(d.path().join("in/a/b/big")).unwrap(), big);
         // trailing bytes after the archive's end are summed too (tar leaves them unread)
         let mut longer = bytes.clone();
-        longer.extend_from_slice(&[0u8; 100_000]);
+        longer.resize(longer.len() + 100_000, 0);
         let (out, err) = untar(&d.path().join("in2"), &longer);
         assert!(
             matches!(check_untar(&out, &err, sent), Err(UntarOutcome::Differs(_))),
