@@ -15,6 +15,7 @@ use stage_cluster::slurm::submit::{JobSpec, submit};
 use stage_cluster::slurm::watch::Watcher;
 use stage_cluster::transfer::{OutputLimits, download, listing, upload};
 use stage_cluster::{ClusterError, Remote, SshTarget};
+use stage_common::meter::Meter;
 use stage_tests::cluster::{Lab, kill_ssh_master, lab};
 use stage_tests::drills::Drill;
 
@@ -85,7 +86,21 @@ fn an_interrupted_upload_resumes_sending_only_what_is_missing_or_different() {
         body[0] ^= 0xff;
         std::fs::write(&victim, body).unwrap();
         std::fs::write(abs.join("data/in/stray.tmp"), b"left over").unwrap();
-        let second = upload::upload(&r, &full, &target).await.unwrap();
+        // what is sent is counted as it goes: the second upload's meter ends at what it sent
+        let meter = Arc::new(Meter::new());
+        let second = upload::upload_metered(&r, &full, &target, meter.clone())
+            .await
+            .unwrap();
+        let m = meter.read();
+        assert_eq!(
+            (m.bytes_done, m.files_done, m.bytes_total, m.files_total),
+            (
+                second.bytes_sent,
+                second.files_sent,
+                second.bytes_sent,
+                second.files_sent
+            )
+        );
         let total = walk(&full).len() as u64;
         assert_eq!(second.files, total);
         assert_eq!(second.files_sent, total - sent_first + 1, "{second:?}");
@@ -162,11 +177,24 @@ fn a_transfer_cut_by_a_dead_ssh_master_resumes_and_verifies() {
     });
     let e = cut_down.expect_err("the download finished before the cut; make the tree bigger");
     assert!(e.is_transient(), "{e}");
+    let meter = Arc::new(Meter::new());
     let again = rt
-        .block_on(download::download(&r, &target, &back, &OutputLimits::NONE))
+        .block_on(download::download_metered(
+            &r,
+            &target,
+            &back,
+            &OutputLimits::NONE,
+            meter.clone(),
+        ))
         .unwrap();
     same_trees(&src, &back);
     assert_eq!(again.files, 1501);
+    // the resumed download counts what it fetched, and only that
+    let m = meter.read();
+    assert_eq!(
+        (m.bytes_done, m.files_done, m.files_total),
+        (again.bytes_sent, again.files_sent, again.files_sent)
+    );
     drill.trial(true);
 }
 

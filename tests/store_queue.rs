@@ -227,6 +227,78 @@ async fn steps_advance_the_projection_and_keep_their_results() {
     }
 }
 
+/// A long job polled every few seconds leaves one progress event per change, not one per
+/// poll: a progress that says what the last event said moves only the next look.
+#[tokio::test]
+async fn progress_that_has_not_changed_is_not_written_again() {
+    for (name, store, _d) in stores().await {
+        store.insert(&new("p")).await.unwrap();
+        let c = store
+            .claim("w1", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let soon = || chrono::Utc::now() + chrono::Duration::seconds(30);
+        let poll = |state: &str, pct: u32| {
+            Transition::progress(
+                "follow",
+                json!({"slurm_state": state, "progress": pct}),
+                soon(),
+            )
+        };
+        for (state, pct) in [
+            ("PENDING", 0),
+            ("PENDING", 0),
+            ("RUNNING", 0),
+            ("RUNNING", 40),
+            ("RUNNING", 40),
+            ("RUNNING", 40),
+            ("RUNNING", 80),
+        ] {
+            let s = store.advance(&c, &poll(state, pct)).await.unwrap();
+            assert!(
+                s.next_attempt_at > chrono::Utc::now(),
+                "{name}: next look moved"
+            );
+        }
+        // the same progress after another step's event is news again
+        store
+            .advance(
+                &c,
+                &Transition::progress("import", json!({"orders": 1}), soon()),
+            )
+            .await
+            .unwrap();
+        store.advance(&c, &poll("RUNNING", 80)).await.unwrap();
+        let seen: Vec<(String, serde_json::Value)> = store
+            .events("p")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.outcome == Outcome::Progress)
+            .map(|e| (e.step, e.detail))
+            .collect();
+        let want = |s: &str, p: u32| {
+            (
+                "follow".to_owned(),
+                json!({"slurm_state": s, "progress": p}),
+            )
+        };
+        assert_eq!(
+            seen,
+            [
+                want("PENDING", 0),
+                want("RUNNING", 0),
+                want("RUNNING", 40),
+                want("RUNNING", 80),
+                ("import".to_owned(), json!({"orders": 1})),
+                want("RUNNING", 80),
+            ],
+            "{name}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_reaped_and_its_holder_is_fenced_off() {
     for (name, store, _d) in stores().await {

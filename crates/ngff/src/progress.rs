@@ -6,6 +6,8 @@ pub trait Progress: Sync {
     fn add_total(&self, _n: u64) {}
     /// Work was done.
     fn advance(&self, _n: u64) {}
+    /// One output (an image or a plate, of `bytes` pixel bytes) is complete.
+    fn output_done(&self, _bytes: u64) {}
 }
 
 /// No progress reporting.

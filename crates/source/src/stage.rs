@@ -192,6 +192,7 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
             source: img.source.kind().to_owned(),
             renamed: img.renamed.clone(),
         });
+        ctx.progress.output_done(img.bytes);
     }
     for p in &plan.plates {
         check(ctx)?;
@@ -218,6 +219,7 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
             },
             renamed: None,
         });
+        ctx.progress.output_done(p.bytes);
     }
     let manifest = StageManifest {
         version: 1,

@@ -130,6 +130,10 @@ impl Leasing for PgPool {
                  INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail)
                  SELECT updated.id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = $1), $10, $7, updated.state, $11
                  FROM updated
+                 WHERE NOT ($7 = 'progress' AND EXISTS (
+                     SELECT 1 FROM (SELECT step, outcome, detail FROM biomero_stage_events
+                                    WHERE submission_id = $1 ORDER BY seq DESC LIMIT 1) last
+                     WHERE last.step = $10 AND last.outcome = 'progress' AND last.detail = $11::jsonb))
              ), released AS (
                  DELETE FROM biomero_stage_leases WHERE $9 AND submission_id = $1 AND token = $2 AND EXISTS (SELECT 1 FROM updated)
              )

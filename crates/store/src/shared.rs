@@ -245,6 +245,24 @@ impl Store {
         Ok(())
     }
 
+    /// Adds a `progress` event of `step` to an open submission's history (bytes and files of a
+    /// long staging or transfer), changing nothing else; the worker holding it writes these.
+    pub async fn progress(&self, id: &str, step: &str, detail: &serde_json::Value) -> Result<()> {
+        on_either!(self, |p, d| {
+            sqlx::query(d.sql(
+                "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at)
+                 SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = $1), $2, 'progress', state, $3, {now}
+                 FROM biomero_stage_submissions WHERE id = $1 AND {open}",
+            ))
+            .bind(id)
+            .bind(step)
+            .bind(detail)
+            .execute(p)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// Makes submissions that waited for a capability runnable again (after an upgrade or reload).
     pub async fn resume_waiting(&self) -> Result<u64> {
         let n = on_either!(self, |p, d| {

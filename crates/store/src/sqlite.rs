@@ -211,15 +211,20 @@ impl Leasing for SqlitePool {
         .bind(&c.submission.id)
         .execute(&mut *tx)
         .await?;
+        let detail = t.detail.to_string();
         sqlx::query(
-            "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = ?), ?, ?, ?, ?, ?)",
+            "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at)
+             SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = ?1), ?2, ?3, ?4, ?5, ?6
+             WHERE NOT (?3 = 'progress' AND EXISTS (
+                 SELECT 1 FROM (SELECT step, outcome, detail FROM biomero_stage_events
+                                WHERE submission_id = ?1 ORDER BY seq DESC LIMIT 1) AS last
+                 WHERE last.step = ?2 AND last.outcome = 'progress' AND last.detail = ?5))",
         )
-        .bind(&c.submission.id)
         .bind(&c.submission.id)
         .bind(&t.step)
         .bind(t.outcome.as_str())
         .bind(state.as_str())
-        .bind(t.detail.to_string())
+        .bind(&detail)
         .bind(now)
         .execute(&mut *tx)
         .await?;

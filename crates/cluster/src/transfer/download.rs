@@ -8,9 +8,11 @@
 //! with the listing.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use openssh::Stdio;
+use stage_common::meter::Meter;
 use tokio_util::io::SyncIoBridge;
 
 use super::listing::{self, Listing};
@@ -29,6 +31,17 @@ pub async fn download(
     remote_dir: &str,
     local: &Path,
     limits: &OutputLimits,
+) -> Result<TransferReport> {
+    download_metered(r, remote_dir, local, limits, Arc::new(Meter::new())).await
+}
+
+/// [`download`], counting what arrives on `meter` as it goes.
+pub async fn download_metered(
+    r: &Remote,
+    remote_dir: &str,
+    local: &Path,
+    limits: &OutputLimits,
+    meter: Arc<Meter>,
 ) -> Result<TransferReport> {
     let started = Instant::now();
     let there = listing::remote(r, remote_dir).await?;
@@ -57,8 +70,12 @@ pub async fn download(
     let here = blocking("listing the download", move || listing::local(&root)).await?;
     let wanted = there.missing_in(&here);
     let all = wanted.len() == there.files.len();
+    meter.add_total(
+        wanted.iter().map(|w| there.files[w].1).sum(),
+        wanted.len() as u64,
+    );
     if all {
-        fetch(r, remote_dir, TAR_ALL, Vec::new(), local).await?;
+        fetch(r, remote_dir, TAR_ALL, Vec::new(), local, &meter).await?;
     } else {
         let mut batch = Vec::new();
         let mut len = 0;
@@ -66,12 +83,20 @@ pub async fn download(
             len += f.len() + 3;
             batch.push(f.clone());
             if len > 60_000 {
-                fetch(r, remote_dir, TAR_SOME, std::mem::take(&mut batch), local).await?;
+                fetch(
+                    r,
+                    remote_dir,
+                    TAR_SOME,
+                    std::mem::take(&mut batch),
+                    local,
+                    &meter,
+                )
+                .await?;
                 len = 0;
             }
         }
         if !batch.is_empty() {
-            fetch(r, remote_dir, TAR_SOME, batch, local).await?;
+            fetch(r, remote_dir, TAR_SOME, batch, local, &meter).await?;
         }
     }
     let root = local.to_path_buf();
@@ -106,6 +131,7 @@ async fn fetch(
     script: &'static str,
     files: Vec<String>,
     local: &Path,
+    meter: &Arc<Meter>,
 ) -> Result<()> {
     let sess = r.session().await?;
     let mut args = vec![
@@ -131,10 +157,12 @@ async fn fetch(
         .take()
         .ok_or_else(|| ClusterError::Invalid("no stdout from the remote tar".into()))?;
     let dest: PathBuf = local.to_path_buf();
+    let meter = meter.clone();
     let reader = tokio::task::spawn_blocking(move || {
         unpack(
             std::io::BufReader::with_capacity(1 << 20, SyncIoBridge::new(stdout)),
             &dest,
+            &meter,
         )
     });
     let unpacked = reader
@@ -164,7 +192,7 @@ async fn fetch(
 
 /// Unpacks a tar stream into `dest`: regular files and directories only, every
 /// name relative and inside; anything else is refused (`InvalidData`).
-fn unpack(reader: impl std::io::Read, dest: &Path) -> std::io::Result<()> {
+fn unpack(reader: impl std::io::Read, dest: &Path, meter: &Meter) -> std::io::Result<()> {
     let refuse = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
     let mut a = tar::Archive::new(reader);
     a.set_preserve_permissions(false);
@@ -181,12 +209,14 @@ fn unpack(reader: impl std::io::Read, dest: &Path) -> std::io::Result<()> {
         }
         match e.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = e.header().size().unwrap_or(0);
                 if !e.unpack_in(dest)? {
                     return Err(refuse(format!(
                         "`{}` would land outside the output folder",
                         path.display()
                     )));
                 }
+                meter.advance(size, 1);
             }
             tar::EntryType::Directory => {
                 std::fs::create_dir_all(dest.join(&path))?;
@@ -294,7 +324,7 @@ mod tests {
             let dest = d.path().join("out");
             std::fs::create_dir(&dest).unwrap();
             let bytes = archive(|b| entry(b, name, kind, link));
-            let e = unpack(bytes.as_slice(), &dest).unwrap_err();
+            let e = unpack(bytes.as_slice(), &dest, &Meter::new()).unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
             assert!(
                 e.to_string().contains(want),
@@ -307,7 +337,7 @@ mod tests {
         // a clean archive unpacks
         let d = tempfile::tempdir().unwrap();
         let bytes = archive(|b| entry(b, b"./x/ok.txt", tar::EntryType::Regular, None));
-        unpack(bytes.as_slice(), d.path()).unwrap();
+        unpack(bytes.as_slice(), d.path(), &Meter::new()).unwrap();
         assert_eq!(std::fs::read(d.path().join("x/ok.txt")).unwrap(), b"abc");
     }
 }

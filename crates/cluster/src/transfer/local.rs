@@ -4,12 +4,15 @@
 use std::path::Path;
 use std::time::Instant;
 
+use stage_common::meter::Meter;
+
 use super::TransferReport;
 use super::listing;
 use crate::error::{ClusterError, Result};
 
-/// Copies the tree at `from` into `to` (files already there and equal are kept), then verifies.
-pub fn copy_tree(from: &Path, to: &Path) -> Result<TransferReport> {
+/// Copies the tree at `from` into `to` (files already there and equal are kept), then verifies;
+/// what it copies is counted on `meter` as it goes.
+pub fn copy_tree(from: &Path, to: &Path, meter: &Meter) -> Result<TransferReport> {
     let started = Instant::now();
     // a copy killed midway leaves its temporary files; they are no part of the tree
     sweep_partials(to)?;
@@ -22,6 +25,10 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<TransferReport> {
     }
     let have = listing::local(to)?;
     let send = want.missing_in(&have);
+    meter.add_total(
+        send.iter().map(|s| want.files[s].1).sum(),
+        send.len() as u64,
+    );
     for rel in &send {
         let (src, dst) = (from.join(rel), to.join(rel));
         if let Some(p) = dst.parent() {
@@ -36,6 +43,7 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<TransferReport> {
         ));
         std::fs::copy(&src, &tmp).map_err(|e| ClusterError::io(&tmp, e))?;
         std::fs::rename(&tmp, &dst).map_err(|e| ClusterError::io(&dst, e))?;
+        meter.advance(want.files[rel].1, 1);
     }
     let after = listing::local(to)?;
     listing::compare(&format!("copy to {}", to.display()), &want, &after)?;
@@ -91,7 +99,7 @@ mod tests {
         std::fs::create_dir_all(to.join("a")).unwrap();
         std::fs::write(to.join("a/.x.tif.partial-4242"), b"123").unwrap();
         std::fs::write(to.join(".y.partial-1"), b"1").unwrap();
-        let r = copy_tree(&from, &to).unwrap();
+        let r = copy_tree(&from, &to, &Meter::new()).unwrap();
         assert_eq!(r.files, 1);
         let mut left: Vec<String> = listing::local_files(&to)
             .unwrap()
@@ -120,25 +128,25 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join(format!("c{i}")), vec![i; 1000 + usize::from(i)]).unwrap();
         }
-        let first = copy_tree(&from, &to).unwrap();
+        let first = copy_tree(&from, &to, &Meter::new()).unwrap();
         assert_eq!((first.files, first.files_sent), (20, 20));
         // one file damaged without changing its size: only it is copied again
         let victim = to.join("plate.zarr/A/1/c4");
         let mut body = std::fs::read(&victim).unwrap();
         body[10] ^= 0xff;
         std::fs::write(&victim, body).unwrap();
-        let second = copy_tree(&from, &to).unwrap();
+        let second = copy_tree(&from, &to, &Meter::new()).unwrap();
         assert_eq!(second.files_sent, 1);
         assert_eq!(
             listing::local(&from).unwrap().files,
             listing::local(&to).unwrap().files
         );
-        let third = copy_tree(&from, &to).unwrap();
+        let third = copy_tree(&from, &to, &Meter::new()).unwrap();
         assert_eq!(third.files_sent, 0);
         // nothing to copy is an error that names the folder
         let empty = d.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();
-        let e = copy_tree(&empty, &to).unwrap_err();
+        let e = copy_tree(&empty, &to, &Meter::new()).unwrap_err();
         assert!(e.to_string().contains("nothing to copy"), "{e}");
     }
 }

@@ -19,9 +19,11 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use openssh::Stdio;
+use stage_common::meter::Meter;
 use tokio::io::AsyncWriteExt as _;
 
 use super::TransferReport;
@@ -87,6 +89,16 @@ const REMOVE: &str = r#"cd -- "$1" && shift && rm -f -- "$@""#;
 
 /// Uploads the tree at `local` into `remote_dir` (created if needed).
 pub async fn upload(r: &Remote, local: &Path, remote_dir: &str) -> Result<TransferReport> {
+    upload_metered(r, local, remote_dir, Arc::new(Meter::new())).await
+}
+
+/// [`upload`], counting what is sent on `meter` as it goes.
+pub async fn upload_metered(
+    r: &Remote,
+    local: &Path,
+    remote_dir: &str,
+    meter: Arc<Meter>,
+) -> Result<TransferReport> {
     let started = Instant::now();
     let root = local.to_path_buf();
     let files = blocking("listing the upload", move || listing::local_files(&root)).await?;
@@ -127,8 +139,9 @@ pub async fn upload(r: &Remote, local: &Path, remote_dir: &str) -> Result<Transf
         .filter(|(rel, _)| to_send.binary_search(rel).is_ok())
         .map(|f| f.1)
         .sum();
+    meter.add_total(bytes_sent, to_send.len() as u64);
     if !to_send.is_empty() {
-        send_tar(r, local, to_send.clone(), remote_dir).await?;
+        send_tar(r, local, to_send.clone(), remote_dir, meter).await?;
     }
     let after = listing::remote_sizes(r, remote_dir).await?;
     let want: BTreeMap<String, u64> = files.iter().cloned().collect();
@@ -207,7 +220,13 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
 
 /// Streams `files` (relative to `root`) as one tar archive into `remote_dir` and checks that
 /// the cluster unpacked exactly the stream sent.
-async fn send_tar(r: &Remote, root: &Path, files: Vec<String>, remote_dir: &str) -> Result<()> {
+async fn send_tar(
+    r: &Remote,
+    root: &Path,
+    files: Vec<String>,
+    remote_dir: &str,
+    meter: Arc<Meter>,
+) -> Result<()> {
     let sess = r.session().await?;
     let mut cmd = sess.command("sh");
     cmd.args(["-c", UNTAR, "sh", remote_dir])
@@ -268,6 +287,7 @@ async fn send_tar(r: &Remote, root: &Path, files: Vec<String>, remote_dir: &str)
                     path.display()
                 )));
             }
+            meter.advance(meta.len(), 1);
         }
         let mut out = b.into_inner()?;
         out.flush()?;

@@ -11,8 +11,10 @@ mod mounted;
 mod ssh_tar;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use stage_common::meter::Meter;
 
 pub use mounted::MountedCopy;
 pub use ssh_tar::SshTar;
@@ -28,17 +30,19 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 
     /// The staged inputs at `inputs` into the job folder's `data/in` of
     /// submission `id`, with `data/out` and `data/gt` created beside them.
-    /// Resumable: what arrived intact before is not sent again.
-    async fn upload(&self, id: &str, inputs: &Path) -> Result<TransferReport>;
+    /// Resumable: what arrived intact before is not sent again. What is sent is counted on
+    /// `meter` as it goes.
+    async fn upload(&self, id: &str, inputs: &Path, meter: Arc<Meter>) -> Result<TransferReport>;
 
     /// The job folder's `data/out` of submission `id` into `target`.
     /// An empty `data/out` is [`crate::ClusterError::EmptyOutput`]; one beyond `limits` is
-    /// refused before anything is transferred.
+    /// refused before anything is transferred. What is fetched is counted on `meter`.
     async fn download(
         &self,
         id: &str,
         target: &Path,
         limits: &OutputLimits,
+        meter: Arc<Meter>,
     ) -> Result<TransferReport>;
 
     /// Removes the job folder of submission `id` and, with `job_id`, the job's log.

@@ -2,8 +2,10 @@
 //! verified local copy replaces the network ([`crate::transfer::local`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use stage_common::meter::Meter;
 
 use super::Transport;
 use crate::blocking::blocking;
@@ -33,14 +35,14 @@ impl Transport for MountedCopy {
         "local-copy"
     }
 
-    async fn upload(&self, id: &str, inputs: &Path) -> Result<TransferReport> {
+    async fn upload(&self, id: &str, inputs: &Path, meter: Arc<Meter>) -> Result<TransferReport> {
         let (job, inputs) = (self.job_dir(id), inputs.to_path_buf());
         blocking("the copy to the data path", move || {
             for d in ["data/out", "data/gt"] {
                 let dir = job.join(d);
                 std::fs::create_dir_all(&dir).map_err(|e| ClusterError::io(&dir, e))?;
             }
-            local::copy_tree(&inputs, &job.join("data/in"))
+            local::copy_tree(&inputs, &job.join("data/in"), &meter)
         })
         .await
     }
@@ -50,6 +52,7 @@ impl Transport for MountedCopy {
         id: &str,
         target: &Path,
         limits: &OutputLimits,
+        meter: Arc<Meter>,
     ) -> Result<TransferReport> {
         let (from, to) = (self.job_dir(id).join("data/out"), target.to_path_buf());
         let limits = *limits;
@@ -68,7 +71,7 @@ impl Transport for MountedCopy {
                 files.iter().map(|(_, b)| b).sum(),
             )?;
             refuse_hard_links(&from, &files)?;
-            local::copy_tree(&from, &to)
+            local::copy_tree(&from, &to, &meter)
         })
         .await
     }

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use stage_common::meter::Meter;
 
 use super::Transport;
 use crate::error::{ClusterError, Result};
@@ -26,9 +27,9 @@ impl Transport for SshTar {
         "tar-over-ssh"
     }
 
-    async fn upload(&self, id: &str, inputs: &Path) -> Result<TransferReport> {
+    async fn upload(&self, id: &str, inputs: &Path, meter: Arc<Meter>) -> Result<TransferReport> {
         let l = &self.layout;
-        let report = upload::upload(&self.remote, inputs, &l.inputs(id)).await?;
+        let report = upload::upload_metered(&self.remote, inputs, &l.inputs(id), meter).await?;
         self.remote
             .run(
                 "mkdir",
@@ -43,6 +44,7 @@ impl Transport for SshTar {
         id: &str,
         target: &Path,
         limits: &OutputLimits,
+        meter: Arc<Meter>,
     ) -> Result<TransferReport> {
         // tar sends a hard link to a file outside the job folder as a plain file under its
         // one name in the archive: refuse it from the cluster's own listing first
@@ -54,7 +56,14 @@ impl Transport for SshTar {
                 l.nlink
             )));
         }
-        download::download(&self.remote, &self.layout.outputs(id), target, limits).await
+        download::download_metered(
+            &self.remote,
+            &self.layout.outputs(id),
+            target,
+            limits,
+            meter,
+        )
+        .await
     }
 
     async fn remove(&self, id: &str, job_id: Option<u64>) -> Result<()> {

@@ -122,12 +122,22 @@ fn current(s: &Submission, last: Option<&Event>) -> String {
         Some(e) if e.outcome == Outcome::Progress => {
             let job = e.detail.get("slurm_state").and_then(Value::as_str);
             let pct = e.detail.get("progress").and_then(Value::as_u64);
-            match (job, pct) {
+            let mut now = match (job, pct) {
                 (Some(j), Some(p)) => format!("{step}: job {j}, {p}%"),
                 (Some(j), None) => format!("{step}: job {j}"),
                 (None, Some(p)) => format!("{step}: {p}%"),
                 (None, None) => step.to_owned(),
+            };
+            if let Some(rate) = e.detail.get("bytes_per_s").and_then(Value::as_f64) {
+                now.push_str(&format!(", {:.0} MB/s", rate / 1e6));
             }
+            if let Some(eta) = e.detail.get("eta_s").and_then(Value::as_f64) {
+                #[allow(clippy::cast_possible_truncation)]
+                let eta = chrono::Duration::seconds(eta as i64);
+                let now_t = Utc::now();
+                now.push_str(&format!(", {} left", age(now_t - eta, now_t)));
+            }
+            now
         }
         Some(e) if e.outcome == Outcome::Retrying => format!("{step}: retrying"),
         _ => step.to_owned(),
@@ -397,5 +407,25 @@ mod tests {
         assert_eq!(age(now - chrono::Duration::minutes(3), now), "3 min");
         assert_eq!(age(now - chrono::Duration::minutes(125), now), "2 h 5 min");
         assert_eq!(age(now - chrono::Duration::days(4), now), "4 d");
+    }
+
+    #[test]
+    fn a_transfer_under_way_shows_its_share_rate_and_time_left() {
+        let s: Submission = serde_json::from_value(serde_json::json!({
+            "id": "x", "workflow": "cellpose", "request": {}, "state": "staged", "done": false,
+            "waiting_for": null, "error": null, "attempts": 0,
+            "next_attempt_at": Utc::now(), "cancel_requested": false, "data": {},
+            "created_at": Utc::now(), "updated_at": Utc::now()
+        }))
+        .unwrap();
+        let e = Event {
+            seq: 5,
+            step: "upload".into(),
+            outcome: Outcome::Progress,
+            state: SubState::Staged,
+            detail: serde_json::json!({"progress": 45, "bytes_per_s": 1.2e8, "eta_s": 130.0}),
+            at: Utc::now(),
+        };
+        assert_eq!(current(&s, Some(&e)), "upload: 45%, 120 MB/s, 2 min left");
     }
 }

@@ -76,9 +76,17 @@ pub(crate) async fn get(
         }
         Err(off) => json!({ "off": off }),
     };
-    Ok(Json(
-        json!({ "submission": s, "events": events, "biomero": biomero }),
-    ))
+    // what an open run is doing now: its last event, when that is a step's progress
+    let progress = events
+        .last()
+        .filter(|e| !s.done && e.outcome == stage_store::Outcome::Progress)
+        .map(|e| json!({ "step": e.step, "at": e.at, "detail": e.detail }));
+    Ok(Json(json!({
+        "submission": s,
+        "progress": progress,
+        "events": events,
+        "biomero": biomero
+    })))
 }
 
 pub(crate) async fn cancel(

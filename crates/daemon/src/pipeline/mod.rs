@@ -13,6 +13,7 @@
 //! anything. A step that this build cannot run yet does not pretend: the
 //! submission waits, and its state says which capability is missing.
 
+pub mod progress_events;
 pub mod record;
 pub mod steps;
 

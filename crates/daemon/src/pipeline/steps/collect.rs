@@ -9,16 +9,19 @@
 //! finds the kept result and does not download again.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stage_cluster::transfer::{OutputLimits, TransferReport};
+use stage_common::meter::Meter;
 use stage_results::keep::{self, KeepRequest, MANIFEST, ResultManifest};
 use stage_results::safety::Limits;
 use stage_source::Plan;
 use stage_source::stage::INPUTS_DIR;
 use stage_store::Submission;
 
+use super::super::progress_events::Reporter;
 use super::super::record::StepRecord;
 use super::super::{FailureKind, Step, StepContext, StepOutcome};
 use super::{cluster_outcome, results_outcome, unless_cancelled};
@@ -196,14 +199,22 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
         max_bytes: settings.max_output_bytes,
         max_files: settings.max_output_files,
     };
-    let report = unless_cancelled(ctx, cluster.transport.download(&s.id, &target, &far_limits))
-        .await
-        .map_err(|e| {
-            if !e.is_transient() {
-                discard_download(&target);
-            }
-            cluster_outcome(&e).with_detail(json!({ "outputs": cluster.layout.outputs(&s.id) }))
-        })?;
+    let meter = Arc::new(Meter::new());
+    let reporter = Reporter::start(ctx, &s.id, Step::Collect, meter.clone());
+    let fetched = unless_cancelled(
+        ctx,
+        cluster
+            .transport
+            .download(&s.id, &target, &far_limits, meter),
+    )
+    .await;
+    reporter.stop().await;
+    let report = fetched.map_err(|e| {
+        if !e.is_transient() {
+            discard_download(&target);
+        }
+        cluster_outcome(&e).with_detail(json!({ "outputs": cluster.layout.outputs(&s.id) }))
+    })?;
     count_bytes(&ctx.runtime.metrics, "downloaded", report.bytes_sent);
     tracing::info!(
         files = report.files,

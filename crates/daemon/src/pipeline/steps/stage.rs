@@ -17,6 +17,9 @@ use stage_source::Plan;
 use stage_source::stage::{INPUTS_DIR, MANIFEST_FILE, StageContext};
 use stage_store::Submission;
 
+use stage_common::meter::Meter;
+
+use super::super::progress_events::{Reporter, StagingMeter};
 use super::super::record::StepRecord;
 use super::super::{Step, StepContext, StepOutcome};
 use crate::metrics::count_bytes;
@@ -68,12 +71,15 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         return o;
     }
     let (log, flushed) = export_log(ctx, &s.id);
+    let meter = Arc::new(Meter::new());
+    let outputs = (plan.images.len() + plan.plates.len()) as u64;
+    let reporter = Reporter::start(ctx, &s.id, Step::Stage, meter.clone());
     let stage_ctx = StageContext {
         omero: built.omero,
         exporter: built.exporter,
         group,
         log,
-        progress: Arc::new(()),
+        progress: Arc::new(StagingMeter::new(meter, plan.bytes, outputs)),
         cancel,
         tiff: TiffOptions::default(),
         compression: Compression::default(),
@@ -83,6 +89,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     // the exporter's last lines are in the history before the step's own event
     drop(stage_ctx);
     let _ = flushed.await;
+    reporter.stop().await;
     match result {
         Ok(manifest) => {
             let fresh: u64 = manifest

@@ -4,11 +4,15 @@
 //! data path), with `data/out` and `data/gt` created beside them. Prep-only
 //! submissions end here.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use stage_cluster::layout::check_id;
 use stage_cluster::transfer::TransferReport;
+use stage_common::meter::Meter;
 use stage_store::Submission;
 
+use super::super::progress_events::Reporter;
 use super::super::record::StepRecord;
 use super::super::{Step, StepContext, StepOutcome};
 use super::stage::StageRecord;
@@ -51,8 +55,11 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         Ok(c) => c,
         Err(o) => return o,
     };
-    let report = match unless_cancelled(ctx, cluster.transport.upload(&s.id, &staged.inputs)).await
-    {
+    let meter = Arc::new(Meter::new());
+    let reporter = Reporter::start(ctx, &s.id, Step::Upload, meter.clone());
+    let sent = unless_cancelled(ctx, cluster.transport.upload(&s.id, &staged.inputs, meter)).await;
+    reporter.stop().await;
+    let report = match sent {
         Ok(r) => r,
         Err(e) => return cluster_outcome(&e),
     };
