@@ -270,6 +270,29 @@ async fn progress_that_has_not_changed_is_not_written_again() {
             .await
             .unwrap();
         store.advance(&c, &poll("RUNNING", 80)).await.unwrap();
+        // a transfer's progress and a note, written beside the step by whoever holds it
+        store
+            .progress("p", "upload", &json!({"progress": 5}))
+            .await
+            .unwrap();
+        store
+            .note("p", "stage", &json!({"exporter": ["line"]}))
+            .await
+            .unwrap();
+        let last: Vec<(String, Outcome)> = store.events("p").await.unwrap()[..]
+            .iter()
+            .rev()
+            .take(2)
+            .map(|e| (e.step.clone(), e.outcome))
+            .collect();
+        assert_eq!(
+            last,
+            [
+                ("stage".to_owned(), Outcome::Noted),
+                ("upload".to_owned(), Outcome::Progress)
+            ],
+            "{name}"
+        );
         let seen: Vec<(String, serde_json::Value)> = store
             .events("p")
             .await
@@ -293,6 +316,7 @@ async fn progress_that_has_not_changed_is_not_written_again() {
                 want("RUNNING", 80),
                 ("import".to_owned(), json!({"orders": 1})),
                 want("RUNNING", 80),
+                ("upload".to_owned(), json!({"progress": 5})),
             ],
             "{name}"
         );

@@ -10,7 +10,7 @@
 
 use crate::Store;
 use crate::error::{Result, StoreError};
-use crate::model::{Event, ListFilter, NewSubmission, State, Submission};
+use crate::model::{Event, ListFilter, NewSubmission, Outcome, State, Submission};
 use crate::rows::{self, select_events, select_submissions};
 
 /// The words of SQL that differ between the backends.
@@ -230,33 +230,33 @@ impl Store {
     /// Adds an event to a submission's history that changes nothing else (a notification
     /// sent or not, and why). Meant for finished submissions, which nothing else writes to.
     pub async fn note(&self, id: &str, step: &str, detail: &serde_json::Value) -> Result<()> {
-        on_either!(self, |p, d| {
-            sqlx::query(d.sql(
-                "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at)
-                 SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = $1), $2, 'noted', state, $3, {now}
-                 FROM biomero_stage_submissions WHERE id = $1",
-            ))
-            .bind(id)
-            .bind(step)
-            .bind(detail)
-            .execute(p)
-            .await?;
-        });
-        Ok(())
+        self.side_event(id, step, Outcome::Noted, detail).await
     }
 
     /// Adds a `progress` event of `step` to an open submission's history (bytes and files of a
     /// long staging or transfer), changing nothing else; the worker holding it writes these.
     pub async fn progress(&self, id: &str, step: &str, detail: &serde_json::Value) -> Result<()> {
+        self.side_event(id, step, Outcome::Progress, detail).await
+    }
+
+    /// An event that changes nothing else; a progress event only while the submission is open.
+    async fn side_event(
+        &self,
+        id: &str,
+        step: &str,
+        outcome: Outcome,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
         on_either!(self, |p, d| {
             sqlx::query(d.sql(
                 "INSERT INTO biomero_stage_events (submission_id, seq, step, outcome, state, detail, at)
-                 SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = $1), $2, 'progress', state, $3, {now}
-                 FROM biomero_stage_submissions WHERE id = $1 AND {open}",
+                 SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM biomero_stage_events WHERE submission_id = $1), $2, $4, state, $3, {now}
+                 FROM biomero_stage_submissions WHERE id = $1 AND ($4 <> 'progress' OR {open})",
             ))
             .bind(id)
             .bind(step)
             .bind(detail)
+            .bind(outcome.as_str())
             .execute(p)
             .await?;
         });

@@ -343,6 +343,28 @@ mod tests {
 mod link_tests {
     use super::*;
 
+    /// A folder under `dir` whose `find` refuses `-printf`, as BusyBox's does; put it first in
+    /// `PATH` to take the scripts' fallback branch.
+    fn find_without_printf(dir: &Path) -> std::path::PathBuf {
+        let shim = dir.join("shim");
+        std::fs::create_dir_all(&shim).unwrap();
+        let real_find = ["/usr/bin/find", "/bin/find"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap();
+        std::fs::write(
+            shim.join("find"),
+            format!("#!/bin/sh\nfor a; do [ \"$a\" = -printf ] && {{ echo 'find: unknown predicate' >&2; exit 1; }}; done\nexec {real_find} \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            shim.join("find"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        shim
+    }
+
     #[test]
     fn links_between_names_inside_the_job_are_its_own_and_others_are_not() {
         let l = |path: &str, inode, nlink| Linked {
@@ -376,22 +398,7 @@ mod link_tests {
         std::fs::write(dir.join("out/a b.txt"), b"x").unwrap();
         std::fs::hard_link(dir.join("out/a b.txt"), dir.join("out/c.txt")).unwrap();
         std::fs::write(dir.join("single.txt"), b"y").unwrap();
-        let shim = d.path().join("shim");
-        std::fs::create_dir_all(&shim).unwrap();
-        let real_find = ["/usr/bin/find", "/bin/find"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .unwrap();
-        std::fs::write(
-            shim.join("find"),
-            format!("#!/bin/sh\nfor a; do [ \"$a\" = -printf ] && {{ echo 'find: unknown predicate' >&2; exit 1; }}; done\nexec {real_find} \"$@\"\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            shim.join("find"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let shim = find_without_printf(d.path());
         let run = |path: &str| {
             let out = std::process::Command::new("sh")
                 .args(["-c", LINKS, "sh"])
@@ -433,22 +440,7 @@ mod link_tests {
         std::fs::write(dir.join("a b/c/x y.txt"), b"hello").unwrap();
         std::fs::write(dir.join("empty"), b"").unwrap();
         std::os::unix::fs::symlink("empty", dir.join("link")).unwrap();
-        let shim = d.path().join("shim");
-        std::fs::create_dir_all(&shim).unwrap();
-        let real_find = ["/usr/bin/find", "/bin/find"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .unwrap();
-        std::fs::write(
-            shim.join("find"),
-            format!("#!/bin/sh\nfor a; do [ \"$a\" = -printf ] && {{ echo 'find: unknown predicate' >&2; exit 1; }}; done\nexec {real_find} \"$@\"\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            shim.join("find"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let shim = find_without_printf(d.path());
         let run = |path: &str| {
             let out = std::process::Command::new("sh")
                 .args(["-c", SIZES, "sh"])
