@@ -44,7 +44,7 @@ fn descriptor(bytes: &[u8], _: &Path) {
 }
 
 fn submission(bytes: &[u8], _: &Path) {
-    let _ = biomero_stage::intake::parse(bytes);
+    let _ = biomero_stage::intake::parse(bytes, &biomero_stage::intake::Limits::default());
 }
 
 fn ome_xml(bytes: &[u8], _: &Path) {

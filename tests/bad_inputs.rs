@@ -754,6 +754,63 @@ fn data_cases(s: &Site, out: &mut Vec<Outcome>) {
             expect,
         });
     }
+    limit_setting_cases(s, &work, &tif, &src, out);
+}
+
+/// The read limits are settings: a site that lowers them has its files held to them by every
+/// command that reads them, each refusal naming the setting.
+fn limit_setting_cases(s: &Site, work: &Path, tif: &Path, zarr: &Path, out: &mut Vec<Outcome>) {
+    let settings = work.join("limits.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "{}\nmax_tiff_pages = 1\nmax_metadata_bytes = 4096\nmax_inputs = 1\n",
+            std::fs::read_to_string(s.settings()).unwrap()
+        ),
+    )
+    .unwrap();
+    // the same image, its metadata padded to 8 KiB (still valid JSON)
+    let padded = work.join("padded.ome.zarr");
+    copy_dir(zarr, &padded);
+    let attrs = padded.join(".zattrs");
+    let mut text = std::fs::read_to_string(&attrs).unwrap();
+    text.push_str(&" ".repeat(8192));
+    std::fs::write(&attrs, text).unwrap();
+    let mut doc: Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("submissions/zarr.json")).unwrap())
+            .unwrap();
+    let first = doc["inputs"]["paths"][0].clone();
+    doc["inputs"]["paths"] = json!([first.clone(), first]);
+    let two_inputs = work.join("two-inputs.json");
+    std::fs::write(&two_inputs, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let cases: [(&'static str, Vec<String>, &'static [&'static str]); 3] = [
+        (
+            "a TIFF of more pages than max_tiff_pages",
+            vec!["inspect".into(), tif.display().to_string()],
+            &["pages", "max_tiff_pages"],
+        ),
+        (
+            "NGFF metadata above max_metadata_bytes",
+            vec!["inspect".into(), padded.display().to_string()],
+            &[".zattrs", "max_metadata_bytes"],
+        ),
+        (
+            "more inputs than a lowered max_inputs",
+            vec!["submit".into(), two_inputs.display().to_string()],
+            &["inputs", "at most 1 (max_inputs)"],
+        ),
+    ];
+    for (case, args, expect) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, message) = s.run(&settings, &s.ini(), &args, &[]);
+        out.push(Outcome {
+            area: "limits",
+            case,
+            refused: code != 0,
+            message,
+            expect,
+        });
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -213,6 +213,28 @@ settings! {
     max_output_files: u64 = 2_000_000,
     /// Largest pixel data one submission may write into staging (TIFFs, conversions), in bytes.
     max_stage_bytes: u64 = 1 << 41,
+    /// The largest submission document on every intake (an HTTP body, `submit`'s file, a
+    /// row's request), in bytes.
+    max_submission_bytes: u64 = 1 << 20,
+    /// The longest OMERO user, group or container name in a submission, in characters.
+    max_name_chars: u32 = 255,
+    /// The longest parameter value as the job receives it (an environment variable), in bytes.
+    max_parameter_bytes: u32 = 4096,
+    /// The most parameters in one submission.
+    max_parameters: u32 = 256,
+    /// The most inputs (OMERO objects and paths together) in one submission.
+    max_inputs: u32 = 10_000,
+    /// The longest input path (or rename pattern) in a submission, in bytes.
+    max_path_bytes: u32 = 4096,
+    /// The most submissions one BIOMERO run request makes (workflows × batches).
+    max_run_submissions: u32 = 1000,
+    /// The most pages (planes: channels × z × t) one TIFF image may have.
+    max_tiff_pages: u64 = 100_000,
+    /// How many times its stored size a compressed TIFF page may claim to expand to.
+    max_tiff_expansion: u64 = 4096,
+    /// The largest metadata file read whole (NGFF `.zattrs`/`zarr.json`, an OME-XML
+    /// companion, one TIFF tag's value), in bytes.
+    max_metadata_bytes: u64 = 64 << 20,
     /// How long an importer order may take before the submission fails, in seconds.
     import_timeout_secs: u64 = 3600,
     /// How often importer orders are looked at at first, in seconds (then less often as an
@@ -229,6 +251,96 @@ settings! {
     smtp_url: Option<Secret> = None,
     /// The sender of run notifications.
     mail_from: String = "biomero-stage@localhost".to_owned(),
+    }
+}
+
+/// The most `max_run_submissions` may be set to: what listing a run's submissions reads at most.
+pub const RUN_SUBMISSIONS_CEILING: u32 = 100_000;
+
+impl StageSettings {
+    /// Each limit on what users and jobs control, with the range it may be set in and why.
+    fn limit_ranges(&self) -> [(&'static str, u64, u64, u64, &'static str); 10] {
+        [
+            (
+                "max_submission_bytes",
+                self.max_submission_bytes,
+                1024,
+                64 << 20,
+                "the admin API never reads a body above 64 MiB",
+            ),
+            (
+                "max_name_chars",
+                self.max_name_chars.into(),
+                1,
+                255,
+                "OMERO's name columns hold 255 characters",
+            ),
+            (
+                "max_parameter_bytes",
+                self.max_parameter_bytes.into(),
+                1,
+                128 * 1024,
+                "Linux refuses an environment variable above 128 KiB (MAX_ARG_STRLEN)",
+            ),
+            (
+                "max_parameters",
+                self.max_parameters.into(),
+                1,
+                4096,
+                "the job's environment holds them all",
+            ),
+            (
+                "max_inputs",
+                self.max_inputs.into(),
+                1,
+                1_000_000,
+                "a submission is one document of at most 64 MiB",
+            ),
+            (
+                "max_path_bytes",
+                self.max_path_bytes.into(),
+                1,
+                4096,
+                "Linux's PATH_MAX",
+            ),
+            (
+                "max_run_submissions",
+                self.max_run_submissions.into(),
+                1,
+                RUN_SUBMISSIONS_CEILING.into(),
+                "one run request is queued in one transaction",
+            ),
+            (
+                "max_tiff_pages",
+                self.max_tiff_pages,
+                1,
+                100_000_000,
+                "each page's offsets are held while the image is read",
+            ),
+            (
+                "max_tiff_expansion",
+                self.max_tiff_expansion,
+                1,
+                1_000_000,
+                "a page's buffer is allocated from its claimed size",
+            ),
+            (
+                "max_metadata_bytes",
+                self.max_metadata_bytes,
+                4096,
+                4 << 30,
+                "metadata files are read whole into memory",
+            ),
+        ]
+    }
+
+    /// The limits the file readers of this process apply (see `stage_common::limits`).
+    pub fn read_limits(&self) -> stage_common::limits::ReadLimits {
+        stage_common::limits::ReadLimits {
+            tiff_pages: self.max_tiff_pages,
+            tiff_expansion: self.max_tiff_expansion,
+            metadata_bytes: self.max_metadata_bytes,
+        }
     }
 }
 
@@ -310,7 +422,9 @@ pub struct LoadedSettings {
 impl StageSettings {
     /// Reads `file` (or the default file when it exists), then applies `BIOMERO_STAGE_*`:
     /// the built-in defaults, the file and each variable are layers of one figment,
-    /// extracted into the typed settings; `validate` then checks their meaning.
+    /// extracted into the typed settings; `validate` then checks their meaning. Settings that
+    /// load make their read limits the process's (`stage_common::limits`): the readers of
+    /// outside files follow the settings last loaded.
     pub fn load(file: Option<&Path>, env: &Environment) -> Result<LoadedSettings, SettingsError> {
         let chosen = match file {
             Some(f) => Some(f.to_path_buf()),
@@ -388,6 +502,7 @@ impl StageSettings {
             }
         };
         settings.validate(origin, &mut warnings)?;
+        stage_common::limits::set(settings.read_limits());
         Ok(LoadedSettings {
             settings,
             file: chosen,
@@ -600,6 +715,15 @@ impl StageSettings {
                 d.display().to_string(),
                 "must be an absolute path (the import mount holding the group folders)",
             ));
+        }
+        for (key, v, min, max, why) in self.limit_ranges() {
+            if v < min || v > max {
+                return Err(invalid(
+                    key,
+                    v.to_string(),
+                    &format!("must be from {min} to {max}: {why}"),
+                ));
+            }
         }
         for (key, v) in [
             ("max_output_bytes", self.max_output_bytes),
@@ -1026,5 +1150,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("BIOMERO_STAGE_ADMIN_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn every_limit_is_a_setting_in_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.toml");
+        let defaults = StageSettings::default();
+        // every limit of the README's table is a key of the file and of the environment
+        for (key, value, min, max, why) in defaults.limit_ranges() {
+            assert!(StageSettings::KEYS.contains(&key), "{key}");
+            assert!((min..=max).contains(&value), "{key}'s default {value}");
+            for bad in [min - 1, max + 1] {
+                std::fs::write(&f, format!("{key} = {bad}\n")).unwrap();
+                let e = StageSettings::load(Some(&f), &Environment::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    e.contains(&format!(
+                        "`{key}` = `{bad}`: must be from {min} to {max}: {why}"
+                    )),
+                    "{e}"
+                );
+            }
+        }
+        std::fs::write(&f, "max_tiff_pages = 7\nmax_metadata_bytes = 5000\n").unwrap();
+        let l = StageSettings::load(
+            Some(&f),
+            &Environment::from_pairs([("BIOMERO_STAGE_MAX_TIFF_EXPANSION", "9")]),
+        )
+        .unwrap();
+        // (that loading applies them to the process is seen end to end in the catalogue:
+        // other tests here load settings at the same time)
+        assert_eq!(
+            l.settings.read_limits(),
+            stage_common::limits::ReadLimits {
+                tiff_pages: 7,
+                tiff_expansion: 9,
+                metadata_bytes: 5000,
+            }
+        );
     }
 }

@@ -16,18 +16,51 @@ use stage_config::{InputMode, Snapshot};
 /// The submission format version this build reads.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// The largest submission document, on every intake (HTTP body, CLI file, a row's request).
-pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
-/// The longest OMERO user, group or container name, in characters (OMERO's columns hold 255).
-pub const MAX_NAME_CHARS: usize = 255;
-/// The longest parameter value as the job receives it (an environment variable), in bytes.
-pub const MAX_PARAMETER_BYTES: usize = 4096;
-/// The most parameters in one submission.
-pub const MAX_PARAMETERS: usize = 256;
-/// The most inputs (OMERO objects and paths together) in one submission.
-pub const MAX_INPUTS: usize = 10_000;
-/// The longest input path, in bytes (Linux's `PATH_MAX`).
-pub const MAX_PATH_BYTES: usize = 4096;
+/// The limits every intake applies (HTTP body, CLI file, a row's request), from the settings in
+/// force: `max_submission_bytes`, `max_name_chars`, `max_parameter_bytes`, `max_parameters`,
+/// `max_inputs`, `max_path_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest submission document, in bytes.
+    pub document_bytes: usize,
+    /// The longest OMERO user, group or container name, in characters.
+    pub name_chars: usize,
+    /// The longest parameter value as the job receives it (an environment variable), in bytes.
+    pub parameter_bytes: usize,
+    /// The most parameters in one submission.
+    pub parameters: usize,
+    /// The most inputs (OMERO objects and paths together) in one submission.
+    pub inputs: usize,
+    /// The longest input path or rename pattern, in bytes.
+    pub path_bytes: usize,
+}
+
+impl Default for Limits {
+    /// The default settings' limits.
+    fn default() -> Self {
+        Self::of_settings(&stage_config::StageSettings::default())
+    }
+}
+
+impl Limits {
+    /// The limits of the settings in force.
+    pub fn of(config: &Snapshot) -> Self {
+        Self::of_settings(&config.settings.settings)
+    }
+
+    /// The limits of `s`.
+    pub fn of_settings(s: &stage_config::StageSettings) -> Self {
+        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        Limits {
+            document_bytes: size(s.max_submission_bytes),
+            name_chars: size(s.max_name_chars.into()),
+            parameter_bytes: size(s.max_parameter_bytes.into()),
+            parameters: size(s.max_parameters.into()),
+            inputs: size(s.max_inputs.into()),
+            path_bytes: size(s.max_path_bytes.into()),
+        }
+    }
+}
 
 /// An OMERO object selected as input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -337,31 +370,38 @@ fn plain(s: &str) -> bool {
 }
 
 /// Checks a name (user, group, container) for emptiness, control characters and length.
-fn check_name(field: &str, what: &str, value: &str, errors: &mut Vec<FieldError>) {
+fn check_name(field: &str, what: &str, value: &str, limits: &Limits, errors: &mut Vec<FieldError>) {
     if !plain(value) {
         errors.push(err(
             field,
             format!("the {what} is empty or has control characters"),
         ));
-    } else if value.chars().count() > MAX_NAME_CHARS {
+    } else if value.chars().count() > limits.name_chars {
         errors.push(err(
             field,
             format!(
-                "the {what} has {} characters; OMERO names have at most {MAX_NAME_CHARS}",
-                value.chars().count()
+                "the {what} has {} characters; names have at most {} (max_name_chars)",
+                value.chars().count(),
+                limits.name_chars
             ),
         ));
     }
 }
 
-/// Parses bytes as a submission document, refusing one larger than [`MAX_DOCUMENT_BYTES`].
-pub fn parse(bytes: &[u8]) -> Result<SubmissionDoc, IntakeError> {
-    if bytes.len() > MAX_DOCUMENT_BYTES {
+/// Refuses a document larger than `max_submission_bytes`.
+fn check_document_size(bytes: usize, limits: &Limits) -> Result<(), IntakeError> {
+    if bytes > limits.document_bytes {
         return Err(IntakeError::Malformed(format!(
-            "the document is {} bytes; a submission is at most {MAX_DOCUMENT_BYTES} bytes (1 MiB)",
-            bytes.len()
+            "the document is {bytes} bytes; a submission is at most {} bytes (max_submission_bytes)",
+            limits.document_bytes
         )));
     }
+    Ok(())
+}
+
+/// Parses bytes as a submission document, refusing one larger than `max_submission_bytes`.
+pub fn parse(bytes: &[u8], limits: &Limits) -> Result<SubmissionDoc, IntakeError> {
+    check_document_size(bytes.len(), limits)?;
     let doc: SubmissionDoc =
         serde_json::from_slice(bytes).map_err(|e| IntakeError::Malformed(e.to_string()))?;
     if doc.user.id.is_some() || doc.user.group_id.is_some() {
@@ -389,6 +429,9 @@ fn env_value_len(v: &Value) -> usize {
 
 /// Checks a document against the configuration in force.
 pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, IntakeError> {
+    let limits = Limits::of(config);
+    // a row another program inserted was never parsed from bytes: its size is the document's
+    check_document_size(serde_json::to_vec(&doc).map_or(0, |v| v.len()), &limits)?;
     let mut errors = Vec::new();
     if doc.version != FORMAT_VERSION {
         errors.push(err(
@@ -418,42 +461,54 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    check_name("user.name", "OMERO user name", &doc.user.name, &mut errors);
+    check_name(
+        "user.name",
+        "OMERO user name",
+        &doc.user.name,
+        &limits,
+        &mut errors,
+    );
     check_name(
         "user.group",
         "OMERO group name",
         &doc.user.group,
+        &limits,
         &mut errors,
     );
     if let Some(p) = &doc.options.rename {
         if let Err(m) = stage_results::rename::check(p) {
             errors.push(err("options.rename", m));
-        } else if p.len() > MAX_PATH_BYTES {
+        } else if p.len() > limits.path_bytes {
             errors.push(err(
                 "options.rename",
                 format!(
-                    "the pattern has {} bytes; at most {MAX_PATH_BYTES}",
-                    p.len()
+                    "the pattern has {} bytes; at most {} (max_path_bytes)",
+                    p.len(),
+                    limits.path_bytes
                 ),
             ));
         }
     }
     if let Some(ResultsTarget::New { name, .. }) = &doc.results {
-        check_name("results.name", "container name", name, &mut errors);
+        check_name("results.name", "container name", name, &limits, &mut errors);
     }
     let inputs = doc.inputs.omero.len() + doc.inputs.paths.len();
-    if inputs > MAX_INPUTS {
+    if inputs > limits.inputs {
         errors.push(err(
             "inputs",
-            format!("{inputs} inputs; a submission has at most {MAX_INPUTS}: split it, or select their Dataset or Plate"),
+            format!(
+                "{inputs} inputs; a submission has at most {} (max_inputs): split it, or select their Dataset or Plate",
+                limits.inputs
+            ),
         ));
     }
-    if doc.parameters.len() > MAX_PARAMETERS {
+    if doc.parameters.len() > limits.parameters {
         errors.push(err(
             "parameters",
             format!(
-                "{} parameters; a submission has at most {MAX_PARAMETERS}",
-                doc.parameters.len()
+                "{} parameters; a submission has at most {} (max_parameters)",
+                doc.parameters.len(),
+                limits.parameters
             ),
         ));
     }
@@ -486,12 +541,13 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
                 format!("inputs.paths[{i}]"),
                 "paths are absolute paths on the shared storage",
             ));
-        } else if p.len() > MAX_PATH_BYTES {
+        } else if p.len() > limits.path_bytes {
             errors.push(err(
                 format!("inputs.paths[{i}]"),
                 format!(
-                    "the path is {} bytes; paths have at most {MAX_PATH_BYTES}",
-                    p.len()
+                    "the path is {} bytes; paths have at most {} (max_path_bytes)",
+                    p.len(),
+                    limits.path_bytes
                 ),
             ));
         }
@@ -642,11 +698,12 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
                         ));
                     }
                     // as sent and as the job would see it: both within the limit
-                    Some(_) if env_value_len(v) > MAX_PARAMETER_BYTES => errors.push(err(
+                    Some(_) if env_value_len(v) > limits.parameter_bytes => errors.push(err(
                         format!("parameters.{k}"),
                         format!(
-                            "the value is {} bytes; the job receives parameters as environment variables of at most {MAX_PARAMETER_BYTES} bytes",
-                            env_value_len(v)
+                            "the value is {} bytes; the job receives parameters as environment variables of at most {} bytes (max_parameter_bytes)",
+                            env_value_len(v),
+                            limits.parameter_bytes
                         ),
                     )),
                     Some(p) => match p.check_value(v) {
@@ -748,10 +805,65 @@ mod tests {
         assert!(refusal(validate(doc(typed), &config)).contains("parameters.min_size"));
     }
 
-    #[test]
-    fn a_document_that_is_not_a_submission_is_malformed() {
-        assert!(matches!(parse(b"{"), Err(IntakeError::Malformed(_))));
-        let e = parse(br#"{"version":1,"workflow":"w","inputs":{},"user":{"name":"a","group":"g"},"extra":1}"#);
+    #[tokio::test]
+    async fn a_document_that_is_not_a_submission_is_malformed() {
+        let d = tempfile::tempdir().unwrap();
+        let config = crate::test_site::demo_snapshot(d.path()).await;
+        assert!(matches!(
+            parse(b"{", &Limits::of(&config)),
+            Err(IntakeError::Malformed(_))
+        ));
+        let e = parse(
+            br#"{"version":1,"workflow":"w","inputs":{},"user":{"name":"a","group":"g"},"extra":1}"#,
+            &Limits::of(&config),
+        );
         assert!(matches!(e, Err(IntakeError::Malformed(m)) if m.contains("extra")));
+    }
+
+    #[tokio::test]
+    async fn every_limit_is_the_setting_in_force_and_named_when_it_refuses() {
+        let d = tempfile::tempdir().unwrap();
+        let mut config = crate::test_site::demo_snapshot(d.path()).await;
+        let image =
+            json!({ "omero": [{ "type": "Image", "id": 1 }, { "type": "Image", "id": 2 }] });
+        let mut big = base("threshold", &image);
+        big["user"]["name"] = json!("alice-the-admin");
+        big["parameters"] = json!({ "min_size": "x".repeat(40), "nope": 1 });
+        big["inputs"]["paths"] = json!([format!("/data/{}", "p".repeat(40))]);
+        // the defaults refuse only the value's type and the unknown parameter, not their sizes
+        let defaults = refusal(validate(doc(big.clone()), &config));
+        assert!(!defaults.contains("max_"), "{defaults}");
+
+        let s = &mut config.settings.settings;
+        s.max_name_chars = 5;
+        s.max_parameters = 1;
+        s.max_parameter_bytes = 16;
+        s.max_inputs = 2;
+        s.max_path_bytes = 20;
+        let refused = refusal(validate(doc(big.clone()), &config));
+        for named in [
+            "user.name: the OMERO user name has 15 characters; names have at most 5 (max_name_chars)",
+            "parameters: 2 parameters; a submission has at most 1 (max_parameters)",
+            "parameters.min_size: the value is 40 bytes",
+            "(max_parameter_bytes)",
+            "inputs: 3 inputs; a submission has at most 2 (max_inputs)",
+            "inputs.paths[0]: the path is 46 bytes; paths have at most 20 (max_path_bytes)",
+        ] {
+            assert!(refused.contains(named), "{named} in {refused}");
+        }
+
+        config.settings.settings.max_submission_bytes = 1024;
+        let text = serde_json::to_vec(&big).unwrap();
+        assert!(parse(&text, &Limits::of(&config)).is_ok());
+        big["user"]["group"] = json!("g".repeat(2000));
+        let text = serde_json::to_vec(&big).unwrap();
+        let e = parse(&text, &Limits::of(&config)).unwrap_err().to_string();
+        assert!(
+            e.contains("at most 1024 bytes (max_submission_bytes)"),
+            "{e}"
+        );
+        // a row another program inserted is held to the same size
+        let e = validate(doc(big), &config).unwrap_err().to_string();
+        assert!(e.contains("(max_submission_bytes)"), "{e}");
     }
 }

@@ -305,9 +305,10 @@ fn dtype_of_node(src: &Path, format: ZarrFormat) -> Result<PixelType> {
         ZarrFormat::V2 => (src.join(".zarray"), "dtype"),
         ZarrFormat::V3 => (src.join("zarr.json"), "data_type"),
     };
+    let bytes = stage_common::limits::read_metadata(&file)
+        .map_err(|e| NgffError::metadata_read(&file, e))?;
     let v: Value =
-        serde_json::from_slice(&std::fs::read(&file).map_err(|e| NgffError::io(&file, e))?)
-            .map_err(|e| NgffError::metadata(&file, e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| NgffError::metadata(&file, e.to_string()))?;
     let raw = v
         .get(key)
         .map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_owned))

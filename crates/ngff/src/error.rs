@@ -149,6 +149,19 @@ impl NgffError {
         }
     }
 
+    /// A metadata file that could not be read, or was larger than `max_metadata_bytes`.
+    pub fn metadata_read(
+        path: impl Into<PathBuf>,
+        e: stage_common::limits::MetadataReadError,
+    ) -> Self {
+        match e {
+            stage_common::limits::MetadataReadError::Io(source) => NgffError::io(path, source),
+            too_large @ stage_common::limits::MetadataReadError::TooLarge { .. } => {
+                NgffError::metadata(path, too_large.to_string())
+            }
+        }
+    }
+
     /// A metadata error on `path`.
     pub fn metadata(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         NgffError::Metadata {

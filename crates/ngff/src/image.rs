@@ -90,7 +90,8 @@ fn dtype_of(level_dir: &Path, format: ZarrFormat) -> Result<PixelType> {
         ZarrFormat::V2 => (level_dir.join(".zarray"), "dtype"),
         ZarrFormat::V3 => (level_dir.join("zarr.json"), "data_type"),
     };
-    let bytes = std::fs::read(&file).map_err(|e| NgffError::io(&file, e))?;
+    let bytes = stage_common::limits::read_metadata(&file)
+        .map_err(|e| NgffError::metadata_read(&file, e))?;
     let v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| NgffError::metadata(&file, format!("not valid JSON: {e}")))?;
     let raw = match v.get(key) {

@@ -22,9 +22,6 @@ use crate::intake::{
     Options, ResultsTarget, SubmissionDoc,
 };
 
-/// The most submissions one run request may make (workflows × batches).
-pub const MAX_RUN_SUBMISSIONS: usize = 1000;
-
 /// A run request as the drop-in OMERO scripts send it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -467,11 +464,12 @@ pub async fn queue_run(
     let plan = translate::translate(script, r.inputs, config).map_err(RunError::Refused)?;
     let batches = batches(&plan, session).await?;
     let count = plan.workflows.len() * batches.len();
-    if count > MAX_RUN_SUBMISSIONS {
+    let most = usize::try_from(config.settings.settings.max_run_submissions).unwrap_or(usize::MAX);
+    if count > most {
         return Err(refused(
             super::keys::BATCH_SIZE,
             format!(
-                "{count} submissions (workflows × batches); a run makes at most {MAX_RUN_SUBMISSIONS}: raise the batch size"
+                "{count} submissions (workflows × batches); a run makes at most {most} (max_run_submissions): raise the batch size"
             ),
         ));
     }

@@ -26,7 +26,8 @@ pub async fn run_submissions(
     let list = store
         .list(&stage_store::ListFilter {
             state: None,
-            limit: i64::try_from(accept::MAX_RUN_SUBMISSIONS).unwrap_or(1000),
+            // every submission a run may have had, whatever the setting is now
+            limit: i64::from(stage_config::settings::RUN_SUBMISSIONS_CEILING),
             run: Some(run.to_owned()),
         })
         .await?;

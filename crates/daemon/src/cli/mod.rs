@@ -132,6 +132,18 @@ fn read_file_or_stdin(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// Makes the settings' read limits (`max_tiff_pages`, `max_tiff_expansion`,
+/// `max_metadata_bytes`) this process's, for the data commands that need no other setting:
+/// loading them applies them. Settings that cannot be read leave the defaults, with a warning.
+fn apply_read_limits(global: &GlobalArgs) {
+    let sources = global.sources();
+    if let Err(e) =
+        stage_config::StageSettings::load(sources.settings_file.as_deref(), &sources.env)
+    {
+        eprintln!("warning: the settings cannot be read ({e}); the default read limits apply");
+    }
+}
+
 /// The daemon's log format from its settings (text when they cannot be read yet).
 fn serve_log_format(global: &GlobalArgs) -> LogFormat {
     let sources = global.sources();
@@ -178,9 +190,11 @@ pub fn main() -> ExitCode {
             Command::Adopt(c) => adopt_cmd::run(&c),
             Command::Sample(a) => tokio::task::spawn_blocking(move || data_cmd::sample(&a)).await?,
             Command::Convert(c) => {
+                apply_read_limits(&cli.global);
                 tokio::task::spawn_blocking(move || data_cmd::convert(&c)).await?
             }
             Command::Inspect(a) => {
+                apply_read_limits(&cli.global);
                 tokio::task::spawn_blocking(move || data_cmd::inspect(&a)).await?
             }
             Command::Plan(a) => stage_cmd::plan(&a, &cli.global).await,

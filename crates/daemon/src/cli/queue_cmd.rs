@@ -92,7 +92,9 @@ pub(super) async fn submit(a: &SubmitArgs, global: &GlobalArgs) -> anyhow::Resul
     let snapshot = load_snapshot(&global.sources(), DescriptorRefresh::CacheFirst, 1)
         .await
         .context("the configuration cannot be used (run `biomero-stage config check`)")?;
-    let accepted = match intake::parse(&bytes).and_then(|d| intake::validate(d, &snapshot)) {
+    let accepted = match intake::parse(&bytes, &intake::Limits::of(&snapshot))
+        .and_then(|d| intake::validate(d, &snapshot))
+    {
         Ok(a) => a,
         Err(e) => {
             if a.json {

@@ -35,8 +35,9 @@ use tower_http::timeout::TimeoutLayer;
 use crate::intake::FieldError;
 use crate::runtime::Runtime;
 
-/// The largest request body accepted: a submission's limit, as on every intake.
-pub const BODY_LIMIT: usize = crate::intake::MAX_DOCUMENT_BYTES;
+/// The largest request body ever read, whatever `max_submission_bytes` says: the most that
+/// setting may be.
+pub const BODY_CEILING: usize = 64 << 20;
 
 /// An API error with its status.
 #[derive(Debug)]
@@ -211,10 +212,27 @@ async fn guard(State(rt): State<Runtime>, req: Request, next: Next) -> Response 
     } else {
         authorize(&rt, req.headers())
     };
-    match allowed {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+    if let Err(e) = allowed {
+        return e.into_response();
     }
+    // a body is held to the submission limit in force (`max_submission_bytes`): a declared
+    // length above it is refused before reading, a body that runs past it as it is read
+    let limit = crate::intake::Limits::of(&rt.config.current()).document_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {limit} bytes (max_submission_bytes)"),
+        )
+        .into_response();
+    }
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(req).await
 }
 
 /// How long a client may take to send a request's headers.
@@ -250,7 +268,7 @@ pub fn router(rt: Runtime) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(BODY_CEILING))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

@@ -46,8 +46,9 @@ pub(crate) async fn create(
     State(rt): State<Runtime>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let doc = intake::parse(&body)?;
-    let accepted = intake::validate(doc, &rt.config.current())?;
+    let config = rt.config.current();
+    let doc = intake::parse(&body, &intake::Limits::of(&config))?;
+    let accepted = intake::validate(doc, &config)?;
     let (s, created) = intake::enqueue(&rt.store, accepted).await?;
     let status = if created {
         StatusCode::CREATED

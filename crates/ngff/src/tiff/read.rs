@@ -146,19 +146,27 @@ fn tiff_err(path: &Path, e: impl std::fmt::Display) -> NgffError {
 fn open(path: &Path) -> Result<Decoder<BufReader<File>>> {
     let f = File::open(path).map_err(|e| NgffError::io(path, e))?;
     Decoder::new(BufReader::with_capacity(1 << 20, f))
-        .map(|d| d.with_limits(tiff::decoder::Limits::unlimited()))
+        .map(|d| {
+            // pixels are read page by page into buffers sized from checked tags; a tag's
+            // value (OME-XML, strip offsets) is bounded like any metadata read whole
+            let mut limits = tiff::decoder::Limits::unlimited();
+            limits.ifd_value_size = usize::try_from(stage_common::limits::current().metadata_bytes)
+                .unwrap_or(usize::MAX);
+            d.with_limits(limits)
+        })
         .map_err(|e| tiff_err(path, format!("not a readable TIFF: {e}")))
 }
 
-/// The most pages one TIFF image may have (planes: channels × z × t).
-pub const MAX_PAGES: u64 = 100_000;
-/// How many times its stored size a compressed page may expand to: above any real codec's
-/// ratio on microscopy data (deflate peaks near 1,032:1), so a page that claims more is a lie.
-pub const MAX_EXPANSION: u64 = 4096;
+/// The most pages one TIFF image may have (planes: channels × z × t): `max_tiff_pages`.
+fn max_pages() -> u64 {
+    stage_common::limits::current().tiff_pages
+}
 
 /// Checks that page `page` (the decoder's current one) holds the data its size claims,
 /// before anything is allocated for it: every strip or tile lies inside the file, an
-/// uncompressed page stores all `page_bytes`, a compressed one at least 1/[`MAX_EXPANSION`].
+/// uncompressed page stores all `page_bytes`, a compressed one at least 1/`max_tiff_expansion`
+/// of them (above any real codec's ratio on microscopy data: deflate peaks near 1,032:1, so a
+/// page that claims more is a lie).
 fn check_page_data(
     d: &mut Decoder<BufReader<File>>,
     path: &Path,
@@ -201,16 +209,22 @@ fn check_page_data(
         .find_tag_unsigned(Tag::Compression)
         .map_err(|e| tiff_err(path, format!("page {page}: {e}")))?
         .unwrap_or(1);
+    let expansion = stage_common::limits::current().tiff_expansion;
     let short = if compression == 1 {
         stored < page_bytes
     } else {
-        stored.saturating_mul(MAX_EXPANSION) < page_bytes
+        stored.saturating_mul(expansion) < page_bytes
     };
     if short {
         return Err(tiff_err(
             path,
             format!(
-                "page {page}: the strip data is {stored} bytes, shorter than the {page_bytes} bytes the page claims (compression {compression}); the file is cut short or its tags are wrong"
+                "page {page}: the strip data is {stored} bytes, shorter than the {page_bytes} bytes the page claims (compression {compression}{}); the file is cut short or its tags are wrong",
+                if compression == 1 {
+                    String::new()
+                } else {
+                    format!(", which expands at most {expansion}×: max_tiff_expansion")
+                }
             ),
         ));
     }
@@ -344,7 +358,8 @@ pub fn inspect_series(path: &Path, series: usize) -> Result<TiffInfo> {
                         .and_then(|v| v.into_string().ok())
                         .unwrap_or_default()
                 } else {
-                    std::fs::read_to_string(&c).map_err(|e| NgffError::io(&c, e))?
+                    stage_common::limits::read_metadata_text(&c)
+                        .map_err(|e| NgffError::metadata_read(&c, e))?
                 };
                 // the metadata names the master file's own planes without a FileName
                 ome_xml::parse_document(&xml).map(|doc| (doc, Some(c)))
@@ -383,7 +398,7 @@ fn plain(path: &Path, mut d: Decoder<BufReader<File>>, description: &str) -> Res
             more = true; // a thumbnail or another series: not part of this image
             break;
         }
-        if pages >= MAX_PAGES {
+        if pages >= max_pages() {
             return Err(too_many_pages(path, width, height));
         }
         check_page_data(&mut d, path, pages, page_bytes, len)?;
@@ -434,7 +449,8 @@ fn too_many_pages(path: &Path, width: u32, height: u32) -> NgffError {
     tiff_err(
         path,
         format!(
-            "has more than {MAX_PAGES} pages of {width}×{height}; an image of that many planes is not staged from one TIFF (split it, or convert it to OME-Zarr first)"
+            "has more than {} pages of {width}×{height} (max_tiff_pages); an image of that many planes is not staged from one TIFF (split it, or convert it to OME-Zarr first)",
+            max_pages()
         ),
     )
 }
@@ -461,7 +477,7 @@ fn from_ome(
     let per_page = u64::from(px.samples_per_pixel.max(1));
     let c_pages = (s.c / per_page).max(1);
     let expected = s.t.saturating_mul(s.z).saturating_mul(c_pages);
-    if expected > MAX_PAGES {
+    if expected > max_pages() {
         return Err(too_many_pages(
             path,
             u32::try_from(s.x).unwrap_or(u32::MAX),
