@@ -786,7 +786,13 @@ fn limit_setting_cases(s: &Site, work: &Path, tif: &Path, zarr: &Path, out: &mut
     let cases: [(&'static str, Vec<String>, &'static [&'static str]); 3] = [
         (
             "a TIFF of more pages than max_tiff_pages",
-            vec!["inspect".into(), tif.display().to_string()],
+            vec![
+                "convert".into(),
+                "tiff-to-zarr".into(),
+                tif.display().to_string(),
+                "--out".into(),
+                work.join("z-pages").display().to_string(),
+            ],
             &["pages", "max_tiff_pages"],
         ),
         (
