@@ -291,6 +291,33 @@ fn main() {
             mkdirs: vec![],
         },
         Scenario {
+            name: "zarr-to-tiff-8192-planes-0.4",
+            pixel_mb: 3.0 * 8192.0 * 8192.0 * 2.0 / 1e6,
+            target: "RSS <= 256 MiB; MB/s within 1.3x of 2048² planes (zarr-to-tiff-image-0.4)",
+            ours: Side {
+                label: "biomero-stage".into(),
+                cmd: sh(&[
+                    &me,
+                    "--child",
+                    "z2t",
+                    &o("ours-large"),
+                    &d("large_planes_ngff04_zarrv2.ome.zarr"),
+                ]),
+            },
+            peers: vec![Side {
+                label: "BIOMERO logic (current releases)".into(),
+                cmd: vec![
+                    py("venv"),
+                    peer("zarr_to_tiff.py"),
+                    d("large_planes_ngff04_zarrv2.ome.zarr"),
+                    "--output".into(),
+                    o("peer-large.tif"),
+                ],
+            }],
+            clean: vec![out.join("ours-large"), out.join("peer-large.tif")],
+            mkdirs: vec![],
+        },
+        Scenario {
             name: "zarr-to-tiff-image-0.5",
             pixel_mb: image_mb,
             target: ">= 4x BIOMERO",

@@ -7,12 +7,8 @@
 //! A panic is a crash: its input is written to `benches/fuzz/crashes/<target>/` to become a
 //! regression test, and the run goes on. Returned errors are the parser doing its job.
 //!
-//! Targets: `ini` (slurm-config.ini with `[DEFAULT]` and `%(name)s` interpolation, every value
-//! expanded), `descriptor` (BIAFLOWS, biomero-schema, bilayers), `submission` (the
-//! submission JSON), `ome_xml`, `tiff` (the TIFF reader's `inspect` and first page),
-//! `settings` (biomero-stage.toml), `ngff` (a store's `.zattrs`, read by `inspect`),
-//! `stored_event` (a row of BIOMERO's event store, decoded), `compose` (an NL-BIOMERO
-//! docker-compose.yml, read by `adopt`).
+//! The targets are in `fuzz/targets.rs`, shared with the coverage-guided AFL++ harness
+//! (`benches/afl`) and the regression test that replays the corpora and crashes.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -22,143 +18,10 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 
-/// One parser under test.
-struct Target {
-    name: &'static str,
-    run: fn(&[u8], &Path),
-}
+#[path = "fuzz/targets.rs"]
+mod targets;
 
-fn ini(bytes: &[u8], _: &Path) {
-    if let Ok(doc) = stage_config::ini::parse(Path::new("/fuzz.ini"), bytes) {
-        let merged = stage_config::layered::LayeredIni::merge(vec![doc]);
-        for section in &merged.sections {
-            for entry in &section.entries {
-                let _ = section.interpolated(entry);
-            }
-        }
-    }
-}
-
-fn descriptor(bytes: &[u8], _: &Path) {
-    let _ = stage_config::descriptor::parse(bytes, "fuzz");
-}
-
-fn submission(bytes: &[u8], _: &Path) {
-    let _ = biomero_stage::intake::parse(bytes, &biomero_stage::intake::Limits::default());
-}
-
-fn ome_xml(bytes: &[u8], _: &Path) {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        let _ = stage_ngff::tiff::ome_xml::parse(text);
-    }
-}
-
-fn tiff(bytes: &[u8], scratch: &Path) {
-    let file = scratch.join("input.tif");
-    if std::fs::write(&file, bytes).is_err() {
-        return;
-    }
-    if let Ok(info) = stage_ngff::tiff::read::inspect(&file)
-        && let Ok(mut pages) = stage_ngff::tiff::read::TiffPages::open(&info)
-    {
-        let mut buf = Vec::new();
-        let _ = pages.next_page(&mut buf);
-    }
-}
-
-fn settings(bytes: &[u8], scratch: &Path) {
-    let file = scratch.join("biomero-stage.toml");
-    if std::fs::write(&file, bytes).is_ok() {
-        let env = stage_config::env::Environment::from_pairs::<String, String>([]);
-        let _ = stage_config::settings::StageSettings::load(Some(&file), &env);
-    }
-}
-
-fn ngff(bytes: &[u8], scratch: &Path) {
-    let store = scratch.join("fuzz.ome.zarr");
-    let _ = std::fs::create_dir_all(&store);
-    if std::fs::write(store.join(".zgroup"), br#"{"zarr_format": 2}"#).is_ok()
-        && std::fs::write(store.join(".zattrs"), bytes).is_ok()
-    {
-        let _ = stage_ngff::inspect::inspect(&store);
-    }
-}
-
-fn stored_event(bytes: &[u8], _: &Path) {
-    const TOPICS: [&str; 6] = [
-        "biomero.eventsourcing:WorkflowRun.WorkflowInitiated",
-        "biomero.eventsourcing:WorkflowRun.TaskAdded",
-        "biomero.eventsourcing:Task.TaskCreated",
-        "biomero.eventsourcing:Task.StatusUpdated",
-        "biomero.eventsourcing:Task.ProgressUpdated",
-        "other:Thing.Happened",
-    ];
-    let Some((first, state)) = bytes.split_first() else {
-        return;
-    };
-    let e = stage_tracker::StoredEvent {
-        id: 1,
-        originator_id: uuid::Uuid::nil(),
-        originator_version: i64::from(*first),
-        topic: TOPICS[usize::from(*first) % TOPICS.len()].to_owned(),
-        state: state.to_vec(),
-    };
-    if let Ok(ev) = stage_tracker::TrackedEvent::decode(&e) {
-        // what decodes must fold into the projections and encode again
-        let mut p = stage_tracker::Projections::new(stage_tracker::project::Enabled::ALL);
-        let _ = p.apply(&ev);
-        let _ = ev.state();
-    }
-}
-
-fn compose(bytes: &[u8], scratch: &Path) {
-    let dir = scratch.join("nl-biomero");
-    let _ = std::fs::create_dir_all(&dir);
-    if std::fs::write(dir.join("docker-compose.yml"), bytes).is_ok()
-        && let Ok(a) = biomero_stage::adopt::adopt(&dir, scratch)
-    {
-        let _ = biomero_stage::adopt::settings_toml(&a);
-    }
-}
-
-const TARGETS: [Target; 9] = [
-    Target {
-        name: "ini",
-        run: ini,
-    },
-    Target {
-        name: "descriptor",
-        run: descriptor,
-    },
-    Target {
-        name: "submission",
-        run: submission,
-    },
-    Target {
-        name: "ome_xml",
-        run: ome_xml,
-    },
-    Target {
-        name: "tiff",
-        run: tiff,
-    },
-    Target {
-        name: "settings",
-        run: settings,
-    },
-    Target {
-        name: "ngff",
-        run: ngff,
-    },
-    Target {
-        name: "stored_event",
-        run: stored_event,
-    },
-    Target {
-        name: "compose",
-        run: compose,
-    },
-];
+use targets::TARGETS;
 
 /// A mutation of a seed.
 #[derive(Debug, Clone)]
@@ -239,6 +102,11 @@ fn main() {
         .collect();
     let seconds: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(20);
     let only: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    if let Some(unknown) = only.iter().find(|n| targets::by_name(n).is_none()) {
+        let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+        eprintln!("fuzz: no target `{unknown}`; targets: {}", names.join(", "));
+        std::process::exit(2);
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let scratch = tempfile::tempdir().expect("a scratch folder");
     // a crash is reported by the run, not by the default panic printer

@@ -9,6 +9,7 @@
 //! maps every TIFF back to its source image, plate, well and field.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,7 @@ use crate::axes::Sizes;
 use crate::double_buffer::double_buffered;
 use crate::dtype::PixelType;
 use crate::error::{NgffError, Result};
-use crate::image::{ImageReader, store_stem};
+use crate::image::{ImageReader, PlaneReader, store_stem};
 use crate::names::UniqueNames;
 use crate::node::{NgffVersion, Node, NodeKind};
 use crate::plate::PlateReader;
@@ -38,6 +39,14 @@ pub struct TiffOptions {
     pub force_bigtiff: bool,
     /// Decoded-chunk cache per image, bytes.
     pub cache_bytes: usize,
+    /// Bytes of one band of rows read and written at a time (rounded to whole chunk rows,
+    /// at least one): memory does not grow with the plane.
+    #[serde(default = "default_band_bytes")]
+    pub band_bytes: usize,
+}
+
+fn default_band_bytes() -> usize {
+    32 << 20
 }
 
 impl Default for TiffOptions {
@@ -46,6 +55,7 @@ impl Default for TiffOptions {
             compression: TiffCompression::None,
             force_bigtiff: false,
             cache_bytes: 32 << 20,
+            band_bytes: default_band_bytes(),
         }
     }
 }
@@ -102,7 +112,6 @@ pub fn image_to_tiff(
 ) -> Result<TiffReport> {
     let s = img.sizes();
     let rgb = is_rgb(img);
-    let es = img.dtype.size();
     let plane_bytes = usize::try_from(img.plane_bytes()).unwrap_or(usize::MAX);
     let spp = if rgb {
         u16::try_from(s.c).unwrap_or(3)
@@ -129,55 +138,11 @@ pub fn image_to_tiff(
     let mut writer = TiffWriter::create(target, layout, opts.force_bigtiff)?;
     let bigtiff = writer.is_big();
     let mut reader = img.plane_reader(0, opts.cache_bytes)?;
-    let page_bytes = plane_bytes * usize::from(spp);
-    let planes: Vec<(u64, u64, u64)> = if rgb {
-        vec![(0, 0, 0)]
+    if rgb {
+        write_rgb_page(&mut reader, &mut writer, plane_bytes, spp)?;
+        progress.advance(s.c);
     } else {
-        (0..s.t)
-            .flat_map(|t| (0..s.z).flat_map(move |z| (0..s.c).map(move |c| (t, z, c))))
-            .collect()
-    };
-    let expected = planes.len();
-    let mut planes = planes.into_iter();
-    let mut scratch = if rgb {
-        vec![0u8; plane_bytes]
-    } else {
-        Vec::new()
-    };
-    let mut written = 0;
-    double_buffered(
-        || vec![0u8; page_bytes],
-        |buf| {
-            let Some((t, z, c)) = planes.next() else {
-                return Ok(None);
-            };
-            if rgb {
-                // one interleaved YXC page from the channel planes
-                let n = usize::from(spp);
-                for ch in 0..s.c {
-                    reader.read_plane(0, ch, 0, &mut scratch)?;
-                    let chu = usize::try_from(ch).unwrap_or(0);
-                    for (i, px) in scratch.chunks_exact(es).enumerate() {
-                        let o = (i * n + chu) * es;
-                        buf[o..o + es].copy_from_slice(px);
-                    }
-                }
-            } else {
-                reader.read_plane(t, c, z, buf)?;
-            }
-            Ok(Some(()))
-        },
-        |(), page| {
-            writer.write_page(page)?;
-            progress.advance(if rgb { s.c } else { 1 });
-            written += 1;
-            Ok(())
-        },
-    )?;
-    if written != expected {
-        return Err(NgffError::Invalid {
-            message: "the plane reader stopped early".into(),
-        });
+        write_pages_in_bands(&mut reader, &mut writer, opts.band_bytes, progress)?;
     }
     let missing = reader.missing_chunks;
     let file = writer.finish()?;
@@ -194,6 +159,100 @@ pub fn image_to_tiff(
         pixel_bytes: img.plane_bytes() * s.planes(),
         bigtiff,
         missing_chunks: missing,
+    })
+}
+
+/// Writes the one interleaved YXC page of an RGB(A) image from its channel planes.
+fn write_rgb_page(
+    reader: &mut PlaneReader<'_>,
+    writer: &mut TiffWriter,
+    plane_bytes: usize,
+    spp: u16,
+) -> Result<()> {
+    let s = reader.sizes();
+    let es = reader.dtype_size();
+    let n = usize::from(spp);
+    let mut scratch = vec![0u8; plane_bytes];
+    let mut page = vec![0u8; plane_bytes * n];
+    for ch in 0..s.c {
+        reader.read_plane(0, ch, 0, &mut scratch)?;
+        let chu = usize::try_from(ch).unwrap_or(0);
+        for (i, px) in scratch.chunks_exact(es).enumerate() {
+            let o = (i * n + chu) * es;
+            page[o..o + es].copy_from_slice(px);
+        }
+    }
+    writer.write_page(&page)
+}
+
+/// Writes every plane (T, Z, C order, one page each) in bands of whole chunk rows: one
+/// thread reads (decoding in parallel) the next band while this one writes the last, with
+/// two band buffers, so memory is bounded by the band whatever the plane's size.
+fn write_pages_in_bands(
+    reader: &mut PlaneReader<'_>,
+    writer: &mut TiffWriter,
+    band_bytes: usize,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let s = reader.sizes();
+    let row_bytes = s.x * reader.dtype_size() as u64;
+    let chunk_rows = reader.chunk_rows();
+    let per_band = (band_bytes as u64 / (chunk_rows * row_bytes).max(1)).max(1);
+    let band_rows = (chunk_rows * per_band).min(s.y).max(1);
+    let bands: Vec<(u64, u64, u64, u64, u64)> = (0..s.t)
+        .flat_map(|t| (0..s.z).flat_map(move |z| (0..s.c).map(move |c| (t, z, c))))
+        .flat_map(|(t, z, c)| {
+            (0..s.y)
+                .step_by(usize::try_from(band_rows).unwrap_or(usize::MAX))
+                .map(move |y0| (t, z, c, y0, band_rows.min(s.y - y0)))
+        })
+        .collect();
+    let band_rows32 = u32::try_from(band_rows).unwrap_or(u32::MAX);
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Result<Vec<u8>>>(1);
+        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..2 {
+            let _ = empty_tx.send(Vec::new());
+        }
+        let producer = scope.spawn(move || {
+            for (t, z, c, y0, rows) in bands {
+                let Ok(mut buf) = empty_rx.recv() else {
+                    return;
+                };
+                let len = usize::try_from(rows * row_bytes).unwrap_or(usize::MAX);
+                buf.resize(len, 0);
+                let filled = reader.read_rows(t, c, z, y0, rows, &mut buf).map(|()| buf);
+                let failed = filled.is_err();
+                if full_tx.send(filled).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut result = Ok(());
+        for _ in 0..s.planes() {
+            let written = writer.write_page_in_bands(
+                band_rows32,
+                &mut || match full_rx.recv() {
+                    Ok(band) => band.map(Some),
+                    Err(_) => Ok(None),
+                },
+                &mut |buf| {
+                    let _ = empty_tx.send(buf);
+                },
+            );
+            if let Err(e) = written {
+                result = Err(e);
+                break;
+            }
+            progress.advance(1);
+        }
+        // a stopped writer lets a waiting reader end: both of its channels are gone
+        drop(empty_tx);
+        drop(full_rx);
+        producer.join().map_err(|_| NgffError::Invalid {
+            message: "the reading thread panicked".into(),
+        })?;
+        result
     })
 }
 
@@ -638,4 +697,107 @@ pub fn tiffs_to_zarrs(
             })
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::tiff::read::TiffPages;
+
+    /// A 2-channel, 2-z image of odd size in chunks smaller than the plane.
+    fn odd_image(dir: &Path) -> PathBuf {
+        let sizes = Sizes {
+            t: 1,
+            c: 2,
+            z: 2,
+            y: 301,
+            x: 257,
+        };
+        let mut spec = ImageSpec::new("odd", sizes, PixelType::Uint16, NgffVersion::V04);
+        spec.chunk_yx = (64, 100);
+        let (staging, w) = ImageWriter::create_store(&dir.join("odd.ome.zarr"), spec).unwrap();
+        for c in 0..2u64 {
+            for z in 0..2u64 {
+                let plane: Vec<u8> = (0..301u64 * 257)
+                    .flat_map(|i| {
+                        u16::try_from((i * 7 + c * 1000 + z * 13) % 65_521)
+                            .unwrap()
+                            .to_ne_bytes()
+                    })
+                    .collect();
+                w.write_plane(0, c, z, &plane).unwrap();
+            }
+        }
+        staging.commit().unwrap()
+    }
+
+    #[test]
+    fn planes_written_in_bands_are_the_planes_read_whole_for_any_band_size() {
+        let d = tempfile::tempdir().unwrap();
+        let store = odd_image(d.path());
+        let img = ImageReader::open(&store).unwrap();
+        let mut reader = img.plane_reader(0, 0).unwrap();
+        let mut want = Vec::new();
+        for (c, z) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            let mut p = vec![0u8; reader.plane_bytes()];
+            reader.read_plane(0, c, z, &mut p).unwrap();
+            want.push(p);
+        }
+        // one chunk row (64 rows), three (192), more than the plane
+        for (band_bytes, compression) in [
+            (1, TiffCompression::None),
+            (3 * 64 * 257 * 2, TiffCompression::Deflate),
+            (1 << 30, TiffCompression::None),
+        ] {
+            let target = d.path().join(format!("out-{band_bytes}.tif"));
+            let opts = TiffOptions {
+                compression,
+                band_bytes,
+                ..TiffOptions::default()
+            };
+            image_to_tiff(&img, &target, &opts, &()).unwrap();
+            let info = crate::tiff::read::inspect(&target).unwrap();
+            let mut pages = TiffPages::open(&info).unwrap();
+            let mut buf = Vec::new();
+            // pages are T, Z, C: (c0 z0), (c1 z0), (c0 z1), (c1 z1)
+            for (i, w) in want.iter().enumerate() {
+                assert!(
+                    pages.next_page(&mut buf).unwrap().is_some(),
+                    "page {i} is missing"
+                );
+                assert!(
+                    buf == *w,
+                    "page {i} differs with bands of {band_bytes} bytes"
+                );
+            }
+            assert!(pages.next_page(&mut buf).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn a_band_that_is_not_a_whole_number_of_strips_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = TiffLayout {
+            width: 10,
+            height: 100,
+            samples_per_pixel: 1,
+            dtype: PixelType::Uint8,
+            pages: 1,
+            description: String::new(),
+            compression: TiffCompression::None,
+        };
+        let mut w = TiffWriter::create(&d.path().join("x.tif"), layout, false).unwrap();
+        // bands of 30 rows announced, then one of 7 rows before the page's end
+        let mut sizes = vec![7usize, 30].into_iter();
+        let e = w
+            .write_page_in_bands(
+                30,
+                &mut || Ok(sizes.next().map(|r| vec![0u8; r * 10])),
+                &mut |_| {},
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("does not split into strips"), "{e}");
+    }
 }

@@ -521,24 +521,62 @@ impl PlaneReader<'_> {
         }
     }
 
+    /// Bytes of one sample.
+    pub fn dtype_size(&self) -> usize {
+        self.image.dtype.size()
+    }
+
+    /// Height of one chunk row: the unit [`PlaneReader::read_rows`] starts at.
+    pub fn chunk_rows(&self) -> u64 {
+        self.level.chunks[self.image.axes.y].max(1)
+    }
+
     /// Reads plane (t, c, z) into `out` (native-endian samples, row-major, y then x).
-    ///
-    /// The plane is cut into bands of one chunk row each; bands are filled in
-    /// parallel (each decodes its chunks and copies them into its own rows), so
-    /// both decoding and copying use every core.
     pub fn read_plane(&mut self, t: u64, c: u64, z: u64, out: &mut [u8]) -> Result<()> {
+        self.read_rows(t, c, z, 0, self.sizes.y, out)
+    }
+
+    /// Reads `rows` rows of plane (t, c, z) from row `y0` (a multiple of
+    /// [`PlaneReader::chunk_rows`]) into `out`: a band of the plane, so a plane of any
+    /// size is read with memory bounded by the band.
+    ///
+    /// The band is cut into chunk rows; they are filled in parallel (each decodes its
+    /// chunks and copies them into its own rows), so both decoding and copying use
+    /// every core.
+    pub fn read_rows(
+        &mut self,
+        t: u64,
+        c: u64,
+        z: u64,
+        y0: u64,
+        rows: u64,
+        out: &mut [u8],
+    ) -> Result<()> {
         let s = self.sizes;
         if t >= s.t || c >= s.c || z >= s.z {
             return Err(NgffError::Invalid {
                 message: format!("plane t={t} c={c} z={z} is outside {}×{}×{}", s.t, s.c, s.z),
             });
         }
-        if out.len() != self.plane_bytes() {
+        let cy0 = self.chunk_rows();
+        if !y0.is_multiple_of(cy0) || y0.checked_add(rows).is_none_or(|end| end > s.y) {
             return Err(NgffError::Invalid {
                 message: format!(
-                    "plane buffer is {} bytes, a plane is {}",
+                    "rows {y0}..+{rows} are not a band of chunk rows ({cy0} high) of a plane {} high",
+                    s.y
+                ),
+            });
+        }
+        let es = self.image.dtype.size();
+        let want = usize::try_from(rows * s.x)
+            .ok()
+            .and_then(|n| n.checked_mul(es));
+        if want != Some(out.len()) {
+            return Err(NgffError::Invalid {
+                message: format!(
+                    "band buffer is {} bytes, {rows} rows of this plane are {}",
                     out.len(),
-                    self.plane_bytes()
+                    rows * s.x * es as u64
                 ),
             });
         }
@@ -546,8 +584,8 @@ impl PlaneReader<'_> {
         let chunks = &self.level.chunks;
         let origin = axes.plane_origin(t, c, z);
         let (cy, cx) = (chunks[axes.y], chunks[axes.x]);
+        let first_band = y0 / cy;
         let nx = s.x.div_ceil(cx);
-        let es = self.image.dtype.size();
         let width = usize::try_from(s.x).unwrap_or(0);
         let band_bytes = usize::try_from(cy).unwrap_or(0) * width * es;
         // offset of plane (t, c, z) inside a chunk, in elements
@@ -575,7 +613,7 @@ impl PlaneReader<'_> {
             .enumerate()
             .map(
                 |(gy, band)| -> Result<Vec<(Vec<u64>, Arc<Option<Vec<u8>>>)>> {
-                    let gy = gy as u64;
+                    let gy = first_band + gy as u64;
                     let rows = band.len() / (width * es).max(1);
                     let decoded: Vec<(Vec<u64>, Arc<Option<Vec<u8>>>, bool)> = (0..nx)
                         .into_par_iter()
@@ -622,7 +660,7 @@ impl PlaneReader<'_> {
             self.cache.insert(idx.clone(), data);
             self.order.push_back(idx);
         }
-        // keep the cache within budget (this plane's chunks are already copied)
+        // keep the cache within budget (this band's chunks are already copied)
         while self.cached_bytes > self.budget {
             let Some(old) = self.order.pop_front() else {
                 break;

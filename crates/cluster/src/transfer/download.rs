@@ -159,7 +159,7 @@ async fn fetch(
     let dest: PathBuf = local.to_path_buf();
     let meter = meter.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        unpack(
+        unpack_tar(
             std::io::BufReader::with_capacity(1 << 20, SyncIoBridge::new(stdout)),
             &dest,
             &meter,
@@ -191,8 +191,9 @@ async fn fetch(
 }
 
 /// Unpacks a tar stream into `dest`: regular files and directories only, every
-/// name relative and inside; anything else is refused (`InvalidData`).
-fn unpack(reader: impl std::io::Read, dest: &Path, meter: &Meter) -> std::io::Result<()> {
+/// name relative and inside; anything else is refused (`InvalidData`). Public for the
+/// fuzzer, which feeds it hostile archives.
+pub fn unpack_tar(reader: impl std::io::Read, dest: &Path, meter: &Meter) -> std::io::Result<()> {
     let refuse = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
     let mut a = tar::Archive::new(reader);
     a.set_preserve_permissions(false);
@@ -324,7 +325,7 @@ mod tests {
             let dest = d.path().join("out");
             std::fs::create_dir(&dest).unwrap();
             let bytes = archive(|b| entry(b, name, kind, link));
-            let e = unpack(bytes.as_slice(), &dest, &Meter::new()).unwrap_err();
+            let e = unpack_tar(bytes.as_slice(), &dest, &Meter::new()).unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
             assert!(
                 e.to_string().contains(want),
@@ -337,7 +338,7 @@ mod tests {
         // a clean archive unpacks
         let d = tempfile::tempdir().unwrap();
         let bytes = archive(|b| entry(b, b"./x/ok.txt", tar::EntryType::Regular, None));
-        unpack(bytes.as_slice(), d.path(), &Meter::new()).unwrap();
+        unpack_tar(bytes.as_slice(), d.path(), &Meter::new()).unwrap();
         assert_eq!(std::fs::read(d.path().join("x/ok.txt")).unwrap(), b"abc");
     }
 }

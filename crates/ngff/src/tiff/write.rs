@@ -60,13 +60,30 @@ impl TiffLayout {
             * self.dtype.size() as u64
     }
 
-    fn rows_per_strip(&self) -> u32 {
-        let row = self.page_bytes() / u64::from(self.height).max(1);
-        let target: u64 = match self.compression {
+    fn row_bytes(&self) -> u64 {
+        self.page_bytes() / u64::from(self.height).max(1)
+    }
+
+    fn strip_target(&self) -> u64 {
+        match self.compression {
             TiffCompression::None => 8 << 20,
             TiffCompression::Deflate => 256 << 10,
-        };
-        u32::try_from((target / row.max(1)).clamp(1, u64::from(self.height))).unwrap_or(1)
+        }
+    }
+
+    fn rows_per_strip(&self) -> u32 {
+        let rows = self.strip_target() / self.row_bytes().max(1);
+        u32::try_from(rows.clamp(1, u64::from(self.height))).unwrap_or(1)
+    }
+
+    /// Rows per strip when a page comes in bands of `band_rows`: a divisor of the band
+    /// (so every strip but the page's last is whole) within the strip size target.
+    fn rows_per_strip_of_band(&self, band_rows: u32) -> u32 {
+        let most = self.rows_per_strip().max(1);
+        if band_rows <= most {
+            return band_rows.max(1);
+        }
+        (1..=most).rev().find(|d| band_rows.is_multiple_of(*d)).unwrap_or(1)
     }
 }
 
@@ -193,6 +210,31 @@ impl TiffWriter {
                 ),
             });
         }
+        let rows = self.layout.rows_per_strip();
+        let mut page = Some(data);
+        self.write_page_with(rows, &mut || Ok(page.take()), &mut |_| {})
+    }
+
+    /// Writes the next page from bands of whole rows, so a page of any size is written with
+    /// memory bounded by a band: `next_band` is called until the page has all its rows, and
+    /// each band is handed to `done` once written (to be filled again). Every band but the
+    /// page's last has `band_rows` rows.
+    pub fn write_page_in_bands(
+        &mut self,
+        band_rows: u32,
+        next_band: &mut dyn FnMut() -> Result<Option<Vec<u8>>>,
+        done: &mut dyn FnMut(Vec<u8>),
+    ) -> Result<()> {
+        let rows = self.layout.rows_per_strip_of_band(band_rows);
+        self.write_page_with(rows, next_band, done)
+    }
+
+    fn write_page_with<B: AsRef<[u8]>>(
+        &mut self,
+        rows_per_strip: u32,
+        next_band: &mut dyn FnMut() -> Result<Option<B>>,
+        done: &mut dyn FnMut(B),
+    ) -> Result<()> {
         if self.pages_written >= self.layout.pages {
             return Err(NgffError::Tiff {
                 path: self.target.clone(),
@@ -201,19 +243,21 @@ impl TiffWriter {
         }
         let first = self.pages_written == 0;
         let layout = self.layout.clone();
-        let result = match self.encoder.as_mut() {
-            Some(Encoder::Standard(e)) => write_page(e, &layout, data, first),
-            Some(Encoder::Big(e)) => write_page(e, &layout, data, first),
+        let page = PageWrite {
+            layout: &layout,
+            first,
+            rows_per_strip,
+            path: &self.target,
+        };
+        match self.encoder.as_mut() {
+            Some(Encoder::Standard(e)) => page.write(e, next_band, done)?,
+            Some(Encoder::Big(e)) => page.write(e, next_band, done)?,
             None => {
                 return Err(NgffError::Invalid {
                     message: "TIFF writer already finished".into(),
                 });
             }
-        };
-        result.map_err(|message| NgffError::Tiff {
-            path: self.target.clone(),
-            message,
-        })?;
+        }
         self.pages_written += 1;
         Ok(())
     }
@@ -259,65 +303,110 @@ fn deflate(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap_or_default()
 }
 
-fn write_page<K: TiffKind>(
-    enc: &mut TiffEncoder<Sink, K>,
-    layout: &TiffLayout,
-    data: &[u8],
+/// One page being written: its strips as its bands arrive, then its tags.
+struct PageWrite<'a> {
+    layout: &'a TiffLayout,
     first: bool,
-) -> std::result::Result<(), String> {
-    let s = |e: tiff::TiffError| e.to_string();
-    let rows = layout.rows_per_strip() as usize;
-    let row_bytes = data.len() / layout.height as usize;
-    let strips: Vec<&[u8]> = data.chunks(rows * row_bytes).collect();
-    let compressed: Option<Vec<Vec<u8>>> = match layout.compression {
-        TiffCompression::None => None,
-        TiffCompression::Deflate => Some(strips.par_iter().map(|s| deflate(s)).collect()),
-    };
-    let mut dir = enc.image_directory().map_err(s)?;
-    let mut offsets: Vec<K::OffsetType> = Vec::with_capacity(strips.len());
-    let mut counts: Vec<K::OffsetType> = Vec::with_capacity(strips.len());
-    for (i, strip) in strips.iter().enumerate() {
-        let bytes: &[u8] = compressed.as_ref().map_or(strip, |c| c[i].as_slice());
-        let off = dir.write_data(bytes).map_err(s)?;
-        offsets.push(K::convert_offset(off).map_err(s)?);
-        counts.push(K::convert_offset(bytes.len() as u64).map_err(s)?);
+    rows_per_strip: u32,
+    path: &'a Path,
+}
+
+impl PageWrite<'_> {
+    fn fail(&self, message: String) -> NgffError {
+        NgffError::Tiff {
+            path: self.path.to_path_buf(),
+            message,
+        }
     }
-    let bits = u16::try_from(layout.dtype.size() * 8).unwrap_or(8);
-    let spp = layout.samples_per_pixel;
-    dir.write_tag(Tag::NewSubfileType, 0u32).map_err(s)?;
-    dir.write_tag(Tag::ImageWidth, layout.width).map_err(s)?;
-    dir.write_tag(Tag::ImageLength, layout.height).map_err(s)?;
-    dir.write_tag(Tag::BitsPerSample, &vec![bits; usize::from(spp)][..])
-        .map_err(s)?;
-    let compression: u16 = match layout.compression {
-        TiffCompression::None => 1,
-        TiffCompression::Deflate => 8,
-    };
-    dir.write_tag(Tag::Compression, compression).map_err(s)?;
-    dir.write_tag(
-        Tag::PhotometricInterpretation,
-        if spp >= 3 { 2u16 } else { 1u16 },
-    )
-    .map_err(s)?;
-    if first {
-        dir.write_tag(Tag::ImageDescription, layout.description.as_str())
+
+    fn write<K: TiffKind, B: AsRef<[u8]>>(
+        &self,
+        enc: &mut TiffEncoder<Sink, K>,
+        next_band: &mut dyn FnMut() -> Result<Option<B>>,
+        done: &mut dyn FnMut(B),
+    ) -> Result<()> {
+        let layout = self.layout;
+        let s = |e: tiff::TiffError| self.fail(e.to_string());
+        let height = u64::from(layout.height);
+        let row_bytes = usize::try_from(layout.row_bytes())
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let rps = self.rows_per_strip.max(1) as usize;
+        let mut dir = enc.image_directory().map_err(s)?;
+        let mut offsets: Vec<K::OffsetType> = Vec::new();
+        let mut counts: Vec<K::OffsetType> = Vec::new();
+        let mut rows_done = 0u64;
+        while rows_done < height {
+            let band = next_band()?.ok_or_else(|| {
+                self.fail(format!(
+                    "the page ended after {rows_done} of its {height} rows"
+                ))
+            })?;
+            let bytes = band.as_ref();
+            let rows = (bytes.len() / row_bytes) as u64;
+            if bytes.is_empty() || bytes.len() % row_bytes != 0 || rows_done + rows > height {
+                return Err(self.fail(format!(
+                    "a band of {} bytes is not whole rows of {row_bytes} bytes within the page's {} remaining rows",
+                    bytes.len(),
+                    height - rows_done
+                )));
+            }
+            if rows_done + rows < height && !rows.is_multiple_of(rps as u64) {
+                return Err(self.fail(format!(
+                    "a band of {rows} rows does not split into strips of {rps} rows"
+                )));
+            }
+            let strips: Vec<&[u8]> = bytes.chunks(rps * row_bytes).collect();
+            let compressed: Option<Vec<Vec<u8>>> = match layout.compression {
+                TiffCompression::None => None,
+                TiffCompression::Deflate => Some(strips.par_iter().map(|s| deflate(s)).collect()),
+            };
+            for (i, strip) in strips.iter().enumerate() {
+                let data: &[u8] = compressed.as_ref().map_or(strip, |c| c[i].as_slice());
+                let off = dir.write_data(data).map_err(s)?;
+                offsets.push(K::convert_offset(off).map_err(s)?);
+                counts.push(K::convert_offset(data.len() as u64).map_err(s)?);
+            }
+            rows_done += rows;
+            done(band);
+        }
+        let bits = u16::try_from(layout.dtype.size() * 8).unwrap_or(8);
+        let spp = layout.samples_per_pixel;
+        dir.write_tag(Tag::NewSubfileType, 0u32).map_err(s)?;
+        dir.write_tag(Tag::ImageWidth, layout.width).map_err(s)?;
+        dir.write_tag(Tag::ImageLength, layout.height).map_err(s)?;
+        dir.write_tag(Tag::BitsPerSample, &vec![bits; usize::from(spp)][..])
             .map_err(s)?;
+        let compression: u16 = match layout.compression {
+            TiffCompression::None => 1,
+            TiffCompression::Deflate => 8,
+        };
+        dir.write_tag(Tag::Compression, compression).map_err(s)?;
+        dir.write_tag(
+            Tag::PhotometricInterpretation,
+            if spp >= 3 { 2u16 } else { 1u16 },
+        )
+        .map_err(s)?;
+        if self.first {
+            dir.write_tag(Tag::ImageDescription, layout.description.as_str())
+                .map_err(s)?;
+        }
+        dir.write_tag(Tag::StripOffsets, K::convert_slice(&offsets))
+            .map_err(s)?;
+        dir.write_tag(Tag::SamplesPerPixel, spp).map_err(s)?;
+        dir.write_tag(Tag::RowsPerStrip, self.rows_per_strip.max(1))
+            .map_err(s)?;
+        dir.write_tag(Tag::StripByteCounts, K::convert_slice(&counts))
+            .map_err(s)?;
+        dir.write_tag(Tag::PlanarConfiguration, 1u16).map_err(s)?;
+        dir.write_tag(
+            Tag::SampleFormat,
+            &vec![layout.dtype.tiff_sample_format(); usize::from(spp)][..],
+        )
+        .map_err(s)?;
+        if spp == 4 {
+            dir.write_tag(Tag::ExtraSamples, 2u16).map_err(s)?;
+        }
+        dir.finish().map_err(s)
     }
-    dir.write_tag(Tag::StripOffsets, K::convert_slice(&offsets))
-        .map_err(s)?;
-    dir.write_tag(Tag::SamplesPerPixel, spp).map_err(s)?;
-    dir.write_tag(Tag::RowsPerStrip, u32::try_from(rows).unwrap_or(u32::MAX))
-        .map_err(s)?;
-    dir.write_tag(Tag::StripByteCounts, K::convert_slice(&counts))
-        .map_err(s)?;
-    dir.write_tag(Tag::PlanarConfiguration, 1u16).map_err(s)?;
-    dir.write_tag(
-        Tag::SampleFormat,
-        &vec![layout.dtype.tiff_sample_format(); usize::from(spp)][..],
-    )
-    .map_err(s)?;
-    if spp == 4 {
-        dir.write_tag(Tag::ExtraSamples, 2u16).map_err(s)?;
-    }
-    dir.finish().map_err(s)
 }
