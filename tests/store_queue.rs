@@ -653,3 +653,38 @@ async fn the_log_says_which_histories_wait_to_be_written_elsewhere() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_once_per_run_claim_goes_to_exactly_one_of_many_concurrent_callers() {
+    for (name, store, _d) in stores().await {
+        for round in 0..5 {
+            let key = format!("mail:run-{round}");
+            let tasks: Vec<_> = (0..8)
+                .map(|i| {
+                    let (store, key) = (store.clone(), key.clone());
+                    tokio::spawn(
+                        async move { store.claim_once(&key, &format!("caller {i}")).await },
+                    )
+                })
+                .collect();
+            let mut won = 0;
+            for t in tasks {
+                if t.await.unwrap().unwrap() {
+                    won += 1;
+                }
+            }
+            assert_eq!(
+                won, 1,
+                "{name}: round {round}: {won} callers claimed the same run"
+            );
+            assert!(
+                !store.claim_once(&key, "late").await.unwrap(),
+                "{name}: a late caller claims it again"
+            );
+        }
+        // another key is another claim, and the queue's own identity is untouched
+        let id = store.identity().await.unwrap();
+        assert!(store.claim_once("mail:other", "x").await.unwrap(), "{name}");
+        assert_eq!(store.identity().await.unwrap(), id, "{name}");
+    }
+}

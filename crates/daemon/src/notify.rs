@@ -4,9 +4,9 @@
 //!
 //! What happened is written into every submission's history of the run as a
 //! `notify` event (`noted`): sent to whom, or why not (no relay, no address, the
-//! relay's refusal). A mail that cannot be sent never fails the run. A marker file
-//! per run (`<state_dir>/mail/<run>.sent`, created exclusively) keeps the mail to one
-//! even when two of the run's submissions end at the same moment.
+//! relay's refusal). A mail that cannot be sent never fails the run. A claim in the
+//! queue (`Store::claim_once("mail:<run>")`) keeps the mail to one, even when two of the
+//! run's submissions end at the same moment in two daemons that share the queue.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -105,19 +105,24 @@ fn message(
 async fn send_once(rt: &Runtime, doc: &SubmissionDoc, run: &str, all: &[Submission]) -> Mail {
     let config = rt.config.current();
     let settings = &config.settings.settings;
-    let dir = settings.state_dir.join("mail");
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return Mail::NotSent(format!("{}: {e}", dir.display()));
-    }
-    let marker = dir.join(format!("{run}.sent"));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&marker)
+    // a run mailed before the claim moved into the queue kept a marker file
+    if settings
+        .state_dir
+        .join("mail")
+        .join(format!("{run}.sent"))
+        .exists()
     {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Mail::Done,
-        Err(e) => return Mail::NotSent(format!("{}: {e}", marker.display())),
+        return Mail::Done;
+    }
+    let by = format!("biomero-stage pid {}", std::process::id());
+    match rt.store.claim_once(&format!("mail:{run}"), &by).await {
+        Ok(true) => {}
+        Ok(false) => return Mail::Done,
+        Err(e) => {
+            return Mail::NotSent(format!(
+                "the run's mail cannot be claimed in the queue: {e}"
+            ));
+        }
     }
     let Some(to) = doc.options.email_to.clone() else {
         return Mail::NotSent(format!(

@@ -93,6 +93,23 @@ impl Store {
         })
     }
 
+    /// Claims `key` once for every daemon on this queue: true for the one caller whose
+    /// claim was recorded, false for every caller after it (a once-per-run action, such as
+    /// the run's mail, taken by whichever daemon gets here first). `by` says who claimed it.
+    pub async fn claim_once(&self, key: &str, by: &str) -> Result<bool> {
+        let key = format!("claim:{key}");
+        on_either!(self, |p, _d| {
+            let done = sqlx::query(
+                "INSERT INTO biomero_stage_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(&key)
+            .bind(by)
+            .execute(p)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     /// A submission by id.
     pub async fn get(&self, id: &str) -> Result<Option<Submission>> {
         on_either!(self, |p, _d| {

@@ -132,6 +132,12 @@ impl TiffInfo {
 fn tiff_err(path: &Path, e: impl std::fmt::Display) -> NgffError {
     let mut message = e.to_string();
     // the decoder's words for reading past the end of the file (std's `UnexpectedEof`)
+    if message.contains("decoder limits exceeded") {
+        message.push_str(&format!(
+            ": a tag's value is larger than the file or than max_metadata_bytes ({} bytes) allows; if the file is genuine, raise max_metadata_bytes in biomero-stage.toml",
+            stage_common::limits::current().metadata_bytes
+        ));
+    }
     if message.contains("failed to fill whole buffer") {
         message.push_str(
             ": the file ends before its own directories or data do; it is cut short (a copy or transfer that did not finish)",
@@ -143,15 +149,28 @@ fn tiff_err(path: &Path, e: impl std::fmt::Display) -> NgffError {
     }
 }
 
+/// The `tiff` decoder's bound on what it allocates for one tag's value: a string of at most
+/// this many bytes, a list of at most this many bytes of its `Value`s (32 bytes each). A tag
+/// cannot hold more values than the file has bytes, and its value is metadata read whole, so
+/// the bound is the smaller of `max_metadata_bytes` and 32 × the file's length: a 130-byte
+/// file that declares a tag of 10⁹ values gets an error, not a 32 GB allocation. (The
+/// decoder's own `ifd_value_size` limit is not enforced by tiff 0.11; this one is.)
+fn tag_value_bound(file_len: u64) -> usize {
+    let metadata = stage_common::limits::current().metadata_bytes;
+    usize::try_from(metadata.min(file_len.saturating_mul(32))).unwrap_or(usize::MAX)
+}
+
 fn open(path: &Path) -> Result<Decoder<BufReader<File>>> {
     let f = File::open(path).map_err(|e| NgffError::io(path, e))?;
+    let len = f.metadata().map_err(|e| NgffError::io(path, e))?.len();
     Decoder::new(BufReader::with_capacity(1 << 20, f))
         .map(|d| {
-            // pixels are read page by page into buffers sized from checked tags; a tag's
-            // value (OME-XML, strip offsets) is bounded like any metadata read whole
+            // pixels are read page by page into buffers sized from checked tags (the decoder
+            // does not apply this bound to `read_image_bytes`); a tag's value (OME-XML, strip
+            // offsets) is bounded like any metadata read whole
             let mut limits = tiff::decoder::Limits::unlimited();
-            limits.ifd_value_size = usize::try_from(stage_common::limits::current().metadata_bytes)
-                .unwrap_or(usize::MAX);
+            limits.decoding_buffer_size = tag_value_bound(len);
+            limits.ifd_value_size = limits.decoding_buffer_size;
             d.with_limits(limits)
         })
         .map_err(|e| tiff_err(path, format!("not a readable TIFF: {e}")))
@@ -910,6 +929,60 @@ mod tests {
         std::fs::write(&p, tiff_bytes(&page(4, 2, 122, 16, 1), 16)).unwrap();
         let info = inspect(&p).unwrap();
         assert_eq!((info.sizes.y, info.sizes.x, info.pages), (2, 4, 1));
+    }
+
+    /// A tag whose value claims more values than the file has bytes (found by AFL++: the
+    /// decoder reserved 37–137 GB for them and the process aborted) is an error naming the
+    /// setting, whatever the tag's type, and nothing that size is allocated.
+    #[test]
+    fn a_tag_that_claims_more_values_than_the_file_holds_is_refused_without_allocating_them() {
+        const ASCII: u16 = 2;
+        const SHORT: u16 = 3;
+        const LONG: u16 = 4;
+        let d = tempfile::tempdir().unwrap();
+        for (tag, ty) in [
+            (270u16, ASCII),
+            (270, LONG),
+            (270, SHORT),
+            (273, LONG),
+            (258, SHORT),
+        ] {
+            let mut b = tiff_bytes(
+                &[
+                    (256, LONG, 4),
+                    (257, LONG, 2),
+                    (258, SHORT, 16),
+                    (259, SHORT, 1),
+                    (262, SHORT, 1),
+                    (273, LONG, 200),
+                    (277, SHORT, 1),
+                    (278, LONG, 2),
+                    (279, LONG, 16),
+                    (270, ASCII, 0),
+                ],
+                64,
+            );
+            // the entry of `tag`: a billion values, stored at offset 8 (inside the file)
+            let at = (0..10)
+                .map(|i| 10 + i * 12)
+                .find(|&o| u16::from_le_bytes([b[o], b[o + 1]]) == tag)
+                .unwrap();
+            b[at + 2..at + 4].copy_from_slice(&ty.to_le_bytes());
+            b[at + 4..at + 8].copy_from_slice(&1_000_000_000u32.to_le_bytes());
+            b[at + 8..at + 12].copy_from_slice(&8u32.to_le_bytes());
+            let p = d.path().join(format!("tag-{tag}-{ty}.tif"));
+            std::fs::write(&p, &b).unwrap();
+            // an error or a file read without that tag's value: never an abort
+            if let Err(e) = inspect(&p).and_then(|info| {
+                let mut pages = TiffPages::open(&info)?;
+                pages.next_page(&mut Vec::new())
+            }) {
+                let e = e.to_string();
+                assert!(e.contains(&format!("tag-{tag}-{ty}.tif")), "{tag}: {e}");
+            }
+        }
+        assert!(tag_value_bound(130) <= 130 * 32);
+        assert!(tag_value_bound(u64::MAX) <= 64 << 20);
     }
 
     #[test]

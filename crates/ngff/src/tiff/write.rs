@@ -83,7 +83,10 @@ impl TiffLayout {
         if band_rows <= most {
             return band_rows.max(1);
         }
-        (1..=most).rev().find(|d| band_rows.is_multiple_of(*d)).unwrap_or(1)
+        (1..=most)
+            .rev()
+            .find(|d| band_rows.is_multiple_of(*d))
+            .unwrap_or(1)
     }
 }
 
