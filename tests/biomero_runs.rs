@@ -180,6 +180,46 @@ fn omero_biomero_runs_become_submissions_of_the_sessions_user() {
     assert_eq!(code, 200, "{r3}");
     assert_eq!(r3["run"]["submissions"][0][2], false);
 
+    // 3b) asks for a new Dataset of that name: one per run, and a retried run (the same run
+    // id) finds the one it made instead of making another
+    let dup = |run: &str| {
+        json!({"version": 1, "run": run, "script": "SLURM_Run_Workflow.py",
+            "inputs": omero_biomero_inputs("cellpose", "v1.4.0", "Image", &[ids::IMG_EXTERNAL],
+                &json!({"3a) Import into NEW Dataset": "cellpose results",
+                        "3b) Allow duplicate dataset (name)?": true}))})
+    };
+    let before = s.omero.created().len();
+    let (code, r4) = post_run(&d.base, &dup("dup-run-1"), Some(&alice));
+    assert_eq!(code, 201, "{r4}");
+    assert_eq!(
+        s.omero.created().len(),
+        before + 1,
+        "3b) makes a new Dataset"
+    );
+    let made = s.omero.created()[before].1;
+    let (code, r5) = post_run(&d.base, &dup("dup-run-1"), Some(&alice));
+    assert!(code == 200 || code == 201, "{r5}");
+    assert_eq!(
+        s.omero.created().len(),
+        before + 1,
+        "the retried run reuses the Dataset it made: {:?}",
+        s.omero.created()
+    );
+    let id = r4["run"]["submissions"][0][0].as_str().unwrap();
+    let doc = &http_get(&d.base, &format!("/api/v1/submissions/{id}"))["submission"]["request"];
+    assert_eq!(
+        doc["results"],
+        json!({"type": "Dataset", "id": made}),
+        "{doc}"
+    );
+    let (code, r6) = post_run(&d.base, &dup("dup-run-2"), Some(&alice));
+    assert_eq!(code, 201, "{r6}");
+    assert_eq!(
+        s.omero.created().len(),
+        before + 2,
+        "another run with 3b) makes its own Dataset"
+    );
+
     // a Plate to a Zarr plate workflow, into a Screen by id
     let (code, r) = post_run(
         &d.base,

@@ -721,6 +721,8 @@ struct ServerState {
     /// Files attached through the webclient's `annotate_file`.
     attached: Mutex<Vec<AttachedFile>>,
     created: Mutex<Vec<Created>>,
+    /// The `Description` each created container was saved with, by id.
+    descriptions: Mutex<HashMap<i64, String>>,
     csrf: Mutex<Vec<String>>,
     faults: Arc<Faults>,
     counter: AtomicU64,
@@ -749,6 +751,7 @@ impl TestOmero {
             files: Mutex::new(HashMap::new()),
             attached: Mutex::new(Vec::new()),
             created: Mutex::new(Vec::new()),
+            descriptions: Mutex::new(HashMap::new()),
             csrf: Mutex::new(Vec::new()),
             faults: faults.clone(),
             counter: AtomicU64::new(0),
@@ -1401,9 +1404,19 @@ async fn handle(
         );
     }
     let created = st.created.lock().map(|c| c.clone()).unwrap_or_default();
+    let descriptions = st
+        .descriptions
+        .lock()
+        .map(|d| d.clone())
+        .unwrap_or_default();
+    // omero-marshal's Dataset and Screen encoders: `Description` only when it is set
     let container = |kind: &str, id: i64, name: &str, gid: i64| {
         let group = if gid == 5 { "Lab A" } else { "Lab B" };
-        json!({"@id": id, "@type": format!("{SCHEMA}#{kind}"), "Name": name, "omero:details": details(group)})
+        let mut v = json!({"@id": id, "@type": format!("{SCHEMA}#{kind}"), "Name": name, "omero:details": details(group)});
+        if let Some(d) = descriptions.get(&id) {
+            v["Description"] = json!(d);
+        }
+        v
     };
     let gid_of = |group: &str| if group == "Lab A" { 5 } else { 6 };
     if path == "/api/v0/m/save/" {
@@ -1455,10 +1468,14 @@ async fn handle(
         if let Ok(mut c) = st.created.lock() {
             c.push((kind.clone(), id, name.clone(), gid));
         }
-        return json_response(
-            StatusCode::CREATED,
-            &json!({"data": container(&kind, id, &name, gid)}),
-        );
+        let mut saved = container(&kind, id, &name, gid);
+        if let Some(d) = obj["Description"].as_str() {
+            if let Ok(mut ds) = st.descriptions.lock() {
+                ds.insert(id, d.to_owned());
+            }
+            saved["Description"] = json!(d);
+        }
+        return json_response(StatusCode::CREATED, &json!({"data": saved}));
     }
     if let ["webclient", "annotation", id] = segs.as_slice() {
         // omeroweb/webclient/views.py download_annotation: the file, its name with spaces as

@@ -84,6 +84,8 @@ pub struct Container {
     pub name: String,
     /// The group it belongs to.
     pub group_id: i64,
+    /// Its description, when it has one.
+    pub description: Option<String>,
 }
 
 /// Why a session could not be joined or used.
@@ -168,6 +170,7 @@ fn container_of(kind: ContainerKind, v: &Value) -> Option<Container> {
         id: v["@id"].as_i64()?,
         name: v["Name"].as_str().unwrap_or_default().to_owned(),
         group_id: v["omero:details"]["group"]["@id"].as_i64()?,
+        description: v["Description"].as_str().map(str::to_owned),
     })
 }
 
@@ -613,6 +616,11 @@ impl UserSession {
     /// The container named `name` in the session's group, as BIOMERO finds it
     /// (`conn.getObjects(type, attributes={"name": name})`, first match), or a new
     /// one when there is none or `duplicate` asks for a new one. `(container, created)`.
+    ///
+    /// `description` names the run the container is made for. With `duplicate`, a container
+    /// of that name and that description is the one this run made before (a retried run, or
+    /// a daemon that stopped between creating it and queuing the run) and is reused: a
+    /// retry never makes a second one.
     pub async fn find_or_create(
         &self,
         kind: ContainerKind,
@@ -620,17 +628,16 @@ impl UserSession {
         duplicate: bool,
         description: &str,
     ) -> Result<(Container, bool), SessionError> {
-        if !duplicate {
-            let mut found: Vec<Container> = self
-                .containers(kind)
-                .await?
-                .into_iter()
-                .filter(|c| c.name == name && c.group_id == self.context.group_id)
-                .collect();
-            found.sort_by_key(|c| c.id);
-            if let Some(c) = found.into_iter().next() {
-                return Ok((c, false));
-            }
+        let mut found: Vec<Container> = self
+            .containers(kind)
+            .await?
+            .into_iter()
+            .filter(|c| c.name == name && c.group_id == self.context.group_id)
+            .filter(|c| !duplicate || c.description.as_deref() == Some(description))
+            .collect();
+        found.sort_by_key(|c| c.id);
+        if let Some(c) = found.into_iter().next() {
+            return Ok((c, false));
         }
         let url = format!(
             "{}/api/v0/m/save/?group={}",
