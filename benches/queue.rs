@@ -1,5 +1,7 @@
 //! Queue benchmark on PostgreSQL: wake-up latency from `INSERT` (+ the NOTIFY
-//! trigger) to a successful claim, and claims per second with 4 workers.
+//! trigger) to a successful claim, claims per second with 4 workers, and the queue at
+//! scale: 10,000 queued submissions with 100 in flight (the next claim's latency, the
+//! status API's page and counts).
 //!
 //! `cargo bench -p stage-benches --bench queue` (uses the machine's PostgreSQL,
 //! `BIOMERO_STAGE_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/test`;
@@ -19,7 +21,7 @@ use support::fresh_db;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stage_store::{NewSubmission, State, Store, Transition};
+use stage_store::{ListFilter, NewSubmission, State, Store, Transition};
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -125,6 +127,75 @@ async fn main() {
         rates.push(f64::from(total) / start.elapsed().as_secs_f64());
     }
     let rate = pct(&mut rates.clone(), 0.5);
+
+    // 3. at scale: 10,000 queued, 100 in flight (claimed, leases held); a worker that frees
+    //    up claims the next one (claim, record a step, release), and the status API lists a
+    //    page and counts states, timed over several hundred calls each
+    let scale = fresh_db("queue_scale");
+    let big = Store::connect(&scale).await.unwrap();
+    let bulk = sqlx::PgPool::connect(&scale).await.unwrap();
+    let queued = 10_000;
+    let t = Instant::now();
+    for chunk in (0..queued).collect::<Vec<_>>().chunks(1000) {
+        let ids: Vec<String> = chunk.iter().map(|i| format!("q-{i:05}")).collect();
+        sqlx::query("INSERT INTO biomero_stage_submissions (id, workflow, request) SELECT id, 'w', '{}'::jsonb FROM UNNEST($1::text[]) AS id")
+            .bind(&ids)
+            .execute(&bulk)
+            .await
+            .unwrap();
+    }
+    let fill_s = t.elapsed().as_secs_f64();
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(
+            big.claim("in-flight", Duration::from_mins(30))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let mut next = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        let c = big
+            .claim("free", Duration::from_mins(5))
+            .await
+            .unwrap()
+            .unwrap();
+        next.push(t.elapsed().as_secs_f64() * 1000.0);
+        big.advance_and_release(&c, &Transition::succeeded("x", State::Imported, json!({})))
+            .await
+            .unwrap();
+    }
+    let (mut page, mut page_state, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..300 {
+        let t = Instant::now();
+        let rows = big
+            .list(&ListFilter {
+                state: None,
+                limit: 100,
+                run: None,
+            })
+            .await
+            .unwrap();
+        page.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(rows.len(), 100);
+        let t = Instant::now();
+        let rows = big
+            .list(&ListFilter {
+                state: Some(State::Received),
+                limit: 100,
+                run: None,
+            })
+            .await
+            .unwrap();
+        page_state.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(rows.len(), 100);
+        let t = Instant::now();
+        let _ = big.counts_by_state().await.unwrap();
+        counts.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    assert_eq!(held.len(), 100);
     println!(
         "queue on PostgreSQL ({} cores)",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
@@ -137,5 +208,21 @@ async fn main() {
     println!(
         "  throughput, {workers} workers: median {rate:.0} claims per second (each claim, record step, release; rounds {:?})   (target >= 1000/s)",
         rates.iter().map(|r| r.round()).collect::<Vec<_>>()
+    );
+    println!("  at scale, {queued} queued ({fill_s:.1} s to insert) and 100 in flight:");
+    println!(
+        "    next claim (claim only): p50 {:.2} ms, p99 {:.2} ms over {} claims   (target p99 < 10 ms)",
+        pct(&mut next.clone(), 0.5),
+        pct(&mut next, 0.99),
+        500
+    );
+    println!(
+        "    status API page of 100, newest first: p50 {:.2} ms, p99 {:.2} ms; of one state: p50 {:.2} ms, p99 {:.2} ms; counts by state: p50 {:.2} ms, p99 {:.2} ms",
+        pct(&mut page.clone(), 0.5),
+        pct(&mut page, 0.99),
+        pct(&mut page_state.clone(), 0.5),
+        pct(&mut page_state, 0.99),
+        pct(&mut counts.clone(), 0.5),
+        pct(&mut counts, 0.99)
     );
 }

@@ -143,7 +143,7 @@ pub const FIXED: &[Key] = &[
     key(
         DUPLICATES,
         Fate::Performed,
-        "true creates a new Dataset or Screen even when one of that name exists; forced false for batches, which share one",
+        "true creates a new Dataset or Screen even when one of that name exists, one per run: a retried run (the same run id) reuses the one it made, found by its description; forced false for batches, which share one",
     ),
     key(
         DATASET_ID,
