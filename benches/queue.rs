@@ -175,6 +175,7 @@ async fn main() {
                 state: None,
                 limit: 100,
                 run: None,
+                before: None,
             })
             .await
             .unwrap();
@@ -186,6 +187,7 @@ async fn main() {
                 state: Some(State::Received),
                 limit: 100,
                 run: None,
+                before: None,
             })
             .await
             .unwrap();

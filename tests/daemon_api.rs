@@ -298,6 +298,51 @@ async fn scenario(queue_url: &str) {
         404
     );
 
+    // the list pages: a page of one, then the rest after its `next`, is the whole list
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(path)
+                .bearer_auth("test-token")
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let ids = |v: &Value| -> Vec<String> {
+        v["submissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, all) = get(format!("{base}/api/v1/submissions?limit=1000")).await;
+    let (_, first) = get(format!("{base}/api/v1/submissions?limit=1")).await;
+    let next = first["next"].as_str().unwrap().to_owned();
+    let (code, rest) = get(format!(
+        "{base}/api/v1/submissions?limit=1000&before={next}"
+    ))
+    .await;
+    assert_eq!(code, 200, "{rest}");
+    assert!(
+        rest["next"].is_null(),
+        "a page that is not full is the last: {rest}"
+    );
+    let mut paged = ids(&first);
+    paged.extend(ids(&rest));
+    assert_eq!(
+        paged,
+        ids(&all),
+        "paging lists every submission once, in order"
+    );
+    assert!(ids(&all).len() >= 2, "{all}");
+    let (code, e) = get(format!("{base}/api/v1/submissions?before=nope")).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e.to_string().contains("nope"), "{e}");
+
     // metrics
     let m = http
         .get(format!("{base}/metrics"))

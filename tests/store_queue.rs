@@ -688,3 +688,61 @@ async fn a_once_per_run_claim_goes_to_exactly_one_of_many_concurrent_callers() {
         assert_eq!(store.identity().await.unwrap(), id, "{name}");
     }
 }
+
+#[tokio::test]
+async fn pages_follow_one_another_without_gaps_or_repeats_while_submissions_arrive() {
+    for (name, store, _d) in stores().await {
+        for i in 0..250 {
+            store.insert(&new(&format!("p{i:03}"))).await.unwrap();
+        }
+        let mut seen: Vec<String> = Vec::new();
+        let mut before: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = store
+                .list(&ListFilter {
+                    limit: 100,
+                    before: before.clone(),
+                    ..ListFilter::default()
+                })
+                .await
+                .unwrap();
+            pages += 1;
+            if pages == 2 {
+                // newer submissions arrive between pages: they do not shift the next page
+                for i in 0..5 {
+                    store.insert(&new(&format!("late{i}"))).await.unwrap();
+                }
+            }
+            seen.extend(page.iter().map(|s| s.id.clone()));
+            if page.len() < 100 {
+                break;
+            }
+            before = page.last().map(|s| s.id.clone());
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            seen.len(),
+            "{name}: a submission was listed twice"
+        );
+        assert_eq!(
+            seen.len(),
+            250,
+            "{name}: {pages} pages, not every submission"
+        );
+        assert!(seen.iter().all(|id| id.starts_with('p')), "{name}");
+        // an unknown cursor lists nothing rather than everything
+        let none = store
+            .list(&ListFilter {
+                limit: 100,
+                before: Some("no-such".into()),
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{name}");
+    }
+}

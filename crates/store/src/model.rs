@@ -340,6 +340,9 @@ pub struct ListFilter {
     pub limit: i64,
     /// Only the submissions of this run (ids `<run>-<n>`).
     pub run: Option<String>,
+    /// Only those listed after this submission (newest first): the id of the last one of
+    /// the previous page, a cursor that holds while submissions arrive.
+    pub before: Option<String>,
 }
 
 /// What renewing a lease found.

@@ -131,12 +131,16 @@ impl Store {
         let to = filter.run.as_ref().map(|r| format!("{r}."));
         on_either!(self, |p, _d| {
             let rows = sqlx::query(select_submissions!(
-                "WHERE ($1 IS NULL OR state = $1) AND ($3 IS NULL OR (id > $3 AND id < $4)) ORDER BY created_at DESC, id LIMIT $2"
+                "WHERE ($1 IS NULL OR state = $1) AND ($3 IS NULL OR (id > $3 AND id < $4))
+                 AND ($5 IS NULL OR created_at < (SELECT c.created_at FROM biomero_stage_submissions c WHERE c.id = $5)
+                      OR (created_at = (SELECT c.created_at FROM biomero_stage_submissions c WHERE c.id = $5) AND id > $5))
+                 ORDER BY created_at DESC, id LIMIT $2"
             ))
             .bind(state)
             .bind(limit)
             .bind(from.clone())
             .bind(to.clone())
+            .bind(filter.before.clone())
             .fetch_all(p)
             .await?;
             rows.iter().map(rows::submission).collect()

@@ -29,6 +29,7 @@ pub async fn run_submissions(
             // every submission a run may have had, whatever the setting is now
             limit: i64::from(stage_config::settings::RUN_SUBMISSIONS_CEILING),
             run: Some(run.to_owned()),
+            before: None,
         })
         .await?;
     Ok(list

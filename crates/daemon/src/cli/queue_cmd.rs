@@ -207,6 +207,7 @@ pub(super) async fn status(a: &StatusArgs, global: &GlobalArgs) -> anyhow::Resul
             state,
             limit: a.limit,
             run: None,
+            before: None,
         })
         .await?;
     if a.json {

@@ -1,6 +1,7 @@
 //! The admin HTTP endpoint (axum), bound to 127.0.0.1 by default.
 //!
-//! `GET /healthz`, `/readyz`, `/metrics`; `GET/POST /api/v1/submissions`,
+//! `GET /healthz`, `/readyz`, `/metrics`; `GET/POST /api/v1/submissions` (the list pages with
+//! `?before=<next>`),
 //! `GET /api/v1/submissions/{id}`, `POST /api/v1/submissions/{id}/cancel`,
 //! `GET /api/v1/workflows`, `GET /api/v1/check-setup`, `POST /api/v1/init`; `POST /api/v1/biomero/runs`
 //! (BIOMERO run requests, with the user's `X-OMERO-Session-Key`), `GET

@@ -167,6 +167,7 @@ pub(crate) async fn overview(State(rt): State<Runtime>, headers: HeaderMap) -> R
             state: None,
             limit: PAGE_RUNS,
             run: None,
+            before: None,
         })
         .await
     {

@@ -18,6 +18,8 @@ use crate::runtime::Runtime;
 pub(crate) struct ListQuery {
     state: Option<String>,
     limit: Option<i64>,
+    /// The id of the last submission of the previous page (`next` of its answer).
+    before: Option<String>,
 }
 
 pub(crate) async fn list(
@@ -31,15 +33,32 @@ pub(crate) async fn list(
         ),
         None => None,
     };
+    if let Some(b) = &q.before
+        && rt.store.get(b).await?.is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!(
+                "`before`: there is no submission `{b}` to page after; use the `next` of the previous page"
+            ),
+        ));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let list = rt
         .store
         .list(&ListFilter {
             state,
-            limit: q.limit.unwrap_or(100).clamp(1, 1000),
+            limit,
             run: None,
+            before: q.before.clone(),
         })
         .await?;
-    Ok(Json(json!({ "submissions": list })))
+    // a full page may have a next one: its cursor is this page's last id
+    let next = (list.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+        .then(|| list.last().map(|s| s.id.clone()))
+        .flatten();
+    Ok(Json(json!({ "submissions": list, "next": next })))
 }
 
 pub(crate) async fn create(
