@@ -691,9 +691,29 @@ fn data_cases(s: &Site, out: &mut Vec<Outcome>) {
     let chunky = work.join("chunky.ome.zarr");
     copy_dir(&src, &chunky);
     std::fs::write(first_chunk(&chunky.join("0")), b"\x00\x01").unwrap();
+    // a 124-byte TIFF whose tag claims a billion values (AFL++ found it: the decoder reserved
+    // 74 GB for them and the process aborted), kept with the fuzzer's crashes
+    let bomb = work.join("tag-bomb.tif");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../benches/fuzz/crashes/tiff/afl-crashes-e95f020179a0"),
+        &bomb,
+    )
+    .unwrap();
     let out_dir = |n: &str| work.join(n).display().to_string();
     let p = |p: &Path| p.display().to_string();
-    let cases: [(&'static str, Vec<String>, &'static [&'static str]); 6] = [
+    let cases: [(&'static str, Vec<String>, &'static [&'static str]); 7] = [
+        (
+            "a tiny TIFF whose tag claims a billion values",
+            vec![
+                "convert".into(),
+                "tiff-to-zarr".into(),
+                p(&bomb),
+                "--out".into(),
+                out_dir("z-bomb"),
+            ],
+            &["tag-bomb.tif", "end of the file"],
+        ),
         (
             "a TIFF cut short",
             vec![
