@@ -109,7 +109,7 @@ pub fn descriptor_store(settings: &StageSettings, fetch: Option<FetchPolicy>) ->
     )
 }
 
-/// Loads one snapshot from `sources`.
+/// Loads one snapshot from `sources`; when it loads, its read limits become this process's.
 pub async fn load_snapshot(
     sources: &ConfigSources,
     refresh: DescriptorRefresh,
@@ -125,6 +125,9 @@ pub async fn load_snapshot(
     let store = descriptor_store(&settings.settings, sources.fetch_override);
     let registry =
         Registry::build(&slurm, settings.settings.importer_enabled, &store, refresh).await;
+    // the read limits are the process's: applied only once the whole configuration loaded,
+    // so a reload refused for any reason leaves the limits in force with the rest of it
+    stage_common::limits::set(settings.settings.read_limits());
     Ok(Snapshot {
         generation,
         loaded_at: SystemTime::now(),

@@ -502,7 +502,6 @@ impl StageSettings {
             }
         };
         settings.validate(origin, &mut warnings)?;
-        stage_common::limits::set(settings.read_limits());
         Ok(LoadedSettings {
             settings,
             file: chosen,
@@ -1180,8 +1179,8 @@ mod tests {
             &Environment::from_pairs([("BIOMERO_STAGE_MAX_TIFF_EXPANSION", "9")]),
         )
         .unwrap();
-        // (that loading applies them to the process is seen end to end in the catalogue:
-        // other tests here load settings at the same time)
+        // (that a loaded configuration applies them to the process is tested on its own, in
+        // tests/read_limits.rs: other tests here load settings at the same time)
         assert_eq!(
             l.settings.read_limits(),
             stage_common::limits::ReadLimits {

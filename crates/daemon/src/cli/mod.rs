@@ -133,14 +133,15 @@ fn read_file_or_stdin(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Makes the settings' read limits (`max_tiff_pages`, `max_tiff_expansion`,
-/// `max_metadata_bytes`) this process's, for the data commands that need no other setting:
-/// loading them applies them. Settings that cannot be read leave the defaults, with a warning.
+/// `max_metadata_bytes`) this process's, for the data commands that need no other setting.
+/// Settings that cannot be read leave the defaults, with a warning.
 fn apply_read_limits(global: &GlobalArgs) {
     let sources = global.sources();
-    if let Err(e) =
-        stage_config::StageSettings::load(sources.settings_file.as_deref(), &sources.env)
-    {
-        eprintln!("warning: the settings cannot be read ({e}); the default read limits apply");
+    match stage_config::StageSettings::load(sources.settings_file.as_deref(), &sources.env) {
+        Ok(l) => stage_common::limits::set(l.settings.read_limits()),
+        Err(e) => {
+            eprintln!("warning: the settings cannot be read ({e}); the default read limits apply");
+        }
     }
 }
 
