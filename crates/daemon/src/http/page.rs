@@ -109,8 +109,10 @@ fn state_class(s: &Submission) -> &'static str {
     }
 }
 
-/// What the run is doing now: the step under way, with the job's state and progress.
-fn current(s: &Submission, last: Option<&Event>) -> String {
+/// What the run is doing now: the step under way, with the job's state and progress from
+/// that step's latest progress or retry event in `history` (a note written after it, such as
+/// a notice or a mail, does not hide it).
+fn current(s: &Submission, history: &[Event]) -> String {
     if s.done {
         return String::new();
     }
@@ -118,6 +120,10 @@ fn current(s: &Submission, last: Option<&Event>) -> String {
         return format!("waiting for {w}");
     }
     let step = Step::after(s.state).map_or("", |(st, _)| st.name());
+    let last = history
+        .iter()
+        .rev()
+        .find(|e| e.step == step && matches!(e.outcome, Outcome::Progress | Outcome::Retrying));
     match last {
         Some(e) if e.outcome == Outcome::Progress => {
             let job = e.detail.get("slurm_state").and_then(Value::as_str);
@@ -182,8 +188,8 @@ pub(crate) async fn overview(State(rt): State<Runtime>, headers: HeaderMap) -> R
     };
     let mut rows = Vec::with_capacity(subs.len());
     for s in subs {
-        let last = rt.store.events(&s.id).await.ok().and_then(|mut e| e.pop());
-        rows.push((current(&s, last.as_ref()), s));
+        let history = rt.store.events(&s.id).await.unwrap_or_default();
+        rows.push((current(&s, &history), s));
     }
     let config = rt.config.current();
     let reload_error = rt.config.last_error();
@@ -338,13 +344,12 @@ pub(crate) async fn run(
             .map(|q| crate::biomero::tracking::workflow_run(&q, &s).to_string()),
         Err(_) => None,
     };
-    let last = events.last();
     let body = html! {
         p { a href="/" { "← all runs" } }
         h1 { "Run " code #run-id { (s.id) } }
         dl {
             dt { "state" } dd.state.(state_class(&s)) #state { (s.state.as_str()) @if s.done { " (done)" } }
-            dt { "now" } dd { (current(&s, last)) }
+            dt { "now" } dd { (current(&s, &events)) }
             dt { "workflow" } dd { (s.workflow) }
             dt { "user" } dd { (name) " in " (group) }
             dt { "received" } dd { (s.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()) }
@@ -427,6 +432,29 @@ mod tests {
             detail: serde_json::json!({"progress": 45, "bytes_per_s": 1.2e8, "eta_s": 130.0}),
             at: Utc::now(),
         };
-        assert_eq!(current(&s, Some(&e)), "upload: 45%, 120 MB/s, 2 min left");
+        assert_eq!(
+            current(&s, std::slice::from_ref(&e)),
+            "upload: 45%, 120 MB/s, 2 min left"
+        );
+        // a note after it (a notice, a mail) and an older step's progress do not hide it
+        let note = Event {
+            seq: 6,
+            step: "notify".into(),
+            outcome: Outcome::Noted,
+            detail: serde_json::json!({"mail": "not sent"}),
+            ..e.clone()
+        };
+        let older = Event {
+            seq: 4,
+            step: "stage".into(),
+            detail: serde_json::json!({"progress": 99}),
+            ..e.clone()
+        };
+        assert_eq!(
+            current(&s, &[older.clone(), e, note.clone()]),
+            "upload: 45%, 120 MB/s, 2 min left"
+        );
+        // no event of the step under way yet: the step alone
+        assert_eq!(current(&s, &[older, note]), "upload");
     }
 }
