@@ -20,7 +20,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use stage_ngff::NgffVersion;
 use stage_ngff::convert::{self, TiffOptions, ZarrOptions};
-use stage_ngff::copy::pass_through;
+use stage_ngff::copy::{Sharding, pass_through, pass_through_sharded};
 use stage_ngff::write::array::Compression;
 
 #[global_allocator]
@@ -162,6 +162,16 @@ fn child(args: &[String]) {
                 Path::new(&args[2]),
                 NgffVersion::V05,
                 Compression::default(),
+            )
+            .unwrap();
+        }
+        "reencode-sharded" => {
+            pass_through_sharded(
+                Path::new(&args[1]),
+                Path::new(&args[2]),
+                NgffVersion::V05,
+                Compression::default(),
+                Sharding::Shards,
             )
             .unwrap();
         }
@@ -449,6 +459,34 @@ fn main() {
                 ],
             }],
             clean: vec![out.join("ours-plate5"), out.join("peer-plate5")],
+            mkdirs: vec![],
+        },
+        Scenario {
+            name: "plate-write-0.4-to-0.5-sharded",
+            pixel_mb: plate_mb * 1.5,
+            target: ">= 10x ome-zarr-py; far fewer files",
+            ours: Side {
+                label: "biomero-stage re-encode, sharded (verified)".into(),
+                cmd: sh(&[
+                    &me,
+                    "--child",
+                    "reencode-sharded",
+                    &d("plate_ngff04_zarrv2.ome.zarr"),
+                    &o("ours-plate5s"),
+                ]),
+            },
+            peers: vec![Side {
+                label: "ome-zarr-py 0.18 plate writer".into(),
+                cmd: vec![
+                    py("venv"),
+                    peer("plate_copy.py"),
+                    d("plate_ngff04_zarrv2.ome.zarr"),
+                    o("peer-plate5s"),
+                    "--ngff".into(),
+                    "0.5".into(),
+                ],
+            }],
+            clean: vec![out.join("ours-plate5s"), out.join("peer-plate5s")],
             mkdirs: vec![],
         },
     ];

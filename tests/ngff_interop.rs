@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::Value;
 use stage_ngff::NgffVersion;
 use stage_ngff::convert::{self, TiffOptions, ZarrOptions};
-use stage_ngff::copy::{CopyMode, pass_through};
+use stage_ngff::copy::{CopyMode, Sharding, pass_through, pass_through_sharded};
 use stage_ngff::tiff::write::TiffCompression;
 use stage_ngff::write::array::Compression;
 use stage_sample::{SampleManifest, SampleSpec, write_samples};
@@ -333,6 +333,78 @@ fn pass_through_links_matching_versions_and_reencodes_the_other_verified() {
             assert_eq!(f["labels"]["cells"]["sha256_tczyx"], *lsha);
         }
     }
+    assert!(partial_files(d.path()).is_empty());
+}
+
+fn count_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            n += count_files(&p);
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn a_sharded_reencode_is_read_by_zarr_python_with_the_same_pixels_in_fewer_files() {
+    let d = tempfile::tempdir().unwrap();
+    let m = write_samples(
+        d.path(),
+        &SampleSpec {
+            images: 0,
+            tiffs: false,
+            ..small_spec(NgffVersion::V04)
+        },
+    )
+    .unwrap();
+    let shas = manifest_shas(&m);
+    let src = d.path().join("plate.ome.zarr");
+    let plain = pass_through(
+        &src,
+        &d.path().join("v05-chunks.zarr"),
+        NgffVersion::V05,
+        Compression::default(),
+    )
+    .unwrap();
+    let sharded = pass_through_sharded(
+        &src,
+        &d.path().join("v05-shards.zarr"),
+        NgffVersion::V05,
+        Compression::default(),
+        Sharding::Shards,
+    )
+    .unwrap();
+    assert_eq!(sharded.mode, CopyMode::Reencode);
+    let level0 = std::fs::read_to_string(sharded.target.join("A/1/0/0/zarr.json")).unwrap();
+    assert!(level0.contains("sharding_indexed"), "{level0}");
+    let r = read("read_zarr.py", &sharded.target);
+    assert_eq!(r["model"], "v05.HCS");
+    for (key, f) in r["fields"].as_object().unwrap() {
+        let (sha, lsha) = &shas[&format!("plate.ome.zarr/{key}")];
+        assert_eq!(f["sha256_tczyx"], *sha, "{key}");
+        assert_eq!(f["labels"]["cells"]["sha256_tczyx"], *lsha, "{key}");
+    }
+    // 2 channels × 2 z × 4 chunks per plane at level 0: one shard file instead of 16
+    let (files_plain, files_sharded) = (count_files(&plain.target), count_files(&sharded.target));
+    assert!(
+        files_sharded * 2 < files_plain,
+        "{files_sharded} files sharded, {files_plain} in chunks"
+    );
+    // sharding applies to NGFF 0.5 only: to 0.4 it is the plain re-encode
+    let v04 = pass_through_sharded(
+        &sharded.target,
+        &d.path().join("back-v04.zarr"),
+        NgffVersion::V04,
+        Compression::default(),
+        Sharding::Shards,
+    )
+    .unwrap();
+    let r = read("read_zarr.py", &v04.target);
+    assert_eq!(r["model"], "v04.HCS");
     assert!(partial_files(d.path()).is_empty());
 }
 

@@ -137,6 +137,7 @@ fn ctx(c: Option<Arc<OmeroClient>>) -> StageContext {
         cancel: Arc::new(AtomicBool::new(false)),
         tiff: TiffOptions::default(),
         compression: Compression::default(),
+        sharding: stage_ngff::copy::Sharding::None,
     }
 }
 

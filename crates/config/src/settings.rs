@@ -118,6 +118,9 @@ settings! {
     importer_database_url: Option<String> = None,
     /// NGFF version of staged OME-Zarr inputs.
     ngff_version: NgffVersion = NgffVersion::V04,
+    /// Zarr inputs re-encoded into NGFF 0.5 are written in Zarr v3 shards (whole chunks, up
+    /// to 32 MiB each), a few files per field instead of one per chunk; NGFF 0.4 has none.
+    zarr_shards: bool = false,
     /// Stop at `uploaded` and publish the remote path (BIOMERO submits the job).
     prep_only: bool = false,
     /// Number of pipeline workers.

@@ -8,6 +8,12 @@
 //! `version` keys of 0.4 ↔ the `ome.version` of 0.5), and copies each array
 //! chunk by chunk on all cores, remembering an XXH3-128 hash of every decoded chunk; the
 //! result is read back and compared before it is renamed into place.
+//!
+//! Re-encoding into NGFF 0.5 may shard ([`Sharding::Shards`]): every array is written as
+//! Zarr v3 shards of whole chunks, each as large as fits [`SHARD_BYTES`] decoded (all
+//! channels and planes of a small field in one file), so a plate of thousands of fields is
+//! a few files per field instead of one per chunk. A shard is read from the source as one
+//! region, written, and read back and compared like a chunk.
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +64,20 @@ pub fn store_version(path: &Path) -> Result<NgffVersion> {
     Ok(Node::open(path)?.ngff_version())
 }
 
+/// The most decoded bytes of one shard when re-encoding with [`Sharding::Shards`].
+pub const SHARD_BYTES: u64 = 32 << 20;
+
+/// Whether a re-encode into NGFF 0.5 writes sharded arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sharding {
+    /// One file per chunk.
+    #[default]
+    None,
+    /// Zarr v3 shards of whole chunks, up to [`SHARD_BYTES`] each (NGFF 0.5 only).
+    Shards,
+}
+
 /// Stages `src` at `target` in NGFF `want`: linked verbatim when versions match, re-encoded otherwise.
 pub fn pass_through(
     src: &Path,
@@ -65,6 +85,23 @@ pub fn pass_through(
     want: NgffVersion,
     compression: Compression,
 ) -> Result<CopyReport> {
+    pass_through_sharded(src, target, want, compression, Sharding::None)
+}
+
+/// [`pass_through`], re-encoding into sharded arrays when `sharding` asks for it and `want`
+/// is NGFF 0.5 (a store already in the wanted version is linked as it is).
+pub fn pass_through_sharded(
+    src: &Path,
+    target: &Path,
+    want: NgffVersion,
+    compression: Compression,
+    sharding: Sharding,
+) -> Result<CopyReport> {
+    let sharding = if want == NgffVersion::V05 {
+        sharding
+    } else {
+        Sharding::None
+    };
     let have = store_version(src)?;
     let staging = StagingDir::new(target)?;
     let mut report = if have == want {
@@ -79,15 +116,12 @@ pub fn pass_through(
             arrays: 0,
         };
         let mut arrays = Vec::new();
-        reencode_node(
-            src,
-            staging.path(),
+        let enc = Encoding {
             want,
             compression,
-            None,
-            &mut r,
-            &mut arrays,
-        )?;
+            sharding,
+        };
+        reencode_node(src, staging.path(), enc, None, &mut r, &mut arrays)?;
         copy_chunks(&arrays, &mut r)?;
         r
     };
@@ -218,22 +252,32 @@ struct ArrayJob {
     level: String,
     source: Array<FilesystemStore>,
     target: Array<FilesystemStore>,
+    /// The grid copied unit by unit: the source's chunks, or the target's shards.
     grid: Vec<u64>,
+    sharded: bool,
+}
+
+/// What a re-encode writes.
+#[derive(Debug, Clone, Copy)]
+struct Encoding {
+    want: NgffVersion,
+    compression: Compression,
+    sharding: Sharding,
 }
 
 /// Writes the groups of the hierarchy and creates the target arrays; chunks are copied later, all at once.
 fn reencode_node(
     src: &Path,
     dst: &Path,
-    want: NgffVersion,
-    compression: Compression,
+    enc: Encoding,
     axes: Option<&[String]>,
     report: &mut CopyReport,
     arrays: &mut Vec<ArrayJob>,
 ) -> Result<()> {
+    let want = enc.want;
     let node = Node::open(src)?;
     if node.node_type == NodeType::Array {
-        arrays.push(create_target_array(src, dst, want, compression, axes)?);
+        arrays.push(create_target_array(src, dst, enc, axes)?);
         return Ok(());
     }
     let converted = convert_attrs(&node.ome, want);
@@ -268,8 +312,7 @@ fn reencode_node(
             reencode_node(
                 &child,
                 &dst.join(&name),
-                want,
-                compression,
+                enc,
                 names.as_deref(),
                 report,
                 arrays,
@@ -322,10 +365,10 @@ fn dtype_of_node(src: &Path, format: ZarrFormat) -> Result<PixelType> {
 fn create_target_array(
     src: &Path,
     dst: &Path,
-    want: NgffVersion,
-    compression: Compression,
+    enc: Encoding,
     axes: Option<&[String]>,
 ) -> Result<ArrayJob> {
+    let (want, compression) = (enc.want, enc.compression);
     let (src_root, src_name) = split(src)?;
     let (dst_root, dst_name) = split(dst)?;
     let node = Node::open(src)?;
@@ -343,10 +386,12 @@ fn create_target_array(
         .iter()
         .map(|c| c.get())
         .collect();
+    let shard = (enc.sharding == Sharding::Shards)
+        .then(|| shard_shape(&shape, &chunks, dtype.size() as u64, SHARD_BYTES));
     let layout = ArrayLayout {
         shape: shape.clone(),
         chunks,
-        shard: None,
+        shard: shard.clone(),
         dtype,
         compression,
         dimension_names: axes
@@ -355,6 +400,10 @@ fn create_target_array(
             .unwrap_or_default(),
     };
     let target = create_array(dst_root, dst_name, &layout, crate::node::zarr_format(want))?;
+    let (grid, sharded) = match shard {
+        Some(_) => (target.chunk_grid_shape().to_vec(), true),
+        None => (grid, false),
+    };
     Ok(ArrayJob {
         src: src.to_path_buf(),
         dst: dst.to_path_buf(),
@@ -362,7 +411,44 @@ fn create_target_array(
         source,
         target,
         grid,
+        sharded,
     })
+}
+
+/// The shard of an array of `shape` in `chunks` (`size` bytes per element): whole chunks,
+/// spanning the whole array where it fits in `most` bytes; otherwise single chunks along the
+/// leading axes (t, c, z), then fewer rows of chunks, then fewer columns, never less than one
+/// chunk.
+pub fn shard_shape(shape: &[u64], chunks: &[u64], size: u64, most: u64) -> Vec<u64> {
+    let mut shard: Vec<u64> = shape
+        .iter()
+        .zip(chunks)
+        .map(|(s, c)| s.div_ceil((*c).max(1)).max(1) * (*c).max(1))
+        .collect();
+    let bytes = |s: &[u64]| s.iter().product::<u64>().saturating_mul(size);
+    let n = shard.len();
+    for d in 0..n.saturating_sub(2) {
+        if bytes(&shard) <= most {
+            return shard;
+        }
+        shard[d] = chunks[d].max(1);
+    }
+    if n >= 2 && bytes(&shard) > most {
+        // rows of chunks of the plane: as many as fit, at least one
+        let y = n - 2;
+        let cy = chunks[y].max(1);
+        let row = bytes(&shard) / shard[y].max(1);
+        let rows = (most / row.max(1) / cy).max(1) * cy;
+        shard[y] = rows.min(shard[y]);
+        // a chunk row wider than a shard: columns of chunks, at least one
+        let x = n - 1;
+        let cx = chunks[x].max(1);
+        if bytes(&shard) > most {
+            let col = bytes(&shard) / shard[x].max(1);
+            shard[x] = ((most / col.max(1) / cx).max(1) * cx).min(shard[x]);
+        }
+    }
+    shard
 }
 
 /// Copies every chunk of every array in one parallel pass, then reads every one back to compare.
@@ -382,6 +468,25 @@ fn copy_chunks(arrays: &[ArrayJob], report: &mut CopyReport) -> Result<()> {
                 chunk: idx.clone(),
                 message: m,
             };
+            if job.sharded {
+                // one shard: the source's region it covers, decoded whole, written at once
+                let region = job
+                    .target
+                    .chunk_subset_bounded(idx)
+                    .map_err(|e| NgffError::write(&job.dst, e))?;
+                let raw = job
+                    .source
+                    .retrieve_array_subset::<ArrayBytes<'static>>(&region)
+                    .map_err(|e| corrupt(e.to_string()))?
+                    .into_fixed()
+                    .map_err(|e| corrupt(e.to_string()))?;
+                let hash = xxhash_rust::xxh3::xxh3_128(&raw);
+                let n = raw.len() as u64;
+                job.target
+                    .store_array_subset(&region, ArrayBytes::new_flen(raw))
+                    .map_err(|e| NgffError::write(&job.dst, e))?;
+                return Ok(Some((*a, idx.clone(), hash, n)));
+            }
             let Some(bytes) = job
                 .source
                 .retrieve_chunk_if_exists::<ArrayBytes<'static>>(idx)
@@ -407,12 +512,21 @@ fn copy_chunks(arrays: &[ArrayJob], report: &mut CopyReport) -> Result<()> {
                 path: job.dst.clone(),
                 message,
             };
-            let back = job
-                .target
-                .retrieve_chunk::<ArrayBytes<'static>>(idx)
-                .map_err(|e| verify(format!("chunk {idx:?}: {e}")))?
-                .into_fixed()
-                .map_err(|e| verify(e.to_string()))?;
+            let back = if job.sharded {
+                let region = job
+                    .target
+                    .chunk_subset_bounded(idx)
+                    .map_err(|e| verify(format!("shard {idx:?}: {e}")))?;
+                job.target
+                    .retrieve_array_subset::<ArrayBytes<'static>>(&region)
+                    .map_err(|e| verify(format!("shard {idx:?}: {e}")))?
+            } else {
+                job.target
+                    .retrieve_chunk::<ArrayBytes<'static>>(idx)
+                    .map_err(|e| verify(format!("chunk {idx:?}: {e}")))?
+            }
+            .into_fixed()
+            .map_err(|e| verify(e.to_string()))?;
             let h = xxhash_rust::xxh3::xxh3_128(&back);
             if &h == hash {
                 Ok(())
@@ -448,4 +562,36 @@ pub fn indices(grid: &[u64]) -> Vec<Vec<u64>> {
             idx
         })
         .collect()
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::shard_shape;
+
+    #[test]
+    fn a_shard_is_whole_chunks_as_large_as_fits() {
+        // a small field: everything in one shard, rounded up to whole chunks
+        assert_eq!(
+            shard_shape(&[1, 2, 2, 600, 600], &[1, 1, 1, 512, 512], 2, 32 << 20),
+            [1, 2, 2, 1024, 1024]
+        );
+        // 4 channels of 2160²: one channel per shard
+        assert_eq!(
+            shard_shape(&[1, 4, 1, 2160, 2160], &[1, 1, 1, 1024, 1024], 2, 32 << 20),
+            [1, 1, 1, 3072, 3072]
+        );
+        // a plane larger than a shard: rows of chunks, then columns, at least one chunk
+        assert_eq!(
+            shard_shape(
+                &[1, 1, 1, 40_000, 40_000],
+                &[1, 1, 1, 1024, 1024],
+                2,
+                32 << 20
+            ),
+            [1, 1, 1, 1024, 16_384]
+        );
+        let s = shard_shape(&[2, 3, 5, 8192, 8192], &[1, 1, 1, 1024, 1024], 2, 32 << 20);
+        assert_eq!(s, [1, 1, 1, 2048, 8192]);
+        assert!(s.iter().product::<u64>() * 2 <= 32 << 20);
+    }
 }

@@ -20,7 +20,7 @@ use stage_ngff::convert::{
     TiffOptions, ZarrOptions, image_to_tiff, spec_for_tiff, tiff_image_to_tiff, tiff_image_to_zarr,
     write_tiff_pages,
 };
-use stage_ngff::copy::pass_through;
+use stage_ngff::copy::{Sharding, pass_through_sharded};
 use stage_ngff::progress::Progress;
 use stage_ngff::tiff::ome_xml::{self, PhysicalForXml};
 use stage_ngff::tiff::read::TiffInfo;
@@ -64,6 +64,8 @@ pub struct StageContext {
     pub tiff: TiffOptions,
     /// Compression of written OME-Zarr.
     pub compression: Compression,
+    /// Whether a re-encode into NGFF 0.5 writes shards.
+    pub sharding: Sharding,
 }
 
 /// How one output was staged.
@@ -456,7 +458,7 @@ async fn stage_image(
 ) -> Result<How> {
     let t = target.to_path_buf();
     let progress = ctx.progress.clone();
-    let (tiff, compression) = (ctx.tiff, ctx.compression);
+    let (tiff, compression, sharding) = (ctx.tiff, ctx.compression, ctx.sharding);
     let via_export = matches!(img.source, PixelSource::Export { .. });
     if let Some(path) = zarr_of(&img.source, exported) {
         let path = path.to_path_buf();
@@ -475,10 +477,12 @@ async fn stage_image(
             .await
         } else {
             blocking(&img.output, move || {
-                pass_through(&path, &t, version, compression).map(|r| match r.mode {
-                    _ if via_export => How::Exported,
-                    stage_ngff::copy::CopyMode::Reencode => How::Reencoded,
-                    _ => How::Linked,
+                pass_through_sharded(&path, &t, version, compression, sharding).map(|r| {
+                    match r.mode {
+                        _ if via_export => How::Exported,
+                        stage_ngff::copy::CopyMode::Reencode => How::Reencoded,
+                        _ => How::Linked,
+                    }
                 })
             })
             .await
@@ -740,11 +744,18 @@ async fn stage_plate(
 ) -> Result<How> {
     match &p.source {
         PlateSource::Zarr { path } => {
-            let (path, t, compression) = (path.clone(), target.to_path_buf(), ctx.compression);
+            let (path, t, compression, sharding) = (
+                path.clone(),
+                target.to_path_buf(),
+                ctx.compression,
+                ctx.sharding,
+            );
             blocking(&p.output, move || {
-                pass_through(&path, &t, version, compression).map(|r| match r.mode {
-                    stage_ngff::copy::CopyMode::Reencode => How::Reencoded,
-                    _ => How::Linked,
+                pass_through_sharded(&path, &t, version, compression, sharding).map(|r| {
+                    match r.mode {
+                        stage_ngff::copy::CopyMode::Reencode => How::Reencoded,
+                        _ => How::Linked,
+                    }
                 })
             })
             .await

@@ -12,6 +12,7 @@ use serde_json::json;
 use stage_config::live::load_snapshot;
 use stage_config::registry::DescriptorRefresh;
 use stage_ngff::convert::TiffOptions;
+use stage_ngff::copy::Sharding;
 use stage_ngff::write::array::Compression;
 use stage_source::Plan;
 use stage_source::plan::{PixelSource, PlateSource};
@@ -49,7 +50,7 @@ pub(super) struct StageArgs {
 async fn make_plan(
     file: &std::path::Path,
     global: &GlobalArgs,
-) -> anyhow::Result<Result<(Plan, Built, String), String>> {
+) -> anyhow::Result<Result<(Plan, Built, String, Sharding), String>> {
     let bytes = super::read_file_or_stdin(file)?;
     let snapshot = load_snapshot(&global.sources(), DescriptorRefresh::CacheFirst, 1)
         .await
@@ -70,7 +71,16 @@ async fn make_plan(
     };
     let request = crate::sources::request(&accepted.doc, wf.modes, settings);
     Ok(match stage_source::plan(&request, &built.sources).await {
-        Ok(p) => Ok((p, built, accepted.doc.user.group.clone())),
+        Ok(p) => Ok((
+            p,
+            built,
+            accepted.doc.user.group.clone(),
+            if settings.zarr_shards {
+                Sharding::Shards
+            } else {
+                Sharding::None
+            },
+        )),
         Err(e) => Err(e.to_string()),
     })
 }
@@ -172,7 +182,7 @@ fn print_plan(plan: &Plan) {
 
 pub(super) async fn plan(a: &PlanArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match make_plan(&a.file, global).await? {
-        Ok((plan, _, _)) => {
+        Ok((plan, _, _, _)) => {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
@@ -192,7 +202,7 @@ pub(super) async fn plan(a: &PlanArgs, global: &GlobalArgs) -> anyhow::Result<Ex
 }
 
 pub(super) async fn stage(a: &StageArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let (plan, built, group) = match make_plan(&a.file, global).await? {
+    let (plan, built, group, sharding) = match make_plan(&a.file, global).await? {
         Ok(p) => p,
         Err(message) => {
             eprintln!("{message}");
@@ -209,6 +219,7 @@ pub(super) async fn stage(a: &StageArgs, global: &GlobalArgs) -> anyhow::Result<
         cancel: Arc::new(AtomicBool::new(false)),
         tiff: TiffOptions::default(),
         compression: Compression::default(),
+        sharding,
     };
     let result = stage_source::stage::execute(&plan, &a.out, &ctx).await;
     bar.finish();

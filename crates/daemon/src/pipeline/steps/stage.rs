@@ -83,6 +83,11 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         cancel,
         tiff: TiffOptions::default(),
         compression: Compression::default(),
+        sharding: if settings.zarr_shards {
+            stage_ngff::copy::Sharding::Shards
+        } else {
+            stage_ngff::copy::Sharding::None
+        },
     };
     let result = stage_source::stage::execute(&plan, &root, &stage_ctx).await;
     watcher.abort();
