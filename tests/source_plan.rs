@@ -354,6 +354,23 @@ async fn shared_storage_inputs_in_every_mode() {
         staged.join("A/1/0/labels/cells/zarr.json").exists(),
         "labels travel with the plate"
     );
+    // the same plate staged with `zarr_shards`: sharded arrays, the same pixels
+    let root = e.out.join("plate-sharded");
+    let sharded_ctx = StageContext {
+        sharding: stage_ngff::copy::Sharding::Shards,
+        ..ctx(None)
+    };
+    let m = stage_source::stage::execute(&plan, &root, &sharded_ctx)
+        .await
+        .unwrap();
+    assert_eq!(m.entries[0].how, How::Reencoded);
+    let staged = inputs_dir(&root).join("synthetic_plate.zarr");
+    let level0 = std::fs::read_to_string(staged.join("B/2/1/0/zarr.json")).unwrap();
+    assert!(level0.contains("sharding_indexed"), "{level0}");
+    assert_eq!(
+        zarr_sha(&staged.join("B/2/1")),
+        sample_sha(a, "plate.ome.zarr/B/2/1")
+    );
     let err = stage_source::plan(
         &request(vec![path_in(&image)], "Lab A", plate_wf(), "0.4"),
         &src,
