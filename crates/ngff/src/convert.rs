@@ -9,12 +9,11 @@
 //! maps every TIFF back to its source image, plate, well and field.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::axes::Sizes;
-use crate::double_buffer::double_buffered;
+use crate::double_buffer::{double_buffered, pipelined};
 use crate::dtype::PixelType;
 use crate::error::{NgffError, Result};
 use crate::image::{ImageReader, PlaneReader, store_stem};
@@ -208,52 +207,29 @@ fn write_pages_in_bands(
         })
         .collect();
     let band_rows32 = u32::try_from(band_rows).unwrap_or(u32::MAX);
-    std::thread::scope(|scope| {
-        let (full_tx, full_rx) = mpsc::sync_channel::<Result<Vec<u8>>>(1);
-        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-        for _ in 0..2 {
-            let _ = empty_tx.send(Vec::new());
-        }
-        let producer = scope.spawn(move || {
-            for (t, z, c, y0, rows) in bands {
-                let Ok(mut buf) = empty_rx.recv() else {
-                    return;
-                };
-                let len = usize::try_from(rows * row_bytes).unwrap_or(usize::MAX);
-                buf.resize(len, 0);
-                let filled = reader.read_rows(t, c, z, y0, rows, &mut buf).map(|()| buf);
-                let failed = filled.is_err();
-                if full_tx.send(filled).is_err() || failed {
-                    return;
-                }
+    let mut bands = bands.into_iter();
+    pipelined(
+        Vec::new,
+        |buf| {
+            let Some((t, z, c, y0, rows)) = bands.next() else {
+                return Ok(None);
+            };
+            buf.resize(usize::try_from(rows * row_bytes).unwrap_or(usize::MAX), 0);
+            reader.read_rows(t, c, z, y0, rows, buf)?;
+            Ok(Some(()))
+        },
+        |pull| {
+            for _ in 0..s.planes() {
+                writer.write_page_in_bands(
+                    band_rows32,
+                    &mut || Ok(pull.next()?.map(|((), band)| band)),
+                    &mut |band| pull.recycle(band),
+                )?;
+                progress.advance(1);
             }
-        });
-        let mut result = Ok(());
-        for _ in 0..s.planes() {
-            let written = writer.write_page_in_bands(
-                band_rows32,
-                &mut || match full_rx.recv() {
-                    Ok(band) => band.map(Some),
-                    Err(_) => Ok(None),
-                },
-                &mut |buf| {
-                    let _ = empty_tx.send(buf);
-                },
-            );
-            if let Err(e) = written {
-                result = Err(e);
-                break;
-            }
-            progress.advance(1);
-        }
-        // a stopped writer lets a waiting reader end: both of its channels are gone
-        drop(empty_tx);
-        drop(full_rx);
-        producer.join().map_err(|_| NgffError::Invalid {
-            message: "the reading thread panicked".into(),
-        })?;
-        result
-    })
+            Ok(())
+        },
+    )
 }
 
 fn too_wide(img: &ImageReader) -> NgffError {

@@ -13,9 +13,48 @@ use crate::error::{NgffError, Result};
 /// each filled buffer in order. The first error of either side stops both.
 pub(crate) fn double_buffered<T: Send>(
     buffer: impl Fn() -> Vec<u8>,
-    mut fill: impl FnMut(&mut Vec<u8>) -> Result<Option<T>> + Send,
+    fill: impl FnMut(&mut Vec<u8>) -> Result<Option<T>> + Send,
     mut drain: impl FnMut(T, &[u8]) -> Result<()>,
 ) -> Result<()> {
+    pipelined(buffer, fill, |pull| {
+        while let Some((tag, buf)) = pull.next()? {
+            drain(tag, &buf)?;
+            pull.recycle(buf);
+        }
+        Ok(())
+    })
+}
+
+/// The filled buffers of [`pipelined`], in order, for a consumer that pulls them.
+pub(crate) struct Pull<T> {
+    full: mpsc::Receiver<Result<(T, Vec<u8>)>>,
+    empty: mpsc::Sender<Vec<u8>>,
+}
+
+impl<T> Pull<T> {
+    /// The next filled buffer with its tag; `None` after the last; the filler's error.
+    pub(crate) fn next(&self) -> Result<Option<(T, Vec<u8>)>> {
+        match self.full.recv() {
+            Ok(Ok(item)) => Ok(Some(item)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Hands a consumed buffer back to be filled again.
+    pub(crate) fn recycle(&self, buf: Vec<u8>) {
+        let _ = self.empty.send(buf);
+    }
+}
+
+/// Runs `fill` on a thread of its own while `consume` pulls the filled buffers (two,
+/// made by `buffer`, recycled) in order: for a consumer that takes several items in one
+/// call, such as a TIFF page written from bands. The first error of either side stops both.
+pub(crate) fn pipelined<T: Send, R>(
+    buffer: impl Fn() -> Vec<u8>,
+    mut fill: impl FnMut(&mut Vec<u8>) -> Result<Option<T>> + Send,
+    consume: impl FnOnce(&Pull<T>) -> Result<R>,
+) -> Result<R> {
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = mpsc::sync_channel::<Result<(T, Vec<u8>)>>(1);
         let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
@@ -38,21 +77,13 @@ pub(crate) fn double_buffered<T: Send>(
                 }
             }
         });
-        let mut result = Ok(());
-        for filled in &full_rx {
-            match filled.and_then(|(tag, buf)| drain(tag, &buf).map(|()| buf)) {
-                Ok(buf) => {
-                    let _ = empty_tx.send(buf);
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        // a stopped drain lets a waiting fill end: both of its channels are gone
-        drop(empty_tx);
-        drop(full_rx);
+        let pull = Pull {
+            full: full_rx,
+            empty: empty_tx,
+        };
+        let result = consume(&pull);
+        // a stopped consumer lets a waiting fill end: both of its channels are gone
+        drop(pull);
         producer.join().map_err(|_| NgffError::Invalid {
             message: "the reading thread panicked".into(),
         })?;
