@@ -20,7 +20,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use stage_ngff::NgffVersion;
 use stage_ngff::convert::{self, TiffOptions, ZarrOptions};
-use stage_ngff::copy::{Sharding, pass_through, pass_through_sharded};
+use stage_ngff::copy::{Sharding, pass_through_sharded};
 use stage_ngff::write::array::Compression;
 
 #[global_allocator]
@@ -156,22 +156,17 @@ fn child(args: &[String]) {
             convert::image_to_tiff(&img, Path::new(&args[1]), &TiffOptions::default(), &())
                 .unwrap();
         }
-        "reencode" => {
-            pass_through(
-                Path::new(&args[1]),
-                Path::new(&args[2]),
-                NgffVersion::V05,
-                Compression::default(),
-            )
-            .unwrap();
-        }
-        "reencode-sharded" => {
+        mode @ ("reencode" | "reencode-sharded") => {
             pass_through_sharded(
                 Path::new(&args[1]),
                 Path::new(&args[2]),
                 NgffVersion::V05,
                 Compression::default(),
-                Sharding::Shards,
+                if mode == "reencode" {
+                    Sharding::None
+                } else {
+                    Sharding::Shards
+                },
             )
             .unwrap();
         }

@@ -278,8 +278,8 @@ fn rgb_images_stored_as_cyx_become_interleaved_yxc_tiffs() {
     assert_eq!(t["sha256_tczyx"], peer["sha256_tczyx"]);
 }
 
-#[test]
-fn pass_through_links_matching_versions_and_reencodes_the_other_verified() {
+/// The small sample plate alone (NGFF 0.4), with the SHA-256 of each field and its labels.
+fn sample_plate() -> (tempfile::TempDir, BTreeMap<String, (String, String)>) {
     let d = tempfile::tempdir().unwrap();
     let m = write_samples(
         d.path(),
@@ -291,6 +291,12 @@ fn pass_through_links_matching_versions_and_reencodes_the_other_verified() {
     )
     .unwrap();
     let shas = manifest_shas(&m);
+    (d, shas)
+}
+
+#[test]
+fn pass_through_links_matching_versions_and_reencodes_the_other_verified() {
+    let (d, shas) = sample_plate();
     let src = d.path().join("plate.ome.zarr");
     let same = pass_through(
         &src,
@@ -351,17 +357,7 @@ fn count_files(dir: &Path) -> usize {
 
 #[test]
 fn a_sharded_reencode_is_read_by_zarr_python_with_the_same_pixels_in_fewer_files() {
-    let d = tempfile::tempdir().unwrap();
-    let m = write_samples(
-        d.path(),
-        &SampleSpec {
-            images: 0,
-            tiffs: false,
-            ..small_spec(NgffVersion::V04)
-        },
-    )
-    .unwrap();
-    let shas = manifest_shas(&m);
+    let (d, shas) = sample_plate();
     let src = d.path().join("plate.ome.zarr");
     let plain = pass_through(
         &src,
