@@ -219,61 +219,67 @@ impl Cells {
 
 const AMPLITUDE: [f32; 4] = [3000.0, 1200.0, 600.0, 900.0];
 
-fn image_planes(seed: u64, sizes: Sizes) -> (Vec<Vec<u8>>, Vec<u8>, u32) {
-    let n = sizes.y as u32;
-    let cells = Cells::new(seed, n);
-    let zc = (sizes.z as f32 - 1.0) / 2.0;
-    let mut planes = Vec::new();
+/// The label plane of an image (its cells numbered, native-endian uint32) and how many cells it has.
+fn label_plane(cells: &Cells, sizes: Sizes) -> (Vec<u8>, u32) {
     let mut labels = vec![0u8; (sizes.y * sizes.x * 4) as usize];
-    let mut objects = std::collections::BTreeSet::new();
-    for (i, px) in labels.chunks_exact_mut(4).enumerate() {
-        let (y, x) = ((i as u64 / sizes.x) as u32, (i as u64 % sizes.x) as u32);
-        let (l, _) = cells.at(y, x);
-        if l > 0 {
-            objects.insert(l);
-        }
-        px.copy_from_slice(&l.to_ne_bytes());
-    }
-    for c in 0..sizes.c {
-        for z in 0..sizes.z {
-            let zf = (-((z as f32 - zc) / (sizes.z as f32 / 3.0).max(1.0)).powi(2)).exp();
-            let mut plane = vec![0u8; (sizes.y * sizes.x * 2) as usize];
-            plane
-                .par_chunks_mut((sizes.x * 2) as usize)
-                .enumerate()
-                .for_each(|(y, row)| {
-                    for x in 0..sizes.x as u32 {
-                        let (_, v) = cells.at(y as u32, x);
-                        let bg = 100.0 + 150.0 * ((y as f32 + x as f32) / (2.0 * n as f32));
-                        let h = splitmix(
-                            seed ^ (u64::from(c as u32) << 48)
-                                ^ (z << 40)
-                                ^ ((y as u64) << 20)
-                                ^ u64::from(x),
-                        );
-                        let noise = (h % 64) as f32 - 32.0;
-                        let val = (bg + AMPLITUDE[c as usize % 4] * zf * v + noise)
-                            .clamp(0.0, 65535.0) as u16;
-                        row[x as usize * 2..x as usize * 2 + 2].copy_from_slice(&val.to_ne_bytes());
-                    }
-                });
-            planes.push(plane);
-        }
-    }
-    (planes, labels, u32::try_from(objects.len()).unwrap_or(0))
+    labels
+        .par_chunks_mut((sizes.x * 4) as usize)
+        .enumerate()
+        .for_each(|(y, row)| {
+            for (x, px) in row.chunks_exact_mut(4).enumerate() {
+                px.copy_from_slice(&cells.at(y as u32, x as u32).0.to_ne_bytes());
+            }
+        });
+    let objects: std::collections::BTreeSet<u32> = labels
+        .chunks_exact(4)
+        .filter_map(|px| {
+            let l = u32::from_ne_bytes([px[0], px[1], px[2], px[3]]);
+            (l > 0).then_some(l)
+        })
+        .collect();
+    (labels, u32::try_from(objects.len()).unwrap_or(0))
 }
 
-fn sha_le(chunks: &[&[u8]], es: usize) -> String {
-    let mut h = Sha256::new();
-    for c in chunks {
-        if cfg!(target_endian = "little") {
-            h.update(c);
-        } else {
-            let mut v = c.to_vec();
-            v.chunks_exact_mut(es).for_each(<[u8]>::reverse);
-            h.update(&v);
-        }
+/// One uint16 plane (native-endian) of channel `c`, plane `z`: background, cells, noise.
+fn pixel_plane(seed: u64, cells: &Cells, sizes: Sizes, c: u64, z: u64) -> Vec<u8> {
+    let n = sizes.y as u32;
+    let zc = (sizes.z as f32 - 1.0) / 2.0;
+    let zf = (-((z as f32 - zc) / (sizes.z as f32 / 3.0).max(1.0)).powi(2)).exp();
+    let mut plane = vec![0u8; (sizes.y * sizes.x * 2) as usize];
+    plane
+        .par_chunks_mut((sizes.x * 2) as usize)
+        .enumerate()
+        .for_each(|(y, row)| {
+            for x in 0..sizes.x as u32 {
+                let (_, v) = cells.at(y as u32, x);
+                let bg = 100.0 + 150.0 * ((y as f32 + x as f32) / (2.0 * n as f32));
+                let h = splitmix(
+                    seed ^ (u64::from(c as u32) << 48)
+                        ^ (z << 40)
+                        ^ ((y as u64) << 20)
+                        ^ u64::from(x),
+                );
+                let noise = (h % 64) as f32 - 32.0;
+                let val =
+                    (bg + AMPLITUDE[c as usize % 4] * zf * v + noise).clamp(0.0, 65535.0) as u16;
+                row[x as usize * 2..x as usize * 2 + 2].copy_from_slice(&val.to_ne_bytes());
+            }
+        });
+    plane
+}
+
+/// Feeds native-endian samples of `es` bytes to `h` as little-endian.
+fn hash_le(h: &mut Sha256, chunk: &[u8], es: usize) {
+    if cfg!(target_endian = "little") {
+        h.update(chunk);
+    } else {
+        let mut v = chunk.to_vec();
+        v.chunks_exact_mut(es).for_each(<[u8]>::reverse);
+        h.update(&v);
     }
+}
+
+fn hex(h: Sha256) -> String {
     h.finalize()
         .iter()
         .fold(String::with_capacity(64), |mut s, b| {
@@ -290,7 +296,7 @@ fn write_one(
     seed: u64,
 ) -> Result<(String, SampleLabels)> {
     let sizes = spec.sizes();
-    let (planes, labels, objects) = image_planes(seed, sizes);
+    let cells = Cells::new(seed, sizes.y as u32);
     let mut is = ImageSpec::new(name, sizes, PixelType::Uint16, spec.version);
     is.levels = spec.levels;
     is.pixel_size_zyx = [0.5, 0.1625, 0.1625];
@@ -303,14 +309,17 @@ fn write_one(
         })
         .collect();
     let w = ImageWriter::create(dir, is.clone())?;
-    let mut i = 0;
+    // plane by plane, hashed as written: memory holds one plane whatever the image's size
+    let mut pixels = Sha256::new();
     for c in 0..sizes.c {
         for z in 0..sizes.z {
-            w.write_plane(0, c, z, &planes[i])?;
-            i += 1;
+            let plane = pixel_plane(seed, &cells, sizes, c, z);
+            w.write_plane(0, c, z, &plane)?;
+            hash_le(&mut pixels, &plane, 2);
         }
     }
     // labels: one per z plane (same cells), a single channel
+    let (labels, objects) = label_plane(&cells, sizes);
     let lsizes = Sizes { c: 1, ..sizes };
     let mut ls = ImageSpec::new("cells", lsizes, PixelType::Uint32, spec.version);
     ls.levels = spec.levels;
@@ -318,24 +327,24 @@ fn write_one(
     ls.chunk_yx = is.chunk_yx;
     ls.label_colors = Some(vec![(1, [255, 255, 0, 255])]);
     let lw = label_image(dir, "cells", ls)?;
+    let mut lh = Sha256::new();
     for z in 0..sizes.z {
         lw.write_plane(0, 0, z, &labels)?;
+        hash_le(&mut lh, &labels, 4);
     }
-    let refs: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
-    let lrefs: Vec<&[u8]> = (0..sizes.z).map(|_| labels.as_slice()).collect();
     Ok((
-        sha_le(&refs, 2),
+        hex(pixels),
         SampleLabels {
             name: "cells".into(),
             objects,
-            sha256: sha_le(&lrefs, 4),
+            sha256: hex(lh),
         },
     ))
 }
 
 fn write_tiff(path: &Path, name: &str, spec: &SampleSpec, seed: u64) -> Result<()> {
     let sizes = spec.sizes();
-    let (planes, _, _) = image_planes(seed, sizes);
+    let cells = Cells::new(seed, sizes.y as u32);
     let channels: Vec<ChannelSpec> = (0..spec.channels as usize)
         .map(|c| ChannelSpec {
             label: format!("ch{c}"),
@@ -368,8 +377,10 @@ fn write_tiff(path: &Path, name: &str, spec: &SampleSpec, seed: u64) -> Result<(
     };
     let mut w = TiffWriter::create(path, layout, false)?;
     // planes are generated c-major, z-minor: that is DimensionOrder XYZCT
-    for p in &planes {
-        w.write_page(p)?;
+    for c in 0..sizes.c {
+        for z in 0..sizes.z {
+            w.write_page(&pixel_plane(seed, &cells, sizes, c, z))?;
+        }
     }
     w.finish()?;
     Ok(())
@@ -464,6 +475,18 @@ pub fn write_samples(out: &Path, spec: &SampleSpec) -> Result<SampleManifest> {
     stage_common::atomic::write_json(&path, &manifest)
         .map_err(|e| stage_ngff::error::NgffError::io(&path, e))?;
     Ok(manifest)
+}
+
+/// Writes one single image of `spec`'s shape (its `images`, `rows`, `columns`, `fields` and
+/// `tiffs` are not used) as the store `out/name.ome.zarr`, plane by plane: memory holds one
+/// plane, so images far larger than memory can be generated. The same seed gives the same pixels.
+pub fn write_image(out: &Path, name: &str, spec: &SampleSpec) -> Result<SampleImage> {
+    std::fs::create_dir_all(out).map_err(|e| stage_ngff::error::NgffError::io(out, e))?;
+    let rel = format!("{name}.ome.zarr");
+    let st = StagingDir::new(&out.join(&rel))?;
+    let (sha, labels) = write_one(st.path(), name, spec, spec.seed)?;
+    st.commit()?;
+    Ok(SampleImage::of(spec, rel, sha, labels))
 }
 
 /// Paths of the generated single images.

@@ -31,6 +31,7 @@ use stage_ngff::write::attrs::{AcquisitionSpec, ChannelSpec};
 use stage_ngff::write::image::{ImageSpec, ImageWriter};
 use stage_ngff::write::plate::{PlateSpec, PlateWriter, WellSpec};
 use stage_ngff::{ImageReader, NgffError, NgffVersion, Sizes};
+use tracing::Instrument as _;
 
 use crate::error::{Result, SourceError};
 use crate::export::{ExportRequest, Exporter};
@@ -177,9 +178,11 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
             ctx.progress.advance(planes_of(&img.source));
             How::AlreadyStaged
         } else {
+            // attached to the future: a span entered across an `.await` corrupts the registry
             let span = tracing::info_span!("stage_image", output = %img.output);
-            let _e = span.enter();
-            stage_image(img, &target, version, ctx, &exported).await?
+            stage_image(img, &target, version, ctx, &exported)
+                .instrument(span)
+                .await?
         };
         tracing::info!(output = %img.output, how = %how, seconds = started.elapsed().as_secs_f64(), "staged");
         entries.push(ManifestEntry {

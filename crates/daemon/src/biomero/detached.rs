@@ -29,6 +29,7 @@ use stage_tracker::launcher::Holder;
 use stage_tracker::project::{LAUNCHER_MARKER, Rules};
 use stage_tracker::{Claim, Kind, Launcher, TrackedEvent, Tracker, TrackerError};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::accept::{self, RunError};
 use super::keys;
@@ -333,9 +334,23 @@ impl Loop {
         l: &Launcher,
         config: &Snapshot,
     ) -> Result<(), String> {
+        // the span is attached to the future, never entered across an `.await`: a guard held
+        // over an await is dropped on whichever worker thread resumes the task, which corrupts
+        // the span registry (it panicked a worker thread and stalled a submission in CI)
         let span =
             tracing::info_span!("detached_run", launcher = %l.task, workflow_run = %l.workflow);
-        let _g = span.enter();
+        self.handle_in_span(tracker, l, config)
+            .instrument(span)
+            .await
+    }
+
+    /// [`Self::handle`], inside the launcher's span.
+    async fn handle_in_span(
+        &mut self,
+        tracker: &Tracker,
+        l: &Launcher,
+        config: &Snapshot,
+    ) -> Result<(), String> {
         let Some(run) = tracker.launcher_run(l).await.map_err(|e| e.to_string())? else {
             tracing::warn!(
                 "the launcher's WorkflowRun is not in BIOMERO's store; it is left alone"

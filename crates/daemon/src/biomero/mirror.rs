@@ -22,6 +22,7 @@ use serde::Serialize;
 use stage_tracker::project::{Enabled, Rules};
 use stage_tracker::{Tracker, TrackerError, TrackerUrl};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::tracking::{self, RunFacts};
 use crate::runtime::Runtime;
@@ -119,11 +120,29 @@ async fn write_one(
         return Ok(0);
     };
     let history = rt.store.events(id).await.map_err(store_error)?;
+    // attached to the future, not entered across awaits (see `detached::Loop::handle`)
     let span = tracing::info_span!("biomero_events", submission = %id);
-    let _g = span.enter();
-    let mut inserted = append_submission(rt, tracker, queue, &s, &history).await?;
+    write_history(rt, tracker, queue, &s, &history)
+        .instrument(span)
+        .await
+}
+
+/// Appends submission `s`'s `history` to BIOMERO's store, and its detached run's end once the
+/// last of the run's submissions has ended; `Ok(events written)`.
+async fn write_history(
+    rt: &Runtime,
+    tracker: &Tracker,
+    queue: &str,
+    s: &stage_store::Submission,
+    history: &[stage_store::Event],
+) -> Result<usize, TrackerError> {
+    let store_error = |e: stage_store::StoreError| TrackerError::Database {
+        url: "the queue".into(),
+        reason: e.to_string(),
+    };
+    let mut inserted = append_submission(rt, tracker, queue, s, history).await?;
     // a detached run ends when the last of its submissions has, after all of theirs
-    if let Some(link) = tracking::detached_link(&s)
+    if let Some(link) = tracking::detached_link(s)
         && s.done
         && let Some(run) = s.request.get("run").and_then(serde_json::Value::as_str)
     {
@@ -136,13 +155,16 @@ async fn write_one(
                 inserted += append_submission(rt, tracker, queue, sub, &h).await?;
             }
             inserted += tracker
-                .append_shared(&end, &tracking::shared_aggregates(&s))
+                .append_shared(&end, &tracking::shared_aggregates(s))
                 .await?
                 .inserted;
         }
     }
     let seq = history.last().map_or(0, |e| e.seq);
-    rt.store.mirror_done(id, seq).await.map_err(store_error)?;
+    rt.store
+        .mirror_done(&s.id, seq)
+        .await
+        .map_err(store_error)?;
     Ok(inserted)
 }
 
