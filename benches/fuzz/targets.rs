@@ -174,8 +174,16 @@ fn tar_entries(bytes: &[u8], scratch: &Path) {
         beside.len() == 1 && beside[0] == "out",
         "the download wrote outside its output folder: {beside:?}"
     );
-    if unpacked.is_ok() {
+    if let Ok(written) = unpacked {
         assert_files_and_folders(&out);
+        // what the download checks against the cluster's listing: the sums taken as it wrote
+        for (rel, sum) in &written {
+            assert_eq!(
+                stage_cluster::cksum::of_file(&out.join(rel)).ok(),
+                Some(*sum),
+                "`{rel}` was summed as written, but holds other bytes"
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&base);
 }

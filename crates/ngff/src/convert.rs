@@ -342,12 +342,13 @@ pub fn stores_to_tiffs(
     for i in inputs {
         jobs.extend(expand(i)?);
     }
-    // check every image before writing anything
-    let images: Vec<ImageReader> = jobs
-        .iter()
-        .map(|j| ImageReader::open(&j.source))
-        .collect::<Result<_>>()?;
-    progress.add_total(images.iter().map(|i| i.sizes().planes()).sum());
+    // check every image before writing anything; each is opened again when its turn comes,
+    // so memory does not grow with the number of fields (a screen has tens of thousands)
+    let mut planes = 0;
+    for j in &jobs {
+        planes += ImageReader::open(&j.source)?.sizes().planes();
+    }
+    progress.add_total(planes);
     std::fs::create_dir_all(out_dir).map_err(|e| NgffError::io(out_dir, e))?;
     let mut names = UniqueNames::new();
     let files: Vec<String> = jobs.iter().map(|j| names.claim(&j.name, ".tif")).collect();
@@ -358,17 +359,11 @@ pub fn stores_to_tiffs(
             });
         }
     }
-    let work: Vec<(&Job, &ImageReader, &String)> = jobs
-        .iter()
-        .zip(images.iter())
-        .zip(files.iter())
-        .map(|((j, i), f)| (j, i, f))
-        .collect();
-    let entries: Vec<ManifestEntry> = crate::jobs::run(
-        &work,
-        crate::jobs::default_parallelism(),
-        |&(job, img, file)| {
-            let report = image_to_tiff(img, &out_dir.join(file), opts, progress)?;
+    let work: Vec<(&Job, &String)> = jobs.iter().zip(files.iter()).collect();
+    let entries: Vec<ManifestEntry> =
+        crate::jobs::run(&work, crate::jobs::default_parallelism(), |&(job, file)| {
+            let img = ImageReader::open(&job.source)?;
+            let report = image_to_tiff(&img, &out_dir.join(file), opts, progress)?;
             let (plate, f) = match &job.plate {
                 Some((p, f)) => (Some(p.clone()), Some(f)),
                 None => (None, None),
@@ -385,8 +380,7 @@ pub fn stores_to_tiffs(
                 acquisition: f.and_then(|f| f.acquisition),
                 report,
             })
-        },
-    )?;
+        })?;
     let manifest = Manifest {
         version: 1,
         created_by: format!("biomero-stage {}", env!("CARGO_PKG_VERSION")),

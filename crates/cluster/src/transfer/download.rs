@@ -4,9 +4,12 @@
 //!
 //! The cluster's side is listed first: an empty folder is a failed job, a
 //! symlink or special file is refused, and files already here with the same
-//! size and `cksum` are not fetched again. What arrives is summed and compared
-//! with the listing.
+//! size and `cksum` are not fetched again. What arrives is summed as each file
+//! is written (no read-back) and compared with the listing: every file here then
+//! holds the bytes whose `cksum` and size the cluster listed for it.
 
+use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +21,7 @@ use tokio_util::io::SyncIoBridge;
 use super::listing::{self, Listing};
 use super::{OutputLimits, TransferReport};
 use crate::blocking::blocking;
+use crate::cksum::Hasher;
 use crate::error::{ClusterError, Result};
 use crate::ssh::Remote;
 
@@ -74,8 +78,12 @@ pub async fn download_metered(
         wanted.iter().map(|w| there.files[w].1).sum(),
         wanted.len() as u64,
     );
+    // what is fetched is summed as it is written: the check below reads nothing back
+    let mut after = here;
     if all {
-        fetch(r, remote_dir, TAR_ALL, Vec::new(), local, &meter).await?;
+        after
+            .files
+            .extend(fetch(r, remote_dir, TAR_ALL, Vec::new(), local, &meter).await?);
     } else {
         let mut batch = Vec::new();
         let mut len = 0;
@@ -83,24 +91,26 @@ pub async fn download_metered(
             len += f.len() + 3;
             batch.push(f.clone());
             if len > 60_000 {
-                fetch(
-                    r,
-                    remote_dir,
-                    TAR_SOME,
-                    std::mem::take(&mut batch),
-                    local,
-                    &meter,
-                )
-                .await?;
+                after.files.extend(
+                    fetch(
+                        r,
+                        remote_dir,
+                        TAR_SOME,
+                        std::mem::take(&mut batch),
+                        local,
+                        &meter,
+                    )
+                    .await?,
+                );
                 len = 0;
             }
         }
         if !batch.is_empty() {
-            fetch(r, remote_dir, TAR_SOME, batch, local, &meter).await?;
+            after
+                .files
+                .extend(fetch(r, remote_dir, TAR_SOME, batch, local, &meter).await?);
         }
     }
-    let root = local.to_path_buf();
-    let after = blocking("listing the download", move || listing::local(&root)).await?;
     let only_there = Listing {
         files: there.files.clone(),
         others: Vec::new(),
@@ -132,7 +142,7 @@ async fn fetch(
     files: Vec<String>,
     local: &Path,
     meter: &Arc<Meter>,
-) -> Result<()> {
+) -> Result<BTreeMap<String, (u32, u64)>> {
     let sess = r.session().await?;
     let mut args = vec![
         "-c".to_owned(),
@@ -193,12 +203,22 @@ async fn fetch(
 /// Unpacks a tar stream into `dest`: regular files and directories only, every
 /// name relative and inside; anything else is refused (`InvalidData`). Public for the
 /// fuzzer, which feeds it hostile archives.
-pub fn unpack_tar(reader: impl std::io::Read, dest: &Path, meter: &Meter) -> std::io::Result<()> {
+///
+/// Each file is summed (POSIX `cksum`) as it is written, so the download is checked against the
+/// cluster's listing without reading it back: `Ok` holds every file written, relative path →
+/// (cksum, size).
+pub fn unpack_tar(
+    reader: impl std::io::Read,
+    dest: &Path,
+    meter: &Meter,
+) -> std::io::Result<BTreeMap<String, (u32, u64)>> {
     let refuse = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
     let mut a = tar::Archive::new(reader);
     a.set_preserve_permissions(false);
     a.set_unpack_xattrs(false);
     a.set_overwrite(true);
+    let mut written = BTreeMap::new();
+    let mut buf = vec![0u8; 1 << 20];
     for e in a.entries()? {
         let mut e = e?;
         let path = e.path()?.into_owned();
@@ -211,12 +231,16 @@ pub fn unpack_tar(reader: impl std::io::Read, dest: &Path, meter: &Meter) -> std
         match e.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = e.header().size().unwrap_or(0);
-                if !e.unpack_in(dest)? {
-                    return Err(refuse(format!(
-                        "`{}` would land outside the output folder",
-                        path.display()
-                    )));
-                }
+                let sum = write_entry(&mut e, dest, &path, &mut buf)?;
+                let rel = path
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => n.to_str().map(str::to_owned),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                written.insert(rel, sum);
                 meter.advance(size, 1);
             }
             tar::EntryType::Directory => {
@@ -242,7 +266,62 @@ pub fn unpack_tar(reader: impl std::io::Read, dest: &Path, meter: &Meter) -> std
             }
         }
     }
-    Ok(())
+    Ok(written)
+}
+
+/// Writes one regular entry at `dest/path` (`path` already checked relative and inside), summing
+/// it as it goes. Nothing is followed: a symbolic link anywhere on the way is refused, so the
+/// bytes land in the output folder or nowhere.
+fn write_entry(
+    entry: &mut impl std::io::Read,
+    dest: &Path,
+    path: &Path,
+    buf: &mut [u8],
+) -> std::io::Result<(u32, u64)> {
+    let refuse = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+    let target = dest.join(path);
+    let mut at = dest.to_path_buf();
+    for c in path.components() {
+        if let Component::Normal(n) = c {
+            at.push(n);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(refuse(format!(
+                        "`{}` would be written through a symbolic link in the output folder",
+                        path.display()
+                    )));
+                }
+                Ok(m) if at != target && !m.is_dir() => {
+                    return Err(refuse(format!(
+                        "`{}` needs `{}` to be a folder",
+                        path.display(),
+                        at.display()
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let _ = std::fs::remove_file(&target);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)?;
+    let mut sum = Hasher::default();
+    loop {
+        let n = match entry.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sum.update(&buf[..n]);
+        file.write_all(&buf[..n])?;
+    }
+    Ok(sum.finish())
 }
 
 #[cfg(test)]
@@ -338,7 +417,51 @@ mod tests {
         // a clean archive unpacks
         let d = tempfile::tempdir().unwrap();
         let bytes = archive(|b| entry(b, b"./x/ok.txt", tar::EntryType::Regular, None));
-        unpack_tar(bytes.as_slice(), d.path(), &Meter::new()).unwrap();
+        let written = unpack_tar(bytes.as_slice(), d.path(), &Meter::new()).unwrap();
         assert_eq!(std::fs::read(d.path().join("x/ok.txt")).unwrap(), b"abc");
+        assert_eq!(
+            written,
+            BTreeMap::from([(
+                "x/ok.txt".to_owned(),
+                crate::cksum::of_file(&d.path().join("x/ok.txt")).unwrap()
+            )])
+        );
+    }
+
+    #[test]
+    fn files_are_summed_as_written_and_never_written_through_a_link() {
+        // several files, one twice (the later wins, as tar unpacks it), summed as POSIX cksum
+        let bytes = archive(|b| {
+            for (name, body) in [
+                ("a.bin", &b"first"[..]),
+                ("d/b.bin", b"second"),
+                ("a.bin", b"third!"),
+            ] {
+                let mut h = tar::Header::new_gnu();
+                h.set_path(name).unwrap();
+                h.set_size(body.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                b.append(&h, body).unwrap();
+            }
+        });
+        let d = tempfile::tempdir().unwrap();
+        let written = unpack_tar(bytes.as_slice(), d.path(), &Meter::new()).unwrap();
+        assert_eq!(written.len(), 2);
+        for (rel, sum) in &written {
+            assert_eq!(
+                crate::cksum::of_file(&d.path().join(rel)).unwrap(),
+                *sum,
+                "{rel}"
+            );
+        }
+        assert_eq!(written["a.bin"], (crate::cksum::of_bytes(b"third!"), 6));
+        // a folder of the destination that is a link to elsewhere is not written through
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("esc")).unwrap();
+        let bytes = archive(|b| entry(b, b"esc/x.txt", tar::EntryType::Regular, None));
+        let e = unpack_tar(bytes.as_slice(), d.path(), &Meter::new()).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 }
