@@ -743,7 +743,7 @@ fn main() {
         }
         if let Some(l) = rows
             .iter()
-            .filter(|r| r.axis == Axis::Bytes && r.step == "stage: re-encode to 0.5")
+            .filter(|r| r.dataset.starts_with("plate-") && r.step == "stage: re-encode to 0.5")
             .max_by(|a, b| a.gb.total_cmp(&b.gb))
         {
             println!(
