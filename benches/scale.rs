@@ -304,7 +304,6 @@ fn child(args: &[String]) {
 /// One row of the growth table.
 struct Row {
     dataset: &'static str,
-    axis: Axis,
     step: &'static str,
     fields: u64,
     gb: f64,
@@ -465,7 +464,6 @@ fn main() {
             }
             let row = Row {
                 dataset: ds.name,
-                axis: ds.axis,
                 step,
                 fields: ds.fields(),
                 gb,
@@ -498,7 +496,6 @@ fn main() {
             }
             let row = Row {
                 dataset: ds.name,
-                axis: ds.axis,
                 step: "collect and keep (SHA-256)",
                 fields: ds.fields(),
                 gb,
@@ -628,7 +625,6 @@ fn main() {
             ] {
                 let row = Row {
                     dataset: ds.name,
-                    axis: ds.axis,
                     step,
                     fields: ds.fields(),
                     gb,
