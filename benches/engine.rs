@@ -26,44 +26,9 @@ use stage_ngff::write::array::Compression;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// One measured process.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    wall: f64,
-    rss_mib: f64,
-}
-
-fn measure(cmd: &[String]) -> Run {
-    let tfile = std::env::temp_dir().join(format!("bench-time-{}", std::process::id()));
-    let start = Instant::now();
-    let status = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&tfile)
-        .args(cmd)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("/usr/bin/time (Debian package `time`) is needed");
-    let wall = start.elapsed().as_secs_f64();
-    assert!(status.success(), "benchmark command failed: {cmd:?}");
-    let kb: f64 = std::fs::read_to_string(&tfile)
-        .unwrap_or_default()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0.0);
-    Run {
-        wall,
-        rss_mib: kb / 1024.0,
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+#[path = "measure.rs"]
+mod measure;
+use measure::{Run, measure, median};
 
 /// A side of a comparison: a label and a shell-free command (run after `prepare`).
 struct Side {

@@ -45,6 +45,10 @@ use stage_ngff::write::array::Compression;
 use stage_results::keep::{KeepRequest, keep};
 use stage_sample::{SampleSpec, write_image, write_samples};
 
+#[path = "measure.rs"]
+mod measure;
+use measure::{measure, median};
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -147,51 +151,6 @@ impl Dataset {
     }
 }
 
-/// One measured child process.
-#[derive(Clone, Copy)]
-struct Run {
-    wall: f64,
-    rss_mib: f64,
-}
-
-fn measure(cmd: &[String]) -> Run {
-    let tfile = std::env::temp_dir().join(format!("bench-scale-time-{}", std::process::id()));
-    let start = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&tfile)
-        .args(cmd)
-        .output()
-        .expect("/usr/bin/time (Debian package `time`) is needed");
-    // a step that times itself (after connecting) says so on stdout
-    let wall = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("elapsed ")?.trim().parse().ok())
-        .unwrap_or_else(|| start.elapsed().as_secs_f64());
-    assert!(
-        out.status.success(),
-        "benchmark command failed: {cmd:?}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kb: f64 = std::fs::read_to_string(&tfile)
-        .unwrap_or_default()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0.0);
-    Run {
-        wall,
-        rss_mib: kb / 1024.0,
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn files_under(root: &Path) -> u64 {
     let mut n = 0;
     let mut stack = vec![root.to_path_buf()];
@@ -209,6 +168,16 @@ fn files_under(root: &Path) -> u64 {
         }
     }
     n
+}
+
+/// Runs a shell pipeline; panics when it fails.
+fn shell(script: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "failed: {script}");
 }
 
 fn rm(p: &Path) {
@@ -530,13 +499,7 @@ fn main() {
             }
             let up_files = files_under(&upload_src);
             let wipe = |dir: &str| {
-                let ok = Command::new("sh")
-                    .arg("-c")
-                    .arg(format!("ssh {ssh_base} slurm 'rm -rf {dir}'"))
-                    .status()
-                    .unwrap()
-                    .success();
-                assert!(ok, "cannot remove {dir} on the cluster");
+                shell(&format!("ssh {ssh_base} slurm 'rm -rf {dir}'"));
             };
             for round in 0..=runs {
                 let target = format!("{there}/up-{round}");
@@ -555,16 +518,10 @@ fn main() {
                 }
                 wipe(&target);
                 let started = Instant::now();
-                let ok = Command::new("sh")
-                    .arg("-c")
-                    .arg(format!(
-                        "tar cf - -C '{}' . | ssh {ssh_base} slurm 'mkdir -p {target}/raw && tar xf - -C {target}/raw'",
-                        upload_src.display()
-                    ))
-                    .status()
-                    .unwrap()
-                    .success();
-                assert!(ok, "raw tar | ssh failed");
+                shell(&format!(
+                    "tar cf - -C '{}' . | ssh {ssh_base} slurm 'mkdir -p {target}/raw && tar xf - -C {target}/raw'",
+                    upload_src.display()
+                ));
                 if round > 0 {
                     raw.push(started.elapsed().as_secs_f64());
                 }
@@ -572,16 +529,10 @@ fn main() {
             }
             // a same-sized output: the TIFFs, put there once, downloaded verified
             let outputs = format!("{there}/out");
-            let ok = Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "tar cf - -C '{}' . | ssh {ssh_base} slurm 'mkdir -p {outputs} && tar xf - -C {outputs}'",
-                    tiffs.display()
-                ))
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok);
+            shell(&format!(
+                "tar cf - -C '{}' . | ssh {ssh_base} slurm 'mkdir -p {outputs} && tar xf - -C {outputs}'",
+                tiffs.display()
+            ));
             let local = out.join("downloaded");
             for _ in 0..runs {
                 rm(&local);
@@ -599,16 +550,10 @@ fn main() {
                 rm(&local);
                 std::fs::create_dir_all(&local).unwrap();
                 let started = Instant::now();
-                let ok = Command::new("sh")
-                    .arg("-c")
-                    .arg(format!(
-                        "ssh {ssh_base} slurm 'cd {outputs} && tar cf - .' | tar xf - -C '{}'",
-                        local.display()
-                    ))
-                    .status()
-                    .unwrap()
-                    .success();
-                assert!(ok, "raw ssh tar | tar failed");
+                shell(&format!(
+                    "ssh {ssh_base} slurm 'cd {outputs} && tar cf - .' | tar xf - -C '{}'",
+                    local.display()
+                ));
                 raw_down.push(started.elapsed().as_secs_f64());
             }
             let down_files = files_under(&local);

@@ -134,6 +134,16 @@ pub async fn upload_metered(
     })
 }
 
+/// The error of an upload whose channel broke (`why`), after resetting the connection.
+async fn dropped(r: &Remote, why: String) -> ClusterError {
+    r.reset().await;
+    ClusterError::Dropped {
+        host: r.host().to_owned(),
+        command: "tar -xf -".into(),
+        reason: why,
+    }
+}
+
 /// What the far side's [`UNTAR`] printed, checked against the stream sent (`sum`, `len`):
 /// tar's exit code, then the far side's `cksum` of what tar was given.
 fn check_untar(out: &str, stderr: &str, sent: (u32, u64)) -> std::result::Result<(), UntarOutcome> {
@@ -280,27 +290,11 @@ async fn send_tar(
         }
         other => other,
     };
-    let status = match out {
-        Ok(o) => o,
-        Err(e) => {
-            r.reset().await;
-            return Err(ClusterError::Dropped {
-                host: r.host().to_owned(),
-                command: "tar -xf -".into(),
-                reason: e.to_string(),
-            });
-        }
-    };
-    let sent = match sent {
-        Ok(sent) => sent,
-        Err(e) => {
-            r.reset().await;
-            return Err(ClusterError::Dropped {
-                host: r.host().to_owned(),
-                command: "tar -xf -".into(),
-                reason: e.to_string(),
-            });
-        }
+    // the channel broke, on either side: the connection is reset for the next attempt
+    let (status, sent) = match (out, sent) {
+        (Ok(status), Ok(sent)) => (status, sent),
+        (Err(e), _) => return Err(dropped(r, e.to_string()).await),
+        (_, Err(e)) => return Err(dropped(r, e.to_string()).await),
     };
     let stdout = String::from_utf8_lossy(&status.stdout);
     let stderr = String::from_utf8_lossy(&status.stderr);

@@ -112,10 +112,6 @@ async fn write_one(
     queue: &str,
     id: &str,
 ) -> Result<usize, TrackerError> {
-    let store_error = |e: stage_store::StoreError| TrackerError::Database {
-        url: "the queue".into(),
-        reason: e.to_string(),
-    };
     let Some(s) = rt.store.get(id).await.map_err(store_error)? else {
         return Ok(0);
     };
@@ -127,6 +123,15 @@ async fn write_one(
         .await
 }
 
+/// Our queue's error, as the mirror reports it.
+#[allow(clippy::needless_pass_by_value, reason = "the shape `map_err` calls")]
+fn store_error(e: stage_store::StoreError) -> TrackerError {
+    TrackerError::Database {
+        url: "the queue".into(),
+        reason: e.to_string(),
+    }
+}
+
 /// Appends submission `s`'s `history` to BIOMERO's store, and its detached run's end once the
 /// last of the run's submissions has ended; `Ok(events written)`.
 async fn write_history(
@@ -136,10 +141,6 @@ async fn write_history(
     s: &stage_store::Submission,
     history: &[stage_store::Event],
 ) -> Result<usize, TrackerError> {
-    let store_error = |e: stage_store::StoreError| TrackerError::Database {
-        url: "the queue".into(),
-        reason: e.to_string(),
-    };
     let mut inserted = append_submission(rt, tracker, queue, s, history).await?;
     // a detached run ends when the last of its submissions has, after all of theirs
     if let Some(link) = tracking::detached_link(s)
