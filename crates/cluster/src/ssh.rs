@@ -289,7 +289,7 @@ impl Remote {
     }
 
     /// Runs one of this crate's fixed shell scripts with `args` as `$1…`.
-    pub async fn script(&self, script: &'static str, args: &[String]) -> Result<String> {
+    pub async fn script(&self, script: &str, args: &[String]) -> Result<String> {
         let mut all = vec!["-c".to_owned(), script.to_owned(), "sh".to_owned()];
         all.extend(args.iter().cloned());
         let o = self.output("sh", &all).await?;

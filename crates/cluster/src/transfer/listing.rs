@@ -117,22 +117,27 @@ pub async fn remote(r: &Remote, dir: &str) -> Result<Listing> {
     })
 }
 
-/// Sizes of the files under `$1`: `F SIZE path` lines from GNU find's `-printf` (no file is
-/// read); where find has no `-printf` (BusyBox), `cksum` lines (every file read), which
-/// [`parse_sizes`] reads as well.
-const SIZES: &str = r#"[ -d "$1" ] || exit 0
-cd -- "$1" || exit 1
-if find . -maxdepth 0 -printf '' 2>/dev/null; then
+/// Sizes of the files under the current folder: `F SIZE path` lines from GNU find's `-printf`
+/// (no file is read); where find has no `-printf` (BusyBox), `cksum` lines (every file read),
+/// which [`parse_sizes`] reads as well. The upload's untar session appends it, so what it
+/// unpacked is listed without a second round trip.
+pub const SIZES_HERE: &str = r"if find . -maxdepth 0 -printf '' 2>/dev/null; then
   find . \( -type f -printf 'F %s ./%P\n' \) -o \( ! -type d -printf 'OTHER ./%P\n' \) || exit 1
 else
   find . \( -type f -exec cksum {} + \) -o \( ! -type d -exec printf 'OTHER %s\n' {} + \) || exit 1
-fi"#;
+fi";
 
 /// The cluster's files under `dir` with their sizes (empty when it does not exist); what is
 /// neither file nor folder is refused.
 pub async fn remote_sizes(r: &Remote, dir: &str) -> Result<BTreeMap<String, u64>> {
-    let out = r.script(SIZES, &[dir.to_owned()]).await?;
-    let sizes = parse_sizes(&out).map_err(|reason| ClusterError::Parse {
+    let script = format!("[ -d \"$1\" ] || exit 0\ncd -- \"$1\" || exit 1\n{SIZES_HERE}");
+    let out = r.script(&script, &[dir.to_owned()]).await?;
+    sizes_from(&out, dir)
+}
+
+/// The sizes a [`SIZES_HERE`] listing of `dir` printed; what is neither file nor folder is refused.
+pub fn sizes_from(out: &str, dir: &str) -> Result<BTreeMap<String, u64>> {
+    let sizes = parse_sizes(out).map_err(|reason| ClusterError::Parse {
         command: format!("find {dir} -printf"),
         reason,
     })?;
@@ -144,7 +149,7 @@ pub async fn remote_sizes(r: &Remote, dir: &str) -> Result<BTreeMap<String, u64>
     }
 }
 
-/// Parses [`SIZES`]' output: the files' sizes, and what is neither file nor folder.
+/// Parses [`SIZES_HERE`]' output: the files' sizes, and what is neither file nor folder.
 pub fn parse_sizes(out: &str) -> std::result::Result<(BTreeMap<String, u64>, Vec<String>), String> {
     let mut sizes = BTreeMap::new();
     let mut cksum_lines = String::new();
@@ -443,8 +448,8 @@ mod link_tests {
         let shim = find_without_printf(d.path());
         let run = |path: &str| {
             let out = std::process::Command::new("sh")
-                .args(["-c", SIZES, "sh"])
-                .arg(&dir)
+                .args(["-c", SIZES_HERE])
+                .current_dir(&dir)
                 .env("PATH", path)
                 .output()
                 .unwrap();

@@ -58,7 +58,8 @@ impl<W: std::io::Write> std::io::Write for Summing<W> {
 /// `tar <exit code>` and `cksum`'s `<crc> <length>` (fd 4 is the channel's stdout; what tar
 /// leaves unread after the archive's end is drained so `tee` sums the whole stream).
 const UNTAR: &str = r#"mkdir -p -- "$1" && cd -- "$1" || exit 1
-{ { { tee /dev/fd/3 | { tar -xf - >&2; echo "tar $?" >&4; cat > /dev/null; }; } 3>&1 | cksum >&4; } 4>&1; }"#;
+{ { { tee /dev/fd/3 | { tar -xf - >&2; echo "tar $?" >&4; cat > /dev/null; }; } 3>&1 | cksum >&4; } 4>&1; }
+echo '#sizes'"#;
 const REMOVE: &str = r#"cd -- "$1" && shift && rm -f -- "$@""#;
 
 /// Uploads the tree at `local` into `remote_dir` (created if needed).
@@ -114,10 +115,12 @@ pub async fn upload_metered(
         .map(|f| f.1)
         .sum();
     meter.add_total(bytes_sent, to_send.len() as u64);
-    if !to_send.is_empty() {
-        send_tar(r, local, to_send.clone(), remote_dir, meter).await?;
-    }
-    let after = listing::remote_sizes(r, remote_dir).await?;
+    // the untar session lists what is there when it is done; with nothing to send, a listing
+    let after = if to_send.is_empty() {
+        listing::remote_sizes(r, remote_dir).await?
+    } else {
+        send_tar(r, local, to_send.clone(), remote_dir, meter).await?
+    };
     let want: BTreeMap<String, u64> = files.iter().cloned().collect();
     listing::compare_sizes(
         &format!("upload to {}:{remote_dir}", r.host()),
@@ -210,10 +213,11 @@ async fn send_tar(
     files: Vec<String>,
     remote_dir: &str,
     meter: Arc<Meter>,
-) -> Result<()> {
+) -> Result<BTreeMap<String, u64>> {
     let sess = r.session().await?;
     let mut cmd = sess.command("sh");
-    cmd.args(["-c", UNTAR, "sh", remote_dir])
+    let script = format!("{UNTAR}\n{}", listing::SIZES_HERE);
+    cmd.args(["-c", &script, "sh", remote_dir])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -298,7 +302,12 @@ async fn send_tar(
     };
     let stdout = String::from_utf8_lossy(&status.stdout);
     let stderr = String::from_utf8_lossy(&status.stderr);
-    check_untar(&stdout, &stderr, sent).map_err(|outcome| match outcome {
+    // what tar and cksum reported, then (after `#sizes`) the listing of what is there
+    let (untar, sizes) = match stdout.split_once("#sizes\n") {
+        Some((untar, sizes)) => (untar, Some(sizes)),
+        None => (stdout.as_ref(), None),
+    };
+    check_untar(untar, &stderr, sent).map_err(|outcome| match outcome {
         UntarOutcome::Differs(reason) => ClusterError::Verify {
             what: format!("upload to {}:{remote_dir}", r.host()),
             reason,
@@ -315,7 +324,17 @@ async fn send_tar(
             code: status.status.code().unwrap_or(-1),
             stderr: reason,
         },
-    })
+    })?;
+    match sizes {
+        Some(sizes) => listing::sizes_from(sizes, remote_dir),
+        None => Err(ClusterError::Parse {
+            command: format!("find {remote_dir} -printf (after tar -xf -)"),
+            reason: format!(
+                "the listing after unpacking is missing (errors `{}`)",
+                stderr.trim()
+            ),
+        }),
+    }
 }
 
 #[cfg(test)]
