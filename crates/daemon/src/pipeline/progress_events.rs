@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use stage_common::meter::{Meter, Reading};
 use tokio_util::sync::CancellationToken;
 
-use super::{Step, StepContext};
+use stage_store::Store;
+
+use super::Step;
 
 /// The least time between two progress events of one step.
 pub const EVERY: Duration = Duration::from_secs(5);
@@ -23,10 +25,10 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Starts reporting `meter` of `step` into submission `id`'s history.
-    pub fn start(ctx: &StepContext, id: &str, step: Step, meter: Arc<Meter>) -> Reporter {
+    /// Starts reporting `meter` of `step` into submission `id`'s history in `store`.
+    pub fn start(store: &Store, id: &str, step: Step, meter: Arc<Meter>) -> Reporter {
         let stop = CancellationToken::new();
-        let (store, id, halt) = (ctx.runtime.store.clone(), id.to_owned(), stop.clone());
+        let (store, id, halt) = (store.clone(), id.to_owned(), stop.clone());
         let task = tokio::spawn(async move {
             let mut last: Option<(u64, u64)> = None;
             loop {
@@ -156,5 +158,72 @@ mod tests {
             json!({"progress": 25, "bytes_done": 1000, "bytes_total": 4000, "files_done": 2,
                    "files_total": 8, "bytes_per_s": 500.0, "eta_s": 6.0})
         );
+    }
+
+    /// A step that moves for 9 s and then stalls leaves a progress event at most every 5 s
+    /// while it moves (each with bytes, files, rate and time left) and none while it stalls:
+    /// real time, a real SQLite queue.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_step_reports_at_most_every_5_s_and_nothing_while_stalled() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", d.path().join("q.sqlite").display()))
+            .await
+            .unwrap();
+        store
+            .insert(&stage_store::NewSubmission {
+                id: "long".into(),
+                workflow: "cellpose".into(),
+                request: json!({"version": 1, "workflow": "cellpose"}),
+                notices: Vec::new(),
+            })
+            .await
+            .unwrap();
+        let progress = || async {
+            store
+                .events("long")
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.step == "upload" && e.outcome == stage_store::Outcome::Progress)
+                .collect::<Vec<_>>()
+        };
+        let meter = Arc::new(Meter::new());
+        meter.add_total(10_000, 10);
+        let started = std::time::Instant::now();
+        let reporter = Reporter::start(&store, "long", Step::Upload, meter.clone());
+        for _ in 0..9 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            meter.advance(1_000, 1);
+        }
+        // the tick at 10 s records the last move; the one at 15 s finds nothing new
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let moving = progress().await;
+        let took = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let stalled = progress().await;
+        reporter.stop().await;
+        let most = usize::try_from(took.as_millis() / EVERY.as_millis()).unwrap_or(usize::MAX);
+        assert!(
+            !moving.is_empty() && moving.len() <= most,
+            "{} events in {took:?} (at most {most}): {moving:?}",
+            moving.len()
+        );
+        assert_eq!(
+            stalled.len(),
+            moving.len(),
+            "an event while nothing moved: {stalled:?}"
+        );
+        let last = &moving[moving.len() - 1].detail;
+        assert_eq!(last["bytes_total"], 10_000, "{last}");
+        assert_eq!(last["files_total"], 10, "{last}");
+        assert!(
+            last["bytes_done"].as_u64().is_some_and(|b| b >= 5_000),
+            "{last}"
+        );
+        assert!(
+            last["bytes_per_s"].as_f64().is_some_and(|r| r > 0.0),
+            "{last}"
+        );
+        assert!(last["eta_s"].is_number(), "{last}");
     }
 }

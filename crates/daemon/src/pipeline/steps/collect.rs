@@ -200,7 +200,7 @@ async fn collect(ctx: &StepContext, s: &Submission) -> Result<CollectRecord, Ste
         max_files: settings.max_output_files,
     };
     let meter = Arc::new(Meter::new());
-    let reporter = Reporter::start(ctx, &s.id, Step::Collect, meter.clone());
+    let reporter = Reporter::start(&ctx.runtime.store, &s.id, Step::Collect, meter.clone());
     let fetched = unless_cancelled(
         ctx,
         cluster

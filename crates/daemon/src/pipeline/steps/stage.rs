@@ -73,7 +73,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let (log, flushed) = export_log(ctx, &s.id);
     let meter = Arc::new(Meter::new());
     let outputs = (plan.images.len() + plan.plates.len()) as u64;
-    let reporter = Reporter::start(ctx, &s.id, Step::Stage, meter.clone());
+    let reporter = Reporter::start(&ctx.runtime.store, &s.id, Step::Stage, meter.clone());
     let stage_ctx = StageContext {
         omero: built.omero,
         exporter: built.exporter,

@@ -56,7 +56,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         Err(o) => return o,
     };
     let meter = Arc::new(Meter::new());
-    let reporter = Reporter::start(ctx, &s.id, Step::Upload, meter.clone());
+    let reporter = Reporter::start(&ctx.runtime.store, &s.id, Step::Upload, meter.clone());
     let sent = unless_cancelled(ctx, cluster.transport.upload(&s.id, &staged.inputs, meter)).await;
     reporter.stop().await;
     let report = match sent {
