@@ -10,8 +10,8 @@
 //! agree and tar must exit 0. What that proves: every byte tar unpacked on the
 //! cluster is the byte sent (CRC-32 and length of the whole archive, with each
 //! file's size and name in its header), and tar wrote every entry without an
-//! error. The cluster is then listed by size (GNU `find -printf`, no file
-//! read) and every file must be there at its size. What it no longer proves:
+//! error. The same session then lists the folder by size (GNU `find -printf`,
+//! no file read) and every file must be there at its size. What it no longer proves:
 //! that the cluster's filesystem hands the same bytes back later (the old
 //! read-back `cksum` listing did); files already there when an upload resumes
 //! are still summed on the far side before they are skipped.
