@@ -170,6 +170,20 @@ fn files_under(root: &Path) -> u64 {
     n
 }
 
+/// Runs the child step `cmd` `runs` times, `before` each: the median wall time and the highest
+/// peak RSS.
+fn repeated(runs: usize, cmd: &[String], mut before: impl FnMut()) -> (f64, f64) {
+    let mut walls = Vec::new();
+    let mut rss: f64 = 0.0;
+    for _ in 0..runs {
+        before();
+        let r = measure(cmd);
+        walls.push(r.wall);
+        rss = rss.max(r.rss_mib);
+    }
+    (median(walls), rss)
+}
+
 /// Runs a shell pipeline; panics when it fails.
 fn shell(script: &str) {
     let ok = Command::new("sh")
@@ -398,45 +412,24 @@ fn main() {
         let src: Vec<String> = stores.iter().map(|p| p.display().to_string()).collect();
         let gb = ds.pixel_bytes() as f64 / 1e9;
         let tiffs = out.join("tiffs");
-        let mut steps: Vec<(&'static str, Vec<String>, PathBuf)> = vec![
-            ("stage: TIFF", vec!["tiff".into()], tiffs.clone()),
-            (
-                "stage: Zarr as it is",
-                vec!["link".into()],
-                out.join("link"),
-            ),
-            (
-                "stage: re-encode to 0.5",
-                vec!["reencode".into()],
-                out.join("reencode"),
-            ),
-            (
-                "stage: re-encode, sharded",
-                vec!["sharded".into()],
-                out.join("sharded"),
-            ),
+        let steps: [(&str, &str, PathBuf); 4] = [
+            ("stage: TIFF", "tiff", tiffs.clone()),
+            ("stage: Zarr as it is", "link", out.join("link")),
+            ("stage: re-encode to 0.5", "reencode", out.join("reencode")),
+            ("stage: re-encode, sharded", "sharded", out.join("sharded")),
         ];
-        for (step, mode, target) in steps.drain(..) {
-            let mut walls = Vec::new();
-            let mut rss: f64 = 0.0;
-            let mut files = 0;
-            for _ in 0..runs {
-                rm(&target);
-                let mut cmd = vec![me.clone(), "--child".into()];
-                cmd.extend(mode.iter().cloned());
-                cmd.push(target.display().to_string());
-                cmd.extend(src.iter().cloned());
-                let r = measure(&cmd);
-                walls.push(r.wall);
-                rss = rss.max(r.rss_mib);
-                files = files_under(&target);
-            }
+        for (step, mode, target) in steps {
+            let mut cmd = vec![me.clone(), "--child".into(), mode.into()];
+            cmd.push(target.display().to_string());
+            cmd.extend(src.iter().cloned());
+            let (wall, rss) = repeated(runs, &cmd, || rm(&target));
+            let files = files_under(&target);
             let row = Row {
                 dataset: ds.name,
                 step,
                 fields: ds.fields(),
                 gb,
-                wall: median(walls),
+                wall,
                 rss,
                 files,
             };
@@ -449,26 +442,20 @@ fn main() {
         // keep the TIFFs as a job's output of the same size
         {
             let kept = out.join("kept");
-            let mut walls = Vec::new();
-            let mut rss: f64 = 0.0;
-            for _ in 0..runs {
-                rm(&kept);
-                let r = measure(&[
-                    me.clone(),
-                    "--child".into(),
-                    "keep".into(),
-                    kept.display().to_string(),
-                    tiffs.display().to_string(),
-                ]);
-                walls.push(r.wall);
-                rss = rss.max(r.rss_mib);
-            }
+            let cmd = [
+                me.clone(),
+                "--child".into(),
+                "keep".into(),
+                kept.display().to_string(),
+                tiffs.display().to_string(),
+            ];
+            let (wall, rss) = repeated(runs, &cmd, || rm(&kept));
             let row = Row {
                 dataset: ds.name,
                 step: "collect and keep (SHA-256)",
                 fields: ds.fields(),
                 gb,
-                wall: median(walls),
+                wall,
                 rss,
                 files: files_under(&kept),
             };
