@@ -16,7 +16,10 @@
 //! converter processes run as root there (the peers' Python is root's). One warm-up
 //! round, then N alternating rounds; medians and the ratio.
 //!
-//! `cargo build --release -p biomero-stage && cargo bench -p stage-benches --bench end_to_end [-- --runs N]`
+//! `cargo build --release -p biomero-stage && cargo bench -p stage-benches --bench end_to_end [-- --runs N] [--warmups N] [--plate PATH]`
+//!
+//! `--plate` runs another NGFF 0.4 plate instead of the bench's 12-field plate (b), e.g. the
+//! scale bench's largest (`$BENCH_DIR/scale/plate-192x2048/plate0/plate.ome.zarr`, 4.8 GB).
 
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 
@@ -112,14 +115,51 @@ impl Daemon {
 }
 
 #[allow(clippy::too_many_lines)]
+/// The fields of an NGFF 0.4 plate (`row/column/field`, as its wells list them) and its
+/// level-0 pixel megabytes.
+fn plate_fields(plate: &Path) -> (Vec<String>, f64) {
+    let attrs = |p: &Path| -> Value {
+        serde_json::from_slice(&std::fs::read(p.join(".zattrs")).unwrap()).unwrap()
+    };
+    let mut fields = Vec::new();
+    let mut bytes = 0.0;
+    for well in attrs(plate)["plate"]["wells"].as_array().unwrap() {
+        let well = well["path"].as_str().unwrap();
+        for image in attrs(&plate.join(well))["well"]["images"]
+            .as_array()
+            .unwrap()
+        {
+            let field = format!("{well}/{}", image["path"].as_str().unwrap());
+            let zarray: Value = serde_json::from_slice(
+                &std::fs::read(plate.join(&field).join("0/.zarray")).unwrap(),
+            )
+            .unwrap();
+            let item = zarray["dtype"].as_str().unwrap()[2..]
+                .parse::<f64>()
+                .unwrap();
+            bytes += zarray["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_f64().unwrap())
+                .product::<f64>()
+                * item;
+            fields.push(field);
+        }
+    }
+    (fields, bytes / 1e6)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let runs: usize = opt("--runs").and_then(|v| v.parse().ok()).unwrap_or(3);
+    let warmups: usize = opt("--warmups").and_then(|v| v.parse().ok()).unwrap_or(1);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -154,19 +194,15 @@ fn main() {
     let data = work.join("data");
     let plate = data.join("bench/plate.ome.zarr");
     std::fs::create_dir_all(plate.parent().unwrap()).unwrap();
-    run(Command::new("cp")
-        .arg("-al")
-        .arg(b.join("data/plate_ngff04_zarrv2.ome.zarr"))
-        .arg(&plate));
-    let fields: Vec<String> = ["A", "B"]
-        .iter()
-        .flat_map(|r| {
-            ["1", "2", "3"]
-                .iter()
-                .flat_map(move |c| ["0", "1"].iter().map(move |f| format!("{r}/{c}/{f}")))
-        })
-        .collect();
-    let pixel_mb = 12.0 * 2.0 * 1080.0 * 1080.0 * 2.0 / 1e6;
+    let source = opt("--plate").map_or_else(
+        || b.join("data/plate_ngff04_zarrv2.ome.zarr"),
+        PathBuf::from,
+    );
+    run(Command::new("cp").arg("-al").arg(&source).arg(&plate));
+    let (fields, pixel_mb) = plate_fields(&plate);
+    let n_fields = fields.len();
+    // a round's limit: minutes per GB, at least 5
+    let limit = Duration::from_secs_f64((pixel_mb / 1e3 * 120.0).max(300.0));
     // the far side, on tmpfs
     let ssh = Ssh {
         config: ssh_config.clone(),
@@ -278,10 +314,10 @@ fn main() {
                     v["submission"]["error"]
                 );
                 let transfer = &v["submission"]["data"]["upload"]["transfer"];
-                assert_eq!(transfer["files"], 12, "{transfer}");
+                assert_eq!(transfer["files"], n_fields, "{transfer}");
                 break;
             }
-            assert!(started.elapsed() < Duration::from_mins(5), "{v}");
+            assert!(started.elapsed() < limit, "{v}");
             std::thread::sleep(Duration::from_millis(10));
         }
         let t = started.elapsed().as_secs_f64();
@@ -338,7 +374,11 @@ fn main() {
         ));
         let t = started.elapsed().as_secs_f64();
         let n = ssh.run(&format!("ls {target}/data/in | wc -l"));
-        assert_eq!(n.trim(), "12", "the converter wrote {n} TIFFs");
+        assert_eq!(
+            n.trim(),
+            n_fields.to_string(),
+            "the converter wrote {n} TIFFs"
+        );
         let remote_rss: f64 = ssh
             .run(&format!("cat {target}/rss"))
             .lines()
@@ -349,13 +389,14 @@ fn main() {
         (t, remote_rss.max(peak_mib(&[local_rss])))
     };
     println!(
-        "End to end: HCS plate (b), 12 fields of (1,2,1,1080,1080) uint16 ({pixel_mb:.0} MB of pixels) from the shared storage to 12 TIFFs in data/in on the cluster (local sshd, far side on tmpfs); 1 warm-up, {runs} measured rounds, medians."
+        "End to end: HCS plate {} ({n_fields} fields, {pixel_mb:.0} MB of pixels) from the shared storage to {n_fields} TIFFs in data/in on the cluster (local sshd, far side on tmpfs); {warmups} warm-up, {runs} measured rounds, medians.",
+        source.display()
     );
     let (mut ours, mut peer, mut peer_rss) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..=runs {
+    for round in 0..warmups + runs {
         let o = ours_round(round);
         let (p, rss) = peer_round(round);
-        if round > 0 {
+        if round >= warmups {
             ours.push(o);
             peer.push(p);
             peer_rss.push(rss);

@@ -6,8 +6,9 @@
 //!
 //! - **Bytes axis:** plates of 12 fields × (2, 1080²) up to 96 wells × 2 fields × (3, 2048²)
 //!   uint16 (4.5 GiB of pixels, with a label image per field), and one image of 8 GiB
-//!   (4 channels × 16 z × 8192²). Without `--full` the two largest are scaled down (48
-//!   fields; 2 × 4 × 8192²) so that the whole bench runs in minutes.
+//!   (4 channels × 16 z × 8192²), and one single plane of 32,768² (2.1 GB, 512² chunks: the
+//!   memory of a whole-slide plane). Without `--full` the three largest are scaled down (48
+//!   fields; 2 × 4 × 8192²; 16,384²) so that the whole bench runs in minutes.
 //! - **Objects axis:** 24-well × 1 field, 96-well × 4 and 384-well × 9 fields (3,456
 //!   fields) of small (2, 256²) images, and a screen of 4 such plates (`--full`; 4 × 96-well
 //!   × 4 without).
@@ -349,6 +350,12 @@ fn main() {
             Dataset::image("image-8GiB", 4, 16, 8192)
         } else {
             Dataset::image("image-1GiB", 2, 4, 8192)
+        },
+        // one whole-slide-sized plane: memory must not follow the plane (512² chunks)
+        if full {
+            Dataset::image("plane-32768", 1, 1, 32768)
+        } else {
+            Dataset::image("plane-16384", 1, 1, 16384)
         },
         Dataset::plate("24-well", Axis::Objects, 1, [4, 6, 1, 2, 256]),
         Dataset::plate("96-well-x4", Axis::Objects, 1, [8, 12, 4, 2, 256]),

@@ -336,6 +336,56 @@ fn init_and_check_setup_prepare_and_report_the_cluster() {
             .is_some_and(|w| w.len() == 8),
         "{v}"
     );
+    // the versions on the cluster, as BIOMERO's run script offers them: the configured one
+    // first; a workflow without a container has none
+    let w = http_get(&d.base, "/api/v1/workflows");
+    let versions = |key: &str| {
+        w["workflows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["key"] == key)
+            .map(|x| x["versions"].clone())
+            .unwrap()
+    };
+    assert_eq!(versions("copy"), json!(["v1.0.0", "v0.9.0"]), "{w}");
+    assert_eq!(versions("fail"), json!([]), "{w}");
+    // a run may choose another version the cluster has: its job runs that container
+    let body = |id: &str, version: &str| {
+        json!({
+            "version": 1, "id": id, "workflow": "copy", "workflow_version": version,
+            "inputs": {"paths": [s.image.display().to_string()]},
+            "user": {"name": "alice", "group": "Lab A"},
+        })
+    };
+    let r = http_post(&d.base, "/api/v1/submissions", &body("older", "0.9.0"));
+    assert_eq!(r["created"], true, "{r}");
+    let v = wait_submission(&d, "older", 120, |v| {
+        matches!(state(v), "collected" | "failed" | "cancelled")
+    });
+    assert_eq!(state(&v), "collected", "{v}\n{}", d.log_text());
+    let env = std::fs::read_to_string(
+        s.dir
+            .path()
+            .join("state/staging/older/data/out/job-env.txt"),
+    )
+    .unwrap();
+    for want in [
+        "IMAGE_VERSION=v0.9.0",
+        "SINGULARITY_IMAGE=w_copy_v0.9.0.sif",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in:\n{env}");
+    }
+    // a version the cluster does not have is refused before anything is queued, naming those it has
+    let r = http_post(&d.base, "/api/v1/submissions", &body("missing", "v0.8.0"));
+    let fields = &r["error"]["fields"];
+    assert_eq!(fields[0]["field"], "workflow_version", "{r}");
+    let message = fields[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("v0.8.0") && message.contains("v1.0.0, v0.9.0"),
+        "{r}"
+    );
+    assert!(http_get(&d.base, "/api/v1/submissions/missing")["submission"].is_null());
 }
 
 /// Submits the sample plate to `pcopy` with results to Screen `screen`; waits for its end.

@@ -124,6 +124,17 @@ _OMERO_TYPES = {"integer": "Int", "float": "Float", "boolean": "Bool"}
 """biomero's ``convert_param_type_to_omtype``: everything else is a String."""
 
 
+def versions_of(workflow):
+    """The ``<wf>_Version`` choices: the versions the daemon found on the cluster
+    (``versions``: the configured one first, then newest first), ``Not Available!``
+    when it found none; the configured version alone when the cluster could not be
+    asked (the daemon then checks any other version at intake)."""
+    if "versions" in workflow:
+        return list(workflow["versions"]) or [NOT_AVAILABLE]
+    version = workflow.get("version")
+    return [version] if version else [NOT_AVAILABLE]
+
+
 def per_workflow(workflows):
     """The block of every workflow, in the order given: the Bool that selects it
     (grouping ``03``, ``04``, … ``10``, ``11``), its version list (``NN.0``) and
@@ -135,10 +146,9 @@ def per_workflow(workflows):
         descriptor = w.get("descriptor") or {}
         out.append(param(w["key"], "Bool", group,
                          descriptor.get("name") or w["key"], default=False))
-        version = w.get("version")
         out.append(param(f"{w['key']}_Version", "String", f"{group}.0",
                          f"Version of the container of {w['key']}",
-                         values=[version] if version else [NOT_AVAILABLE]))
+                         values=versions_of(w)))
         params = descriptor.get("parameters") or []
         for j, p in enumerate(params):
             choices = p.get("choices")

@@ -57,6 +57,16 @@ class Declarations(unittest.TestCase):
         # a workflow without a descriptor still gets its Bool and version list
         self.assertEqual([p["name"] for p in block if p["name"].startswith("wf7")], ["wf7", "wf7_Version"])
 
+    def test_the_version_list_is_what_the_daemon_found_on_the_cluster(self):
+        listed = dict(WORKFLOWS[0], versions=["v1.4.0", "v2.0.0", "v1.3.2"])
+        none = dict(WORKFLOWS[0], versions=[])
+        unasked = dict(WORKFLOWS[0])
+        for w, want in ((listed, ["v1.4.0", "v2.0.0", "v1.3.2"]), (none, [declare.NOT_AVAILABLE]),
+                        (unasked, ["v1.4.0"])):
+            with self.subTest(workflow=w):
+                block = {p["name"]: p for p in declare.per_workflow([w])}
+                self.assertEqual(block["cellpose_Version"]["values"], want)
+
     def test_names_are_unique(self):
         names = [p["name"] for p in declare.declarations(WORKFLOWS, False)]
         self.assertEqual(len(names), len(set(names)))

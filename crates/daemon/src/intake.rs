@@ -565,14 +565,19 @@ pub fn validate(mut doc: SubmissionDoc, config: &Snapshot) -> Result<Accepted, I
         ));
         return Err(IntakeError::Invalid(errors));
     };
+    // another version than the configured one is looked up on the cluster at intake
+    // (`versions::confirm`); here only its form, as it becomes a file name there
     if let Some(v) = &doc.workflow_version
-        && *v != wf.version
+        && !crate::versions::well_formed(v)
     {
         errors.push(err(
             "workflow_version",
             format!(
-                "`{}` is configured at version {}, not {v}",
-                wf.key, wf.version
+                "`{}` is not a container version: a version is 1 to {} letters, digits, `.`, `_`, `+` or `-`, not starting with `.` (`{}` is configured at {})",
+                stage_common::text::shorten(v, 80),
+                crate::versions::MAX_CHARS,
+                wf.key,
+                wf.version
             ),
         ));
     }

@@ -24,4 +24,5 @@ pub mod serve;
 pub mod sources;
 #[cfg(test)]
 mod test_site;
+pub mod versions;
 pub mod worker;

@@ -64,6 +64,8 @@ pub struct Runtime {
     pub sources: Arc<SourceCache>,
     /// The cluster connection and job watcher, kept between steps.
     pub cluster: Arc<ClusterCache>,
+    /// The container versions last found on the cluster.
+    pub versions: Arc<crate::versions::VersionCache>,
     /// The connection pool to BIOMERO.importer's database, kept between steps.
     pub importer: Arc<ImporterCache>,
     /// The address the admin endpoint listens on (`None` when it does not).
@@ -72,6 +74,16 @@ pub struct Runtime {
     pub biomero_events: crate::biomero::mirror::SharedStatus,
     /// What the follower of BIOMERO 2.9's detached runs is doing.
     pub biomero_detached: crate::biomero::detached::SharedStatus,
+}
+
+impl Runtime {
+    /// The cluster to ask which container versions it has, through the shared listing.
+    pub fn on_cluster(&self) -> crate::versions::OnCluster<'_> {
+        crate::versions::OnCluster {
+            clusters: &self.cluster,
+            cache: &self.versions,
+        }
+    }
 }
 
 impl std::fmt::Debug for Runtime {

@@ -55,6 +55,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
         workers_configured: workers,
         sources: Arc::new(crate::sources::SourceCache::default()),
         cluster: Arc::new(crate::cluster::ClusterCache::default()),
+        versions: Arc::default(),
         importer: Arc::new(crate::importer::ImporterCache::default()),
         admin_addr: listener.local_addr().ok(),
         biomero_events: std::sync::Arc::default(),

@@ -497,6 +497,7 @@ mod tests {
             workers_configured: 1,
             sources: std::sync::Arc::default(),
             cluster: std::sync::Arc::default(),
+            versions: std::sync::Arc::default(),
             importer: std::sync::Arc::default(),
             admin_addr: None,
             biomero_events: std::sync::Arc::default(),

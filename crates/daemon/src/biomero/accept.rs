@@ -17,6 +17,8 @@ use stage_source::omero::{ContainerKind, EventContext, SessionError, UserSession
 use super::translate::{self, Destination, RunPlan, Script};
 use std::collections::BTreeMap;
 
+use crate::versions::OnCluster;
+
 use crate::intake::{
     self, AttachedFile, EnqueueError, FieldError, Inputs, IntakeError, OmeroObject, OmeroUser,
     Options, ResultsTarget, SubmissionDoc,
@@ -383,6 +385,7 @@ pub async fn accept(
     req: RunRequest,
     key: Option<Secret>,
     omero: Option<&OmeroWeb>,
+    on: OnCluster<'_>,
     config: &Snapshot,
     store: &stage_store::Store,
 ) -> Result<AcceptedRun, RunError> {
@@ -429,6 +432,7 @@ pub async fn accept(
             detached: None,
             notices: Vec::new(),
         },
+        on,
         config,
         store,
     )
@@ -450,18 +454,57 @@ pub struct Run<'a> {
     pub notices: Vec<String>,
 }
 
+/// The container version each selected workflow that asked for another than the configured
+/// one runs, as the cluster spells it; one listing of the cluster for all of them, and only
+/// when one asks. A version the cluster does not have is refused by its key.
+async fn chosen_versions(
+    plan: &translate::RunPlan,
+    on: OnCluster<'_>,
+    config: &Snapshot,
+) -> Result<std::collections::BTreeMap<String, String>, Vec<FieldError>> {
+    let mut chosen = std::collections::BTreeMap::new();
+    let mut errors = Vec::new();
+    let mut found = None;
+    for wf in &plan.workflows {
+        let (Some(asked), Some(resolved)) = (&wf.version, config.registry.get(&wf.key)) else {
+            continue;
+        };
+        if found.is_none() {
+            found = Some(on.versions(config).await);
+        }
+        match crate::versions::resolve(resolved, asked, found.as_ref().map(|r| r.as_deref())) {
+            Ok(v) => {
+                chosen.insert(wf.key.clone(), v);
+            }
+            Err(message) => errors.push(FieldError {
+                field: format!("{}_Version", wf.key),
+                message,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(chosen)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Reads `r`'s inputs, expands the batches, finds or creates the destination and queues
 /// every submission, with `session` acting as the run's user; nothing is created or queued
 /// unless every submission passes.
 pub async fn queue_run(
     session: &UserSession,
     r: &Run<'_>,
+    on: OnCluster<'_>,
     config: &Snapshot,
     store: &stage_store::Store,
 ) -> Result<AcceptedRun, RunError> {
     let (script, run) = (r.script, r.id.to_owned());
     let ctx = session.context().clone();
     let plan = translate::translate(script, r.inputs, config).map_err(RunError::Refused)?;
+    let chosen = chosen_versions(&plan, on, config)
+        .await
+        .map_err(RunError::Refused)?;
     let batches = batches(&plan, session).await?;
     let count = plan.workflows.len() * batches.len();
     let most = usize::try_from(config.settings.settings.max_run_submissions).unwrap_or(usize::MAX);
@@ -513,7 +556,7 @@ pub async fn queue_run(
             version: intake::FORMAT_VERSION,
             id: Some(format!("{run}-{n}")),
             workflow: wf.key.clone(),
-            workflow_version: None,
+            workflow_version: chosen.get(&wf.key).cloned(),
             inputs: Inputs {
                 omero: ids
                     .iter()
@@ -678,5 +721,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(other.contains("acts in group 5"), "{other}");
+    }
+
+    /// The demo site's cluster is this host: its image folder is real.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn a_chosen_version_is_looked_up_on_the_cluster_once_and_refused_by_its_key() {
+        let d = tempfile::tempdir().unwrap();
+        let config = crate::test_site::demo_snapshot(d.path()).await;
+        let wf = config.registry.get("threshold").unwrap();
+        let layout = stage_cluster::Layout::from_slurm(&config.slurm.slurm).unwrap();
+        let images = std::path::PathBuf::from(layout.image_dir(&wf.folder));
+        std::fs::create_dir_all(&images).unwrap();
+        let image = crate::cluster::workflow_setup(wf).unwrap().image_name();
+        std::fs::write(images.join(format!("{image}_v0.9.0.sif")), b"sif").unwrap();
+        let (clusters, cache) = Default::default();
+        let on = OnCluster {
+            clusters: &clusters,
+            cache: &cache,
+        };
+        let plan = |version: &str| {
+            let inputs = serde_json::json!({
+                "Data_Type": "Image", "IDs": [3], "threshold": true, "threshold_Version": version,
+                "threshold_zarr": true,
+            });
+            translate::translate(Script::Run, inputs.as_object().unwrap(), &config).unwrap()
+        };
+        let chosen = chosen_versions(&plan("0.9.0"), on, &config).await.unwrap();
+        // the other workflow asked for nothing: it runs its configured version
+        assert_eq!(
+            chosen,
+            BTreeMap::from([("threshold".to_owned(), "v0.9.0".to_owned())])
+        );
+        let refused = chosen_versions(&plan("v0.8.0"), on, &config)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].field, "threshold_Version");
+        assert!(
+            refused[0].message.contains("v0.8.0") && refused[0].message.contains("v0.9.0"),
+            "{refused:?}"
+        );
     }
 }

@@ -194,6 +194,7 @@ async fn queue(
             }),
             notices,
         },
+        rt.on_cluster(),
         config,
         &rt.store,
     )

@@ -67,6 +67,8 @@ pub const CREATE_ROIS: &str = "6a) Create ROIs from label images";
 pub const CLEANUP: &str = "Cleanup?";
 /// BIOMERO's "none" for the name options.
 pub const NO: &str = "--NO THANK YOU--";
+/// BIOMERO's only `<wf>_Version` value when the cluster has no container of the workflow.
+pub const NOT_AVAILABLE: &str = "Not Available!";
 /// The separator of `<workflow>_|_<parameter>`.
 pub const PARAM_SEPARATOR: &str = "_|_";
 /// The prefix of file parameters after the separator.
@@ -213,8 +215,8 @@ pub const PER_WORKFLOW: &[(&str, Fate, &str)] = &[
     ),
     (
         "<wf>_Version",
-        Fate::Checked,
-        "must be the version configured for the workflow (a leading `v` is ignored); ignored for workflows not selected",
+        Fate::Mapped,
+        "`workflow_version`: the container the job runs (`IMAGE_VERSION`, `SINGULARITY_IMAGE` = `<image>_<version>.sif`): the configured version, or another one found in the workflow's image folder on the cluster at intake, as BIOMERO lists them (a leading `v` is ignored; parameters follow the configured version's descriptor); `Not Available!` is refused; ignored for workflows not selected",
     ),
     (
         "<wf>_|_<param>",

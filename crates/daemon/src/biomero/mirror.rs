@@ -179,11 +179,16 @@ async fn append_submission(
 ) -> Result<usize, TrackerError> {
     let config = rt.config.current();
     let wf = config.registry.get(&s.workflow);
+    // the version the run chose among those on the cluster, else the configured one
+    let chosen = s
+        .request
+        .get("workflow_version")
+        .and_then(serde_json::Value::as_str);
     let facts = RunFacts {
         queue,
         submission: s,
         history,
-        workflow_version: wf.map_or("", |w| w.version.as_str()),
+        workflow_version: chosen.or(wf.map(|w| w.version.as_str())).unwrap_or(""),
         mode: wf.map(|w| w.mode),
         stage_version: env!("CARGO_PKG_VERSION"),
     };

@@ -11,6 +11,7 @@ use stage_source::omero::ContainerKind;
 
 use super::keys::{self, Fate};
 use crate::intake::FieldError;
+use crate::versions;
 
 /// Which of BIOMERO's two run scripts the inputs were given to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub enum Destination {
 pub struct Selected {
     /// The workflow key.
     pub key: String,
+    /// The container version `<wf>_Version` asked for, when it is not the configured one
+    /// (to be found on the cluster before the run is accepted).
+    pub version: Option<String>,
     /// Its parameters, by id (not yet checked against the descriptor).
     pub parameters: Map<String, Value>,
     /// FileAnnotation ids for its file inputs, by input id.
@@ -164,11 +168,6 @@ fn name_option<'a>(
     as_str(inputs, key, errors)
         .map(str::trim)
         .filter(|s| !s.is_empty() && *s != keys::NO)
-}
-
-/// `v1.2.3` and `1.2.3` are the same version.
-fn same_version(a: &str, b: &str) -> bool {
-    a.trim_start_matches('v') == b.trim_start_matches('v')
 }
 
 /// How a key names a workflow: `<wf>` selects it; `<wf>_Version`, `<wf>_|_<param>` and
@@ -360,16 +359,22 @@ pub fn translate(
             continue;
         };
         let version_key = format!("{wf_key}_Version");
-        if let Some(v) = as_str(inputs, &version_key, &mut errors)
-            && !same_version(v, &wf.version)
-        {
-            errors.push(refuse(
+        let mut version = None;
+        match as_str(inputs, &version_key, &mut errors) {
+            Some(v) if v == keys::NOT_AVAILABLE => errors.push(refuse(
+                &version_key,
+                format!("is `{v}`: the cluster has no container of `{wf_key}`; an admin pulls it with Slurm Init (`biomero-stage init --pull`)"),
+            )),
+            Some(v) if !versions::well_formed(v) => errors.push(refuse(
                 &version_key,
                 format!(
-                    "`{wf_key}` is configured at version {}, not {v}",
-                    wf.version
+                    "`{}` is not a container version (1 to {} letters, digits, `.`, `_`, `+` or `-`)",
+                    stage_common::text::shorten(v, 80),
+                    versions::MAX_CHARS
                 ),
-            ));
+            )),
+            Some(v) if !versions::same_version(v, &wf.version) => version = Some(v.to_owned()),
+            _ => {}
         }
         let plates = ["Plate", "Screen"].contains(&kind.as_str());
         let mode = if plates {
@@ -454,6 +459,7 @@ pub fn translate(
         }
         workflows.push(Selected {
             key: wf_key.clone(),
+            version,
             parameters,
             files,
             destination_kind: if wf.mode == InputMode::ZarrPlate {
@@ -561,7 +567,8 @@ mod tests {
         for (k, v) in [
             ("Favourite colour", json!("blue")),
             ("cellpose_|_diameter", json!(3)),
-            ("threshold_Version", json!("v999")),
+            ("threshold_Version", json!("Not Available!")),
+            ("threshold_Version", json!("../v1")),
             ("Use_ZARR_Format", json!(true)),
             ("Batch_Size", json!(2)),
             (
@@ -577,6 +584,19 @@ mod tests {
                 "{k}"
             );
         }
+        // another version than the configured one is carried, to be found on the cluster
+        let plan = translate(
+            Script::Run,
+            &with("threshold_Version", json!("v999")),
+            &config,
+        );
+        assert_eq!(plan.unwrap().workflows[0].version.as_deref(), Some("v999"));
+        let plan = translate(
+            Script::Run,
+            &with("threshold_Version", json!("1.0.0")),
+            &config,
+        );
+        assert_eq!(plan.unwrap().workflows[0].version, None);
         assert_eq!(
             fields(translate(
                 Script::Run,

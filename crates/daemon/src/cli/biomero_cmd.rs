@@ -61,7 +61,12 @@ pub(super) async fn run(a: &BiomeroRunArgs, global: &GlobalArgs) -> anyhow::Resu
         group_id: a.group_id,
         user: None,
     };
-    match accept::accept(req, session_key(a)?, omero.as_ref(), &snapshot, &store).await {
+    let (clusters, cache) = Default::default();
+    let on = crate::versions::OnCluster {
+        clusters: &clusters,
+        cache: &cache,
+    };
+    match accept::accept(req, session_key(a)?, omero.as_ref(), on, &snapshot, &store).await {
         Ok(run) => {
             if a.json {
                 println!("{}", json!({"ok": true, "run": run}));

@@ -92,9 +92,24 @@ pub(super) async fn submit(a: &SubmitArgs, global: &GlobalArgs) -> anyhow::Resul
     let snapshot = load_snapshot(&global.sources(), DescriptorRefresh::CacheFirst, 1)
         .await
         .context("the configuration cannot be used (run `biomero-stage config check`)")?;
-    let accepted = match intake::parse(&bytes, &intake::Limits::of(&snapshot))
+    let checked = match intake::parse(&bytes, &intake::Limits::of(&snapshot))
         .and_then(|d| intake::validate(d, &snapshot))
     {
+        Ok(mut a) => {
+            // a version other than the configured one is looked up on the cluster, as the
+            // daemon's intake does
+            let (clusters, cache) = Default::default();
+            let on = crate::versions::OnCluster {
+                clusters: &clusters,
+                cache: &cache,
+            };
+            crate::versions::confirm(on, &snapshot, &mut a.doc)
+                .await
+                .map(|()| a)
+        }
+        Err(e) => Err(e),
+    };
+    let accepted = match checked {
         Ok(a) => a,
         Err(e) => {
             if a.json {

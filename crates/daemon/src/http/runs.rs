@@ -68,7 +68,15 @@ pub(crate) async fn create(
         .map(|k| Secret::new(k.trim()));
     let config = rt.config.current();
     let omero = omero_web(&config.settings.settings);
-    let run = accept::accept(req, key, omero.as_ref(), &config, &rt.store).await?;
+    let run = accept::accept(
+        req,
+        key,
+        omero.as_ref(),
+        rt.on_cluster(),
+        &config,
+        &rt.store,
+    )
+    .await?;
     let status = if run.submissions.iter().any(|(_, _, new)| *new) {
         StatusCode::CREATED
     } else {

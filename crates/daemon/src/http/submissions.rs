@@ -67,7 +67,8 @@ pub(crate) async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let config = rt.config.current();
     let doc = intake::parse(&body, &intake::Limits::of(&config))?;
-    let accepted = intake::validate(doc, &config)?;
+    let mut accepted = intake::validate(doc, &config)?;
+    crate::versions::confirm(rt.on_cluster(), &config, &mut accepted.doc).await?;
     let (s, created) = intake::enqueue(&rt.store, accepted).await?;
     let status = if created {
         StatusCode::CREATED
@@ -120,12 +121,28 @@ pub(crate) async fn cancel(
 pub(crate) async fn workflows(State(rt): State<Runtime>) -> Json<Value> {
     let config = rt.config.current();
     let order = configured_order(&config.slurm);
+    // the container versions on the cluster, as BIOMERO's run script offers them
+    let found = rt.on_cluster().versions(&config).await;
     let list: Vec<Value> = order
         .iter()
         .filter_map(|k| config.registry.get(k))
-        .map(crate::report::workflow_json)
+        .map(|w| {
+            let mut v = crate::report::workflow_json(w);
+            if let (Ok(found), Some(o)) = (&found, v.as_object_mut()) {
+                let present = found.get(&w.key).map(Vec::as_slice).unwrap_or_default();
+                o.insert(
+                    "versions".into(),
+                    json!(crate::versions::offered(w, present)),
+                );
+            }
+            v
+        })
         .collect();
-    Json(json!({ "generation": config.generation, "workflows": list }))
+    Json(json!({
+        "generation": config.generation,
+        "workflows": list,
+        "versions_error": found.err().map(|e| e.to_string()),
+    }))
 }
 
 /// The workflow keys in the order slurm-config.ini declares them (file by file as read,

@@ -40,10 +40,12 @@ pub fn job_name(workflow: &str, id: &str, created: chrono::DateTime<chrono::Utc>
     format!("omero-job-{key}-{id}-{}", created.format("%Y%m%d%H%M%S%3f"))
 }
 
-/// The job's environment (docs/contracts.md, "The job").
+/// The job's environment (docs/contracts.md, "The job"), running the container `version`
+/// of `wf` (the configured one, or the one the run chose among those on the cluster).
 pub fn environment(
     layout: &Layout,
     wf: &ResolvedWorkflow,
+    version: &str,
     id: &str,
     parameters: &serde_json::Map<String, Value>,
     files: &[&str],
@@ -53,8 +55,11 @@ pub fn environment(
     let mut env = vec![
         ("DATA_PATH".to_owned(), layout.job_dir(id)),
         ("IMAGE_PATH".to_owned(), layout.image_dir(&wf.folder)),
-        ("IMAGE_VERSION".to_owned(), wf.version.clone()),
-        ("SINGULARITY_IMAGE".to_owned(), setup.sif()),
+        ("IMAGE_VERSION".to_owned(), version.to_owned()),
+        (
+            "SINGULARITY_IMAGE".to_owned(),
+            stage_cluster::setup::sif_name(&setup.image_name(), version),
+        ),
         ("SCRIPT_PATH".to_owned(), layout.script_path.clone()),
     ];
     if let Some(b) = &layout.bind_path {
@@ -136,6 +141,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let env = match environment(
         layout,
         wf,
+        crate::versions::chosen(&accepted.doc, wf),
         &s.id,
         &accepted.doc.parameters,
         &accepted
@@ -217,6 +223,7 @@ mod tests {
         let env = environment(
             &layout,
             &wf,
+            &wf.version,
             "s1",
             &serde_json::Map::new(),
             &["weights"],
