@@ -188,7 +188,12 @@ pub(crate) async fn overview(State(rt): State<Runtime>, headers: HeaderMap) -> R
     };
     let mut rows = Vec::with_capacity(subs.len());
     for s in subs {
-        let history = rt.store.events(&s.id).await.unwrap_or_default();
+        // only a run under way says what it does now: the others' histories are not read
+        let history = if s.done || s.waiting_for.is_some() {
+            Vec::new()
+        } else {
+            rt.store.events(&s.id).await.unwrap_or_default()
+        };
         rows.push((current(&s, &history), s));
     }
     let config = rt.config.current();
