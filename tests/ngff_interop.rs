@@ -221,6 +221,32 @@ fn tiff_to_zarr_honours_ome_tiff_tifffile_and_imagej_axes() {
     }
 }
 
+/// A TIFF input is staged to TIFF band by band, decoding only the strips or tiles a band
+/// holds: tifffile's tiled and striped (deflate) pages, with edges that are not on a tile,
+/// come out with the same pixels, in bands of one strip (or tile row) and in one band.
+#[test]
+fn tiled_and_striped_tiffs_are_restaged_band_by_band_with_identical_pixels() {
+    let d = tempfile::tempdir().unwrap();
+    for kind in ["tiff-tiled", "tiff-strips"] {
+        let src = d.path().join(format!("{kind}.tif"));
+        let peer = run_reader("write_peer.py", &[kind.as_ref(), src.as_os_str()]);
+        let info = stage_ngff::tiff::read::inspect(&src).unwrap();
+        for band_bytes in [1, 32 << 20] {
+            let out = d.path().join(format!("{kind}-{band_bytes}.ome.tif"));
+            let opts = TiffOptions {
+                band_bytes,
+                ..TiffOptions::default()
+            };
+            convert::tiff_image_to_tiff(&info, &out, &opts, &()).unwrap();
+            let t = read("read_tiff.py", &out);
+            assert_eq!(
+                t["sha256_tczyx"], peer["sha256_tczyx"],
+                "{kind}, bands of {band_bytes} bytes"
+            );
+        }
+    }
+}
+
 #[test]
 fn stores_written_by_ome_zarr_py_are_read_leniently() {
     let d = tempfile::tempdir().unwrap();

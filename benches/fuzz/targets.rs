@@ -97,6 +97,16 @@ fn tiff(bytes: &[u8], scratch: &Path) {
     {
         let mut buf = Vec::new();
         let _ = pages.next_page(&mut buf);
+        // the first band of rows, strip by strip (or tile row), as TIFF→TIFF staging reads it
+        if info.samples_per_pixel <= 1
+            && let Ok(row_bytes) = usize::try_from(info.sizes.x * info.dtype.size() as u64)
+            && let Ok(rows) = pages.band_rows(0, row_bytes, 1 << 16)
+        {
+            let rows = rows.min(u32::try_from(info.sizes.y).unwrap_or(u32::MAX));
+            if rows > 0 {
+                let _ = pages.read_rows(0, 0, rows, row_bytes, &mut buf);
+            }
+        }
     }
 }
 

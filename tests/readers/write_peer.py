@@ -3,6 +3,8 @@
 
   write_peer.py tiff-cyx OUT.tif          tifffile, plain 'shaped' description, axes CYX (uint16)
   write_peer.py tiff-imagej OUT.tif       tifffile ImageJ hyperstack TZCYX (uint8)
+  write_peer.py tiff-tiled OUT.tif        tifffile, CYX (uint16) in 32x48 tiles, deflate, edges not on a tile
+  write_peer.py tiff-strips OUT.tif       tifffile, CYX (uint16) in strips of 7 rows, deflate
   write_peer.py imagej-of ZARR OUT.tif    tifffile ImageJ hyperstack of an OME-Zarr image's level 0
   write_peer.py ome-zarr-image OUT 0.4|0.5   ome-zarr-py write_image, default pyramid (s0/0 naming)
   write_peer.py ome-zarr-plate OUT 0.4|0.5   ome-zarr-py plate with labels (inner version keys in 0.5)
@@ -34,6 +36,13 @@ if kind == "tiff-cyx":
     import tifffile
     a = rng.integers(0, 60000, size=(3, 130, 170), dtype=np.uint16)
     tifffile.imwrite(out, a, photometric="minisblack", metadata={"axes": "CYX"})
+    print(json.dumps({"sha256_tczyx": sha(tczyx(a, "cyx")), "shape": list(a.shape)}))
+elif kind in ("tiff-tiled", "tiff-strips"):
+    import tifffile
+    a = rng.integers(0, 60000, size=(3, 101, 157), dtype=np.uint16)
+    layout = {"tile": (32, 48)} if kind == "tiff-tiled" else {"rowsperstrip": 7}
+    tifffile.imwrite(out, a, photometric="minisblack", metadata={"axes": "CYX"},
+                     compression="zlib", **layout)
     print(json.dumps({"sha256_tczyx": sha(tczyx(a, "cyx")), "shape": list(a.shape)}))
 elif kind == "imagej-of":
     import tifffile, zarr

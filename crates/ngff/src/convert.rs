@@ -198,28 +198,62 @@ fn write_pages_in_bands(
     let chunk_rows = reader.chunk_rows();
     let per_band = (band_bytes as u64 / (chunk_rows * row_bytes).max(1)).max(1);
     let band_rows = (chunk_rows * per_band).min(s.y).max(1);
-    let bands: Vec<(u64, u64, u64, u64, u64)> = (0..s.t)
+    let planes: Vec<(u64, u64, u64)> = (0..s.t)
         .flat_map(|t| (0..s.z).flat_map(move |z| (0..s.c).map(move |c| (t, z, c))))
-        .flat_map(|(t, z, c)| {
-            (0..s.y)
-                .step_by(usize::try_from(band_rows).unwrap_or(usize::MAX))
-                .map(move |y0| (t, z, c, y0, band_rows.min(s.y - y0)))
-        })
         .collect();
+    write_bands(
+        &Bands {
+            planes: s.planes(),
+            height: s.y,
+            row_bytes,
+            band_rows,
+        },
+        |plane, y0, rows, buf| {
+            let (t, z, c) = planes[usize::try_from(plane).unwrap_or(usize::MAX)];
+            reader.read_rows(t, c, z, y0, rows, buf)
+        },
+        writer,
+        progress,
+    )
+}
+
+/// The bands of a run of pages: `planes` pages of `height` rows of `row_bytes`, read and
+/// written `band_rows` rows at a time.
+struct Bands {
+    planes: u64,
+    height: u64,
+    row_bytes: u64,
+    band_rows: u64,
+}
+
+/// Writes `b.planes` pages band by band: `read(plane, y0, rows, buf)` fills one band on a
+/// second thread while this one writes the last, with two band buffers.
+fn write_bands(
+    b: &Bands,
+    mut read: impl FnMut(u64, u64, u64, &mut Vec<u8>) -> Result<()> + Send,
+    writer: &mut TiffWriter,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let band_rows = b.band_rows.min(b.height).max(1);
+    let (height, row_bytes) = (b.height, b.row_bytes);
+    let mut bands = (0..b.planes).flat_map(move |p| {
+        (0..height)
+            .step_by(usize::try_from(band_rows).unwrap_or(usize::MAX))
+            .map(move |y0| (p, y0, band_rows.min(height - y0)))
+    });
     let band_rows32 = u32::try_from(band_rows).unwrap_or(u32::MAX);
-    let mut bands = bands.into_iter();
     pipelined(
         Vec::new,
         |buf| {
-            let Some((t, z, c, y0, rows)) = bands.next() else {
+            let Some((p, y0, rows)) = bands.next() else {
                 return Ok(None);
             };
             buf.resize(usize::try_from(rows * row_bytes).unwrap_or(usize::MAX), 0);
-            reader.read_rows(t, c, z, y0, rows, buf)?;
+            read(p, y0, rows, buf)?;
             Ok(Some(()))
         },
         |pull| {
-            for _ in 0..s.planes() {
+            for _ in 0..b.planes {
                 writer.write_page_in_bands(
                     band_rows32,
                     &mut || Ok(pull.next()?.map(|((), band)| band)),
@@ -528,6 +562,40 @@ pub fn tiff_image_to_tiff(
     let mut writer = TiffWriter::create(target, layout, opts.force_bigtiff)?;
     let bigtiff = writer.is_big();
     let mut pages = TiffPages::open(info)?;
+    if !rgb && s.planes() > 0 {
+        // one sample per pixel: read and written in bands of whole strips (or tile rows) of
+        // the source, so memory follows the band, not the page
+        let order: Vec<u64> = (0..s.t)
+            .flat_map(|t| (0..s.z).flat_map(move |z| (0..s.c).map(move |c| (t, z, c))))
+            .map(|(t, z, c)| info.page_index(t, z, c))
+            .collect();
+        let row_bytes = s.x * info.dtype.size() as u64;
+        let band_rows = pages.band_rows(
+            order[0],
+            usize::try_from(row_bytes).unwrap_or(usize::MAX),
+            opts.band_bytes,
+        )?;
+        let row_bytes_usize = usize::try_from(row_bytes).unwrap_or(usize::MAX);
+        write_bands(
+            &Bands {
+                planes: s.planes(),
+                height: s.y,
+                row_bytes,
+                band_rows: u64::from(band_rows),
+            },
+            |plane, y0, rows, buf| {
+                let k = order[usize::try_from(plane).unwrap_or(usize::MAX)];
+                let (y0, rows) = (
+                    u32::try_from(y0).map_err(|_| too_big())?,
+                    u32::try_from(rows).map_err(|_| too_big())?,
+                );
+                pages.read_rows(k, y0, rows, row_bytes_usize, buf)
+            },
+            &mut writer,
+            progress,
+        )?;
+        return finish_tiff_report(writer, info, bigtiff);
+    }
     let order: Vec<u64> = (0..s.t)
         .flat_map(|t| {
             (0..s.z).flat_map(move |z| {
@@ -550,8 +618,14 @@ pub fn tiff_image_to_tiff(
             Ok(())
         },
     )?;
+    finish_tiff_report(writer, info, bigtiff)
+}
+
+/// Ends a TIFF written from a TIFF and says what it holds.
+fn finish_tiff_report(writer: TiffWriter, info: &TiffInfo, bigtiff: bool) -> Result<TiffReport> {
+    let s = info.sizes;
     let file = writer.finish()?;
-    let (axes, shape) = if rgb {
+    let (axes, shape) = if info.samples_per_pixel > 1 {
         ("TZYXC".to_owned(), vec![s.t, s.z, s.y, s.x, s.c])
     } else {
         ("TZCYX".to_owned(), vec![s.t, s.z, s.c, s.y, s.x])

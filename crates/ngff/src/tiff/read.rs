@@ -826,6 +826,93 @@ impl TiffPages {
 
     /// Reads page `k` (in page order) into `buf` (resized to one page).
     pub fn read_page(&mut self, k: u64, buf: &mut Vec<u8>) -> Result<()> {
+        let page_bytes = self.page_bytes;
+        let (d, path, ifd) = self.at_page(k)?;
+        buf.resize(page_bytes, 0);
+        d.read_image_bytes(buf)
+            .map_err(|e| tiff_err(&path, format!("page {ifd}: {e}")))
+    }
+
+    /// Reads rows `y0 .. y0 + rows` of page `k` into `buf` (resized to them), decoding only
+    /// the strips or tiles that hold them: memory follows the band, not the page. For pages
+    /// of one sample per pixel; `row_bytes` is one row of the page. A band that starts and
+    /// ends on the page's strip (or tile row) boundaries decodes each strip once
+    /// ([`TiffPages::band_rows`]).
+    pub fn read_rows(
+        &mut self,
+        k: u64,
+        y0: u32,
+        rows: u32,
+        row_bytes: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let (d, path, ifd) = self.at_page(k)?;
+        let fail = |e: tiff::TiffError| tiff_err(&path, format!("page {ifd}: {e}"));
+        let (width, height) = d.dimensions().map_err(fail)?;
+        if y0.checked_add(rows).is_none_or(|end| end > height) || row_bytes == 0 {
+            return Err(tiff_err(
+                &path,
+                format!(
+                    "page {ifd}: rows {y0}..{} are not in the page",
+                    u64::from(y0) + u64::from(rows)
+                ),
+            ));
+        }
+        let px = row_bytes / width.max(1) as usize;
+        buf.resize(rows as usize * row_bytes, 0);
+        let (cw, ch) = d.chunk_dimensions();
+        let (cw, ch) = (cw.max(1), ch.max(1));
+        let across = width.div_ceil(cw);
+        let mut chunk = Vec::new();
+        for chunk_row in y0 / ch..=(y0 + rows - 1) / ch {
+            for col in 0..across {
+                let index = chunk_row * across + col;
+                // the layout first: it fails on a chunk the page does not have, where the
+                // data dimensions would panic
+                let layout = d.image_chunk_buffer_layout(index).map_err(fail)?;
+                let (w, h) = d.chunk_data_dimensions(index);
+                if (u64::from(col) * u64::from(cw) + u64::from(w)) * px as u64 > row_bytes as u64 {
+                    return Err(tiff_err(
+                        &path,
+                        format!("page {ifd}: chunk {index} reaches past the page's width"),
+                    ));
+                }
+                chunk.resize(layout.len, 0);
+                d.read_chunk_bytes(index, &mut chunk).map_err(fail)?;
+                // the rows of this chunk inside the band, at the chunk's columns
+                let top = chunk_row * ch;
+                let (from, to) = (y0.max(top), (y0 + rows).min(top + h));
+                let (x0, line) = (col as usize * cw as usize * px, w as usize * px);
+                for y in from..to {
+                    let src = (y - top) as usize * line;
+                    let dst = (y - y0) as usize * row_bytes + x0;
+                    match (chunk.get(src..src + line), buf.get_mut(dst..dst + line)) {
+                        (Some(from), Some(into)) => into.copy_from_slice(from),
+                        _ => {
+                            return Err(tiff_err(
+                                &path,
+                                format!("page {ifd}: chunk {index} is shorter than its rows"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows a band of about `band_bytes` holds for page `k`: whole strips (or tile rows),
+    /// at least one.
+    pub fn band_rows(&mut self, k: u64, row_bytes: usize, band_bytes: usize) -> Result<u32> {
+        let (d, _, _) = self.at_page(k)?;
+        let (_, ch) = d.chunk_dimensions();
+        let ch = u64::from(ch.max(1));
+        let per_band = (band_bytes as u64 / (ch * row_bytes as u64).max(1)).max(1);
+        Ok(u32::try_from(ch * per_band).unwrap_or(u32::MAX))
+    }
+
+    /// The decoder of page `k`, at that page; its file and IFD.
+    fn at_page(&mut self, k: u64) -> Result<(&mut Decoder<BufReader<File>>, PathBuf, u32)> {
         let Some(&(file, ifd)) = usize::try_from(k).ok().and_then(|k| self.planes.get(k)) else {
             return Err(tiff_err(
                 self.files.first().map_or(Path::new("?"), PathBuf::as_path),
@@ -848,9 +935,7 @@ impl TiffPages {
         };
         d.seek_to_image(usize::try_from(ifd).unwrap_or(usize::MAX))
             .map_err(|e| tiff_err(&path, format!("page {ifd}: {e}")))?;
-        buf.resize(self.page_bytes, 0);
-        d.read_image_bytes(buf)
-            .map_err(|e| tiff_err(&path, format!("page {ifd}: {e}")))
+        Ok((d, path, ifd))
     }
 }
 
