@@ -19,7 +19,7 @@ use stage_config::registry::ResolvedWorkflow;
 use crate::cluster::ClusterCache;
 
 /// How long a listing is used before the cluster is asked again.
-pub const FRESH: Duration = Duration::from_secs(60);
+pub const FRESH: Duration = Duration::from_mins(1);
 /// How long a failed ask is remembered (so a cluster that is down does not slow every
 /// request of the script's parameter list).
 pub const FAILED_FRESH: Duration = Duration::from_secs(15);
