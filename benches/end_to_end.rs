@@ -114,7 +114,6 @@ impl Daemon {
     }
 }
 
-#[allow(clippy::too_many_lines)]
 /// The fields of an NGFF 0.4 plate (`row/column/field`, as its wells list them) and its
 /// level-0 pixel megabytes.
 fn plate_fields(plate: &Path) -> (Vec<String>, f64) {
@@ -150,6 +149,33 @@ fn plate_fields(plate: &Path) -> (Vec<String>, f64) {
     (fields, bytes / 1e6)
 }
 
+/// When each step of a submission's history ended, in seconds after its first event.
+fn step_ends(v: &Value) -> String {
+    let events = v["events"].as_array().cloned().unwrap_or_default();
+    let at = |e: &Value| {
+        e["at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let Some(start) = events.first().and_then(at) else {
+        return String::new();
+    };
+    events
+        .iter()
+        .filter(|e| e["outcome"] == "succeeded")
+        .filter_map(|e| {
+            let t = at(e)?;
+            Some(format!(
+                "{} {:.1} s",
+                e["step"].as_str().unwrap_or("?"),
+                (t - start).num_milliseconds() as f64 / 1e3
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[allow(clippy::too_many_lines)]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| {
@@ -315,6 +341,7 @@ fn main() {
                 );
                 let transfer = &v["submission"]["data"]["upload"]["transfer"];
                 assert_eq!(transfer["files"], n_fields, "{transfer}");
+                eprintln!("ours, round {round}: steps ended at {}", step_ends(&v));
                 break;
             }
             assert!(started.elapsed() < limit, "{v}");
