@@ -244,6 +244,20 @@ fn tiled_and_striped_tiffs_are_restaged_band_by_band_with_identical_pixels() {
                 "{kind}, bands of {band_bytes} bytes"
             );
         }
+        // and to OME-Zarr, band by band into a pyramid whose chunks are not the strips
+        let zarr = d.path().join(format!("{kind}.ome.zarr"));
+        let opts = ZarrOptions {
+            chunk_yx: (24, 40),
+            levels: 3,
+            ..ZarrOptions::default()
+        };
+        convert::tiff_image_to_zarr(&info, &zarr, &opts, &()).unwrap();
+        let z = read("read_zarr.py", &zarr);
+        assert_eq!(
+            z["image"]["sha256_tczyx"], peer["sha256_tczyx"],
+            "{kind} to Zarr"
+        );
+        assert_eq!(z["image"]["levels"], 3, "{kind} to Zarr");
     }
 }
 

@@ -650,6 +650,9 @@ pub fn write_tiff_pages(
     let mut pages = TiffPages::open(info)?;
     let spp = usize::from(info.samples_per_pixel.max(1));
     let es = info.dtype.size();
+    if spp == 1 && info.pages > 0 {
+        return write_tiff_pages_in_bands(info, &mut pages, writer, progress);
+    }
     let mut plane = Vec::new();
     double_buffered(
         Vec::new,
@@ -669,6 +672,67 @@ pub fn write_tiff_pages(
                     writer.write_plane(t, c0 + ch as u64, z, &plane)?;
                     progress.advance(1);
                 }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Streams the pages of a TIFF of one sample per pixel into an image writer band by band:
+/// only the strips or tile rows a band holds are decoded, on a second thread while the last
+/// band is written, so memory follows the band (about 32 MiB), not the page.
+fn write_tiff_pages_in_bands(
+    info: &TiffInfo,
+    pages: &mut TiffPages,
+    writer: &ImageWriter,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let s = info.sizes;
+    let row_bytes = s.x * info.dtype.size() as u64;
+    let row_usize = usize::try_from(row_bytes).unwrap_or(usize::MAX);
+    let unit = writer.band_unit();
+    let source = u64::from(pages.band_rows(0, row_usize, default_band_bytes())?);
+    // whole strips of the source where they are a multiple of the writer's unit
+    let band_rows = (source.div_ceil(unit) * unit).min(s.y).max(1);
+    let rows32 = |v: u64| {
+        u32::try_from(v).map_err(|_| NgffError::TooLarge {
+            path: info.path.clone(),
+            message: "a TIFF page is at most 2^32 pixels high".into(),
+        })
+    };
+    let mut bands = (0..info.pages).flat_map(move |k| {
+        (0..s.y)
+            .step_by(usize::try_from(band_rows).unwrap_or(usize::MAX))
+            .map(move |y0| (k, y0, band_rows.min(s.y - y0)))
+    });
+    pipelined(
+        Vec::new,
+        |buf| {
+            let Some((k, y0, rows)) = bands.next() else {
+                return Ok(None);
+            };
+            pages.read_rows(k, rows32(y0)?, rows32(rows)?, row_usize, buf)?;
+            Ok(Some(k))
+        },
+        |pull| {
+            for k in 0..info.pages {
+                let (t, z, c) = info.page_position(k);
+                let mut plane = writer.plane_in_bands(t, c, z);
+                let mut done = 0;
+                while done < s.y {
+                    let Some((page, band)) = pull.next()? else {
+                        return Err(NgffError::write(
+                            writer.dir(),
+                            format!("page {k} ended after {done} of {} rows", s.y),
+                        ));
+                    };
+                    debug_assert_eq!(page, k);
+                    plane.push(&band)?;
+                    done += (band.len() / row_usize.max(1)) as u64;
+                    pull.recycle(band);
+                }
+                plane.finish()?;
+                progress.advance(1);
             }
             Ok(())
         },

@@ -239,15 +239,51 @@ impl ImageWriter {
         &self,
         array: &Array<FilesystemStore>,
         ls: Sizes,
+        cell: (u64, u64),
+        tcz: [u64; 3],
+        plane: &[u8],
+        level: usize,
+    ) -> Result<()> {
+        self.store_rows(array, ls, cell, tcz, (0, ls.y), plane, level)
+    }
+
+    /// The rows every band of [`ImageWriter::plane_in_bands`] but the last is a multiple
+    /// of: a band then starts on an even row at every level, so each level's rows are those
+    /// a whole plane's downsampling picks.
+    pub fn band_unit(&self) -> u64 {
+        1 << self.levels.len().saturating_sub(1).min(63)
+    }
+
+    /// Writes plane (t, c, z) band by band, in order: memory holds one band of each level
+    /// (the rows of a level's grid cell that are not complete yet), not the plane.
+    pub fn plane_in_bands(&self, t: u64, c: u64, z: u64) -> PlaneBands<'_> {
+        PlaneBands {
+            writer: self,
+            tcz: [t, c, z],
+            next: 0,
+            pending: self.levels.iter().map(|_| (0, Vec::new())).collect(),
+        }
+    }
+
+    /// Stores the grid cells of rows `first .. first + rows` of a level (`first` on a cell's
+    /// edge; `rows` whole cells unless they end the level), from `band`, which holds exactly
+    /// those rows.
+    #[allow(clippy::too_many_arguments)]
+    fn store_rows(
+        &self,
+        array: &Array<FilesystemStore>,
+        ls: Sizes,
         (cy, cx): (u64, u64),
         [t, c, z]: [u64; 3],
+        (first, rows_n): (u64, u64),
         plane: &[u8],
         level: usize,
     ) -> Result<()> {
         let es = self.spec.dtype.size();
-        let (ny, nx) = (ls.y.div_ceil(cy), ls.x.div_ceil(cx));
+        let nx = ls.x.div_ceil(cx);
         let width = usize::try_from(ls.x).unwrap_or(0);
-        let cells: Vec<(u64, u64)> = (0..ny)
+        let top = usize::try_from(first).unwrap_or(0);
+        let cells: Vec<(u64, u64)> = (first / cy..(first + rows_n).div_ceil(cy))
             .flat_map(|gy| (0..nx).map(move |gx| (gy, gx)))
             .collect();
         cells.par_iter().try_for_each(|&(gy, gx)| {
@@ -260,16 +296,122 @@ impl ImageWriter {
             );
             let mut buf = vec![0u8; cyu * cxu * es];
             for r in 0..rows {
-                let src = ((usize::try_from(y0).unwrap_or(0) + r) * width
+                let src = ((usize::try_from(y0).unwrap_or(0) + r - top) * width
                     + usize::try_from(x0).unwrap_or(0))
                     * es;
-                buf[r * cxu * es..(r * cxu + cols) * es]
-                    .copy_from_slice(&plane[src..src + cols * es]);
+                let from = plane.get(src..src + cols * es).ok_or_else(|| {
+                    NgffError::write(
+                        self.dir.join(level.to_string()),
+                        format!("a band does not hold row {} of the level", y0 + r as u64),
+                    )
+                })?;
+                buf[r * cxu * es..(r * cxu + cols) * es].copy_from_slice(from);
             }
             array
                 .store_chunk(&[t, c, z, gy, gx], ArrayBytes::from(buf))
                 .map_err(|e| NgffError::write(self.dir.join(level.to_string()), e))
         })
+    }
+}
+
+/// One plane of an [`ImageWriter`] written band by band ([`ImageWriter::plane_in_bands`]).
+pub struct PlaneBands<'a> {
+    writer: &'a ImageWriter,
+    tcz: [u64; 3],
+    /// The next full-resolution row expected.
+    next: u64,
+    /// Per level: the first row not stored yet, and the rows from it not stored yet.
+    pending: Vec<(u64, Vec<u8>)>,
+}
+
+impl PlaneBands<'_> {
+    /// Adds the next rows of the full-resolution plane (whole rows; every band but the last
+    /// an even number of rows, so that each level's rows come from the same rows as a whole
+    /// plane's would), storing every grid cell they complete at each level.
+    pub fn push(&mut self, band: &[u8]) -> Result<()> {
+        let w = self.writer;
+        let es = w.spec.dtype.size();
+        let s = w.spec.sizes;
+        let row_bytes = usize::try_from(s.x).unwrap_or(usize::MAX) * es;
+        let fail = |m: String| NgffError::write(&w.dir, m);
+        if band.is_empty() || !band.len().is_multiple_of(row_bytes) {
+            return Err(fail(format!(
+                "a band of {} bytes is not whole rows of {row_bytes} bytes",
+                band.len()
+            )));
+        }
+        let rows = (band.len() / row_bytes) as u64;
+        let unit = w.band_unit();
+        if self.next + rows > s.y || !self.next.is_multiple_of(unit) {
+            return Err(fail(format!(
+                "rows {}..{} do not follow on in a plane of {} rows (bands but the last are multiples of {unit} rows)",
+                self.next,
+                self.next + rows,
+                s.y
+            )));
+        }
+        let mut current: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(band);
+        let mut current_rows = rows;
+        for k in 0..w.levels.len() {
+            let (array, ls, cell) = &w.levels[k];
+            if k > 0 {
+                // this level's rows of the band: every other row of the level above
+                let prev = w.levels[k - 1].1;
+                let rows_k = current_rows
+                    .div_ceil(2)
+                    .min(ls.y.saturating_sub(self.next >> k));
+                current = std::borrow::Cow::Owned(downsample(
+                    &current,
+                    Sizes {
+                        y: current_rows,
+                        ..prev
+                    },
+                    Sizes { y: rows_k, ..*ls },
+                    es,
+                ));
+                current_rows = rows_k;
+            }
+            let level_row = usize::try_from(ls.x).unwrap_or(usize::MAX) * es;
+            let (first, held) = &mut self.pending[k];
+            held.extend_from_slice(&current);
+            let have = (held.len() / level_row.max(1)) as u64;
+            let end = *first + have;
+            // whole cells, or everything at the level's end
+            let complete = if end >= ls.y {
+                have
+            } else {
+                (end / cell.0 * cell.0).saturating_sub(*first)
+            };
+            if complete > 0 {
+                let bytes = usize::try_from(complete).unwrap_or(usize::MAX) * level_row;
+                w.store_rows(
+                    array,
+                    *ls,
+                    *cell,
+                    self.tcz,
+                    (*first, complete),
+                    &held[..bytes],
+                    k,
+                )?;
+                held.drain(..bytes);
+                *first += complete;
+            }
+        }
+        self.next += rows;
+        Ok(())
+    }
+
+    /// Checks that the whole plane was given.
+    pub fn finish(self) -> Result<()> {
+        let s = self.writer.spec.sizes;
+        if self.next == s.y && self.pending.iter().all(|(_, h)| h.is_empty()) {
+            Ok(())
+        } else {
+            Err(NgffError::write(
+                &self.writer.dir,
+                format!("a plane ended after {} of its {} rows", self.next, s.y),
+            ))
+        }
     }
 }
 
@@ -306,6 +448,69 @@ mod tests {
             }
         }
         v
+    }
+
+    /// A plane written band by band is the plane written whole, at every level: bands of a
+    /// few rows, of rows that are not whole chunks, and the plane's end not on a chunk.
+    #[test]
+    fn a_plane_written_in_bands_is_the_plane_written_whole_at_every_level() {
+        let sizes = Sizes {
+            t: 1,
+            c: 1,
+            z: 3,
+            y: 70,
+            x: 90,
+        };
+        for (version, shard) in [(NgffVersion::V04, None), (NgffVersion::V05, Some((64, 64)))] {
+            let d = tempfile::tempdir().unwrap();
+            let mut spec = ImageSpec::new("img", sizes, PixelType::Uint16, version);
+            spec.chunk_yx = (16, 32);
+            spec.shard_yx = shard;
+            spec.levels = 3;
+            let whole = d.path().join("whole.ome.zarr");
+            let banded = d.path().join("banded.ome.zarr");
+            let (st, w) = ImageWriter::create_store(&whole, spec.clone()).unwrap();
+            let (sb, b) = ImageWriter::create_store(&banded, spec).unwrap();
+            assert_eq!(b.band_unit(), 4);
+            let row = usize::try_from(sizes.x * 2).unwrap();
+            // z 0: bands of 4 rows; z 1: 12 rows; z 2: the whole plane as one band
+            for (z, rows) in [(0u64, 4usize), (1, 12), (2, 70)] {
+                let plane = pattern(sizes, 0, 0, z);
+                w.write_plane(0, 0, z, &plane).unwrap();
+                let mut p = b.plane_in_bands(0, 0, z);
+                for band in plane.chunks(rows * row) {
+                    p.push(band).unwrap();
+                }
+                p.finish().unwrap();
+            }
+            // a band that does not start on the unit is refused, naming the rows
+            let mut p = b.plane_in_bands(0, 0, 0);
+            p.push(&pattern(sizes, 0, 0, 0)[..3 * row]).unwrap();
+            let e = p
+                .push(&pattern(sizes, 0, 0, 0)[..4 * row])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("rows 3..7"), "{e}");
+            st.commit().unwrap();
+            sb.commit().unwrap();
+            let (rw, rb) = (
+                ImageReader::open(&whole).unwrap(),
+                ImageReader::open(&banded).unwrap(),
+            );
+            for level in 0..3 {
+                let (mut pw, mut pb) = (
+                    rw.plane_reader(level, 1 << 20).unwrap(),
+                    rb.plane_reader(level, 1 << 20).unwrap(),
+                );
+                let (mut bw, mut bb) = (vec![0u8; pw.plane_bytes()], vec![0u8; pb.plane_bytes()]);
+                for z in 0..3 {
+                    pw.read_plane(0, 0, z, &mut bw).unwrap();
+                    pb.read_plane(0, 0, z, &mut bb).unwrap();
+                    assert_eq!(bw, bb, "{version} level {level} z {z}");
+                }
+                assert_eq!(pb.missing_chunks, 0, "{version} level {level}");
+            }
+        }
     }
 
     #[test]
