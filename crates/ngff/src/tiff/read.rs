@@ -877,10 +877,19 @@ impl TiffPages {
                         format!("page {ifd}: chunk {index} reaches past the page's width"),
                     ));
                 }
+                let top = chunk_row * ch;
+                // a whole strip inside the band is decoded in place, without a copy
+                if across == 1 && top >= y0 && top + h <= y0 + rows && w as usize * px == row_bytes
+                {
+                    let dst = (top - y0) as usize * row_bytes;
+                    if let Some(into) = buf.get_mut(dst..dst + layout.len) {
+                        d.read_chunk_bytes(index, into).map_err(fail)?;
+                        continue;
+                    }
+                }
                 chunk.resize(layout.len, 0);
                 d.read_chunk_bytes(index, &mut chunk).map_err(fail)?;
                 // the rows of this chunk inside the band, at the chunk's columns
-                let top = chunk_row * ch;
                 let (from, to) = (y0.max(top), (y0 + rows).min(top + h));
                 let (x0, line) = (col as usize * cw as usize * px, w as usize * px);
                 for y in from..to {
