@@ -438,12 +438,12 @@ fn main() {
             ("stage: re-encode to 0.5", "reencode", out.join("reencode")),
             ("stage: re-encode, sharded", "sharded", out.join("sharded")),
         ];
-        for (step, mode, target) in steps {
+        // one child step of this dataset: `mode` from `inputs` into `target`, measured
+        let child_step = |step: &'static str, mode: &str, target: &Path, inputs: &[String]| {
             let mut cmd = vec![me.clone(), "--child".into(), mode.into()];
             cmd.push(target.display().to_string());
-            cmd.extend(src.iter().cloned());
-            let (wall, rss) = repeated(runs, &cmd, || rm(&target));
-            let files = files_under(&target);
+            cmd.extend(inputs.iter().cloned());
+            let (wall, rss) = repeated(runs, &cmd, || rm(target));
             let row = Row {
                 dataset: ds.name,
                 step,
@@ -451,62 +451,38 @@ fn main() {
                 gb,
                 wall,
                 rss,
-                files,
+                files: files_under(target),
             };
             print_row(&row);
-            rows.push(row);
+            row
+        };
+        for (step, mode, target) in steps {
+            rows.push(child_step(step, mode, &target, &src));
             if target != tiffs {
                 rm(&target);
             }
         }
+        let staged = [tiffs.display().to_string()];
         // a single image's TIFF read back as a TIFF input: memory must follow the band here too
         if ds.plates == 0 {
             let again = out.join("tiff2tiff");
-            let cmd = [
-                me.clone(),
-                "--child".into(),
-                "tiff2tiff".into(),
-                again.display().to_string(),
-                tiffs.display().to_string(),
-            ];
-            let (wall, rss) = repeated(runs, &cmd, || rm(&again));
-            let row = Row {
-                dataset: ds.name,
-                step: "restage: TIFF → TIFF",
-                fields: ds.fields(),
-                gb,
-                wall,
-                rss,
-                files: files_under(&again),
-            };
-            print_row(&row);
-            rows.push(row);
+            rows.push(child_step(
+                "restage: TIFF → TIFF",
+                "tiff2tiff",
+                &again,
+                &staged,
+            ));
             rm(&again);
         }
         // keep the TIFFs as a job's output of the same size
-        {
-            let kept = out.join("kept");
-            let cmd = [
-                me.clone(),
-                "--child".into(),
-                "keep".into(),
-                kept.display().to_string(),
-                tiffs.display().to_string(),
-            ];
-            let (wall, rss) = repeated(runs, &cmd, || rm(&kept));
-            let row = Row {
-                dataset: ds.name,
-                step: "collect and keep (SHA-256)",
-                fields: ds.fields(),
-                gb,
-                wall,
-                rss,
-                files: files_under(&kept),
-            };
-            print_row(&row);
-            rows.push(row);
-            rm(&kept);
-        }
+        let kept = out.join("kept");
+        rows.push(child_step(
+            "collect and keep (SHA-256)",
+            "keep",
+            &kept,
+            &staged,
+        ));
+        rm(&kept);
         if cluster {
             let there = format!("{remote_base}/bench-scale-{}", std::process::id());
             let mut ours = Vec::new();

@@ -29,6 +29,24 @@ pub(crate) fn demo_site(dir: &Path) -> (Site, ConfigSources) {
     (site, sources)
 }
 
+/// Puts (empty) containers of `versions` of `workflow` into its image folder on the demo
+/// site's cluster, which is this host; returns the folder.
+pub(crate) fn put_containers(
+    config: &stage_config::Snapshot,
+    workflow: &str,
+    versions: &[&str],
+) -> std::path::PathBuf {
+    let wf = config.registry.get(workflow).unwrap();
+    let layout = stage_cluster::Layout::from_slurm(&config.slurm.slurm).unwrap();
+    let images = std::path::PathBuf::from(layout.image_dir(&wf.folder));
+    std::fs::create_dir_all(&images).unwrap();
+    let image = crate::cluster::workflow_setup(wf).unwrap().image_name();
+    for v in versions {
+        std::fs::write(images.join(format!("{image}_{v}.sif")), b"sif").unwrap();
+    }
+    images
+}
+
 /// The demo site's configuration, loaded: `threshold` (TIFF), `threshold_zarr` (Zarr),
 /// `threshold_plate` (Zarr plate), descriptors pinned, nothing fetched.
 pub(crate) async fn demo_snapshot(dir: &Path) -> stage_config::Snapshot {

@@ -263,13 +263,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let config = crate::test_site::demo_snapshot(d.path()).await;
         let wf = config.registry.get("threshold").unwrap();
-        let layout = stage_cluster::Layout::from_slurm(&config.slurm.slurm).unwrap();
-        let images = std::path::PathBuf::from(layout.image_dir(&wf.folder));
-        std::fs::create_dir_all(&images).unwrap();
-        let image = crate::cluster::workflow_setup(wf).unwrap().image_name();
-        for v in ["v1.0.0", "v0.9.0", "v1.10.0"] {
-            std::fs::write(images.join(format!("{image}_{v}.sif")), b"sif").unwrap();
-        }
+        let images = crate::test_site::put_containers(
+            &config,
+            "threshold",
+            &["v1.0.0", "v0.9.0", "v1.10.0"],
+        );
         std::fs::write(images.join("notes.txt"), b"not a container").unwrap();
         let (clusters, cache) = (ClusterCache::default(), VersionCache::default());
         let on = OnCluster {
@@ -283,7 +281,7 @@ mod tests {
             ["v1.0.0", "v1.10.0", "v0.9.0"]
         );
         // a listing is reused while fresh: a container added now is not seen yet
-        std::fs::write(images.join(format!("{image}_v2.0.0.sif")), b"sif").unwrap();
+        crate::test_site::put_containers(&config, "threshold", &["v2.0.0"]);
         assert_eq!(on.versions(&config).await.unwrap(), found);
         assert_eq!(resolve(wf, "1.0.0", None), Ok("v1.0.0".to_owned()));
         assert_eq!(

@@ -729,12 +729,7 @@ mod tests {
     async fn a_chosen_version_is_looked_up_on_the_cluster_once_and_refused_by_its_key() {
         let d = tempfile::tempdir().unwrap();
         let config = crate::test_site::demo_snapshot(d.path()).await;
-        let wf = config.registry.get("threshold").unwrap();
-        let layout = stage_cluster::Layout::from_slurm(&config.slurm.slurm).unwrap();
-        let images = std::path::PathBuf::from(layout.image_dir(&wf.folder));
-        std::fs::create_dir_all(&images).unwrap();
-        let image = crate::cluster::workflow_setup(wf).unwrap().image_name();
-        std::fs::write(images.join(format!("{image}_v0.9.0.sif")), b"sif").unwrap();
+        crate::test_site::put_containers(&config, "threshold", &["v0.9.0"]);
         let (clusters, cache) = Default::default();
         let on = OnCluster {
             clusters: &clusters,
