@@ -95,6 +95,10 @@ pub enum RunError {
     /// The inputs are wrong for this configuration; each problem names its key.
     #[error("the run was refused, nothing was queued: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Refused(Vec<FieldError>),
+    /// An input could not be checked now (the cluster did not answer which container
+    /// versions it has); each names its key. Asking again later may succeed.
+    #[error("the run could not be checked, nothing was queued: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Unchecked(Vec<FieldError>),
     /// A submission of this run id exists with other content.
     #[error(transparent)]
     Enqueue(#[from] EnqueueError),
@@ -456,12 +460,13 @@ pub struct Run<'a> {
 
 /// The container version each selected workflow that asked for another than the configured
 /// one runs, as the cluster spells it; one listing of the cluster for all of them, and only
-/// when one asks. A version the cluster does not have is refused by its key.
+/// when one asks. A version the cluster does not have is refused by its key; when the cluster
+/// cannot be asked, the run is [`RunError::Unchecked`] (a detached run is tried again).
 async fn chosen_versions(
     plan: &translate::RunPlan,
     on: OnCluster<'_>,
     config: &Snapshot,
-) -> Result<std::collections::BTreeMap<String, String>, Vec<FieldError>> {
+) -> Result<std::collections::BTreeMap<String, String>, RunError> {
     let mut chosen = std::collections::BTreeMap::new();
     let mut errors = Vec::new();
     let mut found = None;
@@ -482,10 +487,10 @@ async fn chosen_versions(
             }),
         }
     }
-    if errors.is_empty() {
-        Ok(chosen)
-    } else {
-        Err(errors)
+    match found {
+        _ if errors.is_empty() => Ok(chosen),
+        Some(Err(_)) => Err(RunError::Unchecked(errors)),
+        _ => Err(RunError::Refused(errors)),
     }
 }
 
@@ -502,9 +507,7 @@ pub async fn queue_run(
     let (script, run) = (r.script, r.id.to_owned());
     let ctx = session.context().clone();
     let plan = translate::translate(script, r.inputs, config).map_err(RunError::Refused)?;
-    let chosen = chosen_versions(&plan, on, config)
-        .await
-        .map_err(RunError::Refused)?;
+    let chosen = chosen_versions(&plan, on, config).await?;
     let batches = batches(&plan, session).await?;
     let count = plan.workflows.len() * batches.len();
     let most = usize::try_from(config.settings.settings.max_run_submissions).unwrap_or(usize::MAX);
@@ -748,9 +751,10 @@ mod tests {
             chosen,
             BTreeMap::from([("threshold".to_owned(), "v0.9.0".to_owned())])
         );
-        let refused = chosen_versions(&plan("v0.8.0"), on, &config)
-            .await
-            .unwrap_err();
+        let Err(RunError::Refused(refused)) = chosen_versions(&plan("v0.8.0"), on, &config).await
+        else {
+            panic!("v0.8.0 is not refused");
+        };
         assert_eq!(refused.len(), 1, "{refused:?}");
         assert_eq!(refused[0].field, "threshold_Version");
         assert!(

@@ -132,7 +132,7 @@ enum Refusal {
 
 fn from_run_error(e: RunError) -> Refusal {
     match e {
-        RunError::Unavailable(_) => Refusal::Transient(e.to_string()),
+        RunError::Unavailable(_) | RunError::Unchecked(_) => Refusal::Transient(e.to_string()),
         RunError::Enqueue(crate::intake::EnqueueError::Store(s)) => {
             Refusal::Transient(format!("the queue: {s}"))
         }

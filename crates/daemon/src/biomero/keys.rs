@@ -216,7 +216,7 @@ pub const PER_WORKFLOW: &[(&str, Fate, &str)] = &[
     (
         "<wf>_Version",
         Fate::Mapped,
-        "`workflow_version`: the container the job runs (`IMAGE_VERSION`, `SINGULARITY_IMAGE` = `<image>_<version>.sif`): the configured version, or another one found in the workflow's image folder on the cluster at intake, as BIOMERO lists them (a leading `v` is ignored; parameters follow the configured version's descriptor); `Not Available!` is refused; ignored for workflows not selected",
+        "`workflow_version`: the container the job runs (`IMAGE_VERSION`, `SINGULARITY_IMAGE` = `<image>_<version>.sif`): the configured version, or another one found in the workflow's image folder on the cluster at intake, as BIOMERO lists them (a leading `v` is ignored; parameters follow the configured version's descriptor); `Not Available!` is refused; when the cluster cannot be asked, nothing is queued and the answer says so (a detached run is tried again); ignored for workflows not selected",
     ),
     (
         "<wf>_|_<param>",

@@ -86,7 +86,7 @@ pub(super) async fn run(a: &BiomeroRunArgs, global: &GlobalArgs) -> anyhow::Resu
         }
         Err(e) => {
             let fields = match &e {
-                RunError::Refused(f) => json!(f),
+                RunError::Refused(f) | RunError::Unchecked(f) => json!(f),
                 _ => json!([]),
             };
             if a.json {

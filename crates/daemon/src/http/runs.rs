@@ -36,6 +36,12 @@ impl From<RunError> for ApiError {
                 message: "the run was refused, nothing was queued; see fields (each names a script input)".into(),
                 fields,
             },
+            RunError::Unchecked(fields) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "unchecked_run",
+                message: "the run could not be checked now, nothing was queued; see fields (each names a script input); try again".into(),
+                fields,
+            },
             RunError::Enqueue(e) => e.into(),
         }
     }
