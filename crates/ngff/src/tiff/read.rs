@@ -846,6 +846,10 @@ impl TiffPages {
         row_bytes: usize,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
+        if rows == 0 {
+            buf.clear();
+            return Ok(());
+        }
         let (d, path, ifd) = self.at_page(k)?;
         let fail = |e: tiff::TiffError| tiff_err(&path, format!("page {ifd}: {e}"));
         let (width, height) = d.dimensions().map_err(fail)?;
