@@ -23,6 +23,9 @@
 
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 
+#[path = "args.rs"]
+mod args;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -178,12 +181,7 @@ fn step_ends(v: &Value) -> String {
 #[allow(clippy::too_many_lines)]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let opt = |name: &str| args::opt(&args, name);
     let runs: usize = opt("--runs").and_then(|v| v.parse().ok()).unwrap_or(3);
     let warmups: usize = opt("--warmups").and_then(|v| v.parse().ok()).unwrap_or(1);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))

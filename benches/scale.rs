@@ -33,6 +33,9 @@
     reason = "a benchmark: a failure is a panic with the command that failed"
 )]
 
+#[path = "args.rs"]
+mod args;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -334,12 +337,7 @@ fn main() {
         return;
     }
     let flag = |f: &str| args.iter().any(|a| a == f);
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let opt = |name: &str| args::opt(&args, name);
     let full = flag("--full");
     let runs: usize = opt("--runs").and_then(|v| v.parse().ok()).unwrap_or(1);
     let only = opt("--only");

@@ -20,6 +20,9 @@
 
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 
+#[path = "args.rs"]
+mod args;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -173,12 +176,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[allow(clippy::too_many_lines)]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let opt = |name: &str| args::opt(&args, name);
     let runs: usize = opt("--runs").and_then(|v| v.parse().ok()).unwrap_or(3);
     let only = opt("--only");
     let lab =
