@@ -801,3 +801,66 @@ fn attached_files_are_downloaded_checked_and_staged() {
     let staged = staging.join(id).join("data/in/psf_file/measured_psf.tif");
     assert_eq!(std::fs::read(&staged).unwrap(), b"II*\0 a measured psf");
 }
+
+/// An attended run: the answer's notices say the script makes the tables and ROIs; its
+/// progress lists each submission small (no records), and its results are not there to read
+/// until they are kept.
+#[test]
+fn an_attended_run_is_followed_by_its_progress_and_has_no_results_before_they_are_kept() {
+    let s = site();
+    let d = start(&s);
+    let alice = alice(&s);
+    let inputs = omero_biomero_inputs(
+        "cellpose",
+        "v1.4.0",
+        "Image",
+        &[ids::IMG_EXTERNAL],
+        &json!({"4) Upload result CSVs as OMERO tables": true, "6a) Create ROIs from label images": true}),
+    );
+    let mut body = request(&inputs);
+    let (code, handed_off) = post_run(&d.base, &body, Some(&alice));
+    assert_eq!(code, 201, "{handed_off}");
+    assert!(
+        handed_off["run"]["notices"][0]
+            .as_str()
+            .unwrap()
+            .contains("not done by biomero-stage"),
+        "{handed_off}"
+    );
+    let id = handed_off["run"]["submissions"][0][0].as_str().unwrap();
+    let doc = &http_get(&d.base, &format!("/api/v1/submissions/{id}"))["submission"]["request"];
+    assert_eq!(
+        doc["options"]["attach"]["tables_as_files"], true,
+        "hand-off attaches the CSVs: {doc}"
+    );
+    body["attended"] = json!(true);
+    let (code, r) = post_run(&d.base, &body, Some(&alice));
+    assert_eq!(code, 201, "{r}");
+    for n in r["run"]["notices"].as_array().unwrap() {
+        assert!(
+            n.as_str().unwrap().ends_with(
+                "made in your session by the OMERO script when the run has ended (attended mode)"
+            ),
+            "{r}"
+        );
+    }
+    let run = r["run"]["run"].as_str().unwrap();
+    let id = r["run"]["submissions"][0][0].as_str().unwrap();
+    let doc = &http_get(&d.base, &format!("/api/v1/submissions/{id}"))["submission"]["request"];
+    assert_ne!(
+        doc["options"]["attach"]["tables_as_files"], true,
+        "the script makes tables: {doc}"
+    );
+    let p = http_get(&d.base, &format!("/api/v1/biomero/runs/{run}/progress"));
+    let entry = &p["submissions"][0];
+    assert_eq!(entry["id"], id, "{p}");
+    assert_eq!(entry["workflow"], "cellpose", "{p}");
+    assert!(
+        entry["state"].is_string() && entry.get("data").is_none(),
+        "{p}"
+    );
+    let res = http_get(&d.base, &format!("/api/v1/submissions/{id}/results"));
+    assert_eq!(res["error"]["code"], "not_kept", "{res}");
+    let missing = http_get(&d.base, "/api/v1/biomero/runs/no-such-run/progress");
+    assert_eq!(missing["error"]["code"], "not_found", "{missing}");
+}

@@ -37,11 +37,119 @@ set -eo pipefail
 if [ -n "${{1:-}}" ]; then . "$1"; fi
 env | grep -E '^(DATA_PATH|IMAGE_PATH|IMAGE_VERSION|SINGULARITY_IMAGE|SCRIPT_PATH|MIN_SIZE|SLURM_JOB_ID)=' | sort > "$DATA_PATH/data/out/job-env.txt"
 (cd "$DATA_PATH/data/in" && find . -maxdepth 1 -mindepth 1 | sort) > "$DATA_PATH/data/out/inputs.txt"
+printf 'image,objects\nall,%s\n' "${{MIN_SIZE:-20}}" > "$DATA_PATH/data/out/counts.csv"
 echo "segmenting 10%"
 exec {bin} demo-threshold --input "$DATA_PATH/data/in" --output "$DATA_PATH/data/out" --min-size "${{MIN_SIZE:-20}}"
 "#,
         bin = bin_path().display()
     )
+}
+
+/// The drop-in script's attended mode (omero-scripts' `attended.follow`), on the daemon's
+/// own API, following run `run` every second; its session's keep-alive is counted. When the
+/// run has ended it prints what the script then works from (JSON).
+fn attended_follower(base: &str, token: &std::path::Path, run: &str) -> std::process::Child {
+    let script = r#"
+import json, os, sys
+from biomero_stage_omero import attended
+from biomero_stage_omero.daemon import Daemon, DaemonError, Settings
+d = Daemon(Settings.load("/nonexistent.ini"))
+alive, lines = [], []
+details = attended.follow(d, sys.argv[1], lambda: alive.append(1) or True, lines.append, poll_seconds=1)
+out = {"keep_alive": len(alive), "lines": lines, "submissions": {}}
+for sid, det in details.items():
+    res = d.results(sid)
+    # OMERO lists one image per imported file, named by the file (as BIOMERO.importer names them)
+    found = [(1000 + i, n) for i, n in enumerate(n for o in res["orders"] for n in o["file_names"])]
+    cands, unmatched = attended.roi_candidates(found, res)
+    pairs, ambiguous = attended.select_roi_image_pairs(cands, "")
+    refused = []
+    for bad in ("../../etc/passwd", "biomero-stage-results.json.missing", res["tables"][0] + "/"):
+        try:
+            d.result_file(sid, bad)
+        except DaemonError as e:
+            refused.append(e.status)
+    out["submissions"][sid] = {
+        "results": res, "csv": {t: d.result_file(sid, t).decode() for t in res["tables"]},
+        "candidates": cands, "unmatched": unmatched, "pairs": pairs,
+        "rois": attended.labels2rois_inputs(pairs, {"6c) ROI shape": "Polygon"}, res["workflow"], attended.run_uuid(res)),
+        "refused": refused}
+print(json.dumps(out))
+"#;
+    std::process::Command::new(stage_tests::python())
+        .args(["-c", script, run])
+        .env("PYTHONPATH", repo_root().join("omero-scripts"))
+        .env("BIOMERO_STAGE_URL", base)
+        .env("BIOMERO_STAGE_TOKEN_FILE", token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The attended script saw the run through to its end, kept the session alive meanwhile, and
+/// has what it needs for the tables and the ROIs; the daemon attached no CSV in their place.
+fn assert_attended_run_ended(
+    follower: std::process::Child,
+    d: &Daemon,
+    id: &str,
+    omero: &TestOmero,
+) {
+    let out = follower.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log_text()
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["keep_alive"].as_u64().unwrap() >= 2, "{v}");
+    let lines: Vec<&str> = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "each change is a line: {lines:?}");
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("{id} threshold: imported"),
+        "{lines:?}"
+    );
+    let sub = &v["submissions"][id];
+    assert_eq!(sub["results"]["tables"], json!(["counts.csv"]), "{sub}");
+    assert_eq!(sub["csv"]["counts.csv"], "image,objects\nall,15\n", "{sub}");
+    assert!(
+        sub["results"]["job_id"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok(),
+        "{sub}"
+    );
+    // every imported result image pairs with the OMERO image it was made from
+    let inputs = [ids::IMG_EXTERNAL, ids::IMG_ANNOTATED, ids::IMG_TILES];
+    let cands = sub["candidates"].as_array().unwrap();
+    assert!(!cands.is_empty() && sub["unmatched"] == json!([]), "{sub}");
+    for c in cands {
+        assert!(inputs.contains(&c[1].as_i64().unwrap()), "{c}");
+        assert!(c[2].as_str().unwrap().contains("_renamed."), "{c}");
+    }
+    assert_eq!(
+        sub["pairs"].as_array().unwrap().len(),
+        cands.len(),
+        "one result per input: {sub}"
+    );
+    assert_eq!(sub["rois"]["Mapping_Mode"], "Explicit Image IDs", "{sub}");
+    assert_eq!(
+        sub["refused"],
+        json!([404, 404, 404]),
+        "only listed, confined files: {sub}"
+    );
+    assert!(
+        omero.attached().iter().all(|a| a.name != "counts.csv"),
+        "attended: the script makes the table, the daemon attaches no CSV"
+    );
 }
 
 /// A metric's value (summed over the lines that start with `prefix`).
@@ -298,7 +406,8 @@ fn each_input_mode_runs_from_submission_to_import_on_slurm_postgresql_and_the_im
         drill.trial(true);
     }
     // a BIOMERO run as OMERO.biomero 1.6.1 starts it: the Dataset's images (Data_Type Image),
-    // into a new Dataset by name, the results renamed, the cluster cleaned up afterwards
+    // into a new Dataset by name, the results renamed, the cluster cleaned up afterwards; the
+    // drop-in script in attended mode asks for tables and ROIs, which it makes itself
     let alice = omero.open_user_session((60, "alice"), (5, "Lab A"), &[5]);
     let inputs = json!({
         "threshold": true, "threshold_Version": "v1.0.0", "threshold_|_min_size": 15,
@@ -311,9 +420,9 @@ fn each_input_mode_runs_from_submission_to_import_on_slurm_postgresql_and_the_im
         "3a) Import into NEW Screen": "--NO THANK YOU--",
         "3b) Allow duplicate dataset (name)?": false,
         "3c) Rename the imported images": "{original_file}_renamed.{ext}",
-        "4) Upload result CSVs as OMERO tables": false,
+        "4) Upload result CSVs as OMERO tables": true,
         "5) Attach individual non-image output files": false,
-        "6a) Create ROIs from label images": false, "Cleanup?": true,
+        "6a) Create ROIs from label images": true, "6c) ROI shape": "Polygon", "Cleanup?": true,
     });
     let out = std::process::Command::new("curl")
         .args([
@@ -325,7 +434,7 @@ fn each_input_mode_runs_from_submission_to_import_on_slurm_postgresql_and_the_im
             "-H",
             &format!("X-OMERO-Session-Key: {alice}"),
             "--data-binary",
-            &json!({"version": 1, "script": "SLURM_Run_Workflow.py", "inputs": inputs}).to_string(),
+            &json!({"version": 1, "script": "SLURM_Run_Workflow.py", "inputs": inputs, "attended": true}).to_string(),
             &format!("{}/api/v1/biomero/runs", d.base),
         ])
         .output()
@@ -334,6 +443,15 @@ fn each_input_mode_runs_from_submission_to_import_on_slurm_postgresql_and_the_im
     let created = omero.created();
     assert_eq!(created.len(), 1, "{r}");
     let id = r["run"]["submissions"][0][0].as_str().unwrap().to_owned();
+    let notices = r["run"]["notices"].to_string();
+    assert!(
+        notices.contains(
+            "`4) Upload result CSVs as OMERO tables`: made in your session by the OMERO script"
+        ) && notices.contains("`6a) Create ROIs from label images`: made in your session"),
+        "{r}"
+    );
+    // the attended script follows the run from the moment it is queued
+    let follower = attended_follower(&d.base, &token, r["run"]["run"].as_str().unwrap());
     let v = wait_submission(&d, &id, 300, |v| {
         matches!(state(v), "imported" | "failed" | "cancelled")
     });
@@ -372,6 +490,7 @@ fn each_input_mode_runs_from_submission_to_import_on_slurm_postgresql_and_the_im
         !abs.join(format!("data/biomero_{id}")).exists(),
         "Cleanup? removed the job folder on the cluster"
     );
+    assert_attended_run_ended(follower, &d, &id, &omero);
     // the metrics: every step ran three times, bytes went both ways, nothing failed
     let m = std::process::Command::new("curl")
         .args(["-sS", &format!("{}/metrics", d.base)])

@@ -1,9 +1,11 @@
 """Talking to the biomero-stage daemon from OMERO's script processor.
 
 Where the daemon is and its admin token come from ``/etc/biomero-stage/omero-scripts.ini``
-(section ``[biomero-stage]``: ``url``, ``token_file``, ``timeout``), or from
-``BIOMERO_STAGE_URL``, ``BIOMERO_STAGE_TOKEN_FILE`` and ``BIOMERO_STAGE_TIMEOUT``,
-which win. Only the standard library is used: OMERO's Python environment needs
+(section ``[biomero-stage]``: ``url``, ``token_file``, ``timeout``, ``mode``,
+``poll_seconds``), or from ``BIOMERO_STAGE_URL``, ``BIOMERO_STAGE_TOKEN_FILE``,
+``BIOMERO_STAGE_TIMEOUT``, ``BIOMERO_STAGE_MODE`` and ``BIOMERO_STAGE_POLL_SECONDS``,
+which win. ``mode`` is ``hand-off`` (the default: the run script returns at once) or
+``attended`` (it stays for the run, see ``attended``). Only the standard library is used: OMERO's Python environment needs
 nothing besides this package.
 
 The user's OMERO session key travels in the ``X-OMERO-Session-Key`` header, never
@@ -16,6 +18,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from urllib.parse import quote
 
 CONFIG_FILE = "/etc/biomero-stage/omero-scripts.ini"
 """Where the scripts read the daemon's address from."""
@@ -36,13 +39,24 @@ class DaemonError(Exception):
         return text
 
 
-class Settings:
-    """The daemon's address, admin token and request timeout."""
+MODES = ("hand-off", "attended")
+"""How the run script behaves: returns at once, or stays for the run."""
 
-    def __init__(self, url, token=None, timeout=30.0):
+
+class Settings:
+    """The daemon's address, admin token, request timeout, and the run script's mode."""
+
+    def __init__(self, url, token=None, timeout=30.0, mode="hand-off", poll_seconds=15.0):
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.mode = mode
+        self.poll_seconds = poll_seconds
+
+    @property
+    def attended(self):
+        """Whether the run script stays for the run."""
+        return self.mode == "attended"
 
     @classmethod
     def load(cls, path=CONFIG_FILE, env=None):
@@ -64,7 +78,20 @@ class Settings:
                     "ask your OMERO admin to make it readable by the OMERO server user"
                 ) from e
         timeout = float(env.get("BIOMERO_STAGE_TIMEOUT") or section.get("timeout") or 30)
-        return cls(url, token, timeout)
+        mode = (env.get("BIOMERO_STAGE_MODE") or section.get("mode") or "hand-off").strip()
+        if mode not in MODES:
+            raise DaemonError(
+                f"mode `{mode}` in {path} (or BIOMERO_STAGE_MODE) is not one of {', '.join(MODES)}; "
+                "ask your OMERO admin to correct it")
+        try:
+            poll = float(env.get("BIOMERO_STAGE_POLL_SECONDS") or section.get("poll_seconds") or 15)
+        except ValueError:
+            poll = -1.0
+        if not 1.0 <= poll <= 600.0:
+            raise DaemonError(
+                f"poll_seconds in {path} (or BIOMERO_STAGE_POLL_SECONDS) must be a number of seconds "
+                "from 1 to 600; ask your OMERO admin to correct it")
+        return cls(url, token, timeout, mode, poll)
 
 
 class Daemon:
@@ -73,7 +100,7 @@ class Daemon:
     def __init__(self, settings):
         self.settings = settings
 
-    def _call(self, method, path, body=None, session_key=None):
+    def _call(self, method, path, body=None, session_key=None, raw=False):
         url = self.settings.url + path
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(url, data=data, method=method)
@@ -86,7 +113,8 @@ class Daemon:
             req.add_header("X-OMERO-Session-Key", session_key)
         try:
             with urllib.request.urlopen(req, timeout=self.settings.timeout) as r:
-                return json.loads(r.read() or b"null")
+                data = r.read()
+                return data if raw else json.loads(data or b"null")
         except urllib.error.HTTPError as e:
             try:
                 err = json.loads(e.read())["error"]
@@ -104,9 +132,10 @@ class Daemon:
         """The configured workflows, in slurm-config.ini's order."""
         return self._call("GET", "/api/v1/workflows")["workflows"]
 
-    def submit_run(self, script, inputs, session_key, group_id=None, run=None):
-        """Forwards a run: the answer's ``run`` object."""
-        body = {"version": 1, "script": script, "inputs": inputs}
+    def submit_run(self, script, inputs, session_key, group_id=None, run=None, attended=False):
+        """Forwards a run: the answer's ``run`` object. ``attended``: this script stays and
+        makes the tables and ROIs itself."""
+        body = {"version": 1, "script": script, "inputs": inputs, "attended": bool(attended)}
         if group_id is not None:
             body["group_id"] = group_id
         if run is not None:
@@ -116,6 +145,19 @@ class Daemon:
     def run(self, run_id):
         """The submissions of a run."""
         return self._call("GET", f"/api/v1/biomero/runs/{run_id}")
+
+    def run_progress(self, run_id):
+        """What each submission of a run is doing: state, error, last progress event."""
+        return self._call("GET", f"/api/v1/biomero/runs/{quote(run_id)}/progress")["submissions"]
+
+    def results(self, submission_id):
+        """What a submission brought home: tables, images and their sources, importer orders."""
+        return self._call("GET", f"/api/v1/submissions/{quote(submission_id)}/results")
+
+    def result_file(self, submission_id, path):
+        """The bytes of one kept result file."""
+        return self._call(
+            "GET", f"/api/v1/submissions/{quote(submission_id)}/results/file?path={quote(path, safe='')}", raw=True)
 
     def check_setup(self):
         """What ``biomero-stage check-setup`` reports."""

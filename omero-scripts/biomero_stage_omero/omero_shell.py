@@ -6,20 +6,26 @@ tested without OMERO (omero-py needs zeroc-ice 3.6, which does not build on
 this project's Python); this file only translates between them and omero-py.
 """
 
+import os
+import tempfile
+
 import omero  # noqa: F401  (omero.constants below needs the package initialised)
 import omero.constants.namespaces
 import omero.scripts as omscripts
-from omero.rtypes import rlong, rstring
+import omero.sys
+from omero.gateway import BlitzGateway
+from omero.rtypes import rbool, rlist, rlong, rstring, unwrap
 
-from . import __version__, declare
+from . import __version__, attended, declare
 from .daemon import Daemon, DaemonError, Settings, jsonable, run_message
 
 RUN_DESCRIPTION = """Runs workflows on the Slurm cluster through biomero-stage.
 
 Select one or more workflows below to run them on the selected Datasets, Images
 or Plates. Parameters come from each workflow's descriptor; versions are those
-biomero-stage runs. The run is handed to biomero-stage and this script returns
-at once: follow it in OMERO.biomero. Results are imported back into OMERO.
+biomero-stage runs. The run is handed to biomero-stage: follow it in
+OMERO.biomero (or here, where the site lets this script stay for the run).
+Results are imported back into OMERO.
 """
 
 
@@ -74,14 +80,161 @@ def run_workflow(batched):
             inputs = jsonable(client.getInputs(unwrap=True))
             ctx = _event_context(client)
             try:
-                run = daemon.submit_run(script, inputs, client.getSessionId(), ctx.groupId)
+                run = daemon.submit_run(script, inputs, client.getSessionId(), ctx.groupId,
+                                        attended=settings.attended)
                 message = run_message(run)
                 client.setOutput("Run_ID", rstring(run["run"]))
             except DaemonError as e:
+                run = None
                 message = f"biomero-stage refused the run; nothing was started: {e}"
+            if run is not None and settings.attended:
+                print(message, flush=True)
+                message = _attend(client, daemon, settings, run["run"], inputs)
         client.setOutput("Message", rstring(message))
     finally:
         client.closeSession()
+
+
+def _attend(client, daemon, settings, run_id, inputs):
+    """The attended mode: follows the run, then makes its tables and ROIs; the final message."""
+    conn = BlitzGateway(client_obj=client)
+    say = lambda line: print(line, flush=True)  # noqa: E731  (the script's output in Activities)
+    try:
+        details = attended.follow(daemon, run_id, conn.keepAlive, say, settings.poll_seconds)
+    except attended.SessionLost as e:
+        return f"{e}. No OMERO.table or ROI was made; follow run {run_id} in OMERO.biomero."
+    except DaemonError as e:
+        return (f"biomero-stage stopped answering while run {run_id} was followed ({e}); "
+                "the run goes on there. No OMERO.table or ROI was made.")
+    lines = [f"biomero-stage run {run_id} has ended:"]
+    lines += [f"  {attended.progress_line(d)}" for d in details.values()]
+    if attended.finishing_needed(inputs):
+        for sid, d in details.items():
+            if d["state"] != "imported":
+                lines.append(f"  {sid}: {d['state']}, so no table or ROI is made for it")
+                continue
+            try:
+                results = daemon.results(sid)
+            except DaemonError as e:
+                lines.append(f"  {sid}: its results cannot be described ({e}); no table or ROI is made for it")
+                continue
+            parent = _parent(conn, inputs)
+            if attended.asked(inputs, attended.TABLES):
+                lines += [f"  {sid}: {m}" for m in _tables(conn, client, daemon, results, parent)]
+            if attended.asked(inputs, attended.ROIS):
+                lines += [f"  {sid}: {m}" for m in _rois(conn, client, results, inputs)]
+    return "\n".join(lines)
+
+
+def _parent(conn, inputs):
+    """The inputs' parent as BIOMERO's run script finds it: ``(type, id)``; for Images, the Plate
+    or Dataset of the first one."""
+    kind, ids = inputs.get("Data_Type"), inputs.get("IDs") or []
+    if not ids:
+        return None
+    if kind != "Image":
+        return (kind, int(ids[0]))
+    params = omero.sys.ParametersI()
+    params.addLong("image_id", int(ids[0]))
+    q = conn.getQueryService()
+    plates = q.projection("SELECT DISTINCT p.id FROM Plate p JOIN p.wells w JOIN w.wellSamples ws "
+                          "JOIN ws.image i WHERE i.id = :image_id", params, conn.SERVICE_OPTS)
+    datasets = q.projection("SELECT DISTINCT d.id FROM Dataset d JOIN d.imageLinks dil "
+                            "JOIN dil.child i WHERE i.id = :image_id", params, conn.SERVICE_OPTS)
+    if len(plates) > len(datasets):
+        return ("Plate", int(unwrap(plates[0][0])))
+    if datasets:
+        return ("Dataset", int(unwrap(datasets[0][0])))
+    return None
+
+
+def _tables(conn, client, daemon, results, parent):
+    """``4)``: each result CSV as an OMERO.table on the Dataset or Plate, as BIOMERO makes it."""
+    if not results["tables"]:
+        return ["4) no CSV among the results"]
+    if parent is None or parent[0] not in ("Dataset", "Plate"):
+        return ["4) the inputs have no Dataset or Plate to put tables on; the CSVs stay in the kept results"]
+    try:
+        from omero_metadata.populate import ParsingContext
+    except ImportError:
+        ParsingContext = None
+    out = []
+    kind, oid = parent
+    for rel in results["tables"]:
+        name = attended.table_name(rel, results.get("job_id"), attended.run_uuid(results))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, os.path.basename(rel))
+            try:
+                with open(path, "wb") as f:
+                    f.write(daemon.result_file(results["submission"], rel))
+            except DaemonError as e:
+                out.append(f"4) {rel} cannot be fetched from biomero-stage ({e})")
+                continue
+            try:
+                if ParsingContext is None:
+                    raise RuntimeError("omero-metadata is not installed in OMERO's Python")
+                obj = getattr(omero.model, kind + "I")(oid, False)
+                ctx = ParsingContext(client, obj, "", table_name=name)
+                with open(path, "rt", encoding="utf-8-sig") as f1:
+                    ctx.preprocess_from_handle(f1)
+                    with open(path, "rt", encoding="utf-8-sig") as f2:
+                        ctx.parse_from_handle_stream(f2)
+                out.append(f"4) {rel}: table {name} on {kind} {oid}")
+            except Exception as e:  # noqa: BLE001  (as BIOMERO: a CSV that is no table is attached)
+                ann = conn.createFileAnnfromLocalFile(
+                    path, mimetype="text/csv", ns=omero.constants.namespaces.NSCREATED + "/SLURM/SLURM_GET_RESULTS",
+                    desc=f"File output from SLURM job {results.get('job_id')} (Workflow {attended.run_uuid(results)})")
+                conn.getObject(kind, oid).linkAnnotation(ann)
+                out.append(f"4) {rel} is not a table OMERO can make ({e}); attached to {kind} {oid} as a file")
+    return out
+
+
+def _rois(conn, client, results, inputs):
+    """``6a)``: BIOMERO's Labels2Rois.py on the imported label images and their sources."""
+    found = []
+    q = conn.getQueryService()
+    for order in results["orders"]:
+        params = omero.sys.ParametersI()
+        params.addString("uuid", order["uuid"])
+        rows = q.projection(
+            "SELECT DISTINCT img.id, img.name FROM Image img JOIN img.annotationLinks ial "
+            "JOIN ial.child ann JOIN ann.mapValue mv WHERE TYPE(ann) = MapAnnotation AND mv.value = :uuid",
+            params, conn.SERVICE_OPTS)
+        found += [(int(unwrap(r[0])), str(unwrap(r[1]))) for r in rows]
+    candidates, unmatched = attended.roi_candidates(found, results)
+    pairs, ambiguous = attended.select_roi_image_pairs(candidates, inputs.get(attended.ROI_PATTERN) or "")
+    out = [f"6a) {n} was imported but is not a result made from an OMERO image; no ROI from it" for n in unmatched]
+    if not pairs:
+        return out + ["6a) no unambiguous label images; the imported results were preserved"]
+    svc = conn.getScriptService()
+    ids = [unwrap(s.id) for s in svc.getScripts() if unwrap(s.getName()) == attended.LABELS_TO_ROIS_SCRIPT]
+    if not ids:
+        return out + [f"6a) {attended.LABELS_TO_ROIS_SCRIPT} is not installed in OMERO; no ROIs were made"]
+    try:
+        plain = attended.labels2rois_inputs(pairs, inputs, results["workflow"], attended.run_uuid(results))
+    except ValueError as e:
+        return out + [f"6a) {e}; no ROIs were made"]
+    wrapped = {k: (rlist([rlong(i) for i in v]) if isinstance(v, list)
+                   else rbool(v) if isinstance(v, bool) else rstring(v)) for k, v in plain.items()}
+    proc = svc.runScript(int(ids[0]), wrapped, None)
+    try:
+        cb = omscripts.ProcessCallbackI(client, proc)
+        try:
+            while not cb.block(1000):
+                conn.keepAlive()
+        finally:
+            cb.close()
+        rv = proc.getResults(0) or {}
+        job = proc.getJob()
+        status = int(unwrap(job.getStatus().getId())) if job is not None else None
+        msg = str(unwrap(rv.get("Message")) or "ROI postprocessing completed")
+    finally:
+        proc.close(False)
+    if status in (6, 9) or msg.startswith("FAILED:"):
+        return out + [f"6a) {attended.LABELS_TO_ROIS_SCRIPT} failed: {msg}"]
+    if ambiguous:
+        msg += f"; skipped {ambiguous} source image(s) with ambiguous result images"
+    return out + [f"6a) {len(pairs)} label image(s): {msg}"]
 
 
 def slurm_init():

@@ -143,8 +143,8 @@ impl ResultsTarget {
     }
 }
 
-/// BIOMERO's result options that are attachments (`1)`, `2)`, `5)`), made after the import
-/// with biomero-stage's OMERO account ([`crate::pipeline::steps::attach`]).
+/// BIOMERO's result options that are attachments (`1)`, `2)`, `4)` in hand-off, `5)`), made
+/// after the import with biomero-stage's OMERO account ([`crate::pipeline::steps::attach`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AttachOptions {
@@ -154,12 +154,16 @@ pub struct AttachOptions {
     pub to_original_images: bool,
     /// `5) Attach individual non-image output files`: on the inputs' Datasets and Plates.
     pub other_files: bool,
+    /// `4) Upload result CSVs as OMERO tables` in hand-off mode: the CSV files, attached as
+    /// files on the inputs' Datasets and Plates (no OMERO.table can be made without OMERO's
+    /// own API; the attended OMERO script makes the tables instead).
+    pub tables_as_files: bool,
 }
 
 impl AttachOptions {
     /// Whether anything is to be attached.
     pub fn any(&self) -> bool {
-        self.zip_to_parent || self.to_original_images || self.other_files
+        self.zip_to_parent || self.to_original_images || self.other_files || self.tables_as_files
     }
 }
 
@@ -186,7 +190,7 @@ pub struct Options {
     /// `{original_ext}`, `{file}`, `{ext}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rename: Option<String>,
-    /// Attach results in OMERO besides importing them (BIOMERO's `1)`, `2)`, `5)`).
+    /// Attach results in OMERO besides importing them (BIOMERO's `1)`, `2)`, `5)`, hand-off `4)`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub attach: AttachOptions,
 }

@@ -43,6 +43,10 @@ pub struct RunRequest {
     /// The user the caller believes it acts for, checked.
     #[serde(default)]
     pub user: Option<String>,
+    /// The script stays for the run and, when it has ended, makes the OMERO.tables and ROIs in
+    /// the user's session (the drop-in scripts' attended mode).
+    #[serde(default)]
+    pub attended: bool,
 }
 
 /// Where OMERO.web is, to join sessions.
@@ -435,6 +439,7 @@ pub async fn accept(
             id: &run,
             detached: None,
             notices: Vec::new(),
+            attended: req.attended,
         },
         on,
         config,
@@ -456,6 +461,8 @@ pub struct Run<'a> {
     pub detached: Option<intake::DetachedLink>,
     /// Notices of the caller's own, for the run's history.
     pub notices: Vec<String>,
+    /// The OMERO script stays and makes the tables and ROIs ([`RunRequest::attended`]).
+    pub attended: bool,
 }
 
 /// The container version each selected workflow that asked for another than the configured
@@ -506,7 +513,10 @@ pub async fn queue_run(
 ) -> Result<AcceptedRun, RunError> {
     let (script, run) = (r.script, r.id.to_owned());
     let ctx = session.context().clone();
-    let plan = translate::translate(script, r.inputs, config).map_err(RunError::Refused)?;
+    let mut plan = translate::translate(script, r.inputs, config).map_err(RunError::Refused)?;
+    if r.attended {
+        plan.attended();
+    }
     let chosen = chosen_versions(&plan, on, config).await?;
     let batches = batches(&plan, session).await?;
     let count = plan.workflows.len() * batches.len();
@@ -702,6 +712,7 @@ mod tests {
             inputs: Map::new(),
             group_id,
             user: user.map(ToOwned::to_owned),
+            attended: false,
         }
     }
 

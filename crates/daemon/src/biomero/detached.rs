@@ -193,6 +193,7 @@ async fn queue(
                 launcher: l.task,
             }),
             notices,
+            attended: false,
         },
         rt.on_cluster(),
         config,

@@ -11,8 +11,9 @@ pub enum Fate {
     Performed,
     /// Checked against the workflow; refused on conflict, otherwise nothing to do.
     Checked,
-    /// Accepted, not done by biomero-stage yet; the run's notices and the script's message say so.
-    Degraded,
+    /// Done by the OMERO script in the user's session in attended mode; in hand-off mode
+    /// accepted and not done, the run's notices and the script's message say so.
+    Attended,
 }
 
 impl Fate {
@@ -22,7 +23,7 @@ impl Fate {
             Fate::Mapped => "mapped",
             Fate::Performed => "performed",
             Fate::Checked => "checked",
-            Fate::Degraded => "degraded",
+            Fate::Attended => "attended",
         }
     }
 }
@@ -164,8 +165,8 @@ pub const FIXED: &[Key] = &[
     ),
     key(
         CSV_TABLES,
-        Fate::Degraded,
-        "when true, the run's notices say no OMERO.table was made (OMERO.tables need OMERO's own API)",
+        Fate::Attended,
+        "hand-off: the CSV files are attached as files (`options.attach.tables_as_files`) and the run's notices say no OMERO.table was made (OMERO.tables need OMERO's own API); attended: the OMERO script makes them in the user's session when the run has ended, as BIOMERO does (omero-metadata's `ParsingContext`, a CSV it cannot read attached instead)",
     ),
     key(
         FILE_OUTPUTS,
@@ -174,31 +175,31 @@ pub const FIXED: &[Key] = &[
     ),
     key(
         CREATE_ROIS,
-        Fate::Degraded,
-        "when true, the run's notices say no ROIs were made (ROIs need OMERO's own API)",
+        Fate::Attended,
+        "hand-off: the run's notices say no ROIs were made (ROIs need OMERO's own API); attended: the OMERO script runs BIOMERO's `Labels2Rois.py` in the user's session on the imported label images, with BIOMERO's inputs",
     ),
     key(
         "6b) Label image pattern",
-        Fate::Degraded,
+        Fate::Attended,
         "belongs to `6a)`",
     ),
-    key("6c) ROI shape", Fate::Degraded, "belongs to `6a)`"),
+    key("6c) ROI shape", Fate::Attended, "belongs to `6a)`"),
     key(
         "6d) Delete label images after ROI creation",
-        Fate::Degraded,
+        Fate::Attended,
         "belongs to `6a)`",
     ),
     key(
         "6e) Clear existing ROIs on original images",
-        Fate::Degraded,
+        Fate::Attended,
         "belongs to `6a)`",
     ),
     key(
         "6f) Clear existing ROI name filter",
-        Fate::Degraded,
+        Fate::Attended,
         "belongs to `6a)`",
     ),
-    key("6g) ROI color override", Fate::Degraded, "belongs to `6a)`"),
+    key("6g) ROI color override", Fate::Attended, "belongs to `6a)`"),
     key(
         CLEANUP,
         Fate::Mapped,

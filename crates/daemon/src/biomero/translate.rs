@@ -104,6 +104,24 @@ pub struct RunPlan {
     pub notices: Vec<String>,
 }
 
+impl RunPlan {
+    /// The run is attended: the OMERO script stays in the user's session and, when the run
+    /// has ended, makes the OMERO.tables (`4)`) and ROIs (`6a)`) itself, so the daemon
+    /// attaches no CSV in their place and the notices say who makes them.
+    pub fn attended(&mut self) {
+        self.attach.tables_as_files = false;
+        for n in &mut self.notices {
+            for k in [keys::CSV_TABLES, keys::CREATE_ROIS] {
+                if n.starts_with(&format!("`{k}`:")) {
+                    *n = format!(
+                        "`{k}`: made in your session by the OMERO script when the run has ended (attended mode)"
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn refuse(key: &str, message: impl Into<String>) -> FieldError {
     FieldError {
         field: key.to_owned(),
@@ -329,6 +347,7 @@ pub fn translate(
         zip_to_parent: as_bool(inputs, keys::ZIP_TO_PARENT, &mut errors).unwrap_or(false),
         to_original_images: as_bool(inputs, keys::ATTACH_ORIGINAL, &mut errors).unwrap_or(false),
         other_files: as_bool(inputs, keys::FILE_OUTPUTS, &mut errors).unwrap_or(false),
+        tables_as_files: as_bool(inputs, keys::CSV_TABLES, &mut errors).unwrap_or(false),
     };
     if let Some(p) = &rename
         && let Err(m) = stage_results::rename::check(p)
@@ -339,7 +358,7 @@ pub fn translate(
     let screen = destination(keys::SCREEN_ID, keys::NEW_SCREEN, &mut errors);
     // what is asked for and not done yet
     let mut notices = Vec::new();
-    for k in keys::FIXED.iter().filter(|k| k.fate == Fate::Degraded) {
+    for k in keys::FIXED.iter().filter(|k| k.fate == Fate::Attended) {
         let asked = match inputs.get(k.name) {
             Some(Value::Bool(b)) => *b,
             _ => false,
@@ -552,6 +571,33 @@ mod tests {
         // the zip to the parent is made after the import now, not a notice
         assert!(plan.notices.is_empty(), "{:?}", plan.notices);
         assert!(plan.attach.zip_to_parent && !plan.attach.to_original_images);
+    }
+
+    #[tokio::test]
+    async fn tables_and_rois_are_said_not_done_in_hand_off_and_left_to_the_attended_script() {
+        let d = tempfile::tempdir().unwrap();
+        let config = crate::test_site::demo_snapshot(d.path()).await;
+        let run = inputs(json!({
+            "Data_Type": "Image", "IDs": [3], "threshold": true,
+            "4) Upload result CSVs as OMERO tables": true,
+            "6a) Create ROIs from label images": true, "6c) ROI shape": "Polygon",
+        }));
+        let mut plan = translate(Script::Run, &run, &config).unwrap();
+        assert!(plan.attach.tables_as_files, "hand-off attaches the CSVs");
+        assert_eq!(plan.notices.len(), 2, "{:?}", plan.notices);
+        assert!(plan.notices[0].starts_with("`4) Upload result CSVs as OMERO tables`: not done"));
+        assert!(plan.notices[1].starts_with("`6a) Create ROIs from label images`: not done"));
+        plan.attended();
+        assert!(
+            !plan.attach.tables_as_files,
+            "the script makes tables instead"
+        );
+        for n in &plan.notices {
+            assert!(
+                n.ends_with("by the OMERO script when the run has ended (attended mode)"),
+                "{n}"
+            );
+        }
     }
 
     #[tokio::test]

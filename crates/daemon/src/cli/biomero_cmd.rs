@@ -60,6 +60,7 @@ pub(super) async fn run(a: &BiomeroRunArgs, global: &GlobalArgs) -> anyhow::Resu
         inputs,
         group_id: a.group_id,
         user: None,
+        attended: false,
     };
     let (clusters, cache) = Default::default();
     let on = crate::versions::OnCluster {

@@ -3,9 +3,10 @@
 //! `GET /healthz`, `/readyz`, `/metrics`; `GET/POST /api/v1/submissions` (the list pages with
 //! `?before=<next>`),
 //! `GET /api/v1/submissions/{id}`, `POST /api/v1/submissions/{id}/cancel`,
+//! `GET /api/v1/submissions/{id}/results` and `…/results/file?path=` (the kept results),
 //! `GET /api/v1/workflows`, `GET /api/v1/check-setup`, `POST /api/v1/init`; `POST /api/v1/biomero/runs`
 //! (BIOMERO run requests, with the user's `X-OMERO-Session-Key`), `GET
-//! /api/v1/biomero/runs/{run}` and `POST /api/v1/biomero/runs/{run}/cancel`. Every `/api/v1` call needs
+//! /api/v1/biomero/runs/{run}[/progress]` and `POST /api/v1/biomero/runs/{run}/cancel`. Every `/api/v1` call needs
 //! `Authorization: Bearer <admin token>` when a token is configured; without one,
 //! changes are refused and reads are served only on a loopback address. Health,
 //! readiness and metrics hold no user data and stay open. Request bodies are
@@ -15,6 +16,7 @@
 
 mod health;
 mod page;
+mod results;
 pub mod runs;
 mod setup;
 mod submissions;
@@ -252,9 +254,12 @@ pub fn router(rt: Runtime) -> Router {
         )
         .route("/api/v1/submissions/{id}", get(submissions::get))
         .route("/api/v1/submissions/{id}/cancel", post(submissions::cancel))
+        .route("/api/v1/submissions/{id}/results", get(results::describe))
+        .route("/api/v1/submissions/{id}/results/file", get(results::file))
         .route("/api/v1/workflows", get(submissions::workflows))
         .route("/api/v1/biomero/runs", post(runs::create))
         .route("/api/v1/biomero/runs/{run}", get(runs::get))
+        .route("/api/v1/biomero/runs/{run}/progress", get(runs::progress))
         .route("/api/v1/biomero/runs/{run}/cancel", post(runs::cancel))
         .route("/api/v1/check-setup", get(setup::check_setup))
         .route("/api/v1/init", post(setup::init))

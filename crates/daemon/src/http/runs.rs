@@ -111,6 +111,34 @@ pub(crate) async fn get(
     Ok(Json(json!({ "run": run, "submissions": list })))
 }
 
+/// What each submission of a run is doing, small enough to ask every few seconds (the
+/// attended script's follow loop): state, what it waits for, its error, and its last progress
+/// event while it is under way.
+pub(crate) async fn progress(
+    State(rt): State<Runtime>,
+    Path(run): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let list = of_run(&rt, &run).await?;
+    let mut out = Vec::with_capacity(list.len());
+    for s in list {
+        let progress = if s.done {
+            None
+        } else {
+            rt.store
+                .events(&s.id)
+                .await?
+                .pop()
+                .filter(|e| e.outcome == stage_store::Outcome::Progress)
+                .map(|e| json!({ "step": e.step, "at": e.at, "detail": e.detail }))
+        };
+        out.push(json!({
+            "id": s.id, "workflow": s.workflow, "state": s.state, "done": s.done,
+            "waiting_for": s.waiting_for, "error": s.error, "progress": progress,
+        }));
+    }
+    Ok(Json(json!({ "run": run, "submissions": out })))
+}
+
 pub(crate) async fn cancel(
     State(rt): State<Runtime>,
     Path(run): Path<String>,

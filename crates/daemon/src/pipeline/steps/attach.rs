@@ -7,7 +7,10 @@
 //! - `2) Attach to original images`: each result image file on the image it was
 //!   made from, named as BIOMERO names it (`<stem>.<submission>.<ext>`);
 //! - `5) Attach individual non-image output files`: every other output file
-//!   (tables, logs) on the inputs' Datasets and Plates.
+//!   (tables, logs) on the inputs' Datasets and Plates;
+//! - `4) Upload result CSVs as OMERO tables` in hand-off mode: the CSV files, as
+//!   files on the inputs' Datasets and Plates (an OMERO.table needs OMERO's own
+//!   API: the attended OMERO script makes them in the user's session instead).
 //!
 //! Each attachment is made once: a file of that name already on the object
 //! is not attached again, so a step that is retried or resumed after a crash
@@ -86,6 +89,13 @@ fn mime_of(name: &str) -> String {
         _ => "application/octet-stream",
     }
     .to_owned()
+}
+
+/// Whether a result file is a table BIOMERO makes an OMERO.table of (`.csv`, as its
+/// `SUPPORTED_TABLE_EXTENSIONS`).
+#[allow(clippy::case_sensitive_file_extension_comparisons)] // as BIOMERO's `f.endswith(ext)`
+pub fn is_table(path: &str) -> bool {
+    path.ends_with(".csv")
 }
 
 /// `<stem>.<submission>.<ext>`: BIOMERO puts its run's id before the first dot of a result
@@ -178,20 +188,28 @@ pub fn plan(
             }
         }
     }
-    if options.other_files {
+    // `5)` attaches every other file, the CSV files among them; `4)` alone only the CSVs
+    let (option, key, which): (&'static str, &str, fn(&str) -> bool) = if options.other_files {
+        ("5)", "5) Attach individual non-image output files", |_| {
+            true
+        })
+    } else {
+        ("4)", "4) Upload result CSVs as OMERO tables", is_table)
+    };
+    if options.other_files || options.tables_as_files {
         let files: Vec<&str> = m
             .items
             .iter()
-            .filter(|i| i.kind == ItemKind::Attachment)
+            .filter(|i| i.kind == ItemKind::Attachment && which(&i.path))
             .map(|i| i.path.as_str())
             .collect();
         if parents.is_empty() && !files.is_empty() {
-            notes.push("`5) Attach individual non-image output files`: the inputs have no OMERO Dataset or Plate to attach them to; they stay in the kept results".into());
+            notes.push(format!("`{key}`: the inputs have no OMERO Dataset or Plate to attach them to; they stay in the kept results"));
         } else {
             for path in files {
                 let name = file_name(path);
                 out.push(Planned {
-                    option: "5)",
+                    option,
                     file: Source::Kept(path.to_owned()),
                     mime: mime_of(&name),
                     name,
@@ -319,5 +337,52 @@ mod tests {
         assert_eq!(tagged_name("README", "r-1"), "README.r-1");
         assert_eq!(mime_of("x.CSV"), "text/csv");
         assert_eq!(mime_of("x.bin"), "application/octet-stream");
+    }
+
+    fn plan_and_results() -> (Plan, ResultManifest) {
+        #![allow(clippy::unwrap_used)]
+        let plan = serde_json::from_value(serde_json::json!({
+            "version": 1, "ngff_version": "0.4", "bytes": 2, "notes": [], "plates": [],
+            "images": [{"output": "a.tif", "format": "tiff", "name": "a", "bytes": 2,
+                        "source": {"kind": "zarr", "path": "/d/a.ome.zarr"},
+                        "origin": {"image_id": 201, "dataset_id": 51}}]
+        }))
+        .unwrap();
+        let m = serde_json::from_value(serde_json::json!({
+            "format": 1, "submission": "r-1", "workflow": "w", "kept_at": "", "dir": "/k",
+            "bytes": 3, "files": [],
+            "items": [{"path": "a.tif", "kind": "image-file", "input": "a.tif"},
+                      {"path": "counts.csv", "kind": "attachment"},
+                      {"path": "log.txt", "kind": "attachment"},
+                      {"path": "upper.CSV", "kind": "attachment"}]
+        }))
+        .unwrap();
+        (plan, m)
+    }
+
+    #[test]
+    fn hand_off_tables_are_the_csv_files_attached_and_5_attaches_them_once() {
+        let (p, m) = plan_and_results();
+        let only_tables = AttachOptions {
+            tables_as_files: true,
+            ..AttachOptions::default()
+        };
+        let (todo, notes) = plan(&only_tables, "r-1", &p, &m, &[]);
+        assert!(notes.is_empty(), "{notes:?}");
+        let names: Vec<(&str, &str)> = todo.iter().map(|a| (a.option, a.name.as_str())).collect();
+        // BIOMERO's `SUPPORTED_TABLE_EXTENSIONS` is `.csv`, matched as written
+        assert_eq!(names, [("4)", "counts.csv")]);
+        assert_eq!(todo[0].targets, [("dataset", 51)]);
+        assert_eq!(todo[0].mime, "text/csv");
+        let both = AttachOptions {
+            other_files: true,
+            ..only_tables
+        };
+        let (todo, _) = plan(&both, "r-1", &p, &m, &[]);
+        let names: Vec<(&str, &str)> = todo.iter().map(|a| (a.option, a.name.as_str())).collect();
+        assert_eq!(
+            names,
+            [("5)", "counts.csv"), ("5)", "log.txt"), ("5)", "upper.CSV")]
+        );
     }
 }

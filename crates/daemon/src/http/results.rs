@@ -1,0 +1,220 @@
+//! `/api/v1/submissions/{id}/results`: what a submission brought home, for the attended OMERO
+//! script that makes the OMERO.tables and ROIs in the user's session when the run has ended.
+//!
+//! - `GET …/results` describes the kept results: the tables (BIOMERO's `.csv`), every result
+//!   image with the OMERO image it was made from, the importer orders (whose uuids find the
+//!   imported images in OMERO, as BIOMERO's `SLURM_Import_Results.py` finds them), the Slurm
+//!   job and the BIOMERO WorkflowRun id.
+//! - `GET …/results/file?path=` gives one kept file's bytes, streamed. Only a file the result
+//!   manifest lists is served, and never through a link: the path is confined to the kept
+//!   folder.
+
+use std::path::{Component, Path as FsPath, PathBuf};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use stage_results::classify::ItemKind;
+use stage_results::keep::ResultManifest;
+use stage_source::Plan;
+use stage_store::Submission;
+
+use super::ApiError;
+use crate::pipeline::record::StepRecord;
+use crate::pipeline::steps::attach::is_table;
+use crate::pipeline::steps::collect::CollectRecord;
+use crate::pipeline::steps::import::ImportRecord;
+use crate::pipeline::steps::submit::SubmitRecord;
+use crate::runtime::Runtime;
+
+/// The submission and its kept results, or why there are none yet.
+async fn kept(
+    rt: &Runtime,
+    id: &str,
+) -> Result<(Submission, CollectRecord, ResultManifest), ApiError> {
+    let s = rt.store.get(id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no submission with id `{id}`"),
+        )
+    })?;
+    let not_yet = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_kept",
+            format!(
+                "submission `{id}` has no kept results (it is {}); ask again when it has been imported",
+                s.state
+            ),
+        )
+    };
+    let collect = CollectRecord::read(&s).map_err(|_| not_yet())?;
+    let text = tokio::fs::read(&collect.manifest).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::GONE,
+            "results_gone",
+            format!(
+                "the result manifest {} cannot be read ({e}); the kept results were moved or removed",
+                collect.manifest.display()
+            ),
+        )
+    })?;
+    let m: ResultManifest = serde_json::from_slice(&text).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "results_damaged",
+            format!("the result manifest {}: {e}", collect.manifest.display()),
+        )
+    })?;
+    Ok((s, collect, m))
+}
+
+/// The input image each staged output (`data/in` name) was made from: `(OMERO id, name)`.
+fn sources(s: &Submission) -> std::collections::BTreeMap<String, (Option<i64>, String)> {
+    Plan::read(s)
+        .map(|p| {
+            p.images
+                .into_iter()
+                .map(|i| (i.output, (i.origin.image_id, i.name)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) async fn describe(
+    State(rt): State<Runtime>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (s, collect, m) = kept(&rt, &id).await?;
+    let sources = sources(&s);
+    let source = |input: Option<&String>| {
+        input
+            .and_then(|i| sources.get(i))
+            .map(|(image_id, name)| json!({ "image_id": image_id, "name": name }))
+    };
+    let mut images = Vec::new();
+    for item in &m.items {
+        if !matches!(item.kind, ItemKind::ImageFile | ItemKind::ZarrImage) {
+            continue;
+        }
+        let src = source(item.input.as_ref());
+        images.push(json!({ "path": item.path, "kind": item.kind, "label": false, "source": src }));
+        for l in &item.labels {
+            images.push(json!({ "path": l, "kind": "label", "label": true, "source": src }));
+        }
+    }
+    let tables: Vec<&str> = m
+        .items
+        .iter()
+        .filter(|i| i.kind == ItemKind::Attachment && is_table(&i.path))
+        .map(|i| i.path.as_str())
+        .collect();
+    let (orders, import_state) = match ImportRecord::read(&s) {
+        Ok(r) => (
+            r.orders
+                .iter()
+                .map(|o| {
+                    json!({
+                        "uuid": o.uuid, "set": o.set,
+                        "destination_type": o.destination_type, "destination_id": o.destination_id,
+                        "file_names": o.file_names,
+                    })
+                })
+                .collect(),
+            r.stages
+                .iter()
+                .map(|st| json!({ "uuid": st.uuid, "stage": st.stage }))
+                .collect(),
+        ),
+        Err(_) => (Vec::new(), Vec::new()),
+    };
+    let workflow_id = match crate::biomero::mirror::configured(&rt.config.current().slurm) {
+        Ok(_) => Some(
+            crate::biomero::tracking::workflow_run(&rt.store.identity().await?, &s).to_string(),
+        ),
+        Err(_) => None,
+    };
+    Ok(Json(json!({
+        "submission": s.id,
+        "state": s.state,
+        "workflow": m.workflow,
+        "workflow_id": workflow_id,
+        "job_id": SubmitRecord::read(&s).ok().map(|r| r.job_id.to_string()),
+        "kept": collect.kept,
+        "tables": tables,
+        "images": images,
+        "orders": orders,
+        "import_stages": import_state,
+    })))
+}
+
+/// Query of the file call.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FileQuery {
+    path: String,
+}
+
+/// `rel` under `root`, when no part of it is a link and it is a plain file.
+fn confined(root: &FsPath, rel: &str) -> Option<PathBuf> {
+    let rel = FsPath::new(rel);
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        let meta = std::fs::symlink_metadata(&at).ok()?;
+        if meta.file_type().is_symlink() {
+            return None;
+        }
+    }
+    std::fs::symlink_metadata(&at)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|_| at)
+}
+
+pub(crate) async fn file(
+    State(rt): State<Runtime>,
+    Path(id): Path<String>,
+    Query(q): Query<FileQuery>,
+) -> Result<Response, ApiError> {
+    let (_, collect, m) = kept(&rt, &id).await?;
+    let listed = m.files.iter().any(|f| f.path == q.path);
+    let path = listed
+        .then(|| confined(&collect.kept, &q.path))
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "`{}` is not a file of submission `{id}`'s kept results (see its results' `tables` and `images`)",
+                    q.path
+                ),
+            )
+        })?;
+    let gone = |e: std::io::Error| {
+        ApiError::new(
+            StatusCode::GONE,
+            "results_gone",
+            format!("{} cannot be read: {e}", path.display()),
+        )
+    };
+    let f = tokio::fs::File::open(&path).await.map_err(gone)?;
+    let len = f.metadata().await.map_err(gone)?.len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(f));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
