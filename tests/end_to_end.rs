@@ -74,6 +74,13 @@ for sid, det in details.items():
         "candidates": cands, "unmatched": unmatched, "pairs": pairs,
         "rois": attended.labels2rois_inputs(pairs, {"6c) ROI shape": "Polygon"}, res["workflow"], attended.run_uuid(res)),
         "refused": refused}
+    # the script's report of what it made goes into the submission's history
+    d.report_made(sid, ["4) counts.csv: table counts_x.csv on Dataset 1"], ["6a) Labels2Rois.py is not installed in OMERO; no ROIs were made"])
+    for bad_id, body in (("no-such-submission", {"made": []}), (sid, {"made": "one"})):
+        try:
+            d._call("POST", f"/api/v1/submissions/{bad_id}/results/made", body)
+        except DaemonError as e:
+            out["submissions"][sid]["refused"].append(e.status)
 print(json.dumps(out))
 "#;
     std::process::Command::new(stage_tests::python())
@@ -143,8 +150,21 @@ fn assert_attended_run_ended(
     assert_eq!(sub["rois"]["Mapping_Mode"], "Explicit Image IDs", "{sub}");
     assert_eq!(
         sub["refused"],
-        json!([404, 404, 404]),
-        "only listed, confined files: {sub}"
+        json!([404, 404, 404, 404, 400]),
+        "only listed, confined files; reports on kept results only: {sub}"
+    );
+    let history = stage_tests::http_get(&d.base, &format!("/api/v1/submissions/{id}"));
+    let note = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["step"] == "attended")
+        .unwrap_or_else(|| panic!("no attended note: {history}"));
+    assert_eq!(note["outcome"], "noted", "{note}");
+    assert_eq!(
+        note["detail"]["made"],
+        json!(["4) counts.csv: table counts_x.csv on Dataset 1"]),
+        "{note}"
     );
     assert!(
         omero.attached().iter().all(|a| a.name != "counts.csv"),

@@ -159,6 +159,11 @@ class Daemon:
         return self._call(
             "GET", f"/api/v1/submissions/{quote(submission_id)}/results/file?path={quote(path, safe='')}", raw=True)
 
+    def report_made(self, submission_id, made, problems):
+        """Records in the submission's history what the attended script made, and could not."""
+        return self._call("POST", f"/api/v1/submissions/{quote(submission_id)}/results/made",
+                          {"made": list(made), "problems": list(problems)})
+
     def check_setup(self):
         """What ``biomero-stage check-setup`` reports."""
         return self._call("GET", "/api/v1/check-setup")["setup"]

@@ -118,11 +118,16 @@ def _attend(client, daemon, settings, run_id, inputs):
             except DaemonError as e:
                 lines.append(f"  {sid}: its results cannot be described ({e}); no table or ROI is made for it")
                 continue
-            parent = _parent(conn, inputs)
+            made, problems = [], []
             if attended.asked(inputs, attended.TABLES):
-                lines += [f"  {sid}: {m}" for m in _tables(conn, client, daemon, results, parent)]
+                _tables(conn, client, daemon, results, _parent(conn, inputs), made, problems)
             if attended.asked(inputs, attended.ROIS):
-                lines += [f"  {sid}: {m}" for m in _rois(conn, client, results, inputs)]
+                _rois(conn, client, results, inputs, made, problems)
+            lines += [f"  {sid}: {m}" for m in made + problems]
+            try:
+                daemon.report_made(sid, made, problems)
+            except DaemonError as e:
+                lines.append(f"  {sid}: what was made could not be written into its history ({e})")
     return "\n".join(lines)
 
 
@@ -148,17 +153,18 @@ def _parent(conn, inputs):
     return None
 
 
-def _tables(conn, client, daemon, results, parent):
+def _tables(conn, client, daemon, results, parent, made, problems):
     """``4)``: each result CSV as an OMERO.table on the Dataset or Plate, as BIOMERO makes it."""
     if not results["tables"]:
-        return ["4) no CSV among the results"]
+        problems.append("4) no CSV among the results")
+        return
     if parent is None or parent[0] not in ("Dataset", "Plate"):
-        return ["4) the inputs have no Dataset or Plate to put tables on; the CSVs stay in the kept results"]
+        problems.append("4) the inputs have no Dataset or Plate to put tables on; the CSVs stay in the kept results")
+        return
     try:
         from omero_metadata.populate import ParsingContext
     except ImportError:
         ParsingContext = None
-    out = []
     kind, oid = parent
     for rel in results["tables"]:
         name = attended.table_name(rel, results.get("job_id"), attended.run_uuid(results))
@@ -168,7 +174,7 @@ def _tables(conn, client, daemon, results, parent):
                 with open(path, "wb") as f:
                     f.write(daemon.result_file(results["submission"], rel))
             except DaemonError as e:
-                out.append(f"4) {rel} cannot be fetched from biomero-stage ({e})")
+                problems.append(f"4) {rel} cannot be fetched from biomero-stage ({e})")
                 continue
             try:
                 if ParsingContext is None:
@@ -179,17 +185,16 @@ def _tables(conn, client, daemon, results, parent):
                     ctx.preprocess_from_handle(f1)
                     with open(path, "rt", encoding="utf-8-sig") as f2:
                         ctx.parse_from_handle_stream(f2)
-                out.append(f"4) {rel}: table {name} on {kind} {oid}")
+                made.append(f"4) {rel}: table {name} on {kind} {oid}")
             except Exception as e:  # noqa: BLE001  (as BIOMERO: a CSV that is no table is attached)
                 ann = conn.createFileAnnfromLocalFile(
                     path, mimetype="text/csv", ns=omero.constants.namespaces.NSCREATED + "/SLURM/SLURM_GET_RESULTS",
                     desc=f"File output from SLURM job {results.get('job_id')} (Workflow {attended.run_uuid(results)})")
                 conn.getObject(kind, oid).linkAnnotation(ann)
-                out.append(f"4) {rel} is not a table OMERO can make ({e}); attached to {kind} {oid} as a file")
-    return out
+                problems.append(f"4) {rel} is not a table OMERO can make ({e}); attached to {kind} {oid} as a file")
 
 
-def _rois(conn, client, results, inputs):
+def _rois(conn, client, results, inputs, made, problems):
     """``6a)``: BIOMERO's Labels2Rois.py on the imported label images and their sources."""
     found = []
     q = conn.getQueryService()
@@ -203,17 +208,21 @@ def _rois(conn, client, results, inputs):
         found += [(int(unwrap(r[0])), str(unwrap(r[1]))) for r in rows]
     candidates, unmatched = attended.roi_candidates(found, results)
     pairs, ambiguous = attended.select_roi_image_pairs(candidates, inputs.get(attended.ROI_PATTERN) or "")
-    out = [f"6a) {n} was imported but is not a result made from an OMERO image; no ROI from it" for n in unmatched]
+    problems += [f"6a) {n} was imported but is not a result made from an OMERO image; no ROI from it"
+                 for n in unmatched]
     if not pairs:
-        return out + ["6a) no unambiguous label images; the imported results were preserved"]
+        problems.append("6a) no unambiguous label images; the imported results were preserved")
+        return
     svc = conn.getScriptService()
     ids = [unwrap(s.id) for s in svc.getScripts() if unwrap(s.getName()) == attended.LABELS_TO_ROIS_SCRIPT]
     if not ids:
-        return out + [f"6a) {attended.LABELS_TO_ROIS_SCRIPT} is not installed in OMERO; no ROIs were made"]
+        problems.append(f"6a) {attended.LABELS_TO_ROIS_SCRIPT} is not installed in OMERO; no ROIs were made")
+        return
     try:
         plain = attended.labels2rois_inputs(pairs, inputs, results["workflow"], attended.run_uuid(results))
     except ValueError as e:
-        return out + [f"6a) {e}; no ROIs were made"]
+        problems.append(f"6a) {e}; no ROIs were made")
+        return
     wrapped = {k: (rlist([rlong(i) for i in v]) if isinstance(v, list)
                    else rbool(v) if isinstance(v, bool) else rstring(v)) for k, v in plain.items()}
     proc = svc.runScript(int(ids[0]), wrapped, None)
@@ -231,10 +240,11 @@ def _rois(conn, client, results, inputs):
     finally:
         proc.close(False)
     if status in (6, 9) or msg.startswith("FAILED:"):
-        return out + [f"6a) {attended.LABELS_TO_ROIS_SCRIPT} failed: {msg}"]
+        problems.append(f"6a) {attended.LABELS_TO_ROIS_SCRIPT} failed: {msg}")
+        return
     if ambiguous:
         msg += f"; skipped {ambiguous} source image(s) with ambiguous result images"
-    return out + [f"6a) {len(pairs)} label image(s): {msg}"]
+    made.append(f"6a) {len(pairs)} label image(s): {msg}")
 
 
 def slurm_init():

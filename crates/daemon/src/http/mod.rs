@@ -4,6 +4,7 @@
 //! `?before=<next>`),
 //! `GET /api/v1/submissions/{id}`, `POST /api/v1/submissions/{id}/cancel`,
 //! `GET /api/v1/submissions/{id}/results` and `…/results/file?path=` (the kept results),
+//! `POST …/results/made` (what the attended script made of them),
 //! `GET /api/v1/workflows`, `GET /api/v1/check-setup`, `POST /api/v1/init`; `POST /api/v1/biomero/runs`
 //! (BIOMERO run requests, with the user's `X-OMERO-Session-Key`), `GET
 //! /api/v1/biomero/runs/{run}[/progress]` and `POST /api/v1/biomero/runs/{run}/cancel`. Every `/api/v1` call needs
@@ -256,6 +257,7 @@ pub fn router(rt: Runtime) -> Router {
         .route("/api/v1/submissions/{id}/cancel", post(submissions::cancel))
         .route("/api/v1/submissions/{id}/results", get(results::describe))
         .route("/api/v1/submissions/{id}/results/file", get(results::file))
+        .route("/api/v1/submissions/{id}/results/made", post(results::made))
         .route("/api/v1/workflows", get(submissions::workflows))
         .route("/api/v1/biomero/runs", post(runs::create))
         .route("/api/v1/biomero/runs/{run}", get(runs::get))

@@ -8,11 +8,13 @@
 //! - `GET …/results/file?path=` gives one kept file's bytes, streamed. Only a file the result
 //!   manifest lists is served, and never through a link: the path is confined to the kept
 //!   folder.
+//! - `POST …/results/made` records in the submission's history what the attended script made
+//!   of them in OMERO (tables, ROIs) and what it could not make, as an `attended` note.
 
 use std::path::{Component, Path as FsPath, PathBuf};
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -217,4 +219,46 @@ pub(crate) async fn file(
         body,
     )
         .into_response())
+}
+
+/// The most lines one report of the attended script may hold, and the longest line.
+const MAX_MADE_LINES: usize = 500;
+const MAX_MADE_LINE: usize = 2_000;
+
+/// What the attended script reports having made of a submission's results.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Made {
+    /// One line per thing made (`4) counts.csv: table … on Dataset 51`).
+    made: Vec<String>,
+    /// One line per thing that could not be made, saying why.
+    #[serde(default)]
+    problems: Vec<String>,
+}
+
+pub(crate) async fn made(
+    State(rt): State<Runtime>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed", m);
+    let r: Made = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("the report of what was made is not valid: {e}")))?;
+    let lines = r.made.iter().chain(&r.problems);
+    if r.made.len() + r.problems.len() > MAX_MADE_LINES {
+        return Err(bad(format!(
+            "the report holds more than {MAX_MADE_LINES} lines"
+        )));
+    }
+    if lines.clone().any(|l| l.chars().count() > MAX_MADE_LINE) {
+        return Err(bad(format!(
+            "a line of the report is longer than {MAX_MADE_LINE} characters"
+        )));
+    }
+    let (s, _, _) = kept(&rt, &id).await?;
+    let detail =
+        json!({ "by": "the attended OMERO script", "made": r.made, "problems": r.problems });
+    rt.store.note(&s.id, "attended", &detail).await?;
+    tracing::info!(submission = %s.id, made = r.made.len(), problems = r.problems.len(), "the attended script reported");
+    Ok(Json(json!({ "submission": s.id, "noted": detail })))
 }
