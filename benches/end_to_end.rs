@@ -16,7 +16,11 @@
 //! converter processes run as root there (the peers' Python is root's). One warm-up
 //! round, then N alternating rounds; medians and the ratio.
 //!
-//! `cargo build --release -p biomero-stage && cargo bench -p stage-benches --bench end_to_end [-- --runs N] [--warmups N] [--plate PATH]`
+//! `cargo build --release -p biomero-stage && cargo bench -p stage-benches --bench end_to_end [-- --runs N] [--warmups N] [--plate PATH] [--state-dir DIR]`
+//!
+//! `--state-dir DIR` puts the daemon's state (and so its staging) in `DIR` instead of the
+//! work folder on the local disk, e.g. on tmpfs, the storage the converter's TIFFs get on
+//! the far side.
 //!
 //! `--plate` runs another NGFF 0.4 plate instead of the bench's 12-field plate (b), e.g. the
 //! scale bench's largest (`$BENCH_DIR/scale/plate-192x2048/plate0/plate.ome.zarr`, 4.8 GB).
@@ -214,6 +218,10 @@ fn main() {
     let python = b.join("venv/bin/python");
     let work = b.join(format!("e2e-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
+    let state = opt("--state-dir").map_or_else(
+        || work.join("state"),
+        |d| PathBuf::from(d).join(format!("e2e-state-{}", std::process::id())),
+    );
     // the plate in a group folder of the shared storage (hard links to the data set)
     let data = work.join("data");
     let plate = data.join("bench/plate.ome.zarr");
@@ -276,7 +284,8 @@ fn main() {
     std::fs::write(
         work.join("biomero-stage.toml"),
         format!(
-            "state_dir = \"{w}/state\"\nadmin_listen = \"127.0.0.1:{port}\"\nslurm_config = \"{w}/slurm-config.ini\"\ndescriptor_dirs = [\"{w}/descriptors\"]\ndescriptor_fetch = false\ndata_roots = [\"{w}/data\"]\ngroup_mappings_file = \"{w}/biomero-config.json\"\nssh_config_file = \"{}\"\nprep_only = true\nworkers = 2\n",
+            "state_dir = \"{}\"\nadmin_listen = \"127.0.0.1:{port}\"\nslurm_config = \"{w}/slurm-config.ini\"\ndescriptor_dirs = [\"{w}/descriptors\"]\ndescriptor_fetch = false\ndata_roots = [\"{w}/data\"]\ngroup_mappings_file = \"{w}/biomero-config.json\"\nssh_config_file = \"{}\"\nprep_only = true\nworkers = 2\n",
+            state.display(),
             ssh_config.display()
         ),
     )
@@ -346,7 +355,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(10));
         }
         let t = started.elapsed().as_secs_f64();
-        let _ = std::fs::remove_dir_all(work.join("state/staging").join(&id));
+        let _ = std::fs::remove_dir_all(state.join("staging").join(&id));
         ssh.run(&format!("rm -rf {far}/ours/biomero_{id}"));
         t
     };
@@ -414,8 +423,9 @@ fn main() {
         (t, remote_rss.max(peak_mib(&[local_rss])))
     };
     println!(
-        "End to end: HCS plate {} ({n_fields} fields, {pixel_mb:.0} MB of pixels) from the shared storage to {n_fields} TIFFs in data/in on the cluster (local sshd, far side on tmpfs); {warmups} warm-up, {runs} measured rounds, medians.",
-        source.display()
+        "End to end: HCS plate {} ({n_fields} fields, {pixel_mb:.0} MB of pixels) from the shared storage to {n_fields} TIFFs in data/in on the cluster (local sshd, far side on tmpfs; our staging in {}); {warmups} warm-up, {runs} measured rounds, medians.",
+        source.display(),
+        state.display()
     );
     let (mut ours, mut peer, mut peer_rss) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..warmups + runs {
@@ -443,4 +453,5 @@ fn main() {
     println!("ratio (BIOMERO / ours): {:.1}×", p / o);
     ssh.run(&format!("rm -rf {far}"));
     let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&state);
 }

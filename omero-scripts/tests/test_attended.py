@@ -44,6 +44,27 @@ class Progress(unittest.TestCase):
         self.assertEqual(line, "r1-2 w: failed: the job exited 1")
 
 
+class Following(unittest.TestCase):
+    """The loop's ends that need no run: a daemon that is not there, a session OMERO ended."""
+
+    def unreachable(self):
+        from biomero_stage_omero.daemon import Daemon
+        return Daemon(Settings("http://127.0.0.1:1", timeout=2))
+
+    def test_a_daemon_that_does_not_answer_is_said_once_then_given_up(self):
+        said, slept = [], []
+        with self.assertRaises(DaemonError):
+            attended.follow(self.unreachable(), "r1", lambda: True, said.append, 15, slept.append)
+        self.assertEqual(len(said), 1, said)
+        self.assertIn("did not answer", said[0])
+        self.assertEqual(len(slept), attended.MAX_SILENT_POLLS - 1)
+
+    def test_a_session_omero_ended_stops_the_follow_before_asking(self):
+        with self.assertRaises(attended.SessionLost) as e:
+            attended.follow(self.unreachable(), "r1", lambda: False, print, 15, lambda s: None)
+        self.assertIn("the run goes on in biomero-stage", str(e.exception))
+
+
 class Tables(unittest.TestCase):
     def test_named_as_biomero_names_them(self):
         self.assertEqual(attended.table_name("sub/counts.csv", "4711", "6f1c"), "counts_4711_6f1c.csv")
