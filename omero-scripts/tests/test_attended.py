@@ -19,10 +19,10 @@ RESULTS = {
     "job_id": "4711",
     "tables": ["counts.csv"],
     "images": [
-        {"path": "cells_01_cp_masks.tif", "label": False, "source": {"image_id": 201, "name": "cells_01.tif"}},
-        {"path": "cells_01_flows.tif", "label": False, "source": {"image_id": 201, "name": "cells_01.tif"}},
-        {"path": "cells_02_cp_masks.tif", "label": False, "source": {"image_id": 202, "name": "cells_02.tif"}},
-        {"path": "plate.zarr/A/1/0/labels/cellpose/", "label": True, "source": None},
+        {"path": "cells_01_cp_masks.tif", "source": {"image_id": 201, "name": "cells_01.tif"}},
+        {"path": "cells_01_flows.tif", "source": {"image_id": 201, "name": "cells_01.tif"}},
+        {"path": "cells_02_cp_masks.tif", "source": {"image_id": 202, "name": "cells_02.tif"}},
+        {"path": "plate.zarr/A/1/0/labels/cellpose/", "kind": "label", "source": None},
     ],
     "orders": [{"uuid": "u1"}],
 }

@@ -105,9 +105,10 @@ pub(crate) async fn describe(
             continue;
         }
         let src = source(item.input.as_ref());
-        images.push(json!({ "path": item.path, "kind": item.kind, "label": false, "source": src }));
+        images.push(json!({ "path": item.path, "kind": item.kind, "source": src }));
+        // a label image inside an OME-Zarr result, made from the same input
         for l in &item.labels {
-            images.push(json!({ "path": l, "kind": "label", "label": true, "source": src }));
+            images.push(json!({ "path": l, "kind": "label", "source": src }));
         }
     }
     let tables: Vec<&str> = m
