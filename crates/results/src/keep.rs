@@ -65,7 +65,42 @@ pub struct ResultManifest {
     pub notes: Vec<String>,
 }
 
+/// Why a kept result manifest cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file is gone or unreadable.
+    #[error(
+        "the result manifest {path} cannot be read ({source}); the kept results were moved or removed"
+    )]
+    Gone {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a manifest.
+    #[error("the result manifest {path}: {source}")]
+    Damaged {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
 impl ResultManifest {
+    /// Reads the manifest kept at `path`.
+    pub fn read(path: &Path) -> std::result::Result<Self, ManifestError> {
+        let text = std::fs::read(path).map_err(|source| ManifestError::Gone {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| ManifestError::Damaged {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
     /// Items of `kind`.
     pub fn items_of(&self, kind: ItemKind) -> impl Iterator<Item = &Item> {
         self.items.iter().filter(move |i| i.kind == kind)
@@ -116,12 +151,11 @@ pub fn find_kept(analyzed: &Path, submission: &str) -> Result<Option<ResultManif
         if name.starts_with('.') {
             continue;
         }
-        let file = e.path().join(MANIFEST);
-        let Ok(text) = std::fs::read(&file) else {
-            continue;
+        let m = match ResultManifest::read(&e.path().join(MANIFEST)) {
+            Ok(m) => m,
+            Err(ManifestError::Gone { .. }) => continue,
+            Err(damaged) => return Err(ResultsError::Invalid(damaged.to_string())),
         };
-        let m: ResultManifest = serde_json::from_slice(&text)
-            .map_err(|er| ResultsError::Invalid(format!("{}: {er}", file.display())))?;
         if m.submission == submission {
             found.push(m);
         }

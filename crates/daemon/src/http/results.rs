@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use stage_results::classify::ItemKind;
-use stage_results::keep::ResultManifest;
+use stage_results::keep::{ManifestError, ResultManifest};
 use stage_source::Plan;
 use stage_store::Submission;
 
@@ -56,23 +56,26 @@ async fn kept(
         )
     };
     let collect = CollectRecord::read(&s).map_err(|_| not_yet())?;
-    let text = tokio::fs::read(&collect.manifest).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::GONE,
-            "results_gone",
-            format!(
-                "the result manifest {} cannot be read ({e}); the kept results were moved or removed",
-                collect.manifest.display()
+    let path = collect.manifest.clone();
+    let m = tokio::task::spawn_blocking(move || ResultManifest::read(&path))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("reading the result manifest: {e}"),
+            )
+        })?
+        .map_err(|e| match e {
+            ManifestError::Gone { .. } => {
+                ApiError::new(StatusCode::GONE, "results_gone", e.to_string())
+            }
+            ManifestError::Damaged { .. } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "results_damaged",
+                e.to_string(),
             ),
-        )
-    })?;
-    let m: ResultManifest = serde_json::from_slice(&text).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "results_damaged",
-            format!("the result manifest {}: {e}", collect.manifest.display()),
-        )
-    })?;
+        })?;
     Ok((s, collect, m))
 }
 

@@ -109,14 +109,7 @@ fn destinations(
 
 fn manifest(s: &Submission) -> Result<ResultManifest, StepOutcome> {
     let path = CollectRecord::read(s)?.manifest;
-    let text = std::fs::read(&path).map_err(|e| {
-        failed(format!(
-            "the result manifest {} cannot be read ({e}); the kept results were moved or removed",
-            path.display()
-        ))
-    })?;
-    serde_json::from_slice(&text)
-        .map_err(|e| failed(format!("the result manifest {}: {e}", path.display())))
+    ResultManifest::read(&path).map_err(|e| failed(e.to_string()))
 }
 
 /// Runs the step.
