@@ -102,6 +102,8 @@ pub struct RunPlan {
     pub attach: crate::intake::AttachOptions,
     /// What is asked for and not done, each saying why.
     pub notices: Vec<String>,
+    /// The options asked for that only the attended OMERO script makes (`4)`, `6a)`, …).
+    pub for_script: Vec<&'static str>,
 }
 
 impl RunPlan {
@@ -110,16 +112,30 @@ impl RunPlan {
     /// attaches no CSV in their place and the notices say who makes them.
     pub fn attended(&mut self) {
         self.attach.tables_as_files = false;
-        for n in &mut self.notices {
-            for k in [keys::CSV_TABLES, keys::CREATE_ROIS] {
-                if n.starts_with(&format!("`{k}`:")) {
-                    *n = format!(
-                        "`{k}`: made in your session by the OMERO script when the run has ended (attended mode)"
-                    );
-                }
-            }
-        }
+        self.notices = script_notices(&self.for_script, true);
     }
+}
+
+/// What the run's notices say of the options only the attended OMERO script makes.
+fn script_notices(asked: &[&str], attended: bool) -> Vec<String> {
+    asked
+        .iter()
+        .map(|&k| match (k, attended) {
+            (keys::CSV_TABLES | keys::CREATE_ROIS, true) => format!(
+                "`{k}`: made in your session by the OMERO script when the run has ended (attended mode)"
+            ),
+            (_, true) => format!(
+                "`{k}`: used by the OMERO script for `6a)` when the run has ended (attended mode)"
+            ),
+            (keys::CSV_TABLES, false) => format!(
+                "`{k}`: not done by biomero-stage: no OMERO.table is made (that needs OMERO's own API); the CSV files are attached as files instead. The OMERO scripts' attended mode makes tables"
+            ),
+            (keys::CREATE_ROIS, false) => format!(
+                "`{k}`: not done by biomero-stage: no ROIs are made (that needs OMERO's own API). The OMERO scripts' attended mode makes them"
+            ),
+            (_, false) => format!("`{k}`: not done by biomero-stage: it belongs to `6a)`"),
+        })
+        .collect()
 }
 
 fn refuse(key: &str, message: impl Into<String>) -> FieldError {
@@ -356,20 +372,13 @@ pub fn translate(
     }
     let dataset = destination(keys::DATASET_ID, keys::NEW_DATASET, &mut errors);
     let screen = destination(keys::SCREEN_ID, keys::NEW_SCREEN, &mut errors);
-    // what is asked for and not done yet
-    let mut notices = Vec::new();
-    for k in keys::FIXED.iter().filter(|k| k.fate == Fate::Attended) {
-        let asked = match inputs.get(k.name) {
-            Some(Value::Bool(b)) => *b,
-            _ => false,
-        };
-        if asked {
-            notices.push(format!(
-                "`{}`: not done by biomero-stage: {}",
-                k.name, k.what
-            ));
-        }
-    }
+    // what only the attended script makes: said not done, unless the run is attended
+    let for_script: Vec<&'static str> = keys::FIXED
+        .iter()
+        .filter(|k| k.fate == Fate::Attended && inputs.get(k.name) == Some(&Value::Bool(true)))
+        .map(|k| k.name)
+        .collect();
+    let notices = script_notices(&for_script, false);
     // the selected workflows
     selected_keys.sort();
     let mut workflows = Vec::new();
@@ -504,6 +513,7 @@ pub fn translate(
         rename,
         attach,
         notices,
+        for_script,
     })
 }
 
