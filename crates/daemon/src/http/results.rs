@@ -115,10 +115,9 @@ pub(crate) async fn describe(
         }
     }
     let tables: Vec<&str> = m
-        .items
-        .iter()
-        .filter(|i| i.kind == ItemKind::Attachment && is_table(&i.path))
+        .items_of(ItemKind::Attachment)
         .map(|i| i.path.as_str())
+        .filter(|p| is_table(p))
         .collect();
     let (orders, import_state) = match ImportRecord::read(&s) {
         Ok(r) => (

@@ -198,10 +198,9 @@ pub fn plan(
     };
     if options.other_files || options.tables_as_files {
         let files: Vec<&str> = m
-            .items
-            .iter()
-            .filter(|i| i.kind == ItemKind::Attachment && which(&i.path))
+            .items_of(ItemKind::Attachment)
             .map(|i| i.path.as_str())
+            .filter(|p| which(p))
             .collect();
         if parents.is_empty() && !files.is_empty() {
             notes.push(format!("`{key}`: the inputs have no OMERO Dataset or Plate to attach them to; they stay in the kept results"));
