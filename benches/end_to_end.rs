@@ -16,11 +16,15 @@
 //! converter processes run as root there (the peers' Python is root's). One warm-up
 //! round, then N alternating rounds; medians and the ratio.
 //!
-//! `cargo build --release -p biomero-stage && cargo bench -p stage-benches --bench end_to_end [-- --runs N] [--warmups N] [--plate PATH] [--state-dir DIR]`
+//! `cargo build --release -p biomero-stage && cargo bench -p stage-benches --bench end_to_end [-- --runs N] [--warmups N] [--plate PATH] [--state-dir DIR] [--sequential] [--openssh-cipher]`
 //!
 //! `--state-dir DIR` puts the daemon's state (and so its staging) in `DIR` instead of the
 //! work folder on the local disk, e.g. on tmpfs, the storage the converter's TIFFs get on
 //! the far side.
+//!
+//! `--sequential` stages everything before uploading (`upload_while_staging = false`);
+//! `--openssh-cipher` keeps OpenSSH's cipher order for the daemon (`ssh_ciphers = "openssh"`;
+//! the peers' master then too).
 //!
 //! `--plate` runs another NGFF 0.4 plate instead of the bench's 12-field plate (b), e.g. the
 //! scale bench's largest (`$BENCH_DIR/scale/plate-192x2048/plate0/plate.ome.zarr`, 4.8 GB).
@@ -29,6 +33,8 @@
 
 #[path = "args.rs"]
 mod args;
+#[path = "peer_cipher.rs"]
+mod peer_cipher;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -240,7 +246,13 @@ fn main() {
         config: ssh_config.clone(),
         control: work.join("peer-ctl"),
     };
-    run(ssh.cmd().args(["-M", "-f", "-N", "slurm"]));
+    // over the cipher the daemon asks for (the sftp put goes through this master)
+    let cipher = if args.iter().any(|a| a == "--openssh-cipher") {
+        Vec::new()
+    } else {
+        peer_cipher::peer_cipher_options()
+    };
+    run(ssh.cmd().args(cipher).args(["-M", "-f", "-N", "slurm"]));
     // the converter runs as root on the far side: the peers' Python lives in root's pyenv
     let root_ssh = Ssh {
         config: ssh_config.clone(),
@@ -284,9 +296,11 @@ fn main() {
     std::fs::write(
         work.join("biomero-stage.toml"),
         format!(
-            "state_dir = \"{}\"\nadmin_listen = \"127.0.0.1:{port}\"\nslurm_config = \"{w}/slurm-config.ini\"\ndescriptor_dirs = [\"{w}/descriptors\"]\ndescriptor_fetch = false\ndata_roots = [\"{w}/data\"]\ngroup_mappings_file = \"{w}/biomero-config.json\"\nssh_config_file = \"{}\"\nprep_only = true\nworkers = 2\n",
+            "state_dir = \"{}\"\nadmin_listen = \"127.0.0.1:{port}\"\nslurm_config = \"{w}/slurm-config.ini\"\ndescriptor_dirs = [\"{w}/descriptors\"]\ndescriptor_fetch = false\ndata_roots = [\"{w}/data\"]\ngroup_mappings_file = \"{w}/biomero-config.json\"\nssh_config_file = \"{}\"\nprep_only = true\nworkers = 2\nupload_while_staging = {}\nssh_ciphers = \"{}\"\n",
             state.display(),
-            ssh_config.display()
+            ssh_config.display(),
+            !args.iter().any(|a| a == "--sequential"),
+            if args.iter().any(|a| a == "--openssh-cipher") { "openssh" } else { "auto" },
         ),
     )
     .unwrap();

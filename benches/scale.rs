@@ -35,6 +35,8 @@
 
 #[path = "args.rs"]
 mod args;
+#[path = "peer_cipher.rs"]
+mod peer_cipher;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -214,6 +216,8 @@ fn remote(config: &Path, control: &Path) -> (tokio::runtime::Runtime, Remote) {
         config_file: Some(config.to_path_buf()),
         control_dir: control.to_path_buf(),
         connect_timeout: Duration::from_secs(10),
+        // the daemon's default: AES-GCM first where the CPU has AES
+        ciphers: stage_cluster::ssh_ciphers::resolve(&stage_config::ciphers::SshCiphers::Auto),
     });
     (rt, r)
 }
@@ -406,10 +410,12 @@ fn main() {
             ssh_config.display()
         );
     }
+    // the peers' master over the cipher ours asks for
     let ssh_base = format!(
-        "-F {} -o ControlMaster=auto -o ControlPersist=60 -o ControlPath={}/peer-%C",
+        "-F {} -o ControlMaster=auto -o ControlPersist=60 -o ControlPath={}/peer-%C {}",
         ssh_config.display(),
-        control.display()
+        control.display(),
+        peer_cipher::peer_cipher_options().join(" ")
     );
 
     println!(

@@ -22,6 +22,8 @@
 
 #[path = "args.rs"]
 mod args;
+#[path = "peer_cipher.rs"]
+mod peer_cipher;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -195,9 +197,10 @@ fn main() {
         config: config.clone(),
         control: work.join("ctl"),
     };
-    // the peers' master, shared through ControlPath
+    // the peers' master, shared through ControlPath, over the cipher ours asks for
     let ok = Command::new("ssh")
         .args(ssh.base())
+        .args(peer_cipher::peer_cipher_options())
         .args(["-M", "-f", "-N", "slurm"])
         .status()
         .unwrap()
@@ -213,6 +216,8 @@ fn main() {
         config_file: Some(config),
         control_dir: work.join("ours"),
         connect_timeout: Duration::from_secs(10),
+        // the daemon's default: AES-GCM first where the CPU has AES
+        ciphers: stage_cluster::ssh_ciphers::resolve(&stage_config::ciphers::SshCiphers::Auto),
     });
     rt.block_on(ours.run("true", &[])).unwrap();
     // the cluster's side on tmpfs by default: what differs between the contenders is the

@@ -757,10 +757,13 @@ fn two_daemons_on_one_postgres_queue_run_fifty_plate_jobs_each_step_once() {
 #[test]
 fn a_plate_job_whose_ssh_connection_is_cut_in_upload_and_in_download_resumes_and_verifies() {
     let (url, sa) = importer_db();
+    // the upload step's own transfer (not the one made while staging, drilled below)
     let s = site(
         "ssh-cut",
         "",
-        &format!("importer_database_url = \"{url}\"\nimport_poll_secs = 1\n"),
+        &format!(
+            "importer_database_url = \"{url}\"\nimport_poll_secs = 1\nupload_while_staging = false\n"
+        ),
     );
     // a plate big enough (129 MB in 808 files) that its transfers can be cut
     let big = s.dir.path().join("data/lab-a/big");
@@ -839,4 +842,99 @@ fn a_plate_job_whose_ssh_connection_is_cut_in_upload_and_in_download_resumes_and
     eprintln!(
         "cuts: {up} in upload, {down} in download; the last upload: {transfer}; events: {ev:?}"
     );
+}
+
+#[test]
+fn inputs_are_uploaded_while_staged_and_a_cut_stream_is_resumed_by_the_upload_step() {
+    let s = site("streamed", "", "prep_only = true\n");
+    let big = s.dir.path().join("data/lab-a/big");
+    write_sample(s.dir.path(), &big, 4096, 0, 2);
+    let d = start(&s, &[]);
+    let plate = big.join("plate.ome.zarr").display().to_string();
+    let post = |id: &str| {
+        let r = http_post(
+            &d.base,
+            "/api/v1/submissions",
+            &json!({
+                "version": 1, "id": id, "workflow": "pcopy",
+                "inputs": {"paths": [plate]},
+                "user": {"name": "alice", "group": "Lab A"},
+            }),
+        );
+        assert_eq!(r["created"], true, "{r}");
+    };
+    let same_as_staged = |v: &Value| {
+        let staged = v["submission"]["data"]["stage"]["inputs"].as_str().unwrap();
+        let remote = v["submission"]["data"]["upload"]["inputs"]
+            .as_str()
+            .unwrap();
+        let here = stage_cluster::transfer::listing::local(Path::new(staged)).unwrap();
+        // the Slurm user's home holds the site's folder: the remote path is relative to it
+        let home = s.abs.parent().unwrap();
+        let there = stage_cluster::transfer::listing::local(&home.join(remote)).unwrap();
+        assert_eq!(here.files, there.files, "{staged} and {remote} differ");
+        assert!(here.files.len() > 800, "{}", here.files.len());
+    };
+    // uncut: the inputs went during the stage step, and the upload step only confirmed them
+    let steps_once = |id: &str, v: &Value| {
+        let ev = outcomes(v);
+        for step in ["plan", "stage", "upload"] {
+            let n = ev
+                .iter()
+                .filter(|e| **e == format!("{step}:succeeded"))
+                .count();
+            assert_eq!(n, 1, "{id}: {step} succeeded {n} times: {ev:?}");
+        }
+    };
+    post("streamed-1");
+    let v = wait_submission(&d, "streamed-1", 300, |v| {
+        matches!(state(v), "uploaded" | "failed" | "cancelled")
+    });
+    assert_eq!(state(&v), "uploaded", "{v}");
+    steps_once("streamed-1", &v);
+    let data = &v["submission"]["data"];
+    assert_eq!(
+        data["upload"]["transfer"]["method"], "tar-over-ssh, while staging",
+        "{data}"
+    );
+    assert!(data["stage"]["streamed"]["listing_sum"].is_u64(), "{data}");
+    same_as_staged(&v);
+    // the SSH master cut while the stream runs (state `planned`): the stage step still ends
+    // once, and the upload step resumes and verifies what the stream had not finished
+    post("streamed-2");
+    let control = s.dir.path().join("state/ssh");
+    let started = std::time::Instant::now();
+    let mut cuts = 0;
+    let v = loop {
+        let v = http_get(&d.base, "/api/v1/submissions/streamed-2");
+        let st = state(&v).to_owned();
+        if matches!(st.as_str(), "uploaded" | "failed" | "cancelled") {
+            break v;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_mins(5),
+            "{v}\n{}",
+            d.log_text()
+        );
+        if st == "planned" && cuts == 0 && v["submission"]["data"]["plan"].is_object() {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            if kill_ssh_master(&control) {
+                cuts += 1;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    };
+    assert_eq!(state(&v), "uploaded", "{v}\n{}", d.log_text());
+    steps_once("streamed-2", &v);
+    let data = &v["submission"]["data"];
+    let mut drill = Drill::new("SSH master killed while inputs are uploaded during staging");
+    let resumed = data["upload"]["transfer"]["method"] == "tar-over-ssh"
+        && data["stage"]["streamed"].is_null();
+    drill.trial(cuts == 1 && resumed);
+    assert!(
+        cuts == 1 && resumed,
+        "cuts {cuts}: {data}\n{}",
+        d.log_text()
+    );
+    same_as_staged(&v);
 }

@@ -25,6 +25,8 @@ fn remote(lab: &Lab, control: &Path, host: &str, config: Option<&Path>) -> Remot
         config_file: Some(config.unwrap_or(&lab.ssh_config).to_path_buf()),
         control_dir: control.to_path_buf(),
         connect_timeout: Duration::from_secs(10),
+        // the daemon's default: AES-GCM first where the CPU has AES
+        ciphers: stage_cluster::ssh_ciphers::resolve(&stage_config::ciphers::SshCiphers::Auto),
     })
 }
 
@@ -465,4 +467,77 @@ fn a_remote_disk_that_fills_fails_the_upload_with_its_reason_and_it_resumes_once
         done.files_sent < done.files,
         "what arrived before the disk filled was sent again: {done:?}"
     );
+}
+
+#[test]
+fn an_upload_made_while_staging_sends_each_output_as_it_comes_and_stands_until_changed() {
+    let lab = lab();
+    let (rel, abs) = lab.folder("streamed");
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("in");
+    std::fs::create_dir_all(&local).unwrap();
+    let r = remote(&lab, &tmp.path().join("ctl"), "slurm", None);
+    let target = format!("{rel}/data/in");
+    rt().block_on(async {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let meter = Arc::new(Meter::new());
+        let sending = {
+            let (local, target, meter) = (local.clone(), target.clone(), meter.clone());
+            let r = &r;
+            async move { upload::upload_streamed(r, &local, rx, &target, meter).await }
+        };
+        // the "stager": outputs appear one by one, each told once complete; one is a folder
+        let staging = async {
+            for i in 0..3usize {
+                let body: Vec<u8> = (0..200_000 + i * 1000).map(|j| (j % 251) as u8).collect();
+                std::fs::write(local.join(format!("field_{i}.tif")), body).unwrap();
+                tx.send(format!("field_{i}.tif")).unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tree(&local.join("image.ome.zarr"), 40, 500);
+            tx.send("image.ome.zarr".into()).unwrap();
+            drop(tx);
+        };
+        let (sent, ()) = tokio::join!(sending, staging);
+        let sent = sent.unwrap();
+        let files = walk(&local).len() as u64;
+        assert_eq!(sent.report.files, files);
+        assert_eq!(sent.report.method, upload::STREAMED);
+        // the meter's totals grew with what was told
+        let m = meter.read();
+        assert_eq!((m.files_done, m.files_total), (files, files));
+        same_trees(&local, &abs.join("data/in"));
+        // it stands while both sides hold what was sent (a listing by size, nothing resent)
+        let stands = upload::confirm_streamed(&r, &local, &target, &sent)
+            .await
+            .unwrap();
+        assert_eq!(stands.as_ref(), Some(&sent.report));
+        // a file cut short on the cluster: it no longer stands, and the resuming upload repairs it
+        let victim = abs.join("data/in/field_1.tif");
+        let body = std::fs::read(&victim).unwrap();
+        std::fs::write(&victim, &body[..1000]).unwrap();
+        assert_eq!(
+            upload::confirm_streamed(&r, &local, &target, &sent)
+                .await
+                .unwrap(),
+            None
+        );
+        let resumed = upload::upload(&r, &local, &target).await.unwrap();
+        assert_eq!(resumed.files_sent, 1, "{resumed:?}");
+        same_trees(&local, &abs.join("data/in"));
+        // a file added on this side after the stream: it does not stand either
+        std::fs::write(local.join("late.txt"), b"late").unwrap();
+        assert_eq!(
+            upload::confirm_streamed(&r, &local, &target, &sent)
+                .await
+                .unwrap(),
+            None
+        );
+        // a target that already holds files is left to the resuming upload
+        let (_tx, rx) = std::sync::mpsc::channel::<String>();
+        let e = upload::upload_streamed(&r, &local, rx, &target, Arc::new(Meter::new()))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("already holds"), "{e}");
+    });
 }

@@ -138,6 +138,7 @@ fn ctx(c: Option<Arc<OmeroClient>>) -> StageContext {
         tiff: TiffOptions::default(),
         compression: Compression::default(),
         sharding: stage_ngff::copy::Sharding::None,
+        on_staged: None,
     }
 }
 
@@ -246,8 +247,23 @@ async fn shared_storage_inputs_in_every_mode() {
         "{outs:?}"
     );
     let root = e.out.join("tiff");
-    let m = stage(&plan, &root, None).await;
+    // each output is told, once, when it is complete in place (what the upload sends on)
+    let told: Arc<std::sync::Mutex<Vec<(String, bool)>>> = Arc::default();
+    let (list, d) = (told.clone(), inputs_dir(&root));
+    let telling = StageContext {
+        on_staged: Some(Arc::new(move |name: &str| {
+            let complete = d.join(name).is_file() && partials(&d).is_empty();
+            list.lock().unwrap().push((name.to_owned(), complete));
+        })),
+        ..ctx(None)
+    };
+    let m = stage_source::stage::execute(&plan, &root, &telling)
+        .await
+        .unwrap();
     assert_eq!(m.entries.len(), 10);
+    let told_names: Vec<String> = told.lock().unwrap().iter().map(|t| t.0.clone()).collect();
+    assert_eq!(told_names, outs, "told in the plan's order, each once");
+    assert!(told.lock().unwrap().iter().all(|t| t.1), "{told:?}");
     let d = inputs_dir(&root);
     assert_eq!(
         tiff_sha(&d.join("synthetic_plate_A2_1.tif")),
@@ -274,9 +290,14 @@ async fn shared_storage_inputs_in_every_mode() {
         serde_json::from_slice(&std::fs::read(root.join("stage-manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["entries"].as_array().unwrap().len(), 10);
 
-    // staging again resumes: everything is found complete, nothing is written twice
-    let again = stage(&plan, &root, None).await;
+    // staging again resumes: everything is found complete, nothing is written twice, and
+    // nothing is told (an upload made while staging happens only on a fresh start)
+    told.lock().unwrap().clear();
+    let again = stage_source::stage::execute(&plan, &root, &telling)
+        .await
+        .unwrap();
     assert!(again.entries.iter().all(|x| x.how == How::AlreadyStaged));
+    assert!(told.lock().unwrap().is_empty());
 
     // zarr: images passed through (hard links), TIFFs converted; a plate is refused
     let plan = stage_source::plan(

@@ -3,7 +3,8 @@
 //! transfers, job submission and follow-up with Slurm, and the `init` /
 //! `check-setup` that BIOMERO's "Slurm Init" and "Slurm Check Setup" do.
 //!
-//! - [`ssh`]: the connection (one multiplexed master, reconnect on loss, quoted arguments);
+//! - [`ssh`]: the connection (one multiplexed master, reconnect on loss, quoted arguments),
+//!   asking for AES-GCM first where the CPU has AES ([`ssh_ciphers`]);
 //! - [`layout`]: where things live on the cluster (docs/contracts.md#the-job);
 //! - [`transfer`]: upload and download (tar over one channel, SFTP, or a local copy), with [`cksum`];
 //! - [`slurm`]: sbatch, status (sacct, or squeue/scontrol without accounting), logs, scancel;
@@ -24,6 +25,7 @@ pub mod local_job;
 pub mod setup;
 pub mod slurm;
 pub mod ssh;
+pub mod ssh_ciphers;
 pub mod strategy;
 pub mod transfer;
 pub mod transport;

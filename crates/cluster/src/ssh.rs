@@ -31,6 +31,9 @@ pub struct SshTarget {
     pub control_dir: PathBuf,
     /// Connection timeout.
     pub connect_timeout: Duration,
+    /// A `Ciphers` list to ask for unless the ssh config sets one (see [`crate::ssh_ciphers`]);
+    /// `None`: OpenSSH's own order.
+    pub ciphers: Option<stage_config::ciphers::CipherList>,
 }
 
 /// A connection to the cluster, reconnecting on loss; or, for the local executor, this host.
@@ -86,6 +89,7 @@ impl Remote {
                 config_file: None,
                 control_dir: PathBuf::new(),
                 connect_timeout: Duration::from_secs(1),
+                ciphers: None,
             },
             local: true,
             session: Mutex::new(None),
@@ -151,7 +155,7 @@ impl Remote {
             .control_directory(&self.target.control_dir)
             .connect_timeout(self.target.connect_timeout)
             .server_alive_interval(Duration::from_secs(15));
-        if let Some(f) = &self.target.config_file {
+        if let Some(f) = self.master_config() {
             b.config_file(f);
         }
         let sess = Arc::new(
@@ -162,6 +166,30 @@ impl Remote {
         tracing::info!(host = %self.target.host, "SSH master connected");
         *s = Some(sess.clone());
         Ok(sess)
+    }
+
+    /// The ssh config the master reads: the configured one, or, with a cipher preference,
+    /// a file in the control folder that includes it and asks for the ciphers. A preference
+    /// that cannot be written is left out (with a warning), never the site's config.
+    fn master_config(&self) -> Option<PathBuf> {
+        let t = &self.target;
+        let ciphers = t.ciphers.as_ref()?;
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let path = t.control_dir.join("ssh_config");
+        let written =
+            crate::ssh_ciphers::config_text(t.config_file.as_deref(), home.as_deref(), ciphers)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    stage_common::atomic::write(&path, text.as_bytes())
+                        .map_err(|e| format!("{}: {e}", path.display()))
+                });
+        match written {
+            Ok(()) => Some(path),
+            Err(why) => {
+                tracing::warn!(host = %t.host, %why, "the cipher preference is left out; OpenSSH's order is used");
+                t.config_file.clone()
+            }
+        }
     }
 
     /// Forgets the session (after a drop), so the next command reconnects.

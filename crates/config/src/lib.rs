@@ -11,6 +11,7 @@
 //!
 //! Nothing in this crate talks to the cluster, the queue or OMERO.
 
+pub mod ciphers;
 pub mod descriptor;
 pub mod env;
 pub mod error;

@@ -185,6 +185,14 @@ settings! {
     ssh_config_file: Option<PathBuf> = None,
     /// How long to wait for the SSH connection, in seconds.
     ssh_connect_timeout_secs: u64 = 15,
+    /// Which cipher the SSH master asks for first: `auto` (AES-GCM where this host's CPU has
+    /// AES instructions, else OpenSSH's order), `openssh` (OpenSSH's order, chacha20-poly1305
+    /// first), or a `Ciphers` list. A `Ciphers` line in the ssh config for the host wins.
+    ssh_ciphers: crate::ciphers::SshCiphers = crate::ciphers::SshCiphers::Auto,
+    /// Send each staged input to the cluster as soon as it is complete, on one tar stream
+    /// beside the staging, instead of all of them after it (SSH transport; a stage that
+    /// resumes an earlier attempt uploads after it, as with `false`).
+    upload_while_staging: bool = true,
     /// Where this host mounts `slurm_data_path`, when it does: transfers become local copies.
     local_data_path: Option<PathBuf> = None,
     /// How often running jobs are polled (one query for all of them), in seconds.

@@ -57,6 +57,7 @@ pub fn target(snapshot: &Snapshot) -> SshTarget {
         config_file: s.ssh_config_file.clone(),
         control_dir: s.state_dir.join("ssh"),
         connect_timeout: Duration::from_secs(s.ssh_connect_timeout_secs),
+        ciphers: stage_cluster::ssh_ciphers::resolve(&s.ssh_ciphers),
     }
 }
 

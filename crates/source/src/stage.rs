@@ -67,6 +67,9 @@ pub struct StageContext {
     pub compression: Compression,
     /// Whether a re-encode into NGFF 0.5 writes shards.
     pub sharding: Sharding,
+    /// Told each output's name (relative to `data/in`) once it is complete in place, so it
+    /// can be sent on while the rest is staged; outputs found from an earlier run are not told.
+    pub on_staged: Option<Arc<dyn Fn(&str) + Send + Sync>>,
 }
 
 /// How one output was staged.
@@ -180,9 +183,13 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
         } else {
             // attached to the future: a span entered across an `.await` corrupts the registry
             let span = tracing::info_span!("stage_image", output = %img.output);
-            stage_image(img, &target, version, ctx, &exported)
+            let how = stage_image(img, &target, version, ctx, &exported)
                 .instrument(span)
-                .await?
+                .await?;
+            if let Some(tell) = &ctx.on_staged {
+                tell(&img.output);
+            }
+            how
         };
         tracing::info!(output = %img.output, how = %how, seconds = started.elapsed().as_secs_f64(), "staged");
         entries.push(ManifestEntry {
@@ -206,7 +213,11 @@ pub async fn execute(plan: &Plan, root: &Path, ctx: &StageContext) -> Result<Sta
         let how = if target.exists() {
             How::AlreadyStaged
         } else {
-            stage_plate(p, &target, version, ctx, &exported).await?
+            let how = stage_plate(p, &target, version, ctx, &exported).await?;
+            if let Some(tell) = &ctx.on_staged {
+                tell(&p.output);
+            }
+            how
         };
         tracing::info!(output = %p.output, how = %how, seconds = started.elapsed().as_secs_f64(), "staged");
         entries.push(ManifestEntry {

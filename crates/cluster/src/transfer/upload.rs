@@ -119,7 +119,8 @@ pub async fn upload_metered(
     let after = if to_send.is_empty() {
         listing::remote_sizes(r, remote_dir).await?
     } else {
-        send_tar(r, local, to_send.clone(), remote_dir, meter).await?
+        let names = Box::new(to_send.clone().into_iter());
+        send_tar(r, local, names, remote_dir, meter, false).await?.1
     };
     let want: BTreeMap<String, u64> = files.iter().cloned().collect();
     listing::compare_sizes(
@@ -135,6 +136,117 @@ pub async fn upload_metered(
         bytes_sent,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The files `name` stands for under `root`: itself, or every file under it when it is a
+/// folder (sorted), as paths relative to `root`.
+fn files_of(root: &Path, name: String) -> Vec<std::io::Result<String>> {
+    let path = root.join(&name);
+    if !path.is_dir() {
+        return vec![Ok(name)];
+    }
+    match listing::local_files(&path) {
+        Ok(files) => files
+            .into_iter()
+            .map(|(sub, _)| Ok(format!("{name}/{sub}")))
+            .collect(),
+        Err(e) => vec![Err(std::io::Error::other(e.to_string()))],
+    }
+}
+
+/// An upload made while the inputs were staged: each output sent on one tar stream as soon
+/// as it was complete.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Streamed {
+    /// What the transfer did.
+    pub report: TransferReport,
+    /// The `cksum` of the listing of what was sent: a `<path>\t<size>\n` line per file,
+    /// sorted (a few bytes in the step's record, whatever the number of files).
+    pub listing_sum: u32,
+}
+
+/// The `cksum` of a listing of files and sizes (see [`Streamed::listing_sum`]).
+fn listing_sum(files: &BTreeMap<String, u64>) -> u32 {
+    let mut h = Hasher::default();
+    for (name, size) in files {
+        h.update(format!("{name}\t{size}\n").as_bytes());
+    }
+    h.finish().0
+}
+
+/// Uploads into `remote_dir` the outputs named on `names` (relative to `local`; a folder for
+/// every file under it), each sent when its name arrives, on one tar stream verified as
+/// [`upload`]'s is; the stream ends when every sender is dropped. `remote_dir` must hold no
+/// file yet: a target an earlier attempt began is left to [`upload`], which resumes it.
+pub async fn upload_streamed(
+    r: &Remote,
+    local: &Path,
+    names: std::sync::mpsc::Receiver<String>,
+    remote_dir: &str,
+    meter: Arc<Meter>,
+) -> Result<Streamed> {
+    let started = Instant::now();
+    let before = listing::remote_sizes(r, remote_dir).await?;
+    if !before.is_empty() {
+        return Err(ClusterError::Invalid(format!(
+            "{}:{remote_dir} already holds {} files: the upload step resumes it",
+            r.host(),
+            before.len()
+        )));
+    }
+    let (sent, after) = send_tar(
+        r,
+        local,
+        Box::new(names.into_iter()),
+        remote_dir,
+        meter,
+        true,
+    )
+    .await?;
+    let files: BTreeMap<String, u64> = sent.into_iter().collect();
+    listing::compare_sizes(
+        &format!("upload to {}:{remote_dir}", r.host()),
+        &files,
+        &after,
+    )?;
+    let bytes = files.values().sum();
+    Ok(Streamed {
+        report: TransferReport {
+            method: STREAMED.into(),
+            files: files.len() as u64,
+            bytes,
+            files_sent: files.len() as u64,
+            bytes_sent: bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        listing_sum: listing_sum(&files),
+    })
+}
+
+/// [`TransferReport::method`] of an upload made while staging.
+pub const STREAMED: &str = "tar-over-ssh, while staging";
+
+/// Whether the upload [`upload_streamed`] made of `local` still stands: this side holds
+/// what was sent, and the cluster's `remote_dir` the same files at the same sizes (both
+/// listings sum to `sent`'s; listed by size, no file read). `None` when anything differs:
+/// [`upload`] then resumes.
+pub async fn confirm_streamed(
+    r: &Remote,
+    local: &Path,
+    remote_dir: &str,
+    sent: &Streamed,
+) -> Result<Option<TransferReport>> {
+    let root = local.to_path_buf();
+    let here: BTreeMap<String, u64> =
+        blocking("listing the upload", move || listing::local_files(&root))
+            .await?
+            .into_iter()
+            .collect();
+    if listing_sum(&here) != sent.listing_sum {
+        return Ok(None);
+    }
+    let there = listing::remote_sizes(r, remote_dir).await?;
+    Ok((listing_sum(&there) == sent.listing_sum).then(|| sent.report.clone()))
 }
 
 /// The error of an upload whose channel broke (`why`), after resetting the connection.
@@ -205,15 +317,18 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
     }
 }
 
-/// Streams `files` (relative to `root`) as one tar archive into `remote_dir` and checks that
-/// the cluster unpacked exactly the stream sent.
+/// Streams `names` (relative to `root`; a folder stands for every file under it) as one tar
+/// archive into `remote_dir`, as they come, and checks that the cluster unpacked exactly the
+/// stream sent. With `count_totals` each file is added to `meter`'s totals as it is taken
+/// (the names are not known up front). What was sent, and the cluster's sizes after.
 async fn send_tar(
     r: &Remote,
     root: &Path,
-    files: Vec<String>,
+    names: Box<dyn Iterator<Item = String> + Send>,
     remote_dir: &str,
     meter: Arc<Meter>,
-) -> Result<BTreeMap<String, u64>> {
+    count_totals: bool,
+) -> Result<(Vec<(String, u64)>, BTreeMap<String, u64>)> {
     let sess = r.session().await?;
     let mut cmd = sess.command("sh");
     let script = format!("{UNTAR}\n{}", listing::SIZES_HERE);
@@ -239,47 +354,56 @@ async fn send_tar(
     })?);
     let local_root = root.to_path_buf();
     let root: PathBuf = root.to_path_buf();
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u32, u64)> {
-        let out = Summing {
-            inner: std::io::BufWriter::with_capacity(CHUNK, pipe),
-            sum: Hasher::default(),
-        };
-        let mut b = tar::Builder::new(out);
-        b.mode(tar::HeaderMode::Deterministic);
-        for rel in files {
-            let path = root.join(&rel);
-            let f = std::fs::File::open(&path)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{rel}: {e}")))?;
-            let meta = f.metadata()?;
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_size(meta.len());
-            h.set_mode(0o644);
-            h.set_mtime(
-                meta.modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs()),
-            );
-            // 1 MiB reads, copied once into the stream's buffer (summed there)
-            let cap = usize::try_from(meta.len())
-                .unwrap_or(CHUNK)
-                .clamp(512, CHUNK);
-            let mut reader = std::io::BufReader::with_capacity(cap, Counting { inner: f, n: 0 });
-            b.append_data(&mut h, &rel, &mut reader)?;
-            if reader.into_inner().n != meta.len() {
-                return Err(std::io::Error::other(format!(
-                    "{} changed size while it was sent",
-                    path.display()
-                )));
+    let writer = tokio::task::spawn_blocking(
+        move || -> std::io::Result<((u32, u64), Vec<(String, u64)>)> {
+            let out = Summing {
+                inner: std::io::BufWriter::with_capacity(CHUNK, pipe),
+                sum: Hasher::default(),
+            };
+            let mut b = tar::Builder::new(out);
+            b.mode(tar::HeaderMode::Deterministic);
+            let mut sent = Vec::new();
+            for rel in names.flat_map(|name| files_of(&root, name)) {
+                let rel = rel?;
+                let path = root.join(&rel);
+                let f = std::fs::File::open(&path)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{rel}: {e}")))?;
+                let meta = f.metadata()?;
+                if count_totals {
+                    meter.add_total(meta.len(), 1);
+                }
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(meta.len());
+                h.set_mode(0o644);
+                h.set_mtime(
+                    meta.modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_secs()),
+                );
+                // 1 MiB reads, copied once into the stream's buffer (summed there)
+                let cap = usize::try_from(meta.len())
+                    .unwrap_or(CHUNK)
+                    .clamp(512, CHUNK);
+                let mut reader =
+                    std::io::BufReader::with_capacity(cap, Counting { inner: f, n: 0 });
+                b.append_data(&mut h, &rel, &mut reader)?;
+                if reader.into_inner().n != meta.len() {
+                    return Err(std::io::Error::other(format!(
+                        "{} changed size while it was sent",
+                        path.display()
+                    )));
+                }
+                meter.advance(meta.len(), 1);
+                sent.push((rel, meta.len()));
             }
-            meter.advance(meta.len(), 1);
-        }
-        let mut out = b.into_inner()?;
-        out.flush()?;
-        // dropping the pipe here closes the channel's input: the remote tar sees the end
-        Ok(out.sum.finish())
-    });
+            let mut out = b.into_inner()?;
+            out.flush()?;
+            // dropping the pipe here closes the channel's input: the remote tar sees the end
+            Ok((out.sum.finish(), sent))
+        },
+    );
     // the far side's output is read while the stream is written: a chatty remote tar must not
     // block on a full stderr while this side blocks on a full stdin
     let (sent, out) = tokio::join!(writer, child.wait_with_output());
@@ -295,7 +419,7 @@ async fn send_tar(
         other => other,
     };
     // the channel broke, on either side: the connection is reset for the next attempt
-    let (status, sent) = match (out, sent) {
+    let (status, (sent, files)) = match (out, sent) {
         (Ok(status), Ok(sent)) => (status, sent),
         (Err(e), _) => return Err(dropped(r, e.to_string()).await),
         (_, Err(e)) => return Err(dropped(r, e.to_string()).await),
@@ -326,7 +450,7 @@ async fn send_tar(
         },
     })?;
     match sizes {
-        Some(sizes) => listing::sizes_from(sizes, remote_dir),
+        Some(sizes) => Ok((files, listing::sizes_from(sizes, remote_dir)?)),
         None => Err(ClusterError::Parse {
             command: format!("find {remote_dir} -printf (after tar -xf -)"),
             reason: format!(

@@ -20,6 +20,7 @@ pub use mounted::MountedCopy;
 pub use ssh_tar::SshTar;
 
 use crate::error::Result;
+use crate::transfer::upload::Streamed;
 use crate::transfer::{OutputLimits, TransferReport};
 
 /// Moves a job's files between this host and its folder on the cluster.
@@ -33,6 +34,41 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     /// Resumable: what arrived intact before is not sent again. What is sent is counted on
     /// `meter` as it goes.
     async fn upload(&self, id: &str, inputs: &Path, meter: Arc<Meter>) -> Result<TransferReport>;
+
+    /// Whether [`Transport::upload_streamed`] can send the inputs while they are staged.
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// The outputs named on `names` (relative to `inputs`), each sent into `data/in` of
+    /// submission `id` as soon as its name arrives, on one verified stream that ends when
+    /// the senders are dropped. Only into a `data/in` that holds nothing yet.
+    async fn upload_streamed(
+        &self,
+        id: &str,
+        inputs: &Path,
+        names: std::sync::mpsc::Receiver<String>,
+        meter: Arc<Meter>,
+    ) -> Result<Streamed> {
+        let _ = (id, inputs, names, meter);
+        Err(crate::ClusterError::Invalid(format!(
+            "the {} transport sends the inputs after staging",
+            self.method()
+        )))
+    }
+
+    /// The upload step after [`Transport::upload_streamed`]: `data/out` and `data/gt`
+    /// created and the streamed upload's report when it still stands (this side and the
+    /// cluster hold what was sent), `None` when [`Transport::upload`] must resume it.
+    async fn confirm_streamed(
+        &self,
+        id: &str,
+        inputs: &Path,
+        sent: &Streamed,
+    ) -> Result<Option<TransferReport>> {
+        let _ = (id, inputs, sent);
+        Ok(None)
+    }
 
     /// The job folder's `data/out` of submission `id` into `target`.
     /// An empty `data/out` is [`crate::ClusterError::EmptyOutput`]; one beyond `limits` is

@@ -21,6 +21,20 @@ pub struct SshTar {
     pub layout: Layout,
 }
 
+impl SshTar {
+    /// `data/out` and `data/gt` of submission `id`, beside its inputs.
+    async fn make_output_dirs(&self, id: &str) -> Result<()> {
+        let l = &self.layout;
+        self.remote
+            .run(
+                "mkdir",
+                &["-p".into(), "--".into(), l.outputs(id), l.ground_truth(id)],
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
 #[async_trait]
 impl Transport for SshTar {
     fn method(&self) -> &'static str {
@@ -30,13 +44,36 @@ impl Transport for SshTar {
     async fn upload(&self, id: &str, inputs: &Path, meter: Arc<Meter>) -> Result<TransferReport> {
         let l = &self.layout;
         let report = upload::upload_metered(&self.remote, inputs, &l.inputs(id), meter).await?;
-        self.remote
-            .run(
-                "mkdir",
-                &["-p".into(), "--".into(), l.outputs(id), l.ground_truth(id)],
-            )
-            .await?;
+        self.make_output_dirs(id).await?;
         Ok(report)
+    }
+
+    fn streams(&self) -> bool {
+        true
+    }
+
+    async fn upload_streamed(
+        &self,
+        id: &str,
+        inputs: &Path,
+        names: std::sync::mpsc::Receiver<String>,
+        meter: Arc<Meter>,
+    ) -> Result<upload::Streamed> {
+        upload::upload_streamed(&self.remote, inputs, names, &self.layout.inputs(id), meter).await
+    }
+
+    async fn confirm_streamed(
+        &self,
+        id: &str,
+        inputs: &Path,
+        sent: &upload::Streamed,
+    ) -> Result<Option<TransferReport>> {
+        let stands =
+            upload::confirm_streamed(&self.remote, inputs, &self.layout.inputs(id), sent).await?;
+        if stands.is_some() {
+            self.make_output_dirs(id).await?;
+        }
+        Ok(stands)
     }
 
     async fn download(

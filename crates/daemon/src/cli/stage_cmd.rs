@@ -220,6 +220,7 @@ pub(super) async fn stage(a: &StageArgs, global: &GlobalArgs) -> anyhow::Result<
         tiff: TiffOptions::default(),
         compression: Compression::default(),
         sharding,
+        on_staged: None,
     };
     let result = stage_source::stage::execute(&plan, &a.out, &ctx).await;
     bar.finish();

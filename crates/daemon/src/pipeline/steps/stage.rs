@@ -16,7 +16,10 @@ use stage_ngff::write::array::Compression;
 use stage_source::Plan;
 use stage_source::stage::{INPUTS_DIR, MANIFEST_FILE, StageContext};
 use stage_store::Submission;
+use tracing::Instrument as _;
 
+use stage_cluster::ClusterError;
+use stage_cluster::transfer::upload::Streamed;
 use stage_common::meter::Meter;
 
 use super::super::progress_events::{Reporter, StagingMeter};
@@ -37,6 +40,9 @@ pub struct StageRecord {
     pub outputs: usize,
     /// Pixel bytes planned.
     pub bytes: u64,
+    /// The upload made while staging (`upload_while_staging`), when it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<Streamed>,
 }
 
 impl StepRecord for StageRecord {
@@ -70,6 +76,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     if let Err(o) = room_for(&plan, &root, settings.max_stage_bytes) {
         return o;
     }
+    let streaming = start_streaming(ctx, s, &root.join(INPUTS_DIR));
     let (log, flushed) = export_log(ctx, &s.id);
     let meter = Arc::new(Meter::new());
     let outputs = (plan.images.len() + plan.plates.len()) as u64;
@@ -88,6 +95,7 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         } else {
             stage_ngff::copy::Sharding::None
         },
+        on_staged: streaming.as_ref().map(|(tell, _)| tell.clone()),
     };
     let result = stage_source::stage::execute(&plan, &root, &stage_ctx).await;
     watcher.abort();
@@ -95,6 +103,22 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     drop(stage_ctx);
     let _ = flushed.await;
     reporter.stop().await;
+    // the stream ends with the last name told (every sender is now dropped)
+    let streamed = match streaming {
+        Some((tell, task)) if result.is_ok() => {
+            drop(tell);
+            // a cancellation does not wait for the stream (the next step sees it)
+            tokio::select! {
+                sent = finish_streaming(task) => sent,
+                () = ctx.cancel.cancelled() => None,
+            }
+        }
+        Some((_, task)) => {
+            task.abort();
+            None
+        }
+        None => None,
+    };
     match result {
         Ok(manifest) => {
             let fresh: u64 = manifest
@@ -110,11 +134,81 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
                 root,
                 outputs: manifest.entries.len(),
                 bytes: plan.bytes,
+                streamed,
             }
             .done(false)
         }
         Err(stage_source::SourceError::Cancelled) => StepOutcome::Cancelled,
         Err(e) => super::source_outcome(&e),
+    }
+}
+
+/// What tells the upload made while staging each finished output, and its task.
+type Streaming = (
+    Arc<dyn Fn(&str) + Send + Sync>,
+    tokio::task::JoinHandle<Result<Streamed, ClusterError>>,
+);
+
+/// The upload made while staging, begun when `upload_while_staging` is on, the transport
+/// can stream, and the stage starts afresh (`inputs` holds nothing: a resumed stage is
+/// uploaded after it, by the upload step's resume).
+fn start_streaming(
+    ctx: &StepContext,
+    s: &Submission,
+    inputs: &std::path::Path,
+) -> Option<Streaming> {
+    let config = ctx.runtime.config.current();
+    if !config.settings.settings.upload_while_staging
+        || std::fs::read_dir(inputs).is_ok_and(|mut d| d.next().is_some())
+    {
+        return None;
+    }
+    let cluster = super::cluster(ctx).ok()?;
+    if !cluster.transport.streams() || stage_cluster::layout::check_id(&s.id).is_err() {
+        return None;
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let tell: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |name: &str| {
+        // a closed stream (the upload failed) is left to the upload step
+        let _ = tx.send(name.to_owned());
+    });
+    let (id, inputs) = (s.id.clone(), inputs.to_path_buf());
+    let span = tracing::info_span!("upload_while_staging");
+    let task = tokio::spawn(
+        async move {
+            cluster
+                .transport
+                .upload_streamed(&id, &inputs, rx, Arc::new(Meter::new()))
+                .await
+        }
+        .instrument(span),
+    );
+    Some((tell, task))
+}
+
+/// The upload made while staging, once the stream has ended: kept when it completed
+/// verified; otherwise the upload step sends what is missing, as after any interrupted upload.
+async fn finish_streaming(
+    task: tokio::task::JoinHandle<Result<Streamed, ClusterError>>,
+) -> Option<Streamed> {
+    match task.await {
+        Ok(Ok(sent)) => {
+            tracing::info!(
+                files = sent.report.files,
+                bytes = sent.report.bytes,
+                seconds = sent.report.seconds,
+                "uploaded while staging"
+            );
+            Some(sent)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the upload while staging did not complete; the upload step sends the inputs");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the upload while staging stopped; the upload step sends the inputs");
+            None
+        }
     }
 }
 

@@ -57,7 +57,28 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     };
     let meter = Arc::new(Meter::new());
     let reporter = Reporter::start(&ctx.runtime.store, &s.id, Step::Upload, meter.clone());
-    let sent = unless_cancelled(ctx, cluster.transport.upload(&s.id, &staged.inputs, meter)).await;
+    let transport = &cluster.transport;
+    // an upload made while staging stands when both sides still hold what it sent
+    let stands = match &staged.streamed {
+        Some(streamed) => {
+            unless_cancelled(
+                ctx,
+                transport.confirm_streamed(&s.id, &staged.inputs, streamed),
+            )
+            .await
+        }
+        None => Ok(None),
+    };
+    let sent = match stands {
+        Ok(Some(report)) => Ok(report),
+        Ok(None) => {
+            if staged.streamed.is_some() {
+                tracing::info!("the upload made while staging does not stand: resuming it");
+            }
+            unless_cancelled(ctx, transport.upload(&s.id, &staged.inputs, meter)).await
+        }
+        Err(e) => Err(e),
+    };
     reporter.stop().await;
     let report = match sent {
         Ok(r) => r,
