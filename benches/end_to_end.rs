@@ -16,14 +16,16 @@
 //! converter processes run as root there (the peers' Python is root's). One warm-up
 //! round, then N alternating rounds; medians and the ratio.
 //!
-//! `cargo build --release -p biomero-stage && cargo bench -p stage-benches --bench end_to_end [-- --runs N] [--warmups N] [--plate PATH] [--state-dir DIR] [--sequential] [--openssh-cipher]`
+//! `cargo build --release -p biomero-stage && cargo bench -p stage-benches --bench end_to_end [-- --runs N] [--warmups N] [--plate PATH] [--state-dir DIR] [--no-peer] [--openssh-cipher]`
 //!
 //! `--state-dir DIR` puts the daemon's state (and so its staging) in `DIR` instead of the
 //! work folder on the local disk, e.g. on tmpfs, the storage the converter's TIFFs get on
 //! the far side.
 //!
-//! `--sequential` stages everything before uploading (`upload_while_staging = false`);
-//! `--openssh-cipher` keeps OpenSSH's cipher order for the daemon (`ssh_ciphers = "openssh"`;
+//! Ours runs two ways side by side, alternately, each in its own daemon: uploading each
+//! input as soon as it is staged (`upload_while_staging = true`), and staging everything
+//! before the upload starts (`false`, the default). `--no-peer` leaves BIOMERO's way out (to
+//! compare our two quickly); `--openssh-cipher` keeps OpenSSH's cipher order for the daemon (`ssh_ciphers = "openssh"`;
 //! the peers' master then too).
 //!
 //! `--plate` runs another NGFF 0.4 plate instead of the bench's 12-field plate (b), e.g. the
@@ -124,6 +126,79 @@ impl Daemon {
             .output()
             .unwrap();
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+}
+
+/// One of our ways: a daemon with its own settings, state and config file.
+struct Ours {
+    tag: usize,
+    label: &'static str,
+    config: PathBuf,
+    state: PathBuf,
+    daemon: Daemon,
+}
+
+impl Ours {
+    /// Writes the daemon's config (the common site plus `extra` settings) and starts it.
+    fn start(
+        tag: usize,
+        exe: &Path,
+        work: &Path,
+        state: &Path,
+        ssh_config: &Path,
+        label: &'static str,
+        extra: &str,
+    ) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let w = work.display();
+        let config = work.join(format!("biomero-stage-{tag}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{}\"\nadmin_listen = \"127.0.0.1:{port}\"\nslurm_config = \"{w}/slurm-config.ini\"\ndescriptor_dirs = [\"{w}/descriptors\"]\ndescriptor_fetch = false\ndata_roots = [\"{w}/data\"]\ngroup_mappings_file = \"{w}/biomero-config.json\"\nssh_config_file = \"{}\"\nprep_only = true\nworkers = 2\n{extra}",
+                state.display(),
+                ssh_config.display(),
+            ),
+        )
+        .unwrap();
+        let rss_file = work.join(format!("daemon-{tag}.rss"));
+        let child = Command::new("/usr/bin/time")
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss_file)
+            .arg(exe)
+            .arg("--config")
+            .arg(&config)
+            .args(["serve", "--poll-ms", "50"])
+            .env("BIOMERO_SLURM_CONFIG_FILE", work.join("slurm-config.ini"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(work.join(format!("daemon-{tag}.log"))).unwrap())
+            .spawn()
+            .expect("/usr/bin/time (Debian package `time`) is needed");
+        let until = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "the daemon did not start; see {w}/daemon-{tag}.log"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            tag,
+            label,
+            config,
+            state: state.to_path_buf(),
+            daemon: Daemon {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                rss_file,
+            },
+        }
     }
 }
 
@@ -287,53 +362,33 @@ fn main() {
         r#"{"group_mappings": {"1": {"folder": "bench", "groupName": "bench"}}}"#,
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let w = work.display();
-    std::fs::write(
-        work.join("biomero-stage.toml"),
-        format!(
-            "state_dir = \"{}\"\nadmin_listen = \"127.0.0.1:{port}\"\nslurm_config = \"{w}/slurm-config.ini\"\ndescriptor_dirs = [\"{w}/descriptors\"]\ndescriptor_fetch = false\ndata_roots = [\"{w}/data\"]\ngroup_mappings_file = \"{w}/biomero-config.json\"\nssh_config_file = \"{}\"\nprep_only = true\nworkers = 2\nupload_while_staging = {}\nssh_ciphers = \"{}\"\n",
-            state.display(),
-            ssh_config.display(),
-            !args.iter().any(|a| a == "--sequential"),
-            if args.iter().any(|a| a == "--openssh-cipher") { "openssh" } else { "auto" },
-        ),
-    )
-    .unwrap();
-    let rss_file = work.join("daemon.rss");
-    let child = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&rss_file)
-        .arg(&exe)
-        .arg("--config")
-        .arg(work.join("biomero-stage.toml"))
-        .args(["serve", "--poll-ms", "50"])
-        .env("BIOMERO_SLURM_CONFIG_FILE", work.join("slurm-config.ini"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.join("daemon.log")).unwrap())
-        .spawn()
-        .expect("/usr/bin/time (Debian package `time`) is needed");
-    let daemon = Daemon {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        rss_file,
+    let cipher_setting = if args.iter().any(|a| a == "--openssh-cipher") {
+        "openssh"
+    } else {
+        "auto"
     };
-    let until = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < until,
-            "the daemon did not start; see {w}/daemon.log"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let ours_round = |round: usize| -> f64 {
-        let id = format!("e2e-{round}");
+    // our two ways, side by side in the same run: each input uploaded as soon as it is
+    // staged (the default), and everything staged before the upload starts
+    let ways: Vec<Ours> = [
+        ("while staging", true),
+        ("stage, then upload (the default)", false),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (label, streamed))| {
+        Ours::start(
+            i,
+            &exe,
+            &work,
+            &state.join(format!("daemon-{i}")),
+            &ssh_config,
+            label,
+            &format!("upload_while_staging = {streamed}\nssh_ciphers = \"{cipher_setting}\"\n"),
+        )
+    })
+    .collect();
+    let ours_round = |daemon: &Ours, round: usize| -> f64 {
+        let id = format!("e2e-{}-{round}", daemon.tag);
         let doc = work.join(format!("{id}.json"));
         std::fs::write(
             &doc,
@@ -348,12 +403,12 @@ fn main() {
         let started = Instant::now();
         run(Command::new(&exe)
             .arg("--config")
-            .arg(work.join("biomero-stage.toml"))
+            .arg(&daemon.config)
             .env("BIOMERO_SLURM_CONFIG_FILE", work.join("slurm-config.ini"))
             .arg("submit")
             .arg(&doc));
         loop {
-            let v = daemon.state(&id);
+            let v = daemon.daemon.state(&id);
             if v["submission"]["done"] == true {
                 assert_eq!(
                     v["submission"]["state"], "uploaded",
@@ -362,14 +417,19 @@ fn main() {
                 );
                 let transfer = &v["submission"]["data"]["upload"]["transfer"];
                 assert_eq!(transfer["files"], n_fields, "{transfer}");
-                eprintln!("ours, round {round}: steps ended at {}", step_ends(&v));
+                eprintln!(
+                    "ours ({}), round {round}: steps ended at {} ({})",
+                    daemon.label,
+                    step_ends(&v),
+                    transfer["method"].as_str().unwrap_or("?")
+                );
                 break;
             }
             assert!(started.elapsed() < limit, "{v}");
             std::thread::sleep(Duration::from_millis(10));
         }
         let t = started.elapsed().as_secs_f64();
-        let _ = std::fs::remove_dir_all(state.join("staging").join(&id));
+        let _ = std::fs::remove_dir_all(daemon.state.join("staging").join(&id));
         ssh.run(&format!("rm -rf {far}/ours/biomero_{id}"));
         t
     };
@@ -441,30 +501,52 @@ fn main() {
         source.display(),
         state.display()
     );
-    let (mut ours, mut peer, mut peer_rss) = (Vec::new(), Vec::new(), Vec::new());
+    let with_peer = !args.iter().any(|a| a == "--no-peer");
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
+    let (mut peer, mut peer_rss) = (Vec::new(), Vec::new());
     for round in 0..warmups + runs {
-        let o = ours_round(round);
-        let (p, rss) = peer_round(round);
-        if round >= warmups {
-            ours.push(o);
-            peer.push(p);
-            peer_rss.push(rss);
+        for (way, t) in ways.iter().zip(times.iter_mut()) {
+            let o = ours_round(way, round);
+            if round >= warmups {
+                t.push(o);
+            }
+        }
+        if with_peer {
+            let (p, rss) = peer_round(round);
+            if round >= warmups {
+                peer.push(p);
+                peer_rss.push(rss);
+            }
         }
     }
-    let daemon_rss = daemon.stop();
-    let (o, p) = (median(ours), median(peer));
+    let medians: Vec<f64> = times.into_iter().map(median).collect();
     println!("| way | wall | MB/s of pixels | peak RSS |");
     println!("|---|---|---|---|");
+    for (way, o) in ways.into_iter().zip(&medians) {
+        let label = way.label;
+        let rss = way.daemon.stop();
+        println!(
+            "| biomero-stage daemon: plan, stage (Zarr→TIFF), upload (verified tar stream) {label} | {o:.2} s | {:.0} | {rss:.0} MiB (the daemon, all rounds) |",
+            pixel_mb / o
+        );
+    }
+    if with_peer {
+        let p = median(peer);
+        println!(
+            "| BIOMERO: zip → SFTP → unzip → converter job array (2 slots) | {p:.2} s | {:.0} | {:.0} MiB (largest process) |",
+            pixel_mb / p,
+            median(peer_rss)
+        );
+        println!(
+            "ratio (BIOMERO / ours, uploading while staging): {:.1}×; (BIOMERO / ours, staging then uploading): {:.1}×",
+            p / medians[0],
+            p / medians[1]
+        );
+    }
     println!(
-        "| biomero-stage daemon: plan, stage (Zarr→TIFF), upload (verified tar stream) | {o:.2} s | {:.0} | {daemon_rss:.0} MiB (the daemon, all rounds) |",
-        pixel_mb / o
+        "uploading while staging vs staging then uploading: {:.2}× (time of the second / time of the first)",
+        medians[1] / medians[0]
     );
-    println!(
-        "| BIOMERO: zip → SFTP → unzip → converter job array (2 slots) | {p:.2} s | {:.0} | {:.0} MiB (largest process) |",
-        pixel_mb / p,
-        median(peer_rss)
-    );
-    println!("ratio (BIOMERO / ours): {:.1}×", p / o);
     ssh.run(&format!("rm -rf {far}"));
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(&state);

@@ -846,7 +846,11 @@ fn a_plate_job_whose_ssh_connection_is_cut_in_upload_and_in_download_resumes_and
 
 #[test]
 fn inputs_are_uploaded_while_staged_and_a_cut_stream_is_resumed_by_the_upload_step() {
-    let s = site("streamed", "", "prep_only = true\n");
+    let s = site(
+        "streamed",
+        "",
+        "prep_only = true\nupload_while_staging = true\n",
+    );
     let big = s.dir.path().join("data/lab-a/big");
     write_sample(s.dir.path(), &big, 4096, 0, 2);
     let d = start(&s, &[]);

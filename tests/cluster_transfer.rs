@@ -286,6 +286,63 @@ fn downloads_refuse_an_empty_folder_and_symlinks() {
     }
 }
 
+/// Every `ssh_ciphers` setting reaches the host through the site's ssh config (its alias
+/// is only defined there), and the session uses the cipher asked for.
+#[test]
+fn every_cipher_setting_connects_through_the_sites_ssh_config() {
+    use stage_config::ciphers::{CipherList, SshCiphers};
+    let lab = lab();
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let settings = [
+        ("auto", SshCiphers::Auto),
+        ("openssh", SshCiphers::OpenSsh),
+        (
+            "list",
+            SshCiphers::List(CipherList::parse("aes256-gcm@openssh.com").unwrap()),
+        ),
+    ];
+    for (name, setting) in settings {
+        let r = Remote::new(SshTarget {
+            host: "slurm".to_owned(),
+            config_file: Some(lab.ssh_config.clone()),
+            control_dir: tmp.path().join(name),
+            connect_timeout: Duration::from_secs(10),
+            ciphers: stage_cluster::ssh_ciphers::resolve(&setting),
+        });
+        let out = rt
+            .block_on(r.output("echo", &["connected".to_owned()]))
+            .unwrap_or_else(|e| panic!("ssh_ciphers = {name}: {e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "connected",
+            "ssh_ciphers = {name}"
+        );
+        // the cipher asked for, as the real client reads the config the master was given
+        let written = tmp.path().join(name).join("ssh_config");
+        if name == "list" {
+            let g = std::process::Command::new("ssh")
+                .arg("-G")
+                .arg("-F")
+                .arg(&written)
+                .arg("slurm")
+                .output()
+                .unwrap();
+            let g = String::from_utf8_lossy(&g.stdout).into_owned();
+            assert!(
+                g.lines().any(|l| l == "ciphers aes256-gcm@openssh.com"),
+                "{g}"
+            );
+        }
+        if name == "openssh" {
+            assert!(
+                !written.exists(),
+                "no config is written without a preference"
+            );
+        }
+    }
+}
+
 #[test]
 fn connection_problems_name_their_cause() {
     let lab = lab();

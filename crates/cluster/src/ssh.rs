@@ -173,7 +173,10 @@ impl Remote {
     /// that cannot be written is left out (with a warning), never the site's config.
     fn master_config(&self) -> Option<PathBuf> {
         let t = &self.target;
-        let ciphers = t.ciphers.as_ref()?;
+        // no cipher preference: the site's own ssh config as it is
+        let Some(ciphers) = t.ciphers.as_ref() else {
+            return t.config_file.clone();
+        };
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let path = t.control_dir.join("ssh_config");
         let written =
