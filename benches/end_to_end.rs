@@ -368,7 +368,7 @@ fn main() {
         "auto"
     };
     // our two ways, side by side in the same run: each input uploaded as soon as it is
-    // staged (the default), and everything staged before the upload starts
+    // staged, and everything staged before the upload starts (the default)
     let ways: Vec<Ours> = [
         ("while staging", true),
         ("stage, then upload (the default)", false),

@@ -287,7 +287,8 @@ fn downloads_refuse_an_empty_folder_and_symlinks() {
 }
 
 /// Every `ssh_ciphers` setting reaches the host through the site's ssh config (its alias
-/// is only defined there), and the session uses the cipher asked for.
+/// is only defined there); a cipher list shows in the config the master is given, and
+/// `openssh` writes none.
 #[test]
 fn every_cipher_setting_connects_through_the_sites_ssh_config() {
     use stage_config::ciphers::{CipherList, SshCiphers};
