@@ -40,6 +40,19 @@ impl Executor for Slurm {
         let hold = tokio::time::sleep(hold);
         tokio::pin!(hold);
         let mut last: Option<JobStatus> = None;
+        // an end reported with its start but not yet its end time (accounting can lag
+        // the state): kept for one more poll, so the run time is not lost
+        let mut ended_early: Option<JobStatus> = None;
+        let ended = |st: JobStatus| {
+            let summary = format!(
+                "Slurm job {job_id} ended {} (exit code {})",
+                st.slurm_state, st.exit_code
+            );
+            Observed::Ended {
+                status: st,
+                summary,
+            }
+        };
         loop {
             tokio::select! {
                 changed = rx.changed() => {
@@ -49,16 +62,23 @@ impl Executor for Slurm {
                     let Some(st) = rx.borrow_and_update().clone() else { continue };
                     match st.state {
                         JobState::Completed | JobState::Failed | JobState::Cancelled => {
-                            let summary = format!(
-                                "Slurm job {job_id} ended {} (exit code {})",
-                                st.slurm_state, st.exit_code
-                            );
-                            return Ok(Observed::Ended { status: st, summary });
+                            let lacks_end = st.queued_secs.is_some() && st.ran_secs.is_none();
+                            if lacks_end && ended_early.is_none() {
+                                ended_early = Some(st);
+                                continue;
+                            }
+                            return Ok(ended(st));
                         }
-                        JobState::Active | JobState::Unknown => last = Some(st),
+                        // a later poll cannot take an end back: the first report stands
+                        JobState::Active | JobState::Unknown => match ended_early.take() {
+                            Some(first) => return Ok(ended(first)),
+                            None => last = Some(st),
+                        },
                     }
                 }
-                () = &mut hold => return Ok(Observed::Running(last)),
+                () = &mut hold => {
+                    return Ok(ended_early.map_or(Observed::Running(last), ended));
+                }
             }
         }
     }
