@@ -1,5 +1,6 @@
 //! The cluster crate against the local sshd and Slurm: uploads that resume and
-//! send only what is missing or different, transfers that survive a cut SSH
+//! send only what is missing or different, files of every size around the
+//! stream's boundaries arriving byte for byte, transfers that survive a cut SSH
 //! master, downloads that refuse empty folders and symlinks, connection
 //! errors that name the cause, folders without permission, and many jobs
 //! followed with one query per poll.
@@ -129,6 +130,46 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+#[test]
+fn files_spliced_or_gathered_arrive_byte_for_byte_whatever_their_size_and_name() {
+    let lab = lab();
+    let (rel, abs) = lab.folder("sizes");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // around the tar block (512), the size below which files are gathered (64 KiB) and the
+    // splice piece (256 KiB); one name past tar's 100 bytes (a GNU long-name entry first)
+    let long = format!("{}/{}", "d".repeat(90), "long-named-".repeat(8));
+    let sizes = [
+        0usize, 1, 511, 512, 513, 65_535, 65_536, 65_537, 262_144, 262_145, 1_048_579,
+    ];
+    for (i, len) in sizes.iter().enumerate() {
+        let name = if i == 7 {
+            long.clone()
+        } else {
+            format!("f/{len}.bin")
+        };
+        let path = src.join(&name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let body: Vec<u8> = (0..*len).map(|j| ((j * 13 + i) % 253) as u8).collect();
+        std::fs::write(path, body).unwrap();
+    }
+    let r = remote(&lab, &tmp.path().join("ctl"), "slurm", None);
+    let report = rt()
+        .block_on(upload::upload(&r, &src, &format!("{rel}/data/in")))
+        .unwrap();
+    assert_eq!(report.files_sent, sizes.len() as u64, "{report:?}");
+    assert!(abs.join("data/in").join(&long).is_file());
+    // every byte compared, not only sizes and sums
+    for e in walk(&src) {
+        let there = abs.join("data/in").join(e.strip_prefix(&src).unwrap());
+        assert!(
+            std::fs::read(&e).unwrap() == std::fs::read(&there).unwrap(),
+            "{} differs on the cluster",
+            e.display()
+        );
+    }
 }
 
 #[test]

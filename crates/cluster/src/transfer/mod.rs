@@ -12,6 +12,7 @@
 pub mod download;
 pub mod listing;
 pub mod local;
+mod splice;
 pub mod upload;
 
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,10 @@
 //! size and `cksum` is not sent again (an interrupted upload resumes), files
 //! the cluster holds but this side does not are removed.
 //!
+//! On this side files of 64 KiB and more are spliced from the page cache into the channel's
+//! pipe and read once, separately, for the sum ([`super::splice`]); smaller ones are gathered
+//! with the headers into 64 KiB writes.
+//!
 //! The stream is verified as it flows, not by reading it back: the far side
 //! passes it through a tee (`tee.pl`: tee(2) and splice(2) between pipes, no copy; GNU
 //! `tee` where there is no perl) into both `tar -xf -` and POSIX `cksum`, this side
@@ -28,16 +32,14 @@ use stage_common::meter::Meter;
 
 use super::TransferReport;
 use super::listing;
+use super::splice::{FileSender, SPLICE_FROM};
 use crate::blocking::blocking;
 use crate::cksum::Hasher;
 use crate::error::{ClusterError, Result};
 use crate::ssh::Remote;
 
-/// Size of one file read.
-const CHUNK: usize = 1 << 20;
-
-/// Writes smaller than this (headers, padding, small files) are gathered into one; larger
-/// ones go from the file's read buffer straight into the pipe, without a copy in between.
+/// Headers, padding and small files are gathered into writes of this size; larger files are
+/// spliced into the pipe ([`FileSender`]).
 const BATCH: usize = 64 << 10;
 
 /// The tar stream's sink: the SSH channel's pipe, written with blocking writes from the tar
@@ -314,20 +316,6 @@ enum UntarOutcome {
     Unreadable(String),
 }
 
-/// A reader that counts what passes through it.
-struct Counting<R> {
-    inner: R,
-    n: u64,
-}
-
-impl<R: std::io::Read> std::io::Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-}
-
 /// Streams `names` (relative to `root`; a folder stands for every file under it) as one tar
 /// archive into `remote_dir`, as they come, and checks that the cluster unpacked exactly the
 /// stream sent. With `count_totals` each file is added to `meter`'s totals as it is taken
@@ -374,6 +362,7 @@ async fn send_tar(
             let mut b = tar::Builder::new(out);
             b.mode(tar::HeaderMode::Deterministic);
             let mut sent = Vec::new();
+            let mut files = FileSender::new();
             for rel in names.flat_map(|name| files_of(&root, name)) {
                 let rel = rel?;
                 let path = root.join(&rel);
@@ -393,18 +382,22 @@ async fn send_tar(
                         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                         .map_or(0, |d| d.as_secs()),
                 );
-                // 1 MiB reads, summed and written as they are (see BATCH)
-                let cap = usize::try_from(meta.len())
-                    .unwrap_or(CHUNK)
-                    .clamp(512, CHUNK);
-                let mut reader =
-                    std::io::BufReader::with_capacity(cap, Counting { inner: f, n: 0 });
-                b.append_data(&mut h, &rel, &mut reader)?;
-                if reader.into_inner().n != meta.len() {
-                    return Err(std::io::Error::other(format!(
-                        "{} changed size while it was sent",
-                        path.display()
-                    )));
+                let named =
+                    |e: std::io::Error| std::io::Error::new(e.kind(), format!("{rel}: {e}"));
+                if meta.len() < SPLICE_FROM {
+                    let data = files.read_small(&f, meta.len()).map_err(named)?;
+                    b.append_data(&mut h, &rel, data)?;
+                } else {
+                    // the header (and a long name's extra entry) through the writer, the data
+                    // spliced from the file straight into the pipe, then the header's padding
+                    b.append_data(&mut h, &rel, std::io::empty())?;
+                    let out = b.get_mut();
+                    out.inner.flush()?;
+                    files
+                        .send(&f, meta.len(), out.inner.get_mut(), &mut out.sum)
+                        .map_err(named)?;
+                    let pad = (512 - meta.len() % 512) % 512;
+                    out.write_all(&[0; 512][..pad as usize])?;
                 }
                 meter.advance(meta.len(), 1);
                 sent.push((rel, meta.len()));
