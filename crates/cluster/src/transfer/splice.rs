@@ -34,7 +34,8 @@ impl FileSender {
     /// A sender that splices until the kernel refuses.
     pub(super) fn new() -> Self {
         FileSender {
-            buf: vec![0; PIECE],
+            // one byte more than a piece: the last read of a file also sees its end
+            buf: vec![0; PIECE + 1],
             splicing: true,
         }
     }
@@ -43,10 +44,9 @@ impl FileSender {
     pub(super) fn read_small(&mut self, file: &File, len: u64) -> io::Result<&[u8]> {
         let n = usize::try_from(len)
             .ok()
-            .filter(|&n| n <= self.buf.len())
+            .filter(|&n| n < self.buf.len())
             .ok_or_else(|| io::Error::other("too large to be read whole"))?;
-        read_exactly(file, &mut self.buf[..n], 0)?;
-        check_end(file, len)?;
+        read_piece(file, &mut self.buf, n, 0, true)?;
         Ok(&self.buf[..n])
     }
 
@@ -62,9 +62,8 @@ impl FileSender {
         let mut off = 0u64;
         while off < len {
             let n = usize::try_from(len - off).map_or(PIECE, |left| left.min(PIECE));
-            let piece = &mut self.buf[..n];
-            read_exactly(file, piece, off)?;
-            sum.update(piece);
+            read_piece(file, &mut self.buf, n, off, off + n as u64 == len)?;
+            sum.update(&self.buf[..n]);
             let mut done = 0;
             while done < n && self.splicing {
                 let mut at = off + done as u64;
@@ -88,25 +87,35 @@ impl FileSender {
             pipe.write_all(&self.buf[done..n])?;
             off += n as u64;
         }
-        check_end(file, len)
+        if len == 0 {
+            read_piece(file, &mut self.buf, 0, 0, true)?;
+        }
+        Ok(())
     }
 }
 
-/// Reads `buf.len()` bytes of `file` at `off`.
-fn read_exactly(file: &File, buf: &mut [u8], off: u64) -> io::Result<()> {
-    file.read_exact_at(buf, off).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => shrank(),
-        _ => e,
-    })
-}
-
-/// Fails when `file` holds more than `len` bytes.
-fn check_end(file: &File, len: u64) -> io::Result<()> {
-    let mut more = [0u8; 1];
-    if file.read_at(&mut more, len)? != 0 {
-        return Err(io::Error::other("it grew while it was sent"));
+/// Reads `want` bytes of `file` at `off` into `buf`. With `last` the read asks for one byte
+/// more, so the file's end is seen in the same read (a regular file returns fewer bytes than
+/// asked only at its end): fails when the file ends before, or goes on after, `off + want`.
+fn read_piece(file: &File, buf: &mut [u8], want: usize, off: u64, last: bool) -> io::Result<()> {
+    let ask = if last { want + 1 } else { want };
+    let mut got = 0;
+    while got < ask {
+        match file.read_at(&mut buf[got..ask], off + got as u64) {
+            Ok(0) => break,
+            Ok(m) => got += m,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if last && got == want {
+            break;
+        }
     }
-    Ok(())
+    match got.cmp(&want) {
+        std::cmp::Ordering::Less => Err(shrank()),
+        std::cmp::Ordering::Greater => Err(io::Error::other("it grew while it was sent")),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
 }
 
 fn shrank() -> io::Error {

@@ -132,7 +132,8 @@ pub async fn upload_metered(
     let after = if to_send.is_empty() {
         listing::remote_sizes(r, remote_dir).await?
     } else {
-        let names = Box::new(to_send.clone().into_iter());
+        // files, as listed: no stat to tell folders apart
+        let names = Box::new(to_send.clone().into_iter().map(Ok));
         send_tar(r, local, names, remote_dir, meter, false).await?.1
     };
     let want: BTreeMap<String, u64> = files.iter().cloned().collect();
@@ -207,10 +208,15 @@ pub async fn upload_streamed(
             before.len()
         )));
     }
+    let root = local.to_path_buf();
     let (sent, after) = send_tar(
         r,
         local,
-        Box::new(names.into_iter()),
+        Box::new(
+            names
+                .into_iter()
+                .flat_map(move |name| files_of(&root, name)),
+        ),
         remote_dir,
         meter,
         true,
@@ -316,14 +322,14 @@ enum UntarOutcome {
     Unreadable(String),
 }
 
-/// Streams `names` (relative to `root`; a folder stands for every file under it) as one tar
+/// Streams the files `names` (relative to `root`) as one tar
 /// archive into `remote_dir`, as they come, and checks that the cluster unpacked exactly the
 /// stream sent. With `count_totals` each file is added to `meter`'s totals as it is taken
 /// (the names are not known up front). What was sent, and the cluster's sizes after.
 async fn send_tar(
     r: &Remote,
     root: &Path,
-    names: Box<dyn Iterator<Item = String> + Send>,
+    names: Box<dyn Iterator<Item = std::io::Result<String>> + Send>,
     remote_dir: &str,
     meter: Arc<Meter>,
     count_totals: bool,
@@ -363,7 +369,7 @@ async fn send_tar(
             b.mode(tar::HeaderMode::Deterministic);
             let mut sent = Vec::new();
             let mut files = FileSender::new();
-            for rel in names.flat_map(|name| files_of(&root, name)) {
+            for rel in names {
                 let rel = rel?;
                 let path = root.join(&rel);
                 let f = std::fs::File::open(&path)
