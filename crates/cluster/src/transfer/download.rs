@@ -230,8 +230,7 @@ pub fn unpack_tar(
         }
         match e.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = e.header().size().unwrap_or(0);
-                let sum = write_entry(&mut e, dest, &path, &mut buf)?;
+                let sum = write_entry(&mut e, dest, &path, &mut buf, meter)?;
                 let rel = path
                     .components()
                     .filter_map(|c| match c {
@@ -241,7 +240,7 @@ pub fn unpack_tar(
                     .collect::<Vec<_>>()
                     .join("/");
                 written.insert(rel, sum);
-                meter.advance(size, 1);
+                meter.advance(0, 1);
             }
             tar::EntryType::Directory => {
                 std::fs::create_dir_all(dest.join(&path))?;
@@ -277,6 +276,7 @@ fn write_entry(
     dest: &Path,
     path: &Path,
     buf: &mut [u8],
+    meter: &Meter,
 ) -> std::io::Result<(u32, u64)> {
     let refuse = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
     let target = dest.join(path);
@@ -320,6 +320,8 @@ fn write_entry(
         };
         sum.update(&buf[..n]);
         file.write_all(&buf[..n])?;
+        // bytes as they are written: a large file's progress moves while it is written
+        meter.advance(n as u64, 0);
     }
     Ok(sum.finish())
 }
@@ -417,8 +419,11 @@ mod tests {
         // a clean archive unpacks
         let d = tempfile::tempdir().unwrap();
         let bytes = archive(|b| entry(b, b"./x/ok.txt", tar::EntryType::Regular, None));
-        let written = unpack_tar(bytes.as_slice(), d.path(), &Meter::new()).unwrap();
+        let meter = Meter::new();
+        let written = unpack_tar(bytes.as_slice(), d.path(), &meter).unwrap();
         assert_eq!(std::fs::read(d.path().join("x/ok.txt")).unwrap(), b"abc");
+        let m = meter.read();
+        assert_eq!((m.bytes_done, m.files_done), (3, 1));
         assert_eq!(
             written,
             BTreeMap::from([(

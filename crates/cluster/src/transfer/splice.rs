@@ -50,14 +50,16 @@ impl FileSender {
         Ok(&self.buf[..n])
     }
 
-    /// Sends the first `len` bytes of `file` into `pipe`, adding them to `sum`. Fails when the
-    /// file does not hold exactly `len` bytes (it changed size since it was listed).
+    /// Sends the first `len` bytes of `file` into `pipe`, adding them to `sum` and telling
+    /// `sent` each piece's bytes once they are in the pipe. Fails when the file does not hold
+    /// exactly `len` bytes (it changed size since it was listed).
     pub(super) fn send(
         &mut self,
         file: &File,
         len: u64,
         pipe: &mut File,
         sum: &mut Hasher,
+        sent: &mut dyn FnMut(u64),
     ) -> io::Result<()> {
         let mut off = 0u64;
         while off < len {
@@ -85,6 +87,7 @@ impl FileSender {
                 }
             }
             pipe.write_all(&self.buf[done..n])?;
+            sent(n as u64);
             off += n as u64;
         }
         if len == 0 {
@@ -160,10 +163,16 @@ mod tests {
         let mut pipe = File::from(std::os::fd::OwnedFd::from(tx));
         let mut sender = FileSender::new();
         let mut sum = Hasher::default();
+        let mut told = Vec::new();
         sender
-            .send(&f, bytes.len() as u64, &mut pipe, &mut sum)
+            .send(&f, bytes.len() as u64, &mut pipe, &mut sum, &mut |n| {
+                told.push(n);
+            })
             .unwrap();
         assert!(sender.splicing, "the kernel spliced into the pipe");
+        // progress by pieces, adding up to the file
+        assert_eq!(told.len(), 4, "{told:?}");
+        assert_eq!(told.iter().sum::<u64>(), bytes.len() as u64);
         drop(pipe);
         assert_eq!(reader.join().unwrap(), bytes);
         assert_eq!(sum.finish(), sum_of(&bytes));
@@ -179,7 +188,7 @@ mod tests {
         let mut sender = FileSender::new();
         let mut sum = Hasher::default();
         sender
-            .send(&f, bytes.len() as u64, &mut out, &mut sum)
+            .send(&f, bytes.len() as u64, &mut out, &mut sum, &mut |_| {})
             .unwrap();
         drop(out);
         assert!(!sender.splicing, "splice(2) into a file is refused");
@@ -194,9 +203,9 @@ mod tests {
         let f = file_with(dir.path(), &bytes);
         let mut out = tempfile::tempfile().unwrap();
         let mut sender = FileSender::new();
-        let longer = sender.send(&f, 1001, &mut out, &mut Hasher::default());
+        let longer = sender.send(&f, 1001, &mut out, &mut Hasher::default(), &mut |_| {});
         assert!(longer.unwrap_err().to_string().contains("shrank"));
-        let shorter = sender.send(&f, 999, &mut out, &mut Hasher::default());
+        let shorter = sender.send(&f, 999, &mut out, &mut Hasher::default(), &mut |_| {});
         assert!(shorter.unwrap_err().to_string().contains("grew"));
         assert_eq!(sender.read_small(&f, 1000).unwrap(), &bytes[..]);
         let longer = sender.read_small(&f, 1001).map(|_| ());

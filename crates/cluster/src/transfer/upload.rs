@@ -393,19 +393,22 @@ async fn send_tar(
                 if meta.len() < SPLICE_FROM {
                     let data = files.read_small(&f, meta.len()).map_err(named)?;
                     b.append_data(&mut h, &rel, data)?;
+                    meter.advance(meta.len(), 0);
                 } else {
                     // the header (and a long name's extra entry) through the writer, the data
                     // spliced from the file straight into the pipe, then the header's padding
                     b.append_data(&mut h, &rel, std::io::empty())?;
                     let out = b.get_mut();
                     out.inner.flush()?;
+                    // progress by pieces: a large file's moves while it is sent
+                    let sent = &mut |n| meter.advance(n, 0);
                     files
-                        .send(&f, meta.len(), out.inner.get_mut(), &mut out.sum)
+                        .send(&f, meta.len(), out.inner.get_mut(), &mut out.sum, sent)
                         .map_err(named)?;
                     let pad = (512 - meta.len() % 512) % 512;
                     out.write_all(&[0; 512][..pad as usize])?;
                 }
-                meter.advance(meta.len(), 1);
+                meter.advance(0, 1);
                 sent.push((rel, meta.len()));
             }
             let mut out = b.into_inner()?;
