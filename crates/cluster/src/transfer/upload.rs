@@ -401,9 +401,9 @@ async fn send_tar(
                     let out = b.get_mut();
                     out.inner.flush()?;
                     // progress by pieces: a large file's moves while it is sent
-                    let sent = &mut |n| meter.advance(n, 0);
+                    let progress = &mut |n| meter.advance(n, 0);
                     files
-                        .send(&f, meta.len(), out.inner.get_mut(), &mut out.sum, sent)
+                        .send(&f, meta.len(), out.inner.get_mut(), &mut out.sum, progress)
                         .map_err(named)?;
                     let pad = (512 - meta.len() % 512) % 512;
                     out.write_all(&[0; 512][..pad as usize])?;
