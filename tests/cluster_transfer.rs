@@ -461,12 +461,22 @@ fn many_jobs_are_followed_with_one_query_per_poll() {
     lab.script(&abs, "job.sh", "#!/bin/bash\nsleep 2\necho done\n");
     let tmp = tempfile::tempdir().unwrap();
     let r = Arc::new(remote(&lab, &tmp.path().join("ctl"), "slurm", None));
+    // Slurm's accounting outlives the test: a name from the process id alone can
+    // meet an earlier run's job once the id comes round again, so the temporary
+    // folder's random name makes it this run's own
+    let run = tmp
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("run")
+        .trim_start_matches('.')
+        .to_owned();
     let rt = rt();
     rt.block_on(async {
         let mut ids = Vec::new();
         for i in 0..4 {
             let spec = JobSpec {
-                name: format!("bst-watch-{}-{i}", std::process::id()),
+                name: format!("bst-watch-{}-{run}-{i}", std::process::id()),
                 script: format!("{rel}/job.sh"),
                 sbatch_args: vec!["--time=00:02:00".into()],
                 env: vec![("ROUND".into(), i.to_string())],
