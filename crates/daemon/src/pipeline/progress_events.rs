@@ -27,22 +27,39 @@ pub struct Reporter {
 impl Reporter {
     /// Starts reporting `meter` of `step` into submission `id`'s history in `store`.
     pub fn start(store: &Store, id: &str, step: Step, meter: Arc<Meter>) -> Reporter {
+        Self::start_beside(store, id, step, meter, None)
+    }
+
+    /// [`Reporter::start`], with the upload made while the step runs (`upload_while_staging`)
+    /// counted on `upload` and kept in the same events as [`uploaded`], until stopped.
+    pub fn start_beside(
+        store: &Store,
+        id: &str,
+        step: Step,
+        meter: Arc<Meter>,
+        upload: Option<Arc<Meter>>,
+    ) -> Reporter {
         let stop = CancellationToken::new();
         let (store, id, halt) = (store.clone(), id.to_owned(), stop.clone());
         let task = tokio::spawn(async move {
-            let mut last: Option<(u64, u64)> = None;
+            let mut last: Option<(u64, u64, u64)> = None;
             loop {
                 tokio::select! {
                     () = halt.cancelled() => break,
                     () = tokio::time::sleep(EVERY) => {}
                 }
                 let r = meter.read();
-                let now = (r.bytes_done, r.files_done);
-                if r.bytes_total == 0 || last == Some(now) {
+                let sent = upload.as_ref().map(|u| u.read());
+                let now = (r.bytes_done, r.files_done, sent.map_or(0, |u| u.bytes_done));
+                if (r.bytes_total == 0 && now.2 == 0) || last == Some(now) {
                     continue;
                 }
                 last = Some(now);
-                if let Err(e) = store.progress(&id, step.name(), &detail(&r)).await {
+                let mut body = detail(&r);
+                if let (Some(u), Some(map)) = (sent, body.as_object_mut()) {
+                    map.insert("uploaded".into(), uploaded(&u));
+                }
+                if let Err(e) = store.progress(&id, step.name(), &body).await {
                     tracing::warn!(id = %id, error = %e, "cannot record the step's progress");
                 }
             }
@@ -74,6 +91,16 @@ pub fn detail(r: &Reading) -> Value {
         "files_total": r.files_total,
         "bytes_per_s": r.rate().round(),
         "eta_s": r.eta().map(f64::ceil),
+    })
+}
+
+/// An upload made beside a step, whose total is not known while it runs (it sends outputs as
+/// they are staged): bytes and files sent, and bytes per second since it began.
+pub fn uploaded(r: &Reading) -> Value {
+    json!({
+        "bytes_done": r.bytes_done,
+        "files_done": r.files_done,
+        "bytes_per_s": r.rate().round(),
     })
 }
 
@@ -190,10 +217,19 @@ mod tests {
         let meter = Arc::new(Meter::new());
         meter.add_total(10_000, 10);
         let started = std::time::Instant::now();
-        let reporter = Reporter::start(&store, "long", Step::Upload, meter.clone());
+        // an upload beside the step, sending 2 files of 500 bytes a second (no total known)
+        let beside = Arc::new(Meter::new());
+        let reporter = Reporter::start_beside(
+            &store,
+            "long",
+            Step::Upload,
+            meter.clone(),
+            Some(beside.clone()),
+        );
         for _ in 0..9 {
             tokio::time::sleep(Duration::from_secs(1)).await;
             meter.advance(1_000, 1);
+            beside.advance(1_000, 2);
         }
         // the tick at 10 s records the last move; the one at 15 s finds nothing new
         tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -225,5 +261,16 @@ mod tests {
             "{last}"
         );
         assert!(last["eta_s"].is_number(), "{last}");
+        // what the upload beside had sent, with its rate, in the same event
+        let sent = &last["uploaded"];
+        assert!(
+            sent["bytes_done"].as_u64().is_some_and(|b| b >= 5_000)
+                && sent["files_done"].as_u64().is_some_and(|f| f >= 10),
+            "{last}"
+        );
+        assert!(
+            sent["bytes_per_s"].as_f64().is_some_and(|r| r > 0.0),
+            "{last}"
+        );
     }
 }

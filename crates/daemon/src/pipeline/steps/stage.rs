@@ -80,7 +80,13 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     let (log, flushed) = export_log(ctx, &s.id);
     let meter = Arc::new(Meter::new());
     let outputs = (plan.images.len() + plan.plates.len()) as u64;
-    let reporter = Reporter::start(&ctx.runtime.store, &s.id, Step::Stage, meter.clone());
+    let reporter = Reporter::start_beside(
+        &ctx.runtime.store,
+        &s.id,
+        Step::Stage,
+        meter.clone(),
+        streaming.as_ref().map(|st| st.meter.clone()),
+    );
     let stage_ctx = StageContext {
         omero: built.omero,
         exporter: built.exporter,
@@ -95,17 +101,17 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
         } else {
             stage_ngff::copy::Sharding::None
         },
-        on_staged: streaming.as_ref().map(|(tell, _)| tell.clone()),
+        on_staged: streaming.as_ref().map(|st| st.tell.clone()),
     };
     let result = stage_source::stage::execute(&plan, &root, &stage_ctx).await;
     watcher.abort();
     // the exporter's last lines are in the history before the step's own event
     drop(stage_ctx);
     let _ = flushed.await;
-    reporter.stop().await;
-    // the stream ends with the last name told (every sender is now dropped)
+    // the stream ends with the last name told (every sender is now dropped); its progress is
+    // reported until then
     let streamed = match streaming {
-        Some((tell, task)) if result.is_ok() => {
+        Some(Streaming { tell, task, .. }) if result.is_ok() => {
             drop(tell);
             // a cancellation does not wait for the stream (the next step sees it)
             tokio::select! {
@@ -113,12 +119,13 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
                 () = ctx.cancel.cancelled() => None,
             }
         }
-        Some((_, task)) => {
+        Some(Streaming { task, .. }) => {
             task.abort();
             None
         }
         None => None,
     };
+    reporter.stop().await;
     match result {
         Ok(manifest) => {
             let fresh: u64 = manifest
@@ -143,11 +150,15 @@ pub async fn run(ctx: &StepContext, s: &Submission) -> StepOutcome {
     }
 }
 
-/// What tells the upload made while staging each finished output, and its task.
-type Streaming = (
-    Arc<dyn Fn(&str) + Send + Sync>,
-    tokio::task::JoinHandle<Result<Streamed, ClusterError>>,
-);
+/// The upload made while staging, under way.
+struct Streaming {
+    /// Tells it each finished output.
+    tell: Arc<dyn Fn(&str) + Send + Sync>,
+    /// What it has sent (its total grows as outputs are told).
+    meter: Arc<Meter>,
+    /// The upload.
+    task: tokio::task::JoinHandle<Result<Streamed, ClusterError>>,
+}
 
 /// The upload made while staging, begun when `upload_while_staging` is on, the transport
 /// can stream, and the stage starts afresh (`inputs` holds nothing: a resumed stage is
@@ -173,17 +184,19 @@ fn start_streaming(
         let _ = tx.send(name.to_owned());
     });
     let (id, inputs) = (s.id.clone(), inputs.to_path_buf());
+    let meter = Arc::new(Meter::new());
+    let sent = meter.clone();
     let span = tracing::info_span!("upload_while_staging");
     let task = tokio::spawn(
         async move {
             cluster
                 .transport
-                .upload_streamed(&id, &inputs, rx, Arc::new(Meter::new()))
+                .upload_streamed(&id, &inputs, rx, sent)
                 .await
         }
         .instrument(span),
     );
-    Some((tell, task))
+    Some(Streaming { tell, meter, task })
 }
 
 /// The upload made while staging, once the stream has ended: kept when it completed
