@@ -120,6 +120,89 @@ fn a_biomero_run_shows_its_omero_user_and_its_stage_as_it_happens() {
                 "user": {"name": "alice", "group": "Lab A", "id": 1, "group_id": 1}}),
     );
     assert_eq!(r["error"]["fields"][0]["field"], "user.id", "{r}");
+
+    // a month on, with `keep_history_days = 30`: the history is cut to the event that ended
+    // it, and what BIOMERO shows of the run stays as it was, a note written after the cut too
+    drop(d);
+    let whole = finished_days_ago(&s.dir.path().join("queue.sqlite"), "bmrun-1", 31);
+    let mut settings = std::fs::read_to_string(&s.settings).unwrap();
+    settings.push_str("\nkeep_history_days = 30\n");
+    std::fs::write(&s.settings, settings).unwrap();
+    let d = start_tracked(&s, &sa);
+    let started = std::time::Instant::now();
+    let kept = loop {
+        let v = http_get(&d.base, "/api/v1/submissions/bmrun-1");
+        let events = v["events"].as_array().unwrap().clone();
+        if events.len() < whole {
+            break events;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_mins(1),
+            "not cut: {v}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["outcome"], "cancelled", "{kept:?}");
+    assert_eq!(kept[0]["seq"].as_u64(), Some(whole as u64));
+    assert!(
+        d.log_text().contains("histories cut to their last event"),
+        "{}",
+        d.log_text()
+    );
+    note(
+        &s.dir.path().join("queue.sqlite"),
+        "bmrun-1",
+        &json!({"by": "an admin", "made": ["nothing"]}),
+    );
+    let ready = caught_up(&d, 60);
+    assert_eq!(ready["biomero_events"]["error"], Value::Null, "{ready}");
+    assert_eq!(biomero_oracle(&sa, &["views"]), views);
+    assert_eq!(biomero_oracle(&sa, &["rebuild"]), views);
+    assert_versions_contiguous(&url);
+    assert!(
+        !d.log_text().contains("holds other events"),
+        "{}",
+        d.log_text()
+    );
+}
+
+/// Ages submission `id` of the SQLite queue at `db` by `days` (as if it had finished then);
+/// returns how many events its history has.
+fn finished_days_ago(db: &std::path::Path, id: &str, days: i64) -> usize {
+    use sqlx::Connection as _;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE biomero_stage_submissions SET updated_at = updated_at - $1 * 86400000 WHERE id = $2",
+        )
+        .bind(days)
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM biomero_stage_events WHERE submission_id = $1")
+                .bind(id)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+        usize::try_from(n).unwrap()
+    })
+}
+
+/// Writes a note into submission `id`'s history in the SQLite queue at `db`, as the daemon does.
+fn note(db: &std::path::Path, id: &str, detail: &Value) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = stage_store::Store::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        store.note(id, "attended", detail).await.unwrap();
+        store.close().await;
+    });
 }
 
 #[test]

@@ -746,3 +746,96 @@ async fn pages_follow_one_another_without_gaps_or_repeats_while_submissions_arri
         assert!(none.is_empty(), "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_finished_history_is_cut_to_its_end_once_old_enough_and_written_elsewhere() {
+    for (name, store, _d) in stores().await {
+        // one finished (progress, a cancellation, a note after the end), one still open
+        store.insert(&new("h1")).await.unwrap();
+        let c = store
+            .claim("w", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        for pct in [10, 60] {
+            store
+                .progress("h1", "plan", &json!({ "progress": pct }))
+                .await
+                .unwrap();
+        }
+        store.request_cancel("h1").await.unwrap();
+        store
+            .advance(&c, &Transition::cancelled("plan"))
+            .await
+            .unwrap();
+        store
+            .note("h1", "notify", &json!({"mail": "not sent"}))
+            .await
+            .unwrap();
+        store.insert(&new("h2")).await.unwrap();
+        let whole = store.events("h1").await.unwrap();
+        let outcomes: Vec<Outcome> = whole.iter().map(|e| e.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Accepted,
+                Outcome::Progress,
+                Outcome::Progress,
+                Outcome::CancelRequested,
+                Outcome::Cancelled,
+                Outcome::Noted
+            ],
+            "{name}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // not old enough yet
+        let none = stage_store::Cut::default();
+        assert_eq!(
+            store
+                .cut_histories(Duration::from_hours(1), false, 10)
+                .await
+                .unwrap(),
+            none,
+            "{name}"
+        );
+        // old enough, but not yet written to BIOMERO's event store
+        assert_eq!(
+            store.cut_histories(Duration::ZERO, true, 10).await.unwrap(),
+            none,
+            "{name}"
+        );
+        store.mirror_done("h1", whole[4].seq).await.unwrap();
+        assert_eq!(
+            store.cut_histories(Duration::ZERO, true, 10).await.unwrap(),
+            none,
+            "{name}: the note after the end is not written there yet"
+        );
+        store.mirror_done("h1", whole[5].seq).await.unwrap();
+        let cut = store.cut_histories(Duration::ZERO, true, 10).await.unwrap();
+        assert_eq!((cut.submissions, cut.events), (1, 4), "{name}");
+        assert_eq!(store.events("h1").await.unwrap(), whole[4..], "{name}");
+        assert_eq!(
+            store
+                .cut_histories(Duration::ZERO, false, 10)
+                .await
+                .unwrap(),
+            none,
+            "{name}: nothing more to cut"
+        );
+        // the open one keeps everything; the finished one is still itself
+        assert_eq!(store.events("h2").await.unwrap().len(), 1, "{name}");
+        let s = store.get("h1").await.unwrap().unwrap();
+        assert_eq!((s.state, s.done), (State::Cancelled, true), "{name}");
+        let (_, created) = store.insert(&new("h1")).await.unwrap();
+        assert!(!created, "{name}: its id stays taken");
+        assert!(
+            store
+                .mirror_pending(0, 10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|p| p.id != "h1"),
+            "{name}: nothing of it waits to be written again"
+        );
+    }
+}

@@ -19,6 +19,7 @@ pub mod process_metrics;
 pub mod progress;
 pub mod queue_identity;
 pub mod report;
+pub mod retention;
 pub mod runtime;
 pub mod serve;
 pub mod sources;

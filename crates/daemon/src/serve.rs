@@ -74,6 +74,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
     let reaper = tokio::spawn(reap_loop(rt.clone(), shutdown.clone()));
     let resumer = tokio::spawn(resume_on_reload(rt.clone(), shutdown.clone()));
     let watchdog = tokio::spawn(watchdog_loop(rt.clone(), shutdown.clone()));
+    let retention = tokio::spawn(crate::retention::run(rt.clone(), shutdown.clone()));
     let biomero_events = tokio::spawn(crate::biomero::mirror::run(
         rt.clone(),
         rt.biomero_events.clone(),
@@ -125,6 +126,7 @@ pub async fn serve(sources: ConfigSources, timings: Timings) -> anyhow::Result<(
     reaper.abort();
     resumer.abort();
     watchdog.abort();
+    retention.abort();
     let _ = tokio::time::timeout(Duration::from_secs(10), biomero_events).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), biomero_detached).await;
     tracing::info!("stopped");

@@ -582,4 +582,65 @@ mod tests {
         shutdown.cancel();
         worker.await.unwrap();
     }
+
+    /// `keep_history_days`: a run finished longer ago than that keeps its row and its last
+    /// event; one finished since, and every open one, keep their whole history.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_history_older_than_keep_history_days_is_cut_to_its_last_event() {
+        use sqlx::Connection as _;
+        let d = tempfile::tempdir().unwrap();
+        let (rt, site) = runtime(d.path()).await;
+        let shutdown = CancellationToken::new();
+        let worker = tokio::spawn(run(rt.clone(), "w".into(), shutdown.clone()));
+        job_script(&site, r#"cp "$DATA_PATH"/data/in/* "$DATA_PATH"/data/out/"#);
+        let old = run_to_the_end(&rt, &site, "old").await;
+        run_to_the_end(&rt, &site, "recent").await;
+        shutdown.cancel();
+        worker.await.unwrap();
+        let whole = rt.store.events("old").await.unwrap();
+        assert!(whole.len() >= 7, "every step: {whole:#?}");
+        // "old" finished three days ago
+        let url = rt.config.current().settings.settings.queue_url();
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE biomero_stage_submissions SET updated_at = updated_at - 3 * 86400000 WHERE id = 'old'")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        // 0, the default, keeps everything
+        let none = crate::retention::round(&rt, &stop).await.unwrap();
+        assert_eq!(none, stage_store::Cut::default());
+        let mut settings = std::fs::read_to_string(&site.settings).unwrap();
+        settings.push_str("\nkeep_history_days = 2\n");
+        std::fs::write(&site.settings, settings).unwrap();
+        rt.config.reload().await.unwrap();
+        let cut = crate::retention::round(&rt, &stop).await.unwrap();
+        assert_eq!(cut.submissions, 1, "{cut:?}");
+        // the event that ended it stays, with any note written after it
+        let end = whole
+            .iter()
+            .rposition(|e| e.outcome != Outcome::Noted)
+            .unwrap();
+        assert_eq!(usize::try_from(cut.events).unwrap(), end);
+        let kept = rt.store.events("old").await.unwrap();
+        assert_eq!(kept, whole[end..]);
+        assert_eq!(kept[0].state, old.state);
+        let s = rt.store.get("old").await.unwrap().unwrap();
+        assert_eq!(
+            (s.state, s.data, s.request),
+            (old.state, old.data, old.request)
+        );
+        assert!(rt.store.events("recent").await.unwrap().len() >= 7);
+        // a note written later follows the last event kept, and stays with it
+        rt.store
+            .note("old", "notify", &json!({"mail": "not sent"}))
+            .await
+            .unwrap();
+        let after = rt.store.events("old").await.unwrap();
+        assert_eq!(after.len(), kept.len() + 1, "{after:#?}");
+        assert_eq!(after[kept.len()].seq, kept[kept.len() - 1].seq + 1);
+        let again = crate::retention::round(&rt, &stop).await.unwrap();
+        assert_eq!(again, stage_store::Cut::default());
+        assert_eq!(rt.store.events("old").await.unwrap(), after);
+    }
 }

@@ -36,6 +36,7 @@ mod error;
 pub mod mirror;
 pub mod model;
 mod postgres;
+pub mod retention;
 mod rows;
 mod shared;
 mod sqlite;
@@ -50,6 +51,7 @@ pub use mirror::{Lag, Pending};
 pub use model::{
     Claim, Event, ListFilter, NewSubmission, Outcome, Renewal, State, Submission, Transition,
 };
+pub use retention::Cut;
 
 /// The PostgreSQL notification channel.
 pub const NOTIFY_CHANNEL: &str = "biomero_stage";

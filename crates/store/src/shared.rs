@@ -21,11 +21,13 @@ pub(crate) struct Dialect {
     /// The larger of two values (SQLite's scalar `MAX`).
     greatest: &'static str,
     /// The statement that opens a write transaction.
-    begin: &'static str,
+    pub(crate) begin: &'static str,
     /// What a `SELECT` appends to lock the rows it reads for the transaction.
     lock_rows: &'static str,
     /// "Not finished", as the claim index's predicate spells it (so the planner can use it).
     open: &'static str,
+    /// The time `$1` seconds (a bound integer) before now, in the type the time columns hold.
+    ago: &'static str,
 }
 
 impl Dialect {
@@ -36,6 +38,7 @@ impl Dialect {
         begin: "BEGIN",
         lock_rows: " FOR UPDATE",
         open: "NOT done",
+        ago: "(now() - make_interval(secs => CAST($1 AS double precision)))",
     };
 
     /// SQLite: Unix-millisecond columns, one writer at a time (`BEGIN IMMEDIATE`).
@@ -45,9 +48,10 @@ impl Dialect {
         begin: "BEGIN IMMEDIATE",
         lock_rows: "",
         open: "done = 0",
+        ago: "(CAST(unixepoch('subsec') * 1000 AS INTEGER) - $1 * 1000)",
     };
 
-    /// `template` with `{now}`, `{greatest}`, `{lock_rows}` and `{open}` in this dialect.
+    /// `template` with `{now}`, `{greatest}`, `{lock_rows}`, `{open}` and `{ago}` in this dialect.
     /// Safe as SQL: the template is a literal and every word comes from the constants above.
     pub(crate) fn sql(self, template: &'static str) -> sqlx::AssertSqlSafe<String> {
         sqlx::AssertSqlSafe(
@@ -55,7 +59,8 @@ impl Dialect {
                 .replace("{now}", self.now)
                 .replace("{greatest}", self.greatest)
                 .replace("{lock_rows}", self.lock_rows)
-                .replace("{open}", self.open),
+                .replace("{open}", self.open)
+                .replace("{ago}", self.ago),
         )
     }
 }

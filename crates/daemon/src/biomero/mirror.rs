@@ -141,7 +141,11 @@ async fn write_history(
     s: &stage_store::Submission,
     history: &[stage_store::Event],
 ) -> Result<usize, TrackerError> {
-    let mut inserted = append_submission(rt, tracker, queue, s, history).await?;
+    let mut inserted = if was_cut(history) {
+        0
+    } else {
+        append_submission(rt, tracker, queue, s, history).await?
+    };
     // a detached run ends when the last of its submissions has, after all of theirs
     if let Some(link) = tracking::detached_link(s)
         && s.done
@@ -153,7 +157,9 @@ async fn write_history(
         if let Some(end) = tracking::run_end(link, &subs) {
             for sub in subs.iter().filter(|x| x.id != s.id) {
                 let h = rt.store.events(&sub.id).await.map_err(store_error)?;
-                inserted += append_submission(rt, tracker, queue, sub, &h).await?;
+                if !was_cut(&h) {
+                    inserted += append_submission(rt, tracker, queue, sub, &h).await?;
+                }
             }
             inserted += tracker
                 .append_shared(&end, &tracking::shared_aggregates(s))
@@ -167,6 +173,14 @@ async fn write_history(
         .await
         .map_err(store_error)?;
     Ok(inserted)
+}
+
+/// Whether `history` was cut by `keep_history_days` (its first events are gone). BIOMERO's
+/// events are derived from a whole history, so a cut one is never derived again: it was
+/// written whole before it was cut (or never will be, when it was cut with the store off),
+/// and what follows a cut (notes) makes no event there.
+fn was_cut(history: &[stage_store::Event]) -> bool {
+    history.first().is_some_and(|e| e.seq > 1)
 }
 
 /// Appends what BIOMERO's store does not hold yet of one submission's events.

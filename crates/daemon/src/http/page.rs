@@ -143,6 +143,16 @@ fn current(s: &Submission, history: &[Event]) -> String {
                 let now_t = Utc::now();
                 now.push_str(&format!(", {} left", age(now_t - eta, now_t)));
             }
+            // the upload made while staging: what it has sent so far (its total grows)
+            if let Some(sent) = e
+                .detail
+                .pointer("/uploaded/bytes_done")
+                .and_then(Value::as_u64)
+            {
+                #[allow(clippy::cast_precision_loss)]
+                let mb = sent as f64 / 1e6;
+                now.push_str(&format!("; {mb:.0} MB uploaded"));
+            }
             now
         }
         Some(e) if e.outcome == Outcome::Retrying => format!("{step}: retrying"),
@@ -375,6 +385,10 @@ pub(crate) async fn run(
             }
         } }
         h2 { "History" }
+        @if let Some(first) = events.first().filter(|e| e.seq > 1) {
+            p #history-cut { "Events 1–" (first.seq - 1) " were removed once the run had been finished for "
+                "keep_history_days; the event that ended it stays." }
+        }
         div.scroll { table #history {
             tr { th { "#" } th { "time (UTC)" } th { "step" } th { "outcome" } th { "state" } th { "detail" } }
             @for e in &events {
@@ -460,6 +474,22 @@ mod tests {
             "upload: 45%, 120 MB/s, 2 min left"
         );
         // no event of the step under way yet: the step alone
-        assert_eq!(current(&s, &[older, note]), "upload");
+        assert_eq!(current(&s, &[older.clone(), note]), "upload");
+        // staging with its outputs uploaded as they come: what has been sent with it
+        let staging = Submission {
+            state: SubState::Planned,
+            ..s
+        };
+        let both = Event {
+            step: "stage".into(),
+            state: SubState::Planned,
+            detail: serde_json::json!({"progress": 60, "bytes_per_s": 3.0e8, "eta_s": 20.0,
+                "uploaded": {"bytes_done": 912_000_000u64, "files_done": 310, "bytes_per_s": 2.9e8}}),
+            ..older
+        };
+        assert_eq!(
+            current(&staging, &[both]),
+            "stage: 60%, 300 MB/s, 20 s left; 912 MB uploaded"
+        );
     }
 }
