@@ -129,20 +129,10 @@ fn a_biomero_run_shows_its_omero_user_and_its_stage_as_it_happens() {
     settings.push_str("\nkeep_history_days = 30\n");
     std::fs::write(&s.settings, settings).unwrap();
     let d = start_tracked(&s, &sa);
-    let started = std::time::Instant::now();
-    let kept = loop {
-        let v = http_get(&d.base, "/api/v1/submissions/bmrun-1");
-        let events = v["events"].as_array().unwrap().clone();
-        if events.len() < whole {
-            break events;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_mins(1),
-            "not cut: {v}\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let v = wait_submission(&d, "bmrun-1", 60, |v| {
+        v["events"].as_array().is_some_and(|e| e.len() < whole)
+    });
+    let kept = v["events"].as_array().unwrap();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0]["outcome"], "cancelled", "{kept:?}");
     assert_eq!(kept[0]["seq"].as_u64(), Some(whole as u64));
