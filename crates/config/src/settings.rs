@@ -265,7 +265,7 @@ settings! {
     /// The sender of run notifications.
     mail_from: String = "biomero-stage@localhost".to_owned(),
     /// Days the step-by-step history of a finished submission (imported, failed, cancelled)
-    /// is kept; after that it is cut to its last event, which says how it ended. The
+    /// is kept; after that it is cut to the event that ended it and the notes after it. The
     /// submission itself stays (its request, final state, error, where its results were kept
     /// and what was imported), so its id stays taken. With BIOMERO's event store configured,
     /// only histories it already holds whole are cut. 0 keeps every history for ever.
